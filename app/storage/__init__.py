@@ -1,0 +1,1 @@
+"""Storage: the ``VitalStore`` protocol and its adapters (``sqlite`` embedded default, ``influx``)."""

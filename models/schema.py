@@ -1,0 +1,65 @@
+"""The reading and window schema shared by the service, the models and the simulator.
+
+A *reading* is one device or charted observation: ``patient_id, ts, vital, value, quality``.
+As a DataFrame (the cohort files, ``models.windows``) the columns are ``READING_COLUMNS`` with
+``ts`` as ``datetime64[ns, UTC]``.
+
+Codes
+-----
+- ``acvpu``: 0 = Alert, 1 = new Confusion, 2 = Voice, 3 = Pain, 4 = Unresponsive.
+- ``o2``: supplemental oxygen flow in L/min; 0 means room air.
+- ``quality``: ``"ok"`` for a clean reading; anything else (``"probe_off"``, ``"motion"``,
+  ``"low_perfusion"``, ...) is a device's artefact flag: stored, never scored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal
+
+Vital = Literal["hr", "spo2", "rr", "sbp", "dbp", "temp", "acvpu", "o2"]
+VITALS: Final[tuple[str, ...]] = ("hr", "spo2", "rr", "sbp", "dbp", "temp", "acvpu", "o2")
+
+#: Physiologically possible range per vital (inclusive). Outside it a reading is rejected.
+PLAUSIBLE_RANGES: Final[dict[str, tuple[float, float]]] = {
+    "hr": (20.0, 300.0),
+    "spo2": (50.0, 100.0),
+    "rr": (2.0, 80.0),
+    "sbp": (40.0, 300.0),
+    "dbp": (15.0, 200.0),
+    "temp": (25.0, 45.0),
+    "acvpu": (0.0, 4.0),
+    "o2": (0.0, 60.0),
+}
+
+VITAL_NAMES: Final[dict[str, str]] = {
+    "hr": "heart rate",
+    "spo2": "SpO2",
+    "rr": "respiratory rate",
+    "sbp": "systolic blood pressure",
+    "dbp": "diastolic blood pressure",
+    "temp": "temperature",
+    "acvpu": "consciousness (ACVPU)",
+    "o2": "supplemental oxygen",
+}
+
+VITAL_UNITS: Final[dict[str, str]] = {
+    "hr": "bpm", "spo2": "%", "rr": "/min", "sbp": "mmHg", "dbp": "mmHg", "temp": "°C", "acvpu": "", "o2": "L/min",
+}
+
+ACVPU_CODES: Final[tuple[str, ...]] = ("A", "C", "V", "P", "U")
+
+QUALITY_OK: Final[str] = "ok"
+QUALITY_PATTERN: Final[re.Pattern[str]] = re.compile(r"^[a-z_]{1,32}$")
+PATIENT_ID_PATTERN: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+READING_COLUMNS: Final[tuple[str, ...]] = ("patient_id", "ts", "vital", "value", "quality")
+
+#: Deterioration thresholds (the event definition the twin predicts).
+HR_HIGH_BPM: Final[float] = 120.0
+HR_LOW_BPM: Final[float] = 50.0
+SBP_LOW_MMHG: Final[float] = 90.0
+SPO2_LOW_PCT: Final[float] = 90.0
+TEMP_HIGH_C: Final[float] = 39.0
+
+WINDOW_MINUTES: Final[int] = 5
