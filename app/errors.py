@@ -1,0 +1,55 @@
+"""Domain errors, mapped to HTTP status codes once, at the edge (``app/api/errors.py``).
+
+    WardTwinError
+    ├── PatientNotFoundError      404
+    ├── AlertNotFoundError        404
+    ├── ReadingRejectedError      422  (carries FastAPI-shaped ``detail`` items)
+    ├── InvalidRequestError       422
+    ├── AlertConflictError        409
+    └── StoreUnavailableError     503
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WardTwinError(Exception):
+    code = "wardtwin_error"
+
+
+class PatientNotFoundError(WardTwinError):
+    code = "patient_not_found"
+
+    def __init__(self, patient_id: str) -> None:
+        super().__init__(f"no patient {patient_id!r}")
+        self.patient_id = patient_id
+
+
+class AlertNotFoundError(WardTwinError):
+    code = "alert_not_found"
+
+
+class ReadingRejectedError(WardTwinError):
+    code = "reading_rejected"
+
+    def __init__(self, detail: list[dict[str, Any]], accepted: int = 0) -> None:
+        super().__init__(f"{len(detail)} reading(s) rejected")
+        self.detail = detail
+        self.accepted = accepted
+
+
+class InvalidRequestError(WardTwinError):
+    code = "invalid_request"
+
+    def __init__(self, loc: list[str | int], msg: str, type_: str = "value_error") -> None:
+        super().__init__(msg)
+        self.detail = [{"loc": loc, "msg": msg, "type": type_}]
+
+
+class AlertConflictError(WardTwinError):
+    code = "alert_conflict"
+
+
+class StoreUnavailableError(WardTwinError):
+    code = "store_unavailable"

@@ -1,0 +1,61 @@
+"""The one place configuration is read: ``WARDTWIN_*`` environment variables (or ``.env``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, PositiveInt, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WARDTWIN_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("data")
+    #: InfluxDB v1 HTTP API (1.8, 2.x compatibility endpoints, 3.x). None → embedded SQLite store.
+    influx_url: AnyHttpUrl | None = None
+    influx_database: str = Field("wardtwin", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    influx_retention_policy: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    influx_token: SecretStr | None = None
+    influx_batch_size: PositiveInt = 5000
+
+    artifact_path: Path | None = None  # None → the shipped models/artifacts/twin.json
+    alert_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.7
+    #: An active alert resolves when risk falls below this (hysteresis, so a risk hovering at the
+    #: threshold does not raise a new alert every five minutes).
+    alert_clear_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    #: Unacknowledged alerts escalate after this many (clock) minutes.
+    alert_escalate_after_min: PositiveInt = 15
+
+    #: The cycle for a window end runs this many seconds after it, so late readings are in.
+    cycle_grace_s: Annotated[float, Field(ge=0, le=240)] = 30.0
+    #: Each cycle re-aggregates this many of the newest windows (late data lands in them).
+    cycle_reaggregate_windows: PositiveInt = 3
+    #: Readings stamped further than this in the future (by the service clock) are rejected.
+    max_future_skew_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
+    max_batch_readings: PositiveInt = 10_000
+    #: A patient whose newest window is older than this is not scored (off the ward / monitor off).
+    stale_after_min: PositiveInt = 60
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.alert_clear_threshold > self.alert_threshold:
+            raise ValueError("alert_clear_threshold must not exceed alert_threshold")
+        if self.influx_token and (self.influx_username or self.influx_password):
+            raise ValueError("give either an InfluxDB token or a username/password, not both")
+        return self
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "wardtwin.db"
+
+    @property
+    def alerts_path(self) -> Path:
+        return self.data_dir / "alerts.db"
+
+    @property
+    def spool_path(self) -> Path:
+        return self.data_dir / "influx-spool.db"

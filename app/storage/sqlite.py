@@ -1,0 +1,248 @@
+"""The embedded default store: one SQLite file in WAL mode, ``synchronous=FULL`` (durable on return).
+
+Readings are keyed on (ts_ms, patient_id, vital) and clustered by time, so the cycle's range scan
+over the newest minutes reads contiguous pages. Re-sending a reading replaces it, so ingest is
+idempotent and the last delivered copy wins, as with an InfluxDB point. ``materialize_windows``
+pushes the 5-minute aggregation down into SQL and stores the result in ``windows``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from app.domain import Reading, Score
+from app.errors import StoreUnavailableError
+from app.storage.codec import score_from_json, score_to_json
+from models.windows import LAST_VITALS, WINDOW, WINDOW_COLUMNS, empty_windows, normalise
+
+T = TypeVar("T")
+WINDOW_MS = int(WINDOW.total_seconds() * 1000)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    patient_id TEXT NOT NULL, vital TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+    value REAL NOT NULL, quality TEXT NOT NULL,
+    PRIMARY KEY (ts_ms, patient_id, vital)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS patients (patient_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS windows (
+    patient_id TEXT NOT NULL, start_ms INTEGER NOT NULL,
+    hr_mean REAL, hr_std REAL, hr_count INTEGER NOT NULL, spo2_mean REAL, rr_mean REAL,
+    sbp REAL, dbp REAL, temp REAL, acvpu REAL, o2 REAL,
+    PRIMARY KEY (patient_id, start_ms)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS windows_start ON windows (start_ms);
+CREATE TABLE IF NOT EXISTS scores (
+    patient_id TEXT NOT NULL, window_end_ms INTEGER NOT NULL, payload TEXT NOT NULL,
+    PRIMARY KEY (patient_id, window_end_ms)) WITHOUT ROWID;
+"""
+
+# One pass: the sum of squares is taken about 100 bpm (a fixed shift keeps the subtraction in
+# var = (Σd² − (Σd)²/n)/(n − 1) well conditioned for heart rates), then hr_std is finished in Python.
+_AGGREGATE_SQL = f"""
+SELECT patient_id, (ts_ms / {WINDOW_MS}) * {WINDOW_MS} AS start_ms,
+    AVG(CASE WHEN vital = 'hr' THEN value END) AS hr_mean,
+    COUNT(CASE WHEN vital = 'hr' THEN 1 END) AS hr_count,
+    AVG(CASE WHEN vital = 'spo2' THEN value END) AS spo2_mean,
+    AVG(CASE WHEN vital = 'rr' THEN value END) AS rr_mean,
+    SUM(CASE WHEN vital = 'hr' THEN value - 100.0 END) AS hr_d,
+    SUM(CASE WHEN vital = 'hr' THEN (value - 100.0) * (value - 100.0) END) AS hr_dd
+FROM readings WHERE ts_ms >= :lo AND ts_ms < :hi AND quality = 'ok'
+GROUP BY patient_id, start_ms
+"""
+
+
+def _sample_std(n: int, d: float | None, dd: float | None) -> float | None:
+    if n < 2 or d is None or dd is None:
+        return None
+    return (max(dd - d * d / n, 0.0) / (n - 1)) ** 0.5
+
+
+_LAST_SQL = f"""
+SELECT patient_id, start_ms, vital, value FROM (
+    SELECT patient_id, vital, value, (ts_ms / {WINDOW_MS}) * {WINDOW_MS} AS start_ms,
+        ROW_NUMBER() OVER (PARTITION BY patient_id, vital, ts_ms / {WINDOW_MS} ORDER BY ts_ms DESC) AS rn
+    FROM readings
+    WHERE ts_ms >= :lo AND ts_ms < :hi AND quality = 'ok' AND vital IN ({", ".join(f"'{v}'" for v in LAST_VITALS)})
+) WHERE rn = 1
+"""
+
+
+def to_ms(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return int(pd.Timestamp(ts).value // 1_000_000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+class SqliteStore:
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._conn is None:
+                raise StoreUnavailableError("store is not open")
+            with self._lock:
+                try:
+                    return fn(self._conn)
+                except sqlite3.OperationalError as exc:
+                    raise StoreUnavailableError(f"sqlite: {exc}") from exc
+
+        return await asyncio.to_thread(call)
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with self._lock:
+                self._conn.close()
+            self._conn = None
+
+    # -- readings ---------------------------------------------------------------------------------
+    async def write_readings(self, readings: Sequence[Reading]) -> None:
+        rows = [(r.patient_id, r.vital, to_ms(r.ts), float(r.value), r.quality) for r in readings]
+        patients = sorted({(r.patient_id,) for r in readings})
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("INSERT OR REPLACE INTO readings VALUES (?, ?, ?, ?, ?)", rows)
+                conn.executemany("INSERT OR IGNORE INTO patients VALUES (?)", patients)
+
+        if rows:
+            await self._run(write)
+
+    async def readings(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+        ids = list(patient_ids)
+
+        def read(conn: sqlite3.Connection) -> list[tuple]:
+            if not ids:
+                return []
+            sql = (
+                "SELECT patient_id, ts_ms, vital, value, quality FROM readings "
+                f"WHERE patient_id IN ({_placeholders(len(ids))}) AND ts_ms >= ? AND ts_ms < ? "
+                "ORDER BY ts_ms, patient_id, vital"
+            )
+            return conn.execute(sql, [*ids, to_ms(start), to_ms(end)]).fetchall()
+
+        rows = await self._run(read)
+        frame = pd.DataFrame(rows, columns=["patient_id", "ts", "vital", "value", "quality"])
+        frame["ts"] = pd.to_datetime(frame["ts"].astype("int64"), unit="ms", utc=True).astype("datetime64[ns, UTC]")
+        frame["value"] = frame["value"].astype("float64")
+        return frame
+
+    async def patient_ids(self) -> list[str]:
+        rows = await self._run(lambda c: c.execute("SELECT patient_id FROM patients ORDER BY patient_id").fetchall())
+        return [r[0] for r in rows]
+
+    # -- windows ----------------------------------------------------------------------------------
+    async def materialize_windows(self, start: datetime, end: datetime) -> int:
+        lo = to_ms(start) // WINDOW_MS * WINDOW_MS
+        hi = -(-to_ms(end) // WINDOW_MS) * WINDOW_MS
+
+        def materialize(conn: sqlite3.Connection) -> int:
+            params = {"lo": lo, "hi": hi}
+            stats = {
+                (p, s): [mean, _sample_std(n, d, dd), n, spo2, rr]
+                for p, s, mean, n, spo2, rr, d, dd in conn.execute(_AGGREGATE_SQL, params)
+            }
+            last: dict[tuple[str, int], dict[str, float]] = {}
+            for p, s, vital, value in conn.execute(_LAST_SQL, params):
+                last.setdefault((p, s), {})[vital] = value
+            rows = [
+                (p, s, *stats[(p, s)], *(last.get((p, s), {}).get(v) for v in LAST_VITALS))
+                for p, s in sorted(stats)
+            ]
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("DELETE FROM windows WHERE start_ms >= ? AND start_ms < ?", (lo, hi))
+                conn.executemany(f"INSERT INTO windows VALUES ({_placeholders(len(WINDOW_COLUMNS))})", rows)
+            return len(rows)
+
+        return await self._run(materialize)
+
+    async def windows(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+        ids = list(patient_ids)
+
+        def read(conn: sqlite3.Connection) -> list[tuple]:
+            if not ids:
+                return []
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (patient_id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM wanted")
+            conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(i,) for i in ids])
+            sql = (
+                f"SELECT {', '.join('w.' + c if c != 'start' else 'w.start_ms' for c in WINDOW_COLUMNS)} "
+                "FROM windows w JOIN wanted USING (patient_id) WHERE w.start_ms >= ? AND w.start_ms < ? "
+                "ORDER BY w.patient_id, w.start_ms"
+            )
+            return conn.execute(sql, (to_ms(start), to_ms(end))).fetchall()
+
+        rows = await self._run(read)
+        if not rows:
+            return empty_windows()
+        frame = pd.DataFrame(rows, columns=list(WINDOW_COLUMNS))
+        frame["start"] = pd.to_datetime(frame["start"].astype("int64"), unit="ms", utc=True)
+        return normalise(frame)
+
+    # -- scores -----------------------------------------------------------------------------------
+    async def save_scores(self, scores: Sequence[Score]) -> None:
+        rows = [(s.patient_id, to_ms(s.window_end), score_to_json(s)) for s in scores]
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?)", rows)
+
+        if rows:
+            await self._run(write)
+
+    async def latest_scores(self) -> list[Score]:
+        sql = (
+            "SELECT s.payload FROM scores s JOIN (SELECT patient_id, MAX(window_end_ms) AS m FROM scores "
+            "GROUP BY patient_id) x ON s.patient_id = x.patient_id AND s.window_end_ms = x.m ORDER BY s.patient_id"
+        )
+        rows = await self._run(lambda c: c.execute(sql).fetchall())
+        return [score_from_json(r[0]) for r in rows]
+
+    async def score_history(self, patient_id: str, start: datetime, end: datetime) -> list[Score]:
+        sql = (
+            "SELECT payload FROM scores WHERE patient_id = ? AND window_end_ms >= ? AND window_end_ms < ? "
+            "ORDER BY window_end_ms"
+        )
+        rows = await self._run(lambda c: c.execute(sql, (patient_id, to_ms(start), to_ms(end))).fetchall())
+        return [score_from_json(r[0]) for r in rows]
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            await self._run(lambda c: c.execute("SELECT 1").fetchone())
+        except StoreUnavailableError as exc:
+            return {"store": self.name, "ok": False, "error": str(exc), "backlog": 0}
+        return {"store": self.name, "ok": True, "backlog": 0, "path": str(self.path)}
