@@ -8,9 +8,7 @@ pushes the 5-minute aggregation down into SQL and stores the result in ``windows
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ import pandas as pd
 from app.domain import Reading, Score
 from app.errors import StoreUnavailableError
 from app.storage.codec import score_from_json, score_to_json
+from app.storage.sqlite_db import SqliteDatabase
 from models.windows import LAST_VITALS, WINDOW, WINDOW_COLUMNS, empty_windows, normalise
 
 T = TypeVar("T")
@@ -93,38 +92,16 @@ class SqliteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        self._db = SqliteDatabase(self.path, _SCHEMA)
 
-    # -- plumbing ---------------------------------------------------------------------------------
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            if self._conn is None:
-                raise StoreUnavailableError("store is not open")
-            with self._lock:
-                try:
-                    return fn(self._conn)
-                except sqlite3.OperationalError as exc:
-                    raise StoreUnavailableError(f"sqlite: {exc}") from exc
-
-        return await asyncio.to_thread(call)
+        return await self._db.run(fn)
 
     async def open(self) -> None:
-        if self._conn is not None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_SCHEMA)
-        self._conn = conn
+        self._db.open()
 
     async def close(self) -> None:
-        if self._conn is not None:
-            with self._lock:
-                self._conn.close()
-            self._conn = None
+        self._db.close()
 
     # -- readings ---------------------------------------------------------------------------------
     async def write_readings(self, readings: Sequence[Reading]) -> None:
@@ -132,13 +109,11 @@ class SqliteStore:
         patients = sorted({(r.patient_id,) for r in readings})
 
         def write(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("INSERT OR REPLACE INTO readings VALUES (?, ?, ?, ?, ?)", rows)
-                conn.executemany("INSERT OR IGNORE INTO patients VALUES (?)", patients)
+            conn.executemany("INSERT OR REPLACE INTO readings VALUES (?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR IGNORE INTO patients VALUES (?)", patients)
 
         if rows:
-            await self._run(write)
+            await self._run(lambda c: SqliteDatabase.transaction(c, write))
 
     async def readings(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
         ids = list(patient_ids)
@@ -181,10 +156,12 @@ class SqliteStore:
                 (p, s, *stats[(p, s)], *(last.get((p, s), {}).get(v) for v in LAST_VITALS))
                 for p, s in sorted(stats)
             ]
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("DELETE FROM windows WHERE start_ms >= ? AND start_ms < ?", (lo, hi))
-                conn.executemany(f"INSERT INTO windows VALUES ({_placeholders(len(WINDOW_COLUMNS))})", rows)
+
+            def replace(c: sqlite3.Connection) -> None:
+                c.execute("DELETE FROM windows WHERE start_ms >= ? AND start_ms < ?", (lo, hi))
+                c.executemany(f"INSERT INTO windows VALUES ({_placeholders(len(WINDOW_COLUMNS))})", rows)
+
+            SqliteDatabase.transaction(conn, replace)
             return len(rows)
 
         return await self._run(materialize)
@@ -217,12 +194,10 @@ class SqliteStore:
         rows = [(s.patient_id, to_ms(s.window_end), score_to_json(s)) for s in scores]
 
         def write(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?)", rows)
+            conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?)", rows)
 
         if rows:
-            await self._run(write)
+            await self._run(lambda c: SqliteDatabase.transaction(c, write))
 
     async def latest_scores(self) -> list[Score]:
         sql = (

@@ -1,0 +1,92 @@
+"""Alert rules: raise on crossing the threshold, resolve below the clear threshold (hysteresis),
+escalate when unacknowledged too long; and the outbox worker that delivers events to the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from app.alerts.hub import AlertHub
+from app.alerts.store import Alert, AlertStore
+from app.clock import Clock
+from app.domain import Score
+
+logger = logging.getLogger(__name__)
+
+
+class AlertEngine:
+    def __init__(self, store: AlertStore, hub: AlertHub, clock: Clock, *, threshold: float,
+                 clear_threshold: float, escalate_after: timedelta) -> None:
+        self.store = store
+        self.hub = hub
+        self.clock = clock
+        self.threshold = threshold
+        self.clear_threshold = clear_threshold
+        self.escalate_after = escalate_after
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def evaluate(self, scores: Sequence[Score]) -> list[Alert]:
+        """Apply the rules to one cycle's scores; returns the alerts raised."""
+        now = self.clock.now()
+        open_alerts = await self.store.open_alerts()
+        raised: list[Alert] = []
+        for score in scores:
+            active = open_alerts.get(score.patient_id)
+            if active is None:
+                if score.risk >= self.threshold:
+                    reasons = [c.sentence for c in score.contributions if c.sentence and c.points > 0][:3]
+                    alert = await self.store.raise_alert(score.patient_id, score.window_end, score.risk, reasons, now)
+                    if alert is not None:
+                        raised.append(alert)
+                        logger.info("alert raised id=%s risk=%.3f", alert.id, score.risk)
+            elif score.risk < self.clear_threshold:
+                await self.store.resolve(active.id, now, f"risk fell to {score.risk:.2f}")
+            elif active.state in ("raised", "delivered") and now - datetime.fromisoformat(active.raised_at) >= (
+                self.escalate_after
+            ):
+                await self.store.escalate(active.id, now)
+        self._wake.set()
+        return raised
+
+    # -- delivery ---------------------------------------------------------------------------------
+    async def deliver_pending(self) -> int:
+        """Push undelivered outbox events, oldest first; stop at the first that reaches nobody."""
+        sent = 0
+        for event in await self.store.pending_events():
+            message = {"seq": event.seq, **event.payload}
+            if await self.hub.broadcast(message) == 0:
+                break
+            now = self.clock.now()
+            await self.store.mark_event_delivered(event.seq, now)
+            if event.event == "raised":
+                await self.store.mark_delivered(event.alert_id, now)
+            sent += 1
+        return sent
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+            self._wake.clear()
+            try:
+                await self.deliver_pending()
+            except Exception:
+                logger.exception("alert delivery failed; will retry")
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="alert-delivery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

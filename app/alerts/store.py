@@ -1,0 +1,199 @@
+"""Durable alert state and outbox (SQLite, whichever VitalStore holds the readings).
+
+An alert moves ``raised → delivered → acknowledged → resolved``; an unacknowledged one may become
+``escalated``. Every transition appends an event to the outbox in the same transaction, so an
+alert raised is either delivered or still visibly pending after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.errors import AlertConflictError, AlertNotFoundError
+from app.storage.sqlite_db import SqliteDatabase
+
+STATES = ("raised", "delivered", "acknowledged", "resolved", "escalated")
+OPEN_STATES = ("raised", "delivered", "escalated", "acknowledged")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, window_end TEXT NOT NULL, raised_at TEXT NOT NULL,
+    risk REAL NOT NULL, reasons TEXT NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL,
+    delivered_at TEXT, acknowledged_by TEXT, acknowledged_at TEXT, escalated_at TEXT, resolved_at TEXT,
+    resolved_reason TEXT);
+CREATE INDEX IF NOT EXISTS alerts_patient ON alerts (patient_id, state);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, event TEXT NOT NULL,
+    payload TEXT NOT NULL, created_at TEXT NOT NULL, delivered_at TEXT, attempts INTEGER NOT NULL DEFAULT 0);
+"""
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: str
+    patient_id: str
+    window_end: str
+    raised_at: str
+    risk: float
+    reasons: list[str]
+    state: str
+    updated_at: str
+    delivered_at: str | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: str | None = None
+    escalated_at: str | None = None
+    resolved_at: str | None = None
+    resolved_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    seq: int
+    alert_id: str
+    event: str
+    payload: dict[str, Any]
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat()
+
+
+def _row_to_alert(row: sqlite3.Row | tuple) -> Alert:
+    values = list(row)
+    values[5] = json.loads(values[5])
+    return Alert(*values)
+
+
+_COLUMNS = (
+    "id, patient_id, window_end, raised_at, risk, reasons, state, updated_at, delivered_at, acknowledged_by, "
+    "acknowledged_at, escalated_at, resolved_at, resolved_reason"
+)
+
+
+class AlertStore:
+    def __init__(self, path: Path) -> None:
+        self._db = SqliteDatabase(path, _SCHEMA)
+
+    async def open(self) -> None:
+        self._db.open()
+
+    async def close(self) -> None:
+        self._db.close()
+
+    # -- reads ------------------------------------------------------------------------------------
+    async def get(self, alert_id: str) -> Alert:
+        sql = f"SELECT {_COLUMNS} FROM alerts WHERE id = ?"
+        row = await self._db.run(lambda c: c.execute(sql, (alert_id,)).fetchone())
+        if row is None:
+            raise AlertNotFoundError(f"no alert {alert_id!r}")
+        return _row_to_alert(row)
+
+    async def list(self, *, patient_id: str | None = None, state: str | None = None, limit: int = 200) -> list[Alert]:
+        clauses, params = [], []
+        if patient_id is not None:
+            clauses.append("patient_id = ?")
+            params.append(patient_id)
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {_COLUMNS} FROM alerts {where} ORDER BY raised_at DESC, id LIMIT ?"
+        rows = await self._db.run(lambda c: c.execute(sql, (*params, limit)).fetchall())
+        return [_row_to_alert(r) for r in rows]
+
+    async def open_alerts(self) -> dict[str, Alert]:
+        marks = ", ".join("?" * len(OPEN_STATES))
+        sql = f"SELECT {_COLUMNS} FROM alerts WHERE state IN ({marks})"
+        rows = await self._db.run(lambda c: c.execute(sql, OPEN_STATES).fetchall())
+        return {a.patient_id: a for a in map(_row_to_alert, rows)}
+
+    # -- transitions ------------------------------------------------------------------------------
+    def _emit(self, conn: sqlite3.Connection, alert_id: str, event: str, at: datetime) -> None:
+        alert = _row_to_alert(conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone())
+        payload = json.dumps({"event": event, "alert": alert.to_dict()}, sort_keys=True)
+        conn.execute(
+            "INSERT INTO outbox (alert_id, event, payload, created_at) VALUES (?, ?, ?, ?)",
+            (alert_id, event, payload, _iso(at)),
+        )
+
+    async def raise_alert(self, patient_id: str, window_end: datetime, risk: float, reasons: list[str],
+                          at: datetime) -> Alert | None:
+        """Raise an alert; ``None`` if this (patient, window end) already raised one (cycle rerun)."""
+        alert_id = f"{patient_id}-{window_end.astimezone(UTC):%Y%m%dT%H%MZ}"
+
+        def raise_(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO alerts (id, patient_id, window_end, raised_at, risk, reasons, state, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'raised', ?)",
+                (alert_id, patient_id, _iso(window_end), _iso(at), risk, json.dumps(reasons), _iso(at)),
+            )
+            if cur.rowcount:
+                self._emit(conn, alert_id, "raised", at)
+            return bool(cur.rowcount)
+
+        created = await self._db.run(lambda c: SqliteDatabase.transaction(c, raise_))
+        return await self.get(alert_id) if created else None
+
+    async def _transition(self, alert_id: str, allowed_from: tuple[str, ...], to: str, at: datetime,
+                          extra: dict[str, Any]) -> Alert:
+        def move(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            if row is None:
+                raise AlertNotFoundError(f"no alert {alert_id!r}")
+            if row[0] not in allowed_from:
+                raise AlertConflictError(f"alert {alert_id} is {row[0]}; cannot become {to}")
+            sets = ", ".join(f"{k} = ?" for k in ("state", "updated_at", *extra))
+            conn.execute(f"UPDATE alerts SET {sets} WHERE id = ?", (to, _iso(at), *extra.values(), alert_id))
+            self._emit(conn, alert_id, to, at)
+
+        await self._db.run(lambda c: SqliteDatabase.transaction(c, move))
+        return await self.get(alert_id)
+
+    async def mark_delivered(self, alert_id: str, at: datetime) -> Alert | None:
+        try:
+            return await self._transition(alert_id, ("raised",), "delivered", at, {"delivered_at": _iso(at)})
+        except AlertConflictError:
+            return None  # already further along (acknowledged, escalated, resolved): nothing to do
+
+    async def acknowledge(self, alert_id: str, by: str, at: datetime) -> Alert:
+        return await self._transition(
+            alert_id, ("raised", "delivered", "escalated"), "acknowledged", at,
+            {"acknowledged_by": by, "acknowledged_at": _iso(at)},
+        )
+
+    async def escalate(self, alert_id: str, at: datetime) -> Alert:
+        return await self._transition(alert_id, ("raised", "delivered"), "escalated", at, {"escalated_at": _iso(at)})
+
+    async def resolve(self, alert_id: str, at: datetime, reason: str) -> Alert:
+        return await self._transition(
+            alert_id, OPEN_STATES, "resolved", at, {"resolved_at": _iso(at), "resolved_reason": reason}
+        )
+
+    # -- outbox -----------------------------------------------------------------------------------
+    async def pending_events(self, limit: int = 500) -> list[OutboxEvent]:
+        sql = "SELECT seq, alert_id, event, payload FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?"
+        rows = await self._db.run(lambda c: c.execute(sql, (limit,)).fetchall())
+        return [OutboxEvent(s, a, e, json.loads(p)) for s, a, e, p in rows]
+
+    async def events_after(self, seq: int, limit: int = 500) -> list[OutboxEvent]:
+        sql = "SELECT seq, alert_id, event, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
+        rows = await self._db.run(lambda c: c.execute(sql, (seq, limit)).fetchall())
+        return [OutboxEvent(s, a, e, json.loads(p)) for s, a, e, p in rows]
+
+    async def mark_event_delivered(self, seq: int, at: datetime) -> None:
+        await self._db.run(lambda c: c.execute(
+            "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE seq = ?", (_iso(at), seq)
+        ))
+
+    async def backlog(self) -> int:
+        sql = "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL"
+        row = await self._db.run(lambda c: c.execute(sql).fetchone())
+        return int(row[0])

@@ -1,0 +1,64 @@
+"""A SQLite file opened for durable use from asyncio: WAL, ``synchronous=FULL``, one lock, a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from app.errors import StoreUnavailableError
+
+T = TypeVar("T")
+
+
+class SqliteDatabase:
+    def __init__(self, path: Path, schema: str) -> None:
+        self.path = Path(path)
+        self._schema = schema
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        if self._conn is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(self._schema)
+        self._conn = conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with self._lock:
+                self._conn.close()
+            self._conn = None
+
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` with the connection under the lock (in the calling thread)."""
+        if self._conn is None:
+            raise StoreUnavailableError(f"{self.path.name} is not open")
+        with self._lock:
+            try:
+                return fn(self._conn)
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailableError(f"sqlite {self.path.name}: {exc}") from exc
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a worker thread so the event loop never waits on fsync."""
+        return await asyncio.to_thread(self.call, fn)
+
+    @staticmethod
+    def transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
