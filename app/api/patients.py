@@ -1,0 +1,144 @@
+"""Patient reads: the ward board, latest risk with its explanation, history, windows, what-if."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, Path, Query, Request
+
+from app.api.deps import service
+from app.api.schemas import PatientSummary, RiskOut, WhatIfIn, WindowOut
+from app.domain import Score
+from app.errors import InvalidRequestError, PatientNotFoundError
+from app.pipeline.cycle import to_score
+from app.service import WardTwin
+from app.storage.codec import score_to_dict
+from models import features
+from models.twin import what_if
+from models.windows import WINDOW
+
+router = APIRouter(tags=["patients"])
+
+PatientId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the patient's (pseudonymous) id")]
+
+
+def risk_out(score: Score) -> RiskOut:
+    data = score_to_dict(score)
+    ranked = sorted(score.contributions, key=lambda c: abs(c.points), reverse=True)
+    data["explanation"] = [c.sentence for c in ranked if c.sentence]
+    return RiskOut(**data)
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise InvalidRequestError(["query", name], f"{name} must carry a timezone offset (e.g. Z)", "datetime")
+    return value
+
+
+def _range(since: datetime | None, until: datetime | None, default: timedelta, now: datetime,
+           limit: timedelta) -> tuple[datetime, datetime]:
+    until = _aware(until, "until") or now
+    since = _aware(since, "since") or until - default
+    if since >= until:
+        raise InvalidRequestError(["query", "since"], "since must be before until", "value_error")
+    if until - since > limit:
+        raise InvalidRequestError(["query", "since"], f"the range may span at most {limit}", "value_error")
+    return since, until
+
+
+async def _require_patient(wt: WardTwin, patient_id: str) -> None:
+    if patient_id not in await wt.store.patient_ids():
+        raise PatientNotFoundError(patient_id)
+
+
+async def _latest(wt: WardTwin, patient_id: str) -> Score:
+    await _require_patient(wt, patient_id)
+    for score in await wt.store.latest_scores():
+        if score.patient_id == patient_id:
+            return score
+    raise PatientNotFoundError(patient_id)
+
+
+@router.get("/v1/patients", response_model=list[PatientSummary], summary="The ward, highest risk first")
+async def list_patients(request: Request) -> list[PatientSummary]:
+    wt = service(request)
+    scores = {s.patient_id: s for s in await wt.store.latest_scores()}
+    open_alerts = await wt.alert_store.open_alerts()
+    rows = []
+    for patient_id in await wt.store.patient_ids():
+        score, alert = scores.get(patient_id), open_alerts.get(patient_id)
+        reason = next((c.sentence for c in sorted(score.contributions, key=lambda c: -abs(c.points)) if c.sentence),
+                      None) if score else None
+        rows.append(PatientSummary(
+            patient_id=patient_id, risk=score.risk if score else None,
+            window_end=score.window_end if score else None,
+            news2_total=score.news2.get("total") if score else None,
+            news2_band=score.news2.get("band") if score else None, top_reason=reason,
+            alert_id=alert.id if alert else None, alert_state=alert.state if alert else None,
+        ))
+    return sorted(rows, key=lambda r: (r.risk is None, -(r.risk or 0.0), r.patient_id))
+
+
+@router.get("/v1/patients/{patient_id}/risk", response_model=RiskOut, summary="Latest risk with its explanation")
+async def get_risk(request: Request, patient_id: PatientId) -> RiskOut:
+    return risk_out(await _latest(service(request), patient_id))
+
+
+@router.get("/v1/patients/{patient_id}/risk/history", response_model=list[RiskOut], summary="Scores over time")
+async def get_risk_history(
+    request: Request, patient_id: PatientId,
+    since: Annotated[datetime | None, Query(description="ISO 8601 with offset; default until − 24 h")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601 with offset; default now")] = None,
+) -> list[RiskOut]:
+    wt = service(request)
+    since, until = _range(since, until, timedelta(hours=24), wt.clock.now(), timedelta(days=31))
+    await _require_patient(wt, patient_id)
+    return [risk_out(s) for s in await wt.store.score_history(patient_id, since, until + timedelta(microseconds=1))]
+
+
+def _none_if_nan(value: object) -> object:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+@router.get("/v1/patients/{patient_id}/windows", response_model=list[WindowOut],
+            summary="5-minute windows as the twin sees them (last readings carried forward within their limit)")
+async def get_windows(
+    request: Request, patient_id: PatientId,
+    since: Annotated[datetime | None, Query(description="ISO 8601 with offset; default until − 4 h")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601 with offset; default now")] = None,
+) -> list[WindowOut]:
+    wt = service(request)
+    since, until = _range(since, until, timedelta(hours=4), wt.clock.now(), timedelta(days=7))
+    await _require_patient(wt, patient_id)
+    start = pd.Timestamp(since).floor(WINDOW).to_pydatetime()
+    end = pd.Timestamp(until).ceil(WINDOW).to_pydatetime()
+    grid = await wt.cycle.grid([patient_id], end, end - start)
+    return [
+        WindowOut(**{k: _none_if_nan(v) for k, v in row.items() if k != "patient_id"})
+        for row in grid.to_dict("records")
+    ]
+
+
+@router.post("/v1/patients/{patient_id}/what-if", summary="Rescore the latest window with stated vitals changed")
+async def post_what_if(request: Request, patient_id: PatientId, body: WhatIfIn) -> dict:
+    wt = service(request)
+    latest = await _latest(wt, patient_id)
+    window_end = latest.window_end
+    grid = await wt.cycle.grid([patient_id], window_end, features.HISTORY)
+    try:
+        before, after, changed = what_if(wt.twin, grid, patient_id, dict(body.changes))
+    except ValueError as exc:
+        raise InvalidRequestError(["body", "changes"], str(exc)) from None
+    last_row = grid[grid["start"] == pd.Timestamp(window_end) - WINDOW].iloc[-1]
+    now = wt.clock.now().astimezone(UTC)
+    return {
+        "patient_id": patient_id,
+        "window_end": window_end,
+        "before": risk_out(to_score(before, last_row, wt.twin.version, now)).model_dump(),
+        "after": risk_out(to_score(after, last_row, wt.twin.version, now)).model_dump(),
+        "changed": changed,
+        "risk_change": after.risk - before.risk,
+    }

@@ -1,0 +1,134 @@
+"""Request and response schemas of the public API (the OpenAPI document at /docs is built from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from models.schema import VITALS
+
+
+class ReadingIn(BaseModel):
+    """One reading. Validation is done by ``app.ingest`` item by item; this model documents the contract."""
+
+    patient_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["bed-01"])
+    vital: Literal[VITALS] = Field(examples=["hr"])  # type: ignore[valid-type]
+    value: float | Literal["A", "C", "V", "P", "U"] = Field(
+        examples=[82], description="number in the vital's unit; acvpu may be a letter A/C/V/P/U or its code 0–4"
+    )
+    ts: datetime = Field(description="ISO 8601 with a timezone offset", examples=["2026-11-24T10:00:00Z"])
+    quality: str = Field("ok", pattern=r"^[a-z_]{1,32}$", description="'ok' or the device's artefact flag")
+
+
+class ReadingsBatch(BaseModel):
+    readings: list[ReadingIn] = Field(max_length=10_000)
+
+
+class IngestResult(BaseModel):
+    accepted: int
+
+
+class ContributionOut(BaseModel):
+    feature: str
+    value: float | None
+    points: float = Field(description="push on the logit: coefficient × standardised value")
+    sentence: str
+
+
+class News2Out(BaseModel):
+    points: dict[str, int]
+    total: int
+    band: Literal["low", "low-medium", "medium", "high"]
+    partial: bool
+
+
+class RiskOut(BaseModel):
+    patient_id: str
+    window_end: datetime
+    risk: float = Field(description="calibrated probability of deterioration within 6 hours")
+    logit: float
+    intercept: float
+    news2: News2Out | dict
+    contributions: list[ContributionOut]
+    explanation: list[str] = Field(description="sentences of the contributions that move the score, by impact")
+    model_version: str
+    challenger_risk: float | None = None
+    flags: list[str] = []
+    scored_at: datetime | None = None
+
+
+class PatientSummary(BaseModel):
+    patient_id: str
+    risk: float | None
+    window_end: datetime | None
+    news2_total: int | None
+    news2_band: str | None
+    top_reason: str | None
+    alert_id: str | None = None
+    alert_state: str | None = None
+
+
+class WindowOut(BaseModel):
+    start: datetime
+    hr_mean: float | None
+    hr_std: float | None
+    hr_count: int
+    spo2_mean: float | None
+    rr_mean: float | None
+    sbp: float | None
+    dbp: float | None
+    temp: float | None
+    acvpu: float | None
+    o2: float | None
+
+
+class AlertOut(BaseModel):
+    id: str
+    patient_id: str
+    window_end: datetime
+    raised_at: datetime
+    risk: float
+    reasons: list[str]
+    state: Literal["raised", "delivered", "acknowledged", "resolved", "escalated"]
+    updated_at: datetime
+    delivered_at: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    escalated_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolved_reason: str | None = None
+
+
+class AcknowledgeIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64, description="who acknowledged (name or staff id)")
+
+
+class News2In(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    rr: float | None = None
+    spo2: float | None = None
+    spo2_scale: Literal[1, 2] = 1
+    on_oxygen: bool | None = None
+    sbp: float | None = None
+    hr: float | None = None
+    acvpu: Literal["A", "C", "V", "P", "U"] | None = None
+    temp: float | None = None
+
+
+class WhatIfIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    changes: dict[Literal["hr", "spo2", "rr", "sbp", "dbp", "temp", "acvpu", "o2"], float] = Field(
+        min_length=1, examples=[{"spo2": 96}]
+    )
+
+
+class CycleOut(BaseModel):
+    window_end: datetime
+    patients: int
+    scored: int
+    alerts_raised: int
+    took_ms: float

@@ -1,0 +1,50 @@
+"""Health, NEWS2 for hand-charted observations, and the admin cycle trigger."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from app.api.deps import service
+from app.api.schemas import CycleOut, News2In, News2Out
+from app.errors import InvalidRequestError
+from models import news2
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["system"], summary="Liveness, store state and backlogs")
+async def healthz(request: Request) -> dict:
+    wt = service(request)
+    store = await wt.store.health()
+    return {
+        "ok": bool(store.get("ok")),
+        "store": store,
+        "alerts_outbox_backlog": await wt.alert_store.backlog(),
+        "websocket_clients": wt.hub.client_count,
+        "model_version": wt.twin.version,
+        "last_window_end": wt.scheduler.last_window_end if wt.scheduler else None,
+        "now": wt.clock.now(),
+    }
+
+
+@router.post("/v1/news2", response_model=News2Out, tags=["news2"], summary="NEWS2 of one charted observation set")
+async def post_news2(body: News2In) -> News2Out:
+    try:
+        result = news2.score(**body.model_dump())
+    except ValueError as exc:
+        field = getattr(exc, "field", None)
+        raise InvalidRequestError(["body", *([field] if field else [])], str(exc)) from None
+    return News2Out(points=dict(result.points), total=result.total, band=result.band, partial=result.partial)
+
+
+@router.post("/v1/cycle", response_model=CycleOut, tags=["system"],
+             summary="Run the five-minute cycle for a given window end (idempotent)")
+async def run_cycle(request: Request, window_end: Annotated[datetime, Query(description="aligned or not")]) -> CycleOut:
+    if window_end.tzinfo is None:
+        raise InvalidRequestError(["query", "window_end"], "window_end must carry a timezone offset", "datetime")
+    wt = service(request)
+    result = await wt.cycle.run(window_end, scored_at=wt.clock.now())
+    return CycleOut(**result.__dict__)

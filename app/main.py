@@ -1,0 +1,74 @@
+"""Builds the app from settings; nothing runs at import. The only place a store adapter is chosen."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.api import alerts, errors, patients, readings, system
+from app.clock import Clock, SystemClock
+from app.service import WardTwin
+from app.settings import Settings
+from app.storage.base import VitalStore
+from app.storage.sqlite import SqliteStore
+from models.twin import Twin
+from models.windows import WINDOW
+
+logger = logging.getLogger(__name__)
+
+
+def make_store(settings: Settings) -> VitalStore:
+    if settings.influx_url is None:
+        return SqliteStore(settings.sqlite_path)
+    from app.storage.influx import InfluxStore
+
+    return InfluxStore(
+        str(settings.influx_url).rstrip("/"), settings.influx_database,
+        retention_policy=settings.influx_retention_policy,
+        username=settings.influx_username,
+        password=settings.influx_password.get_secret_value() if settings.influx_password else None,
+        token=settings.influx_token.get_secret_value() if settings.influx_token else None,
+        spool_path=settings.spool_path, batch_size=settings.influx_batch_size,
+    )
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
+               cycle_interval_s: float | None = WINDOW.total_seconds(), store: VitalStore | None = None) -> FastAPI:
+    """``cycle_interval_s=None`` runs no scheduler (tests drive ``POST /v1/cycle`` themselves)."""
+    settings = settings or Settings()
+    clock = clock or SystemClock()
+    twin = Twin.load(settings.artifact_path)
+    wt = WardTwin.build(settings, clock, store or make_store(settings), twin, cycle_interval_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await wt.start()
+        try:
+            yield
+        finally:
+            await wt.stop()
+
+    app = FastAPI(
+        title="wardtwin",
+        version="0.1.0",
+        summary="Patient-deterioration digital twin: risk within 6 h, explained, with NEWS2 beside it.",
+        lifespan=lifespan,
+    )
+    app.state.wardtwin = wt
+    errors.register(app)
+    for module in (readings, patients, alerts, system):
+        app.include_router(module.router)
+    static = Path(__file__).parent / "static"
+    if static.is_dir():
+        app.mount("/", StaticFiles(directory=static, html=True), name="dashboard")
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn app.main:app_from_env --factory``: settings from WARDTWIN_* variables."""
+    return create_app(Settings())

@@ -1,0 +1,109 @@
+"""The five-minute cycle: a pure function of a window end (APScheduler only decides when to call it).
+
+For window end ``W``: re-aggregate the newest windows in the store (late readings land in them),
+read the windows the features need, carry last readings forward, build features with the one
+feature module, score every patient seen within ``stale_after`` with the twin, put NEWS2 beside
+each score, persist the scores (idempotent per patient and window end) and apply the alert rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from app.alerts.engine import AlertEngine
+from app.domain import Contribution, Score
+from app.storage.base import VitalStore
+from models import features, news2
+from models.twin import Twin, TwinScore
+from models.windows import MAX_CARRY_FORWARD, WINDOW, align, carry_forward
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    window_end: datetime
+    patients: int
+    scored: int
+    alerts_raised: int
+    took_ms: float
+
+
+def news2_summary(row: pd.Series) -> dict:
+    result = news2.from_window(row)
+    return {"total": result.total, "band": result.band, "points": dict(result.points), "partial": result.partial}
+
+
+def to_score(twin_score: TwinScore, window_row: pd.Series, model_version: str, scored_at: datetime) -> Score:
+    return Score(
+        patient_id=twin_score.patient_id,
+        window_end=pd.Timestamp(twin_score.window_end).to_pydatetime(),
+        risk=float(twin_score.risk),
+        logit=float(twin_score.logit),
+        intercept=float(twin_score.intercept),
+        contributions=tuple(
+            Contribution(c.feature, None if c.value is None or pd.isna(c.value) else float(c.value),
+                         float(c.points), c.sentence)
+            for c in twin_score.contributions
+        ),
+        model_version=model_version,
+        news2=news2_summary(window_row),
+        scored_at=scored_at,
+    )
+
+
+class Cycle:
+    def __init__(self, store: VitalStore, twin: Twin, alerts: AlertEngine | None, *,
+                 reaggregate_windows: int = 3, stale_after: timedelta = timedelta(hours=1)) -> None:
+        self.store = store
+        self.twin = twin
+        self.alerts = alerts
+        self.reaggregate = WINDOW * reaggregate_windows
+        self.stale_after = stale_after
+
+    async def grid(self, patient_ids: Sequence[str], window_end: datetime, history: timedelta) -> pd.DataFrame:
+        """Carried-forward windows of ``[window_end - history, window_end)`` for the given patients."""
+        start = window_end - history
+        stored = await self.store.windows(patient_ids, start - MAX_CARRY_FORWARD, window_end)
+        return carry_forward(stored, start, window_end)
+
+    async def score_grid(self, grid: pd.DataFrame, window_end: datetime, scored_at: datetime) -> list[Score]:
+        """Score the last window of every patient in ``grid`` that has recent data."""
+        if grid.empty:
+            return []
+        built = features.build(grid)
+        latest = built[built["window_end"] == pd.Timestamp(window_end)]
+        last_rows = grid[grid["start"] == pd.Timestamp(window_end) - WINDOW].set_index("patient_id")
+        fresh = self._fresh(grid, window_end)
+        latest = latest[latest["patient_id"].isin(fresh)]
+        return [
+            to_score(ts, last_rows.loc[ts.patient_id], self.twin.version, scored_at)
+            for ts in self.twin.score(latest.reset_index(drop=True))
+        ]
+
+    def _fresh(self, grid: pd.DataFrame, window_end: datetime) -> set[str]:
+        has_data = grid[
+            (grid["hr_count"] > 0) | grid[["spo2_mean", "rr_mean"]].notna().any(axis=1)
+        ]
+        last_seen = has_data.groupby("patient_id")["start"].max()
+        return set(last_seen[last_seen >= pd.Timestamp(window_end) - self.stale_after].index)
+
+    async def run(self, window_end: datetime, scored_at: datetime | None = None) -> CycleResult:
+        started = time.perf_counter()
+        window_end = align(window_end).to_pydatetime()
+        await self.store.materialize_windows(window_end - self.reaggregate, window_end)
+        patient_ids = await self.store.patient_ids()
+        grid = await self.grid(patient_ids, window_end, features.HISTORY)
+        scores = await self.score_grid(grid, window_end, scored_at or window_end)
+        await self.store.save_scores(scores)
+        raised = await self.alerts.evaluate(scores) if self.alerts else []
+        took_ms = (time.perf_counter() - started) * 1000
+        logger.info("cycle window_end=%s patients=%d scored=%d alerts=%d took_ms=%.0f",
+                    window_end.isoformat(), len(patient_ids), len(scores), len(raised), took_ms)
+        return CycleResult(window_end, len(patient_ids), len(scores), len(raised), took_ms)

@@ -1,0 +1,68 @@
+"""APScheduler decides *when*; the cycle decides nothing about time but its window end argument."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from app.clock import Clock
+from app.pipeline.cycle import Cycle
+from models.windows import WINDOW, align
+
+logger = logging.getLogger(__name__)
+
+#: After a restart, missed windows are scored in order, but no more than this many.
+MAX_CATCH_UP = 12
+
+
+class CycleScheduler:
+    def __init__(self, cycle: Cycle, clock: Clock, *, grace_s: float, interval_s: float) -> None:
+        self.cycle = cycle
+        self.clock = clock
+        self.grace_s = grace_s
+        self.interval_s = interval_s
+        self.last_window_end: datetime | None = None
+        self._scheduler = AsyncIOScheduler()
+        self._lock = asyncio.Lock()
+
+    def due_window_end(self) -> datetime:
+        """The newest window end whose grace period for late readings has passed."""
+        now = self.clock.now()
+        return align(now - timedelta(seconds=self.grace_s)).to_pydatetime()
+
+    async def tick(self) -> int:
+        """Run every due window end not yet run (in order); returns how many ran."""
+        async with self._lock:
+            due = self.due_window_end()
+            if self.last_window_end is None:
+                latest = await self.cycle.store.latest_scores()
+                self.last_window_end = max((s.window_end for s in latest), default=due - WINDOW)
+            pending = []
+            next_end = self.last_window_end + WINDOW
+            while next_end <= due:
+                pending.append(next_end)
+                next_end += WINDOW
+            for window_end in pending[-MAX_CATCH_UP:]:
+                await self.cycle.run(window_end, scored_at=self.clock.now())
+                self.last_window_end = window_end
+            return len(pending[-MAX_CATCH_UP:])
+
+    async def _job(self) -> None:
+        try:
+            await self.tick()
+        except Exception:
+            logger.exception("cycle failed; the next tick retries the same window end")
+
+    def start(self) -> None:
+        self._scheduler.add_job(self._job, "interval", seconds=self.interval_s, max_instances=1, coalesce=True,
+                                id="cycle", next_run_time=None)
+        self._scheduler.start()
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._job()))
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+

@@ -1,0 +1,69 @@
+"""The running service's parts, wired once by ``app.main.create_app`` and reached by routes via app.state."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from app.alerts.engine import AlertEngine
+from app.alerts.hub import AlertHub
+from app.alerts.store import AlertStore
+from app.clock import Clock
+from app.pipeline.cycle import Cycle
+from app.pipeline.scheduler import CycleScheduler
+from app.settings import Settings
+from app.storage.base import VitalStore
+from models.twin import Twin
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WardTwin:
+    settings: Settings
+    clock: Clock
+    store: VitalStore
+    alert_store: AlertStore
+    hub: AlertHub
+    engine: AlertEngine
+    twin: Twin
+    cycle: Cycle
+    scheduler: CycleScheduler | None = None
+    started: bool = field(default=False)
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Clock, store: VitalStore, twin: Twin,
+              cycle_interval_s: float | None) -> WardTwin:
+        alert_store = AlertStore(settings.alerts_path)
+        hub = AlertHub()
+        engine = AlertEngine(
+            alert_store, hub, clock, threshold=settings.alert_threshold,
+            clear_threshold=settings.alert_clear_threshold,
+            escalate_after=timedelta(minutes=settings.alert_escalate_after_min),
+        )
+        cycle = Cycle(store, twin, engine, reaggregate_windows=settings.cycle_reaggregate_windows,
+                      stale_after=timedelta(minutes=settings.stale_after_min))
+        scheduler = (
+            CycleScheduler(cycle, clock, grace_s=settings.cycle_grace_s, interval_s=cycle_interval_s)
+            if cycle_interval_s else None
+        )
+        return cls(settings, clock, store, alert_store, hub, engine, twin, cycle, scheduler)
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.alert_store.open()
+        self.engine.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
+        self.started = True
+        logger.info("service started store=%s model=%s", self.store.name, self.twin.version)
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        await self.engine.stop()
+        await self.alert_store.close()
+        await self.store.close()
+        self.started = False
+        logger.info("service stopped")
