@@ -50,11 +50,11 @@ class WardTwin:
         )
         return cls(settings, clock, store, alert_store, hub, engine, twin, cycle, scheduler)
 
-    async def start(self) -> None:
+    async def start(self, *, start_scheduler: bool = True) -> None:
         await self.store.open()
         await self.alert_store.open()
         self.engine.start()
-        if self.scheduler is not None:
+        if self.scheduler is not None and start_scheduler:
             self.scheduler.start()
         self.started = True
         logger.info("service started store=%s model=%s", self.store.name, self.twin.version)

@@ -1,0 +1,67 @@
+"""The one command-line entry point: ``wardtwin demo | serve | simulate | train | evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _serve(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="wardtwin serve", description="Serve the API (settings from WARDTWIN_*).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    import uvicorn
+
+    uvicorn.run("app.main:app_from_env", factory=True, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _demo(argv: list[str]) -> int:
+    from app.demo import main as demo_main
+
+    return demo_main(argv)
+
+
+def _simulate(argv: list[str]) -> int:
+    from simulator.cli import main as simulate_main
+
+    return simulate_main(argv)
+
+
+def _train(argv: list[str]) -> int:
+    from app.cli_models import train_main
+
+    return train_main(argv)
+
+
+def _evaluate(argv: list[str]) -> int:
+    from app.cli_models import evaluate_main
+
+    return evaluate_main(argv)
+
+
+COMMANDS = {
+    "demo": (_demo, "live demo: a simulated 24-bed ward scored on the embedded store"),
+    "serve": (_serve, "serve the API (InfluxDB when WARDTWIN_INFLUX_URL is set, else SQLite)"),
+    "simulate": (_simulate, "simulator: cohort files, live streaming, realism report"),
+    "train": (_train, "train the twin on a simulated cohort and write its JSON artifact"),
+    "evaluate": (_evaluate, "evaluate the twin against NEWS2 on held-out patients"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: wardtwin {" + ",".join(COMMANDS) + "} ...\n")
+        for name, (_, help_text) in COMMANDS.items():
+            print(f"  {name:<10} {help_text}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler, _ = COMMANDS[argv[0]]
+    return handler(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

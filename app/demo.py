@@ -1,0 +1,163 @@
+"""``wardtwin demo``: a simulated ward streamed through the ingest API in accelerated time.
+
+Start-up: the service starts on the embedded store (or InfluxDB when WARDTWIN_INFLUX_URL is set),
+a few hours of the ward's history are posted through ``POST /v1/readings`` and scored window by
+window, then the ward streams live at ``--speed`` × real time while APScheduler runs the cycle at
+the matching accelerated interval. Ctrl-C stops cleanly: every reading generated is either
+acknowledged by the service or regenerated on the next start, because the demo records in
+``data/demo.json`` the simulated time up to which the service has acknowledged everything, and a
+restart rebuilds the (deterministic) ward and resumes from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import uvicorn
+
+from app.clock import AcceleratedClock
+from app.main import create_app
+from app.settings import Settings
+from models.windows import WINDOW, align
+from simulator.ward import Ward
+
+logger = logging.getLogger(__name__)
+
+BATCH = 10_000
+
+
+@dataclass
+class DemoState:
+    seed: int
+    beds: int
+    epoch: datetime  # the ward's simulated start (its history begins here)
+    acknowledged_until: datetime  # everything the ward delivered up to here is stored
+
+    @classmethod
+    def load(cls, path: Path) -> DemoState | None:
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        return cls(data["seed"], data["beds"], datetime.fromisoformat(data["epoch"]),
+                   datetime.fromisoformat(data["acknowledged_until"]))
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"seed": self.seed, "beds": self.beds, "epoch": self.epoch.isoformat(),
+                                   "acknowledged_until": self.acknowledged_until.isoformat()}, indent=2))
+        tmp.replace(path)
+
+
+async def post_readings(client: httpx.AsyncClient, readings: list[dict]) -> None:
+    """Post in batches; retry transport errors and 5xx; a 422 is logged (bad items named) and not retried."""
+    for i in range(0, len(readings), BATCH):
+        batch = readings[i:i + BATCH]
+        for attempt in range(8):
+            try:
+                response = await client.post("/v1/readings", json={"readings": batch})
+            except httpx.TransportError:
+                response = None
+            if response is not None and response.status_code < 500:
+                if response.status_code == 422:
+                    logger.warning("ingest rejected items: %s", response.text[:500])
+                break
+            await asyncio.sleep(min(0.2 * 2**attempt, 5))
+        else:
+            raise RuntimeError("the service did not accept readings after 8 attempts")
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="wardtwin demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    parser.add_argument("--beds", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--history-hours", type=float, default=4.0)
+    parser.add_argument("--data-dir", type=Path, default=None, help="default WARDTWIN_DATA_DIR or ./data")
+    parser.add_argument("--fresh", action="store_true", help="forget a previous demo's ward and start a new one")
+    return parser.parse_args(argv)
+
+
+def _state(args: argparse.Namespace, path: Path) -> tuple[DemoState, bool]:
+    state = DemoState.load(path)
+    if state and not args.fresh and state.seed == args.seed and state.beds == args.beds:
+        return state, True
+    epoch = align(datetime.now(UTC) - timedelta(hours=args.history_hours)).to_pydatetime()
+    return DemoState(args.seed, args.beds, epoch, epoch), False
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    state_path = settings.data_dir / "demo.json"
+    state, resumed = _state(args, state_path)
+    history_end = state.epoch + timedelta(hours=args.history_hours)
+    sim_start = max(state.acknowledged_until, history_end)
+    clock = AcceleratedClock(sim_start, args.speed)
+    interval_s = WINDOW.total_seconds() / args.speed
+    app = create_app(settings, clock, cycle_interval_s=interval_s, start_scheduler=False)
+    wt = app.state.wardtwin
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+    server_task = asyncio.create_task(server.serve())
+    while not server.started:
+        if server_task.done():
+            return 1
+        await asyncio.sleep(0.05)
+
+    base = f"http://{args.host}:{args.port}"
+    ward = Ward(args.beds, args.seed, pd.Timestamp(state.epoch))
+    if resumed:
+        ward.advance(pd.Timestamp(state.acknowledged_until))  # already stored: regenerate and discard
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        if state.acknowledged_until < history_end:
+            t0 = time.perf_counter()
+            history = ward.advance(pd.Timestamp(history_end))
+            await post_readings(client, history)
+            state.acknowledged_until = history_end
+            state.save(state_path)
+            print(f"history: {len(history):,} readings of {args.history_hours:g} h posted "
+                  f"in {time.perf_counter() - t0:.1f} s")
+            window_end = state.epoch + WINDOW
+            while window_end <= history_end:
+                await wt.cycle.run(window_end, scored_at=window_end)
+                window_end += WINDOW
+            print(f"history: scored {args.history_hours * 12:.0f} windows for {args.beds} beds")
+        wt.scheduler.last_window_end = align(sim_start - timedelta(seconds=settings.cycle_grace_s)).to_pydatetime()
+        await wt.scheduler.tick()
+        wt.scheduler.start()
+        print(f"\nwardtwin demo{' (resumed)' if resumed else ''}: {args.beds} beds at {args.speed:g}x, "
+              f"store={wt.store.name}, model={wt.twin.version}")
+        print(f"  ward board   {base}/\n  API docs     {base}/docs\n  patients     {base}/v1/patients")
+        print(f"  alerts       {base}/v1/alerts   (live: ws://{args.host}:{args.port}/v1/ws/alerts)")
+        print("  Ctrl-C stops; a restart resumes the same ward.\n", flush=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            while not server_task.done():
+                until = clock.now()
+                readings = ward.advance(pd.Timestamp(until))
+                if readings:
+                    await post_readings(client, readings)
+                state.acknowledged_until = until
+                state.save(state_path)
+                await asyncio.wait({server_task}, timeout=1.0)
+    await server_task
+    print(f"stopped; ward time {state.acknowledged_until:%Y-%m-%d %H:%M} saved in {state_path}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = _parse(argv)
+    logging.getLogger("app").setLevel(logging.WARNING)
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run(args))
+    return 0

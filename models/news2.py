@@ -1,0 +1,219 @@
+"""NEWS2, the Royal College of Physicians' National Early Warning Score 2 (2017), chart 1 and chart 4.
+
+Bands (points; reference: ``shared/reference/news2.md``)::
+
+    respiration rate /min   ≤8: 3 · 9–11: 1 · 12–20: 0 · 21–24: 2 · ≥25: 3
+    SpO2 scale 1 %          ≤91: 3 · 92–93: 2 · 94–95: 1 · ≥96: 0
+    SpO2 scale 2 %          ≤83: 3 · 84–85: 2 · 86–87: 1 · 88–92: 0 · ≥93 on air: 0
+                            on oxygen: 93–94: 1 · 95–96: 2 · ≥97: 3
+    air or oxygen           air: 0 · any supplemental oxygen: 2
+    systolic BP mmHg        ≤90: 3 · 91–100: 2 · 101–110: 1 · 111–219: 0 · ≥220: 3
+    pulse /min              ≤40: 3 · 41–50: 1 · 51–90: 0 · 91–110: 1 · 111–130: 2 · ≥131: 3
+    consciousness           A: 0 · new confusion (C), V, P, U: 3
+    temperature °C          ≤35.0: 3 · 35.1–36.0: 1 · 36.1–38.0: 0 · 38.1–39.0: 1 · ≥39.1: 2
+
+Clinical response band (chart 4): aggregate ≥ 7 → ``"high"``; 5–6 → ``"medium"``; a 3 in any single
+parameter with an aggregate below 5 → ``"low-medium"``; otherwise (0–4) → ``"low"``.
+
+Rounding rule: NEWS2 is charted in whole numbers, temperature to 0.1 °C. Values are rounded half up
+(93.5 % → 94 %, 90.5 mmHg → 91 mmHg, 38.05 °C → 38.1 °C) before banding, so a value between two bands
+lands in the band of its charted value. An unobserved parameter scores 0 and marks the set ``partial``.
+Out-of-range (``models.schema.PLAUSIBLE_RANGES``) or unknown values raise ``ValueError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from models.schema import ACVPU_CODES, PLAUSIBLE_RANGES
+
+PARAMETERS: Final[tuple[str, ...]] = ("rr", "spo2", "o2", "sbp", "hr", "acvpu", "temp")
+BANDS: Final[tuple[str, ...]] = ("low", "low-medium", "medium", "high")
+
+
+@dataclass(frozen=True)
+class News2:
+    points: dict[str, int]
+    total: int
+    band: str
+    partial: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"points": dict(self.points), "total": self.total, "band": self.band, "partial": self.partial}
+
+
+def round_half_up(x: float, decimals: int = 0) -> float:
+    """Charted value: half up, with a tiny tolerance for binary representation (38.05 → 38.1)."""
+    f = 10.0**decimals
+    return math.floor(x * f + 0.5 + 1e-9) / f
+
+
+def rr_points(rr: float) -> int:
+    r = round_half_up(rr)
+    return 3 if r <= 8 else 1 if r <= 11 else 0 if r <= 20 else 2 if r <= 24 else 3
+
+
+def spo2_points(spo2: float, *, scale: int = 1, on_oxygen: bool = False) -> int:
+    s = round_half_up(spo2)
+    if scale == 1:
+        return 3 if s <= 91 else 2 if s <= 93 else 1 if s <= 95 else 0
+    if s <= 83:
+        return 3
+    if s <= 85:
+        return 2
+    if s <= 87:
+        return 1
+    if s <= 92 or not on_oxygen:
+        return 0
+    return 1 if s <= 94 else 2 if s <= 96 else 3
+
+
+def sbp_points(sbp: float) -> int:
+    s = round_half_up(sbp)
+    return 3 if s <= 90 else 2 if s <= 100 else 1 if s <= 110 else 0 if s <= 219 else 3
+
+
+def hr_points(hr: float) -> int:
+    h = round_half_up(hr)
+    return 3 if h <= 40 else 1 if h <= 50 else 0 if h <= 90 else 1 if h <= 110 else 2 if h <= 130 else 3
+
+
+def temp_points(temp: float) -> int:
+    t = round_half_up(temp, 1)
+    return 3 if t <= 35.0 else 1 if t <= 36.0 else 0 if t <= 38.0 else 1 if t <= 39.0 else 2
+
+
+def band(total: int, points: dict[str, int]) -> str:
+    if total >= 7:
+        return "high"
+    if total >= 5:
+        return "medium"
+    if any(p == 3 for p in points.values()):
+        return "low-medium"
+    return "low"
+
+
+def _check(field: str, value: Any, vital: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{field}: expected a number, got {value!r}")
+    x = float(value)
+    lo, hi = PLAUSIBLE_RANGES[vital]
+    if math.isnan(x) or not lo <= x <= hi:
+        raise ValueError(f"{field}: {value!r} is outside the plausible range {lo:g}–{hi:g}")
+    return x
+
+
+def score(*, rr: float | None = None, spo2: float | None = None, spo2_scale: int = 1,
+          on_oxygen: bool | None = None, sbp: float | None = None, hr: float | None = None,
+          acvpu: str | None = None, temp: float | None = None) -> News2:
+    """NEWS2 for one observation set; ``None`` = not observed (scores 0, ``partial``)."""
+    if isinstance(spo2_scale, bool) or spo2_scale not in (1, 2):
+        raise ValueError(f"spo2_scale: must be 1 or 2, got {spo2_scale!r}")
+    if on_oxygen is not None and not isinstance(on_oxygen, bool | np.bool_):
+        raise ValueError(f"on_oxygen: expected true/false, got {on_oxygen!r}")
+    if acvpu is not None and (not isinstance(acvpu, str) or acvpu.strip().upper() not in ACVPU_CODES):
+        raise ValueError(f"acvpu: must be one of {', '.join(ACVPU_CODES)}, got {acvpu!r}")
+    values = {"rr": _check("rr", rr, "rr"), "spo2": _check("spo2", spo2, "spo2"), "sbp": _check("sbp", sbp, "sbp"),
+              "hr": _check("hr", hr, "hr"), "temp": _check("temp", temp, "temp")}
+    oxygen = bool(on_oxygen) if on_oxygen is not None else False
+    points = {
+        "rr": 0 if values["rr"] is None else rr_points(values["rr"]),
+        "spo2": 0 if values["spo2"] is None else spo2_points(values["spo2"], scale=spo2_scale, on_oxygen=oxygen),
+        "o2": 0 if on_oxygen is None else (2 if oxygen else 0),
+        "sbp": 0 if values["sbp"] is None else sbp_points(values["sbp"]),
+        "hr": 0 if values["hr"] is None else hr_points(values["hr"]),
+        "acvpu": 0 if acvpu is None else (0 if acvpu.strip().upper() == "A" else 3),
+        "temp": 0 if values["temp"] is None else temp_points(values["temp"]),
+    }
+    partial = any(v is None for v in values.values()) or on_oxygen is None or acvpu is None
+    total = sum(points.values())
+    return News2(points=points, total=total, band=band(total, points), partial=partial)
+
+
+def _opt(row: Any, key: str) -> float | None:
+    v = row.get(key) if hasattr(row, "get") else getattr(row, key, None)
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def from_window(row: Any) -> News2:
+    """NEWS2 from one carried-forward window row (scale 1; ``o2 > 0`` = on oxygen; ``acvpu`` 0..4 → A,C,V,P,U).
+
+    Window means are rounded half up to the charted whole number (temperature to 0.1 °C). Values
+    outside the plausible range raise ``ValueError`` (they cannot come out of ``models.windows``).
+    """
+    o2 = _opt(row, "o2")
+    code = _opt(row, "acvpu")
+    acvpu = None
+    if code is not None:
+        i = int(round_half_up(code))
+        if not 0 <= i < len(ACVPU_CODES):
+            raise ValueError(f"acvpu: code {code!r} is not 0..4")
+        acvpu = ACVPU_CODES[i]
+    return score(rr=_opt(row, "rr_mean"), spo2=_opt(row, "spo2_mean"), on_oxygen=None if o2 is None else o2 > 0,
+                 sbp=_opt(row, "sbp"), hr=_opt(row, "hr_mean"), acvpu=acvpu, temp=_opt(row, "temp"))
+
+
+def _band_points(x: np.ndarray, edges: list[float], pts: list[int]) -> np.ndarray:
+    """Points for charted values ``x`` given upper-inclusive band edges; NaN → 0."""
+    idx = np.searchsorted(np.asarray(edges), x, side="left")
+    out = np.asarray(pts)[np.minimum(idx, len(pts) - 1)]
+    return np.where(np.isnan(x), 0, out).astype("int64")
+
+
+def _charted(x: np.ndarray, decimals: int = 0) -> np.ndarray:
+    f = 10.0**decimals
+    return np.floor(x * f + 0.5 + 1e-9) / f
+
+
+def from_windows(windows: pd.DataFrame) -> pd.DataFrame:
+    """Vectorised :func:`from_window` over many windows (scale 1).
+
+    Returns, per input row (same order): ``patient_id``, ``window_end``, ``news2`` (total), ``partial``,
+    ``band`` and one ``news2_<parameter>`` points column per parameter.
+    """
+    rr = _charted(windows["rr_mean"].to_numpy(float))
+    spo2 = _charted(windows["spo2_mean"].to_numpy(float))
+    sbp = _charted(windows["sbp"].to_numpy(float))
+    hr = _charted(windows["hr_mean"].to_numpy(float))
+    temp = _charted(windows["temp"].to_numpy(float), 1)
+    o2 = windows["o2"].to_numpy(float)
+    acvpu = windows["acvpu"].to_numpy(float)
+    points = {
+        "rr": _band_points(rr, [8, 11, 20, 24], [3, 1, 0, 2, 3]),
+        "spo2": _band_points(spo2, [91, 93, 95], [3, 2, 1, 0]),
+        "o2": np.where(np.isnan(o2), 0, np.where(o2 > 0, 2, 0)).astype("int64"),
+        "sbp": _band_points(sbp, [90, 100, 110, 219], [3, 2, 1, 0, 3]),
+        "hr": _band_points(hr, [40, 50, 90, 110, 130], [3, 1, 0, 1, 2, 3]),
+        "acvpu": np.where(np.isnan(acvpu), 0, np.where(_charted(acvpu) >= 1, 3, 0)).astype("int64"),
+        "temp": _band_points(temp, [35.0 + 1e-9, 36.0 + 1e-9, 38.0 + 1e-9, 39.0 + 1e-9], [3, 1, 0, 1, 2]),
+    }
+    total = sum(points.values())
+    any3 = np.zeros(len(windows), dtype=bool)
+    for p in points.values():
+        any3 |= p == 3
+    bands = np.where(total >= 7, "high", np.where(total >= 5, "medium", np.where(any3, "low-medium", "low")))
+    partial = np.zeros(len(windows), dtype=bool)
+    for arr in (rr, spo2, sbp, hr, temp, o2, acvpu):
+        partial |= np.isnan(arr)
+    out = pd.DataFrame({"patient_id": windows["patient_id"].to_numpy()})
+    if "start" in windows:
+        out["window_end"] = (pd.to_datetime(windows["start"], utc=True) + pd.Timedelta(minutes=5)).to_numpy()
+    out["news2"] = total.astype("int64")
+    out["partial"] = partial
+    out["band"] = bands
+    for k in PARAMETERS:
+        out[f"news2_{k}"] = points[k]
+    return out
+
+
+__all__ = ["BANDS", "PARAMETERS", "News2", "band", "from_window", "from_windows", "round_half_up", "score"]
