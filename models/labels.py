@@ -132,7 +132,9 @@ def label(windows: pd.DataFrame, event_table: pd.DataFrame | None = None) -> pd.
     t = out["window_end"]
 
     key = out.reset_index().sort_values(["window_end", "index"], kind="mergesort")
+    key["patient_id"] = key["patient_id"].astype(object)
     evs = ev.sort_values("onset", kind="mergesort")
+    evs["patient_id"] = evs["patient_id"].astype(object)
     nxt = pd.merge_asof(key, evs[["patient_id", "onset"]], left_on="window_end", right_on="onset",
                         by="patient_id", direction="forward", allow_exact_matches=True).set_index("index").sort_index()
     prev = pd.merge_asof(key, evs[["patient_id", "onset", "end"]].rename(columns={"onset": "p_onset"}),

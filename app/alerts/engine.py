@@ -54,17 +54,21 @@ class AlertEngine:
 
     # -- delivery ---------------------------------------------------------------------------------
     async def deliver_pending(self) -> int:
-        """Push undelivered outbox events, oldest first; stop at the first that reaches nobody."""
+        """Push undelivered outbox events, oldest first, until none is left or one reaches nobody.
+
+        Delivering a ``raised`` event moves its alert to ``delivered``, which is itself an event for
+        the dashboards; the loop sends that too.
+        """
         sent = 0
-        for event in await self.store.pending_events():
-            message = {"seq": event.seq, **event.payload}
-            if await self.hub.broadcast(message) == 0:
-                break
-            now = self.clock.now()
-            await self.store.mark_event_delivered(event.seq, now)
-            if event.event == "raised":
-                await self.store.mark_delivered(event.alert_id, now)
-            sent += 1
+        while events := await self.store.pending_events():
+            for event in events:
+                if await self.hub.broadcast({"seq": event.seq, **event.payload}) == 0:
+                    return sent
+                now = self.clock.now()
+                await self.store.mark_event_delivered(event.seq, now)
+                if event.event == "raised":
+                    await self.store.mark_delivered(event.alert_id, now)
+                sent += 1
         return sent
 
     def wake(self) -> None:

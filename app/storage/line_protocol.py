@@ -1,0 +1,234 @@
+"""InfluxDB line protocol (v1 ``/write``): escaping, the fast reading encoder, and a reference parser.
+
+Escaping, as InfluxDB 1.x parses it (``models/points.go``), checked against a real ``influxd`` in
+``tests/integration/test_influx_line_protocol.py``:
+
+- measurement: ``,`` and space are escaped with a backslash;
+- tag keys, tag values and field keys: ``,``, ``=`` and space are escaped;
+- string field values are double-quoted with ``"`` and ``\\`` escaped; newlines may appear inside;
+- floats are written with ``repr`` (shortest round-trip form), integers with an ``i`` suffix;
+  NaN and infinities cannot be stored and are refused.
+
+A tag value cannot be empty, cannot hold a newline (it ends the line) and cannot end with a backslash
+(``a\\`` followed by the tag separator reads as an escaped comma; 1.x has no escape for a backslash).
+Such values are refused with ``ValueError`` rather than written wrong. Patient ids that pass the API's
+``[A-Za-z0-9_-]{1,64}`` never hit these cases; the store still escapes everything it writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from app.domain import Reading
+
+_EPOCH: Final[datetime] = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final[timedelta] = timedelta(milliseconds=1)
+
+_MEASUREMENT_ESCAPES: Final = str.maketrans({",": r"\,", " ": r"\ "})
+_TAG_ESCAPES: Final = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_STRING_ESCAPES: Final = str.maketrans({'"': r"\"", "\\": r"\\"})
+
+FieldValue = float | int | str | bool
+
+
+def to_ms(ts: datetime) -> int:
+    """A timezone-aware time as integer milliseconds since the epoch (exact, no float rounding)."""
+    if ts.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return (ts - _EPOCH) // _MS
+
+
+def from_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def escape_measurement(name: str) -> str:
+    if not name or "\n" in name or name.endswith("\\"):
+        raise ValueError(f"measurement name {name!r} cannot be written as line protocol")
+    return name.translate(_MEASUREMENT_ESCAPES)
+
+
+def escape_tag(text: str) -> str:
+    """Escape a tag key or value (or a field key); refuse what line protocol 1.x cannot carry."""
+    if not text:
+        raise ValueError("tag keys and values cannot be empty")
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"tag value {text[:40]!r} contains a line break")
+    if text.endswith("\\"):
+        raise ValueError(f"tag value {text[:40]!r} ends with a backslash")
+    return text.translate(_TAG_ESCAPES)
+
+
+def format_string(text: str) -> str:
+    return '"' + text.translate(_STRING_ESCAPES) + '"'
+
+
+def format_float(value: float) -> str:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} cannot be stored in InfluxDB")
+    return repr(value)
+
+
+def format_field(value: FieldValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return format_float(value)
+    if isinstance(value, str):
+        return format_string(value)
+    raise TypeError(f"unsupported field value {value!r}")
+
+
+def encode_point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts_ms: int) -> str:
+    """One point; tags sorted by key (what InfluxDB stores anyway, and the fastest form for it to parse)."""
+    if not fields:
+        raise ValueError("a point needs at least one field")
+    head = escape_measurement(measurement)
+    if tags:
+        head += "," + ",".join(f"{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()))
+    body = ",".join(f"{escape_tag(k)}={format_field(v)}" for k, v in fields.items())
+    return f"{head} {body} {int(ts_ms)}"
+
+
+class ReadingEncoder:
+    """Readings → ``vitals`` points (tags ``patient_id``, ``vital``; fields ``value``, ``quality``), fast.
+
+    The escaped ``measurement,patient_id=…,vital=… value=`` prefix and the ``,quality="…" `` middle are
+    cached, so encoding a reading is one float ``repr``, one integer conversion and a string join.
+    """
+
+    def __init__(self, measurement: str = "vitals", max_cache: int = 200_000) -> None:
+        self.measurement = escape_measurement(measurement)
+        self._prefix: dict[tuple[str, str], str] = {}
+        self._quality: dict[str, str] = {}
+        self._max_cache = max_cache
+
+    def _prefix_for(self, patient_id: str, vital: str) -> str:
+        if len(self._prefix) >= self._max_cache:
+            self._prefix.clear()
+        prefix = f"{self.measurement},patient_id={escape_tag(patient_id)},vital={escape_tag(vital)} value="
+        self._prefix[(patient_id, vital)] = prefix
+        return prefix
+
+    def _quality_for(self, quality: str) -> str:
+        if len(self._quality) >= 1024:
+            self._quality.clear()
+        middle = ",quality=" + format_string(quality) + " "
+        self._quality[quality] = middle
+        return middle
+
+    def encode_lines(self, readings: Iterable[Reading]) -> list[str]:
+        prefixes, qualities = self._prefix, self._quality
+        epoch, ms = _EPOCH, _MS
+        isfinite = math.isfinite
+        lines: list[str] = []
+        append = lines.append
+        for r in readings:
+            prefix = prefixes.get((r.patient_id, r.vital)) or self._prefix_for(r.patient_id, r.vital)
+            middle = qualities.get(r.quality) or self._quality_for(r.quality)
+            value = float(r.value)
+            if not isfinite(value):
+                raise ValueError(f"reading value {value!r} for {r.patient_id}/{r.vital} cannot be stored")
+            ts = r.ts
+            if ts.tzinfo is None:
+                raise ValueError("timestamps must be timezone-aware")
+            append(f"{prefix}{value!r}{middle}{(ts - epoch) // ms}")
+        return lines
+
+    def encode(self, readings: Sequence[Reading]) -> bytes:
+        return "\n".join(self.encode_lines(readings)).encode()
+
+
+# -- reference parser (tests, and naming the points InfluxDB reports as unparseable) ---------------
+
+
+def _split_unescaped(text: str, sep: str, escapable: str, *, quotes: bool = False, limit: int = -1) -> list[str]:
+    """Split on ``sep`` where it is not escaped (a backslash escapes the next char if it is in ``escapable``)
+    and, with ``quotes``, not inside a double-quoted string field."""
+    parts: list[str] = []
+    current: list[str] = []
+    i, n = 0, len(text)
+    in_quotes = False
+    while i < n:
+        ch = text[i]
+        if in_quotes:
+            current.append(ch)
+            if ch == "\\" and i + 1 < n:
+                current.append(text[i + 1])
+                i += 2
+                continue
+            if ch == '"':
+                in_quotes = False
+        elif ch == "\\" and i + 1 < n and text[i + 1] in escapable:
+            current.append(ch + text[i + 1])
+            i += 2
+            continue
+        elif quotes and ch == '"':
+            in_quotes = True
+            current.append(ch)
+        elif ch == sep and (limit < 0 or len(parts) < limit):
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(text: str, chars: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in chars:
+            out.append(text[i + 1])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _parse_field(raw: str) -> FieldValue:
+    if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+        return _unescape(raw[1:-1], '"\\')
+    if raw.endswith("i"):
+        return int(raw[:-1])
+    if raw in ("t", "T", "true", "True", "TRUE"):
+        return True
+    if raw in ("f", "F", "false", "False", "FALSE"):
+        return False
+    return float(raw)
+
+
+def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int | None]:
+    """Parse one line as written by this module: ``(measurement, tags, fields, timestamp)``."""
+    key_and_rest = _split_unescaped(line, " ", ", =", limit=1)
+    if len(key_and_rest) != 2:
+        raise ValueError(f"cannot parse line {line[:80]!r}")
+    key, rest = key_and_rest
+    sections = _split_unescaped(rest, " ", ", =", quotes=True, limit=1)
+    key_parts = _split_unescaped(key, ",", ", =")
+    measurement = _unescape(key_parts[0], ", ")
+    tags: dict[str, str] = {}
+    for pair in key_parts[1:]:
+        k, v = _split_unescaped(pair, "=", ", =", limit=1)
+        tags[_unescape(k, ", =")] = _unescape(v, ", =")
+    fields: dict[str, FieldValue] = {}
+    for pair in _split_unescaped(sections[0], ",", ", =", quotes=True):
+        k, v = _split_unescaped(pair, "=", ", =", quotes=True, limit=1)
+        fields[_unescape(k, ", =")] = _parse_field(v)
+    ts = int(sections[1]) if len(sections) == 2 else None
+    return measurement, tags, fields, ts
+
+
+__all__ = [
+    "ReadingEncoder", "encode_point", "escape_measurement", "escape_tag", "format_field", "format_float",
+    "format_string", "from_ms", "parse_line", "to_ms",
+]

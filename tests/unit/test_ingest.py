@@ -1,0 +1,79 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.ingest import parse_ts, validate_batch
+from models.schema import PLAUSIBLE_RANGES
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+SKEW = timedelta(minutes=5)
+
+
+def item(**over):
+    return {"patient_id": "bed-01", "vital": "hr", "value": 80, "ts": "2026-11-24T11:59:00Z", **over}
+
+
+def test_valid_batch_becomes_readings_in_utc_ms():
+    result = validate_batch([item(ts="2026-11-24T12:59:00.123456+01:00")], NOW, SKEW)
+    assert result.errors == []
+    (reading,) = result.readings
+    assert reading.ts == datetime(2026, 11, 24, 11, 59, 0, 123000, tzinfo=UTC)
+    assert reading.quality == "ok"
+
+
+def test_bad_items_are_named_by_index_and_field_and_good_ones_kept():
+    batch = [item(), item(value=400), item(ts="yesterday"), item(vital="bp"), item(patient_id="x y"), item()]
+    result = validate_batch(batch, NOW, SKEW)
+    assert len(result.readings) == 2
+    locs = {tuple(e["loc"]) for e in result.errors}
+    assert locs == {
+        ("body", "readings", 1, "value"),
+        ("body", "readings", 2, "ts"),
+        ("body", "readings", 3, "vital"),
+        ("body", "readings", 4, "patient_id"),
+    }
+    hr_error = next(e for e in result.errors if e["loc"][2] == 1)
+    assert "400" in hr_error["msg"] and hr_error["type"] == "implausible"
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"ts": "2026-11-24T11:59:00"}, "ts"),  # naive
+        ({"ts": "2026-11-24T12:30:00Z"}, "ts"),  # 30 min in the future
+        ({"value": float("nan")}, "value"),
+        ({"value": True}, "value"),
+        ({"value": "80"}, "value"),
+        ({"vital": "acvpu", "value": "X"}, "value"),
+        ({"vital": "acvpu", "value": 1.5}, "value"),
+        ({"quality": "Probe Off"}, "quality"),
+        ({"extra": 1}, None),
+    ],
+)
+def test_each_kind_of_bad_item_is_rejected(over, field):
+    result = validate_batch([item(**over)], NOW, SKEW)
+    assert result.readings == []
+    assert result.errors[0]["loc"][:3] == ["body", "readings", 0]
+    assert (result.errors[0]["loc"][3:] or [None])[0] == field
+
+
+def test_acvpu_letters_map_to_codes():
+    result = validate_batch([item(vital="acvpu", value="v")], NOW, SKEW)
+    assert result.readings[0].value == 2.0
+
+
+@given(st.sampled_from(sorted(PLAUSIBLE_RANGES)), st.floats(allow_nan=False, allow_infinity=False, width=32))
+def test_plausible_range_is_the_only_numeric_gate(vital, value):
+    result = validate_batch([item(vital=vital, value=value)], NOW, SKEW)
+    lo, hi = PLAUSIBLE_RANGES[vital]
+    in_range = lo <= value <= hi and (vital != "acvpu" or float(value).is_integer())
+    assert bool(result.readings) == in_range
+
+
+def test_parse_ts_rejects_garbage():
+    with pytest.raises(ValueError, match="ISO 8601"):
+        parse_ts("12/11/2026")
+    with pytest.raises(ValueError):
+        parse_ts(1700000000)
