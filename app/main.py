@@ -73,4 +73,5 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn app.main:app_from_env --factory``: settings from WARDTWIN_* variables."""
-    return create_app(Settings())
+    settings = Settings()
+    return create_app(settings, cycle_interval_s=WINDOW.total_seconds() if settings.scheduler_enabled else None)

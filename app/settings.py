@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     #: Unacknowledged alerts escalate after this many (clock) minutes.
     alert_escalate_after_min: PositiveInt = 15
 
+    #: Run the five-minute cycle on APScheduler (off: something else calls POST /v1/cycle).
+    scheduler_enabled: bool = True
     #: The cycle for a window end runs this many seconds after it, so late readings are in.
     cycle_grace_s: Annotated[float, Field(ge=0, le=240)] = 30.0
     #: Each cycle re-aggregates this many of the newest windows (late data lands in them).

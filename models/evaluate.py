@@ -93,7 +93,7 @@ def summary(y: np.ndarray, risk: np.ndarray, news2: np.ndarray) -> dict[str, Any
     y = np.asarray(y, dtype=int)
     slope, intercept = calibration(y, risk)
     return {
-        "n": int(len(y)), "positives": int(y.sum()),
+        "n": len(y), "positives": int(y.sum()),
         "auroc": auroc(y, risk), "auprc": auprc(y, risk),
         "brier": float(np.mean((risk - y) ** 2)) if len(y) else None,
         "calibration_slope": slope, "calibration_intercept": intercept,

@@ -134,12 +134,7 @@ class Twin:
                 name = self.feature_names[j]
                 v = values[i, j]
                 p = float(pts[i, j])
-                if math.isnan(v):
-                    text = F.sentence(name, row)
-                elif abs(p) >= SIGNIFICANT_POINTS:
-                    text = F.sentence(name, row)
-                else:
-                    text = ""
+                text = F.sentence(name, row) if math.isnan(v) or abs(p) >= SIGNIFICANT_POINTS else ""
                 contribs.append(TwinContribution(name, None if math.isnan(v) else float(v), p, text))
             out.append(TwinScore(str(pids[i]), ends.iloc[i], float(risks[i]), float(logits[i]), self.intercept,
                                  tuple(contribs)))

@@ -22,7 +22,7 @@ def synthetic_windows(n_patients: int = 40, hours: float = 24.0, seed: int = 0, 
         hr0, sp0, rr0, sb0, te0 = rng.normal(78, 8), rng.normal(97, 1), rng.normal(15, 2), rng.normal(125, 12), 36.8
         drift = np.zeros(n)
         if rng.random() < frac_deteriorating:
-            onset = rng.uniform(4, hours - 4)
+            onset = rng.uniform(min(4.0, hours / 3), max(hours - 4, hours / 2))
             drift = np.clip((t - onset) / 4.0, 0, None)
         hr = hr0 + 45 * drift + rng.normal(0, 2.5, n)
         spo2 = np.clip(sp0 - 8 * drift + rng.normal(0, 0.6, n), 50, 100)

@@ -1,0 +1,94 @@
+"""A durable local FIFO of line-protocol batches: readings accepted while InfluxDB is down or slow wait here.
+
+One SQLite file (WAL, ``synchronous=FULL``, via ``SqliteDatabase``): ``append`` returns only after the batch
+is committed and fsync'd, so a batch the service has acknowledged survives a crash of the service. Batches
+keep their arrival order (``seq``); the InfluxDB store's drainer replays them oldest first and removes a
+batch only after InfluxDB has acknowledged it. A batch replayed twice (acknowledged, then the service died
+before the removal) is harmless: a point with the same series and timestamp overwrites itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from app.storage.sqlite_db import SqliteDatabase
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    points INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    spooled_at_ms INTEGER NOT NULL
+);
+"""
+
+
+class Spool:
+    """Append-only queue of ``(seq, points, body)``; ``backlog`` counts the points not yet acknowledged."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._db = SqliteDatabase(self.path, _SCHEMA)
+        self._backlog = 0
+        self._batches = 0
+
+    @property
+    def backlog(self) -> int:
+        """Points spooled and not yet acknowledged by InfluxDB."""
+        return self._backlog
+
+    @property
+    def batches(self) -> int:
+        return self._batches
+
+    async def open(self) -> None:
+        self._db.open()
+        points, batches = await self._db.run(
+            lambda c: c.execute("SELECT COALESCE(SUM(points), 0), COUNT(*) FROM spool").fetchone()
+        )
+        self._backlog, self._batches = int(points), int(batches)
+
+    async def close(self) -> None:
+        self._db.close()
+
+    async def append(self, body: bytes, points: int) -> None:
+        """Commit one batch durably (fsync'd before this returns)."""
+        now_ms = int(time.time() * 1000)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO spool (points, body, spooled_at_ms) VALUES (?, ?, ?)", (points, body, now_ms))
+
+        await self._db.run(lambda c: SqliteDatabase.transaction(c, insert))
+        self._backlog += points
+        self._batches += 1
+
+    async def peek(self, max_points: int) -> list[tuple[int, int, bytes]]:
+        """The oldest batches, ``(seq, points, body)``, up to ``max_points`` in total (always at least one)."""
+
+        def read(conn: sqlite3.Connection) -> list[tuple[int, int, bytes]]:
+            out: list[tuple[int, int, bytes]] = []
+            total = 0
+            for seq, points, body in conn.execute("SELECT seq, points, body FROM spool ORDER BY seq LIMIT 256"):
+                if out and total + points > max_points:
+                    break
+                out.append((int(seq), int(points), bytes(body)))
+                total += points
+            return out
+
+        return await self._db.run(read)
+
+    async def remove_through(self, seq: int) -> None:
+        """Forget every batch up to and including ``seq`` (acknowledged or rejected by InfluxDB)."""
+
+        def delete(conn: sqlite3.Connection) -> tuple[int, int]:
+            points, batches = conn.execute(
+                "SELECT COALESCE(SUM(points), 0), COUNT(*) FROM spool WHERE seq <= ?", (seq,)
+            ).fetchone()
+            conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
+            return int(points), int(batches)
+
+        points, batches = await self._db.run(lambda c: SqliteDatabase.transaction(c, delete))
+        self._backlog -= points
+        self._batches -= batches

@@ -1,0 +1,131 @@
+"""The service through a real uvicorn process: ingest, cycle, scores, WebSocket alert, restart."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import pytest
+from websockets.sync.client import connect
+
+from models.windows import WINDOW, align
+from tests.integration.server import uvicorn_service
+
+HOURS = 3
+
+
+def trajectory(patient_id: str, end: datetime, sick: bool, seed: int) -> list[dict]:
+    """3 h of vitals; the sick patient drifts over the last two hours towards shock and hypoxia."""
+    rng = np.random.default_rng(seed)
+    start = end - timedelta(hours=HOURS)
+    seconds = np.arange(0, HOURS * 3600)
+    drift = np.clip((seconds - 3600) / 7200, 0, 1) if sick else np.zeros_like(seconds, dtype=float)
+    hr = 78 + 52 * drift + rng.normal(0, 2, seconds.size)
+    out = [{"patient_id": patient_id, "vital": "hr", "ts": (start + timedelta(seconds=int(s))).isoformat(),
+            "value": round(float(v), 1)} for s, v in zip(seconds, hr, strict=True)]
+    for s in seconds[::30]:
+        d = drift[s]
+        ts = (start + timedelta(seconds=int(s))).isoformat()
+        out.append({"patient_id": patient_id, "vital": "spo2", "ts": ts, "value": round(97 - 9 * d, 1)})
+        out.append({"patient_id": patient_id, "vital": "rr", "ts": ts, "value": round(16 + 14 * d, 1)})
+    for s in seconds[::300]:
+        d = drift[s]
+        ts = (start + timedelta(seconds=int(s) + 1)).isoformat()
+        out.append({"patient_id": patient_id, "vital": "temp", "ts": ts, "value": round(36.9 + 1.8 * d, 2)})
+        if s % 900 == 0:
+            out.append({"patient_id": patient_id, "vital": "sbp", "ts": ts, "value": round(128 - 42 * d)})
+            out.append({"patient_id": patient_id, "vital": "dbp", "ts": ts, "value": round(78 - 25 * d)})
+    return out
+
+
+def post_all(client: httpx.Client, readings: list[dict]) -> int:
+    accepted = 0
+    for i in range(0, len(readings), 10_000):
+        response = client.post("/v1/readings", json={"readings": readings[i:i + 10_000]})
+        assert response.status_code == 200, response.text
+        accepted += response.json()["accepted"]
+    return accepted
+
+
+@pytest.fixture(scope="module")
+def ward(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("service")
+    end = align(datetime.now(UTC) - timedelta(minutes=10)).to_pydatetime()
+    readings = trajectory("stable-1", end, False, 1) + trajectory("sick-1", end, True, 2)
+    return data_dir, end, readings
+
+
+def test_ingest_cycle_scores_and_websocket_alert(ward):
+    data_dir, end, readings = ward
+    with uvicorn_service(data_dir) as base, httpx.Client(base_url=base, timeout=60) as client:
+        ws_url = base.replace("http", "ws") + "/v1/ws/alerts"
+        with connect(ws_url, open_timeout=10) as ws:
+            assert post_all(client, readings) == len(readings)
+            assert post_all(client, readings[:5000]) == 5000  # re-sent: idempotent
+            window_end = end - timedelta(hours=HOURS) + WINDOW
+            while window_end <= end:
+                response = client.post("/v1/cycle", params={"window_end": window_end.isoformat()})
+                assert response.status_code == 200, response.text
+                window_end += WINDOW
+            event = json.loads(ws.recv(timeout=20))
+        assert event["event"] == "raised" and event["alert"]["patient_id"] == "sick-1"
+        assert event["alert"]["risk"] >= 0.7 and event["alert"]["reasons"]
+
+        board = client.get("/v1/patients").json()
+        assert [p["patient_id"] for p in board] == ["sick-1", "stable-1"]
+        assert board[0]["risk"] > 0.7 > board[1]["risk"]
+        risk = client.get("/v1/patients/sick-1/risk").json()
+        assert risk["window_end"] == end.isoformat().replace("+00:00", "Z") or datetime.fromisoformat(
+            risk["window_end"]) == end
+        assert abs(risk["intercept"] + sum(c["points"] for c in risk["contributions"]) - risk["logit"]) < 1e-9
+        assert risk["explanation"] and risk["news2"]["total"] >= 5
+        history = client.get("/v1/patients/sick-1/risk/history",
+                             params={"since": (end - timedelta(hours=HOURS)).isoformat()}).json()
+        assert len(history) == HOURS * 12 and history[-1]["risk"] == risk["risk"]
+        windows = client.get("/v1/patients/sick-1/windows", params={"since": (end - timedelta(hours=1)).isoformat(),
+                                                                     "until": end.isoformat()}).json()
+        assert len(windows) == 12 and windows[-1]["hr_mean"] > 120
+        stored = client.get("/v1/alerts").json()
+        assert [a["patient_id"] for a in stored] == ["sick-1"] and stored[0]["state"] == "delivered"
+        acked = client.post(f"/v1/alerts/{stored[0]['id']}/acknowledge", json={"by": "nurse-7"})
+        assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
+        again = client.post(f"/v1/alerts/{stored[0]['id']}/acknowledge", json={"by": "nurse-7"})
+        assert again.status_code == 409
+        health = client.get("/healthz").json()
+        assert health["ok"] and health["store"]["store"] == "sqlite"
+
+    # A restart on the same data dir resumes with its history.
+    with uvicorn_service(data_dir) as base, httpx.Client(base_url=base, timeout=30) as client:
+        board = client.get("/v1/patients").json()
+        assert [p["patient_id"] for p in board] == ["sick-1", "stable-1"]
+        assert client.get("/v1/alerts").json()[0]["state"] == "acknowledged"
+        history = client.get("/v1/patients/sick-1/risk/history",
+                             params={"since": (end - timedelta(hours=HOURS)).isoformat()}).json()
+        assert len(history) == HOURS * 12
+
+
+def test_bad_batch_names_each_bad_item_and_keeps_the_good(ward):
+    data_dir, end, _ = ward
+    good = {"patient_id": "bed-x", "vital": "hr", "value": 80, "ts": end.isoformat()}
+    batch = [good, {**good, "value": 400}, {**good, "ts": "24/11/2026 10:00"}, {**good, "vital": "spo2", "value": 97}]
+    with uvicorn_service(data_dir) as base, httpx.Client(base_url=base, timeout=30) as client:
+        response = client.post("/v1/readings", json={"readings": batch})
+        assert response.status_code == 422
+        body = response.json()
+        assert body["accepted"] == 2 and body["rejected"] == 2
+        by_index = {d["loc"][2]: d for d in body["detail"]}
+        assert by_index[1]["loc"] == ["body", "readings", 1, "value"] and "400" in by_index[1]["msg"]
+        assert by_index[2]["loc"] == ["body", "readings", 2, "ts"]
+        stored = client.get("/v1/patients/bed-x/windows", params={"since": (end - WINDOW).isoformat(),
+                                                                   "until": (end + WINDOW).isoformat()})
+        assert stored.status_code == 200
+        assert client.get("/v1/patients/nobody/risk").status_code == 404
+        assert client.get("/v1/patients/bed-x/risk/history", params={"since": "yesterday"}).status_code == 422
+        assert client.get("/v1/patients/bed-x/windows", params={"since": "2026-01-01T00:00:00"}).status_code == 422
+        assert client.post("/v1/readings", content=b"{not json").status_code == 422
+        too_many = client.post("/v1/readings", json={"readings": [good] * 10_001})
+        assert too_many.status_code == 422 and "10000" in too_many.text
+        assert client.get("/docs").status_code == 200
+        assert "/v1/readings" in client.get("/openapi.json").json()["paths"]

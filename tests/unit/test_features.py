@@ -1,0 +1,103 @@
+"""models.features: definitions by hand, batch independence, serving = training, sentences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import features as F
+from models.windows import WINDOW
+from tests.unit.test_train_synth import T0, synthetic_windows
+
+
+def _flat(n: int = 60, pid: str = "a", **over: object) -> pd.DataFrame:
+    base = {"hr_mean": 80.0, "hr_std": 2.0, "hr_count": 300, "spo2_mean": 97.0, "rr_mean": 16.0, "sbp": 120.0,
+            "dbp": 70.0, "temp": 37.0, "acvpu": 0.0, "o2": 0.0}
+    frame = pd.DataFrame({"patient_id": pid, "start": T0 + pd.to_timedelta(np.arange(n) * 5, unit="min"), **base})
+    for k, v in over.items():
+        frame[k] = v
+    return frame
+
+
+def test_one_row_per_window_with_window_end_and_feature_order() -> None:
+    w, _ = synthetic_windows(3, 6, seed=1)
+    out = F.build(w)
+    assert list(out.columns) == ["patient_id", "window_end", *F.FEATURE_NAMES]
+    assert len(out) == len(w)
+    assert (out["window_end"].to_numpy() == (w["start"] + WINDOW).to_numpy()).all()
+    assert not out.duplicated(["patient_id", "window_end"]).any()
+
+
+def test_last_hour_mean_std_trend_match_hand_computation() -> None:
+    hr = 60.0 + np.arange(30)  # +1 bpm per window = +12 bpm per hour
+    out = F.build(_flat(30, hr_mean=hr))
+    last = out.iloc[-1]
+    window = hr[-12:]
+    assert last["hr_mean_1h"] == pytest.approx(window.mean(), abs=1e-9)
+    assert last["hr_std_1h"] == pytest.approx(window.std(ddof=1), abs=1e-9)
+    assert last["hr_trend_1h"] == pytest.approx(12.0, abs=1e-9)
+    assert last["hr_to_120"] == pytest.approx(120 - hr[-1])
+    assert last["hr_to_50"] == pytest.approx(hr[-1] - 50)
+    assert out.iloc[1]["hr_mean_1h"] != out.iloc[1]["hr_mean_1h"]  # fewer than 3 windows: NaN
+
+
+def test_missing_windows_are_skipped_not_invented() -> None:
+    spo2 = np.full(24, 96.0)
+    spo2[-12:-1] = np.nan  # only the newest window of the last hour has SpO2
+    out = F.build(_flat(24, spo2_mean=spo2))
+    assert np.isnan(out.iloc[-1]["spo2_mean_1h"])
+    assert out.iloc[-1]["spo2_to_90"] == pytest.approx(6.0)
+
+
+def test_a_patients_features_do_not_depend_on_the_batch() -> None:
+    w, _ = synthetic_windows(6, 12, seed=2)
+    alone = F.build(w[w["patient_id"] == "p0003"]).reset_index(drop=True)
+    batch = F.build(w.sample(frac=1.0, random_state=0))  # shuffled input, other patients present
+    batch = batch[batch["patient_id"] == "p0003"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone, batch)
+
+
+def test_serving_on_history_equals_training_on_the_whole_stay() -> None:
+    w, _ = synthetic_windows(2, 30, seed=4, frac_deteriorating=1.0)
+    full = F.build(w)
+    end = w["start"].max() + WINDOW
+    recent = w[w["start"] >= end - F.HISTORY]
+    served = F.build(recent)
+    a = full[full["window_end"] == end].reset_index(drop=True)
+    b = served[served["window_end"] == end].reset_index(drop=True)
+    np.testing.assert_allclose(a[list(F.FEATURE_NAMES)].to_numpy(float), b[list(F.FEATURE_NAMES)].to_numpy(float),
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_gaps_in_the_grid_are_tolerated() -> None:
+    w = _flat(30, hr_mean=60.0 + np.arange(30))
+    holed = w.drop(index=[10, 11]).reset_index(drop=True)
+    nan = w.copy()
+    nan.loc[[10, 11], ["hr_mean", "spo2_mean", "rr_mean", "sbp", "temp"]] = np.nan
+    a = F.build(holed)
+    b = F.build(nan).drop(index=[10, 11]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_duplicate_windows_are_refused() -> None:
+    w = _flat(5)
+    with pytest.raises(ValueError, match="duplicate"):
+        F.build(pd.concat([w, w.iloc[[2]]]))
+
+
+def test_build_is_deterministic() -> None:
+    w, _ = synthetic_windows(4, 10, seed=5)
+    a, b = F.build(w), F.build(w.copy())
+    assert a.to_csv(index=False) == b.to_csv(index=False)
+
+
+def test_every_feature_has_a_sentence_with_the_patients_numbers() -> None:
+    w, _ = synthetic_windows(3, 12, seed=6, frac_deteriorating=1.0)
+    row = F.build(w).iloc[-1].to_dict()
+    for f in F.FEATURES:
+        assert f.unit is not None and f.description
+        text = F.sentence(f.name, row)
+        assert text and "{" not in text and "nan" not in text.lower(), (f.name, text)
+    assert F.sentence("hr_trend_1h", {"hr_trend_1h": 18.2}) == "Heart rate rising: +18 bpm over the last hour"
+    assert F.sentence("hr_trend_1h", {"hr_trend_1h": float("nan")}).endswith("not measured")
