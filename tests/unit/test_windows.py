@@ -17,8 +17,8 @@ def frame(rows):
 def test_aggregates_follow_the_definition():
     rows = [("p", T0 + pd.Timedelta(seconds=s), "hr", v, "ok") for s, v in [(0, 70), (1, 80), (299, 90)]]
     rows += [("p", T0 + pd.Timedelta(seconds=2), "hr", 250, "motion")]  # artefact: stored, not aggregated
-    rows += [("p", T0 + pd.Timedelta(seconds=10), "sbp", 120, "ok"), ("p", T0 + pd.Timedelta(seconds=200), "sbp", 110, "ok")]
-    rows += [("p", T0 + pd.Timedelta(seconds=5), "spo2", 95, "ok"), ("p", T0 + pd.Timedelta(seconds=35), "spo2", 97, "ok")]
+    rows += [("p", T0 + pd.Timedelta(seconds=s), "sbp", v, "ok") for s, v in [(10, 120), (200, 110)]]
+    rows += [("p", T0 + pd.Timedelta(seconds=s), "spo2", v, "ok") for s, v in [(5, 95), (35, 97)]]
     rows += [("p", T0 + pd.Timedelta(seconds=300), "hr", 100, "ok")]  # next window
     out = W.aggregate(frame(rows))
     first = out.iloc[0]

@@ -1,0 +1,517 @@
+"""The InfluxDB store: the ``VitalStore`` protocol over InfluxDB's v1 HTTP API (1.x; 2.x/3.x compatibility).
+
+Measurements
+------------
+``vitals``     raw readings; tags ``patient_id``, ``vital``; fields ``value`` (float), ``quality`` (string);
+               millisecond timestamps. Same series + timestamp overwrites: the last delivered copy wins.
+``vitals_5m``  pushed-down 5-minute windows; tag ``patient_id``; fields ``models.windows.WINDOW_COLUMNS``
+               plus ``missing``, an integer bitmask of the columns that are NaN (see below).
+``scores``     tag ``patient_id``; fields ``risk``, ``logit``, ``model_version``, ``payload`` (``codec``
+               JSON); timestamp = window end.
+
+Writes go to ``/write`` as line protocol (``precision=ms``) in batches of ``batch_size``. Reads go to
+``/query`` by POST with InfluxQL whose every user-supplied value is a bound parameter (``params``): a
+patient id is never pasted into query text, so ``x'; DROP DATABASE wardtwin; SELECT '`` is just an id.
+
+Push-down
+---------
+``materialize_windows(start, end)`` runs, in one request, ``GROUP BY time(5m), patient_id`` queries over
+raw ``vitals`` (``mean``/``stddev``/``count`` of HR; ``mean`` of SpO2 and RR; ``last`` of SBP, DBP,
+temperature, ACVPU and O2, with ``quality = 'ok'``) for ``[start, end)`` only, and writes the result to
+``vitals_5m``; the cycle then reads ``vitals_5m``, never hours of raw 1 Hz data. ``stddev`` is the sample
+standard deviation and InfluxDB returns null for a single point, as pandas gives NaN. Carry-forward of
+BP/temperature is not done in InfluxQL (``fill(previous)`` cannot look before a query's start); it
+stays in ``models.windows.carry_forward``.
+
+Re-materializing a window must not leave a stale field behind (InfluxDB merges the fields of points
+with the same series and time). So every ``vitals_5m`` point carries *every* field: a NaN column is
+written as ``0.0`` with its bit set in ``missing``; a window that existed and now has no clean reading
+(e.g. its only reading was re-delivered with an artefact flag) is overwritten with all bits set (a
+tombstone) and ``windows`` skips it. No ``DELETE`` (slow in 1.x, and a reader would see a hole).
+
+Nothing lost
+------------
+``write_readings`` returns only after InfluxDB acknowledged the batch (204) or the batch is fsync'd into
+the local ``Spool``. While the spool holds anything, new batches queue behind it, so replay keeps arrival
+order; a background drainer replays oldest first with exponential backoff and removes a batch only when
+acknowledged. A 400 from InfluxDB (a point it refuses, e.g. a field type conflict) is logged and counted
+in ``health()["rejected"]``, never retried; connection errors, timeouts, 5xx, 401/403 and 404 (database
+missing) are retried.
+
+Errors: transport failures on reads and on window writes raise ``StoreUnavailableError`` (503 at the edge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from app.domain import Reading, Score
+from app.errors import StoreUnavailableError
+from app.storage.codec import score_from_json, score_to_json
+from app.storage.line_protocol import ReadingEncoder, encode_point, to_ms
+from app.storage.spool import Spool
+from models.schema import READING_COLUMNS
+from models.windows import LAST_VITALS, WINDOW, WINDOW_COLUMNS, empty_windows, normalise
+
+logger = logging.getLogger(__name__)
+
+WINDOW_MS: Final[int] = int(WINDOW.total_seconds() * 1000)
+_NAME: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Window value columns as stored in ``vitals_5m`` (``hr_count`` is an integer field, never missing).
+VALUE_COLUMNS: Final[tuple[str, ...]] = tuple(c for c in WINDOW_COLUMNS if c not in ("patient_id", "start", "hr_count"))
+MISSING_BIT: Final[dict[str, int]] = {c: 1 << i for i, c in enumerate(VALUE_COLUMNS)}
+ALL_MISSING: Final[int] = (1 << len(VALUE_COLUMNS)) - 1
+#: Readings per query statement when filtering on patient ids (each id is one bound parameter).
+IDS_PER_STATEMENT: Final[int] = 200
+
+_OK = "quality = 'ok' AND time >= $lo AND time < $hi"
+_GROUP = "GROUP BY time(5m), patient_id"
+_MATERIALIZE_Q: Final[str] = "; ".join([
+    f"SELECT mean(value), stddev(value), count(value) FROM vitals WHERE vital = 'hr' AND {_OK} {_GROUP} fill(none)",
+    f"SELECT mean(value) FROM vitals WHERE vital = 'spo2' AND {_OK} {_GROUP} fill(none)",
+    f"SELECT mean(value) FROM vitals WHERE vital = 'rr' AND {_OK} {_GROUP} fill(none)",
+    "SELECT last(value) FROM vitals WHERE ({}) AND {} {}, vital fill(none)".format(
+        " OR ".join(f"vital = '{v}'" for v in LAST_VITALS), _OK, _GROUP
+    ),
+    "SELECT hr_count, missing FROM vitals_5m WHERE time >= $lo AND time < $hi GROUP BY patient_id",
+])
+
+
+class _Retryable(Exception):
+    """InfluxDB could not take a write now (down, slow, 5xx, auth, database missing): spool and retry."""
+
+
+def _rfc3339(ms: int) -> str:
+    """Millisecond time as an RFC 3339 string: exact as a bound parameter (an integer ns would pass through a
+    float64 in some InfluxDB versions and lose the last bits)."""
+    ts = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _id_filter(ids: Sequence[str], offset: int = 0) -> tuple[str, dict[str, str]]:
+    """``(patient_id = $p0 OR patient_id = $p1 ...)`` and its parameters: ids only ever travel as parameters."""
+    params = {f"p{offset + i}": pid for i, pid in enumerate(ids)}
+    return "(" + " OR ".join(f"patient_id = ${name}" for name in params) + ")", params
+
+
+def _rejected_points(message: str, sent: int) -> int:
+    """How many points of a 400'd batch InfluxDB dropped (``dropped=N`` plus unparseable lines)."""
+    dropped = sum(int(n) for n in re.findall(r"dropped=(\d+)", message))
+    unparsed = message.count("unable to parse")
+    return min(sent, dropped + unparsed) or sent
+
+
+class InfluxStore:
+    name = "influx"
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        retention_policy: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        spool_path: Path,
+        batch_size: int = 5000,
+        timeout_s: float = 10.0,
+        retry_initial_s: float = 0.2,
+        retry_max_s: float = 30.0,
+    ) -> None:
+        if not _NAME.match(database):
+            raise ValueError("InfluxDB database name must be 1–64 of [A-Za-z0-9_-]")
+        if retention_policy is not None and not _NAME.match(retention_policy):
+            raise ValueError("InfluxDB retention policy must be 1–64 of [A-Za-z0-9_-]")
+        if token and (username or password):
+            raise ValueError("give either an InfluxDB token or a username/password, not both")
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        self.url = str(url).rstrip("/")
+        self.database = database
+        self.retention_policy = retention_policy
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self._auth = httpx.BasicAuth(username, password or "") if username else None
+        self._headers = {"Authorization": f"Token {token}"} if token else {}
+        self._spool = Spool(spool_path)
+        self._encoder = ReadingEncoder("vitals")
+        self._client: httpx.AsyncClient | None = None
+        self._drainer: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._spooling = 0
+        self._database_ready = False
+        self.rejected = 0
+        self.last_rejection: str | None = None
+        self.last_error: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        self._client = httpx.AsyncClient(
+            base_url=self.url,
+            auth=self._auth,
+            headers=self._headers,
+            timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 3.0)),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+        await self._spool.open()
+        try:
+            await self._ensure_database()
+        except _Retryable as exc:
+            logger.warning("influx open url=%s unreachable, spooling until it answers: %s", self.url, exc)
+        self._wake = asyncio.Event()
+        self._drainer = asyncio.create_task(self._drain_forever(), name="influx-spool-drainer")
+        if self._spool.backlog:
+            logger.info("influx spool backlog=%d points at open", self._spool.backlog)
+            self._wake.set()
+
+    async def close(self, drain_timeout_s: float | None = None) -> None:
+        """Stop the drainer after giving it ``drain_timeout_s`` (default ``timeout_s``) to empty the spool;
+        whatever is left stays durable in the spool for the next start."""
+        if self._client is None:
+            return
+        if self._drainer is not None:
+            if self._spool.backlog:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wait_drained(), drain_timeout_s or self.timeout_s)
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+            self._drainer = None
+        await self._client.aclose()
+        self._client = None
+        await self._spool.close()
+
+    @property
+    def backlog(self) -> int:
+        return self._spool.backlog
+
+    async def wait_drained(self, poll_s: float = 0.02) -> None:
+        """Return once the spool is empty (tests, shutdown)."""
+        while self._spool.backlog or self._spooling:
+            await asyncio.sleep(poll_s)
+
+    # -- HTTP -------------------------------------------------------------------------------------
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise StoreUnavailableError("influx store is not open")
+        return self._client
+
+    async def _ensure_database(self) -> None:
+        if self._database_ready:
+            return
+        try:
+            response = await self._http.post("/query", data={"q": f'CREATE DATABASE "{self.database}"'})
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code == 200 and "error" not in response.text:
+            self._database_ready = True
+        elif response.status_code in (401, 403):
+            # A user without admin rights (or a 2.x/3.x compatibility endpoint): the database is provisioned.
+            logger.info("influx CREATE DATABASE not permitted (%d); assuming it exists", response.status_code)
+            self._database_ready = True
+        elif response.status_code >= 500:
+            raise _Retryable(f"CREATE DATABASE answered {response.status_code}")
+        else:
+            logger.warning("influx CREATE DATABASE answered %d: %s", response.status_code, response.text[:200])
+            self._database_ready = True
+
+    async def _post_write(self, body: bytes, points: int) -> None:
+        """POST one line-protocol body; returns on 204 or after reporting a 400, raises ``_Retryable`` otherwise."""
+        params = {"db": self.database, "precision": "ms"}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        try:
+            response = await self._http.post("/write", params=params, content=body)
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        status = response.status_code
+        if status == 204:
+            return
+        if status in (400, 413, 422):
+            message = response.text[:2000]
+            rejected = _rejected_points(message, points)
+            self.rejected += rejected
+            self.last_rejection = message
+            logger.error("influx rejected points=%d of batch=%d status=%d: %s", rejected, points, status, message)
+            return
+        if status == 404:
+            self._database_ready = False
+        raise _Retryable(f"/write answered {status}: {response.text[:300]}")
+
+    async def _query(
+        self, q: str, params: dict[str, Any] | None = None, statements: int = 1
+    ) -> list[list[dict[str, Any]]]:
+        """Run InfluxQL by POST (``params`` bound); one list of series per statement, chunks merged."""
+        data = {"q": q, "db": self.database, "epoch": "ms", "chunked": "true", "chunk_size": "10000"}
+        if self.retention_policy:
+            data["rp"] = self.retention_policy
+        if params:
+            data["params"] = json.dumps(params)
+        try:
+            response = await self._http.post("/query", data=data)
+        except httpx.TransportError as exc:
+            raise StoreUnavailableError(f"influx {self.url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            raise StoreUnavailableError(f"influx /query answered {response.status_code}: {response.text[:300]}")
+        by_statement: dict[int, dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]]] = {}
+        decoder = json.JSONDecoder()
+        text, pos = response.text, 0
+        while True:
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            if pos >= len(text):
+                break
+            chunk, pos = decoder.raw_decode(text, pos)
+            if "error" in chunk:
+                raise StoreUnavailableError(f"influx query failed: {chunk['error']}")
+            for result in chunk.get("results", []):
+                if "error" in result:
+                    raise StoreUnavailableError(f"influx query failed: {result['error']}")
+                merged = by_statement.setdefault(int(result.get("statement_id", 0)), {})
+                for series in result.get("series", []):
+                    key = (series.get("name", ""), tuple(sorted((series.get("tags") or {}).items())))
+                    if key in merged:
+                        merged[key]["values"].extend(series.get("values", []))
+                    else:
+                        merged[key] = {**series, "values": list(series.get("values", []))}
+        n = max(statements, max(by_statement, default=-1) + 1)
+        return [list(by_statement.get(i, {}).values()) for i in range(n)]
+
+    # -- writes -----------------------------------------------------------------------------------
+    async def _write(self, body: bytes, points: int) -> None:
+        """Acknowledged by InfluxDB, or durably spooled behind what is already waiting, before returning."""
+        if self._spool.backlog == 0 and self._spooling == 0:
+            try:
+                await self._post_write(body, points)
+                return
+            except _Retryable as exc:
+                self.last_error = str(exc)
+                logger.warning("influx write of %d points failed, spooling: %s", points, exc)
+        self._spooling += 1
+        try:
+            await self._spool.append(body, points)
+        finally:
+            self._spooling -= 1
+        self._wake.set()
+
+    async def write_readings(self, readings: Sequence[Reading]) -> None:
+        for i in range(0, len(readings), self.batch_size):
+            chunk = readings[i : i + self.batch_size]
+            await self._write(self._encoder.encode(chunk), len(chunk))
+
+    async def _drain_forever(self) -> None:
+        delay = self.retry_initial_s
+        while True:
+            if self._spool.backlog == 0:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self._ensure_database()
+                batches = await self._spool.peek(self.batch_size)
+                body = b"\n".join(b for _, _, b in batches)
+                points = sum(n for _, n, _ in batches)
+                await self._post_write(body, points)
+                await self._spool.remove_through(batches[-1][0])
+                delay = self.retry_initial_s
+                if self._spool.backlog == 0:
+                    logger.info("influx spool drained")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep draining whatever happens; the spool keeps the data
+                self.last_error = str(exc)
+                logger.warning("influx spool replay failed (backlog=%d, retry in %.1fs): %s",
+                               self._spool.backlog, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+
+    # -- readings ---------------------------------------------------------------------------------
+    async def readings(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+        ids = list(dict.fromkeys(patient_ids))
+        rows: list[tuple[str, int, str, float, str]] = []
+        if ids:
+            time_params = {"lo": _rfc3339(to_ms(start)), "hi": _rfc3339(to_ms(end))}
+            for series in await self._by_ids(
+                "SELECT value, quality FROM vitals WHERE {ids} AND time >= $lo AND time < $hi "
+                "GROUP BY patient_id, vital",
+                ids, time_params,
+            ):
+                pid, vital = series["tags"]["patient_id"], series["tags"]["vital"]
+                rows.extend((pid, t, vital, v, q) for t, v, q in series["values"])
+        frame = pd.DataFrame(rows, columns=["patient_id", "ts", "vital", "value", "quality"])
+        frame = frame.sort_values(["ts", "patient_id", "vital"], kind="mergesort").reset_index(drop=True)
+        frame["ts"] = pd.to_datetime(frame["ts"].astype("int64"), unit="ms", utc=True).astype("datetime64[ns, UTC]")
+        frame["value"] = frame["value"].astype("float64")
+        frame["patient_id"] = frame["patient_id"].astype(object)
+        frame["vital"] = frame["vital"].astype(object)
+        frame["quality"] = frame["quality"].astype(object)
+        return frame[list(READING_COLUMNS)]
+
+    async def _by_ids(self, template: str, ids: list[str], params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run ``template`` (with ``{ids}`` where the patient filter goes) over ids in bound-parameter groups."""
+        statements, bound = [], dict(params)
+        for i in range(0, len(ids), IDS_PER_STATEMENT):
+            condition, id_params = _id_filter(ids[i : i + IDS_PER_STATEMENT], offset=i)
+            statements.append(template.format(ids=condition))
+            bound.update(id_params)
+        results = await self._query("; ".join(statements), bound, statements=len(statements))
+        return [series for statement in results for series in statement]
+
+    async def patient_ids(self) -> list[str]:
+        results = await self._query('SHOW TAG VALUES FROM vitals WITH KEY = "patient_id"')
+        return sorted({value for statement in results for s in statement for _, value in s["values"]})
+
+    # -- windows ----------------------------------------------------------------------------------
+    async def materialize_windows(self, start: datetime, end: datetime) -> int:
+        lo = to_ms(start) // WINDOW_MS * WINDOW_MS
+        hi = -(-to_ms(end) // WINDOW_MS) * WINDOW_MS
+        if hi <= lo:
+            return 0
+        if self._spool.backlog:
+            logger.warning("influx materialize with spool backlog=%d: late readings land on a re-run",
+                           self._spool.backlog)
+        hr, spo2, rr, last, existing = await self._query(
+            _MATERIALIZE_Q, {"lo": _rfc3339(lo), "hi": _rfc3339(hi)}, statements=5
+        )
+        windows: dict[tuple[str, int], dict[str, float | int]] = {}
+        for series in hr:
+            pid = series["tags"]["patient_id"]
+            for t, mean, std, count in series["values"]:
+                windows.setdefault((pid, t), {}).update(hr_mean=mean, hr_std=std, hr_count=count)
+        for column, statement in (("spo2_mean", spo2), ("rr_mean", rr)):
+            for series in statement:
+                pid = series["tags"]["patient_id"]
+                for t, mean in series["values"]:
+                    windows.setdefault((pid, t), {})[column] = mean
+        for series in last:
+            pid, vital = series["tags"]["patient_id"], series["tags"]["vital"]
+            for t, value in series["values"]:
+                windows.setdefault((pid, t), {})[vital] = value
+
+        lines: list[str] = []
+        for (pid, t), row in windows.items():
+            lines.append(self._window_line(pid, t, row))
+        stale = 0
+        for series in existing:
+            pid = series["tags"]["patient_id"]
+            for t, _, missing in series["values"]:
+                if (pid, t) not in windows and missing != ALL_MISSING:
+                    lines.append(self._window_line(pid, t, {}))
+                    stale += 1
+        for i in range(0, len(lines), self.batch_size):
+            chunk = lines[i : i + self.batch_size]
+            try:
+                await self._post_write("\n".join(chunk).encode(), len(chunk))
+            except _Retryable as exc:
+                raise StoreUnavailableError(f"influx: writing vitals_5m failed: {exc}") from exc
+        logger.debug("influx materialize lo=%d hi=%d windows=%d tombstones=%d", lo, hi, len(windows), stale)
+        return len(windows)
+
+    @staticmethod
+    def _window_line(patient_id: str, start_ms: int, row: dict[str, float | int]) -> str:
+        fields: dict[str, float | int] = {"hr_count": int(row.get("hr_count") or 0)}
+        missing = 0
+        for column in VALUE_COLUMNS:
+            value = row.get(column)
+            if value is None or not np.isfinite(value):
+                missing |= MISSING_BIT[column]
+                value = 0.0
+            fields[column] = float(value)
+        fields["missing"] = missing
+        return encode_point("vitals_5m", {"patient_id": patient_id}, fields, start_ms)
+
+    async def windows(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+        ids = list(dict.fromkeys(patient_ids))
+        if not ids:
+            return empty_windows()
+        columns = ["hr_count", *VALUE_COLUMNS, "missing"]
+        series_list = await self._by_ids(
+            f"SELECT {', '.join(columns)} FROM vitals_5m WHERE {{ids}} AND time >= $lo AND time < $hi "
+            "GROUP BY patient_id",
+            ids, {"lo": _rfc3339(to_ms(start)), "hi": _rfc3339(to_ms(end))},
+        )
+        pids: list[str] = []
+        blocks: list[np.ndarray] = []
+        for series in series_list:
+            order = [series["columns"].index(c) for c in ("time", *columns)]
+            block = np.array(series["values"], dtype="float64")[:, order]
+            blocks.append(block)
+            pids.extend([series["tags"]["patient_id"]] * len(block))
+        if not blocks:
+            return empty_windows()
+        data = np.vstack(blocks)
+        missing = np.nan_to_num(data[:, -1], nan=ALL_MISSING).astype("int64")
+        keep = missing != ALL_MISSING
+        frame = pd.DataFrame(data[:, 1:-1], columns=columns[:-1])
+        for column in VALUE_COLUMNS:
+            frame.loc[(missing & MISSING_BIT[column]) != 0, column] = np.nan
+        frame["hr_count"] = np.nan_to_num(frame["hr_count"].to_numpy(), nan=0.0)
+        frame.insert(0, "start", pd.to_datetime(data[:, 0].astype("int64"), unit="ms", utc=True))
+        frame.insert(0, "patient_id", np.array(pids, dtype=object))
+        frame = frame[keep][list(WINDOW_COLUMNS)]
+        frame = frame.sort_values(["patient_id", "start"], kind="mergesort").reset_index(drop=True)
+        return normalise(frame)
+
+    # -- scores -----------------------------------------------------------------------------------
+    async def save_scores(self, scores: Sequence[Score]) -> None:
+        lines = []
+        for score in scores:
+            fields: dict[str, float | str] = {"model_version": score.model_version, "payload": score_to_json(score)}
+            for name in ("risk", "logit"):
+                value = float(getattr(score, name))
+                if np.isfinite(value):
+                    fields[name] = value
+            lines.append(encode_point("scores", {"patient_id": score.patient_id}, fields, to_ms(score.window_end)))
+        for i in range(0, len(lines), self.batch_size):
+            chunk = lines[i : i + self.batch_size]
+            await self._write("\n".join(chunk).encode(), len(chunk))
+
+    async def latest_scores(self) -> list[Score]:
+        (series_list,) = await self._query("SELECT last(payload) FROM scores GROUP BY patient_id")
+        latest = [score_from_json(s["values"][-1][1]) for s in series_list if s["values"]]
+        return sorted(latest, key=lambda s: s.patient_id)
+
+    async def score_history(self, patient_id: str, start: datetime, end: datetime) -> list[Score]:
+        (series_list,) = await self._query(
+            "SELECT payload FROM scores WHERE patient_id = $p AND time >= $lo AND time < $hi",
+            {"p": patient_id, "lo": _rfc3339(to_ms(start)), "hi": _rfc3339(to_ms(end))},
+        )
+        return [score_from_json(payload) for s in series_list for _, payload in s["values"]]
+
+    # -- health -----------------------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "store": self.name, "ok": False, "backlog": self._spool.backlog, "spooled_batches": self._spool.batches,
+            "rejected": self.rejected, "database": self.database,
+        }
+        try:
+            response = await self._http.get("/ping", timeout=min(self.timeout_s, 2.0))
+            out["ok"] = response.status_code == 204
+            if not out["ok"]:
+                out["error"] = f"/ping answered {response.status_code}"
+            out["version"] = response.headers.get("X-Influxdb-Version")
+        except (httpx.HTTPError, StoreUnavailableError) as exc:
+            out["error"] = f"{type(exc).__name__}: {exc}"
+        if self.last_rejection:
+            out["last_rejection"] = self.last_rejection[:300]
+        if self.last_error and self._spool.backlog:
+            out["last_error"] = self.last_error[:300]
+        return out

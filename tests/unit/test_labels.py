@@ -1,0 +1,70 @@
+"""models.labels: the sustain rule, the 6-hour horizon, eligibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models import labels as L
+from tests.unit.test_features import _flat
+from tests.unit.test_train_synth import T0
+
+MIN = pd.Timedelta(minutes=1)
+
+
+def test_a_spike_is_not_an_event_but_fifteen_minutes_is() -> None:
+    hr = np.full(200, 80.0)
+    hr[50:52] = 135  # 10 minutes: a spike
+    hr[150:153] = 135  # 15 minutes: sustained
+    ev = L.events(_flat(200, hr_mean=hr))
+    assert list(ev["kind"]) == ["hr_high"]
+    assert ev["onset"].iloc[0] == T0 + 150 * 5 * MIN and ev["end"].iloc[0] == T0 + 153 * 5 * MIN
+
+
+def test_one_low_cuff_reading_carried_forward_is_not_an_event() -> None:
+    sbp = np.full(200, 120.0)
+    sbp[60:63] = 85.0  # one reading carried for 15 minutes
+    sbp[120:126] = np.repeat([86.0, 84.0], 3)  # two readings
+    ev = L.events(_flat(200, sbp=sbp))
+    assert list(ev["kind"]) == ["sbp_low"] and ev["onset"].iloc[0] == T0 + 120 * 5 * MIN
+
+
+def test_missing_windows_break_a_run_and_other_thresholds() -> None:
+    spo2 = np.full(100, 96.0)
+    spo2[40:44] = [88, np.nan, 88, 88]
+    temp = np.full(100, 37.0)
+    temp[70:80] = 39.0  # exactly 39 is not > 39
+    hr = np.full(100, 70.0)
+    hr[85:90] = 45.0
+    ev = L.events(_flat(100, spo2_mean=spo2, temp=temp, hr_mean=hr))
+    assert list(ev["kind"]) == ["hr_low"]
+
+
+def test_label_horizon_eligibility_and_censoring() -> None:
+    n = 12 * 20  # 20 hours
+    hr = np.full(n, 80.0)
+    onset_i = 12 * 10  # event at 10 h, lasting 1 h
+    hr[onset_i:onset_i + 12] = 130
+    lab = L.label(_flat(n, hr_mean=hr))
+    onset = T0 + onset_i * 5 * MIN
+    t = lab["window_end"]
+    assert (lab.loc[(t >= onset - L.HORIZON + 5 * MIN) & (t <= onset), "label"] == 1).all()
+    assert (lab.loc[t <= onset - L.HORIZON, "label"] == 0).all()
+    end = onset + 12 * 5 * MIN
+    ongoing = (t > onset) & (t <= end + L.REFRACTORY)
+    assert not lab.loc[ongoing, "eligible"].any()
+    assert lab.loc[(t > onset - L.HORIZON) & (t <= onset), "eligible"].all()
+    assert not lab.loc[t - T0 < L.MIN_HISTORY, "eligible"].any()
+    last = lab["window_end"].max()
+    assert not lab.loc[(t + L.HORIZON > last) & (lab["label"] == 0), "eligible"].any()
+    assert lab.loc[lab["label"] == 1, "onset"].eq(onset).all()
+    assert lab.loc[lab["label"] == 0, "onset"].isna().all()
+
+
+def test_events_closer_than_an_hour_merge() -> None:
+    hr = np.full(200, 80.0)
+    hr[50:55] = 130
+    hr[60:65] = 130  # 25 minutes later: same event
+    hr[120:125] = 130  # 65 minutes after the previous end: a new one
+    ev = L.events(_flat(200, hr_mean=hr))
+    assert len(ev) == 2 and ev["end"].iloc[0] == T0 + 65 * 5 * MIN

@@ -1,0 +1,60 @@
+"""models.train: patient-level split, Platt folding, deterministic artifact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models import features as F
+from models import train as T
+from models.twin import Twin
+from tests.unit.test_train_synth import synthetic_windows
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return synthetic_windows(60, 30, seed=21, frac_deteriorating=0.5)
+
+
+@pytest.fixture(scope="module")
+def artifact(cohort):
+    w, p = cohort
+    return T.train(w, None, p, seed=3, cohort_fingerprint={"source": "test", "seed": 21})
+
+
+def test_split_is_by_patient_deterministic_and_roughly_60_20_20() -> None:
+    ids = [f"x{i}" for i in range(3000)]
+    a, b = T.split_of(ids, 5), T.split_of(list(reversed(ids)), 5)[::-1]
+    assert (a == b).all()
+    share = {s: float(np.mean(a == s)) for s in ("train", "validation", "test")}
+    assert abs(share["train"] - 0.6) < 0.04 and abs(share["test"] - 0.2) < 0.04
+    assert (T.split_of(ids, 6) != a).any()
+
+
+def test_training_twice_gives_the_identical_artifact(cohort, artifact) -> None:
+    w, p = cohort
+    again = T.train(w, None, p, seed=3, cohort_fingerprint={"source": "test", "seed": 21})
+    assert json.dumps(artifact, sort_keys=True) == json.dumps(again, sort_keys=True)
+
+
+def test_platt_calibration_is_folded_into_coefficients(cohort, artifact) -> None:
+    a, c = artifact["calibration"]["a"], artifact["calibration"]["c"]
+    raw_w = np.asarray(artifact["uncalibrated"]["coefficients"])
+    raw_b = artifact["uncalibrated"]["intercept"]
+    np.testing.assert_allclose(artifact["coefficients"], a * raw_w, rtol=1e-12)
+    assert artifact["intercept"] == pytest.approx(a * raw_b + c, abs=1e-12)
+    twin = Twin.from_dict(json.loads(json.dumps(artifact)))
+    feats = F.build(cohort[0].iloc[:500])
+    pts = twin.points(feats)
+    assert np.allclose(twin.logit(feats), a * (pts.sum(axis=1) / a + raw_b) + c)
+
+
+def test_artifact_is_plain_json_with_card_and_fingerprint(artifact, tmp_path) -> None:
+    path = T.write_artifact(artifact, tmp_path / "twin.json")
+    loaded = Twin.load(path)
+    assert loaded.version == artifact["version"] and artifact["cohort"]["seed"] == 21
+    assert artifact["metrics"]["test"]["auroc"] > 0.6
+    card = (tmp_path / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert artifact["version"] in card and "Limitations" in card and "Intended use" in card
