@@ -9,7 +9,6 @@ rows per patient-day) and only the windows are kept.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -21,8 +20,6 @@ import pandas as pd
 
 from models import windows as W
 from models.twin import DEFAULT_ARTIFACT, DEFAULT_CHALLENGER
-
-COHORT_START = pd.Timestamp("2024-01-01 00:00", tz="UTC")
 
 
 class _Progress:
@@ -56,82 +53,56 @@ def _simulator_version() -> str:
     return str(getattr(simulator, "__version__", "unknown"))
 
 
-def _records_from_dir(path: Path, progress: Callable[[str], None]) -> Iterator[tuple[str, pd.DataFrame]]:
-    """(patient_id, readings) per patient from readings.parquet, streaming record batches."""
-    import pyarrow.parquet as pq
-
-    f = pq.ParquetFile(path / "readings.parquet")
-    buffer: list[pd.DataFrame] = []
-    current: str | None = None
-    done: set[str] = set()
-    for batch in f.iter_batches(batch_size=1_000_000):
-        frame = batch.to_pandas()
-        frame["patient_id"] = frame["patient_id"].astype(object)
-        ids = frame["patient_id"]
-        change = ids.ne(ids.shift()).to_numpy()
-        starts = [i for i, c in enumerate(change) if c] + [len(frame)]
-        for a, b in itertools.pairwise(starts):
-            pid = str(ids.iat[a])
-            part = frame.iloc[a:b]
-            if pid == current:
-                buffer.append(part)
-                continue
-            if current is not None:
-                yield current, pd.concat(buffer, ignore_index=True)
-                done.add(current)
-            if pid in done:
-                raise ValueError(f"{path}/readings.parquet is not grouped by patient ({pid} reappears)")
-            current, buffer = pid, [part]
-    if current is not None:
-        yield current, pd.concat(buffer, ignore_index=True)
+def _fingerprint(manifest: dict[str, Any], source: str) -> dict[str, Any]:
+    keys = ("simulator_version", "seed", "n_patients", "hours", "start", "archetype_mix")
+    out = {k: manifest[k] for k in keys if k in manifest}
+    out["source"] = source
+    return out
 
 
 def load_cohort_windows(args: argparse.Namespace, progress: Callable[[str], None]
                         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """(windows, patients, ground-truth events, cohort fingerprint) for the cohort the arguments name."""
-    frames: list[pd.DataFrame] = []
+    """(windows, patients, ground-truth events, cohort fingerprint) for the cohort the arguments name.
+
+    Readings are aggregated one patient at a time and dropped; only the windows are kept.
+    """
+    from simulator import cohort as C
+
     if args.cohort is not None:
         root = Path(args.cohort)
-        patients = pd.read_parquet(root / "patients.parquet")
-        events_path = root / "events.parquet"
-        events = pd.read_parquet(events_path) if events_path.exists() else pd.DataFrame(columns=["patient_id", "kind",
-                                                                                                 "onset"])
-        n = len(patients)
-        for i, (_, readings) in enumerate(_records_from_dir(root, progress), start=1):
-            frames.append(W.build(readings))
-            if i % 25 == 0 or i == n:
-                progress(f"windows: {i}/{n} patients")
-        fingerprint: dict[str, Any] = {"source": f"cohort directory {root.name}", "n_patients": int(n),
-                                       "simulator_version": _simulator_version()}
-        for name in ("manifest.json", "cohort.json"):
-            if (root / name).exists():
-                fingerprint["manifest"] = json.loads((root / name).read_text(encoding="utf-8"))
+        manifest_path = root / "manifest.json"
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+        records: Iterator[Any] = C.iter_cohort_files(root)
+        total = int(manifest.get("n_patients", 0)) or len(pd.read_parquet(root / "patients.parquet"))
+        fingerprint = _fingerprint(manifest, f"cohort directory {root.name}")
     else:
-        from simulator.cohort import iter_cohort
-
-        patient_rows: list[dict[str, Any]] = []
-        event_rows: list[dict[str, Any]] = []
-        for i, record in enumerate(iter_cohort(args.patients, args.hours, args.seed, start=COHORT_START), start=1):
-            frames.append(W.build(record.readings))
-            patient_rows.append(dict(record.patient))
-            event_rows.extend(dict(e) for e in record.events)
-            if i % 25 == 0 or i == args.patients:
-                progress(f"simulate + windows: {i}/{args.patients} patients")
-        patients = pd.DataFrame(patient_rows)
-        events = pd.DataFrame(event_rows, columns=["patient_id", "kind", "onset"]) if not event_rows \
-            else pd.DataFrame(event_rows)
-        fingerprint = {"source": "simulator.cohort.iter_cohort", "simulator_version": _simulator_version(),
-                       "seed": int(args.seed), "n_patients": int(args.patients), "hours": float(args.hours),
-                       "start": COHORT_START.isoformat()}
-    windows = pd.concat(frames, ignore_index=True) if frames else W.empty_windows()
-    if "onset" in events:
-        events["onset"] = pd.to_datetime(events["onset"], utc=True)
-    return W.normalise(windows), patients, events, fingerprint
+        start = C.DEFAULT_START
+        records = C.iter_cohort(args.patients, args.hours, args.seed, start=start)
+        total = args.patients
+        fingerprint = _fingerprint({"simulator_version": _simulator_version(), "seed": int(args.seed),
+                                    "n_patients": int(args.patients), "hours": float(args.hours),
+                                    "start": pd.Timestamp(start).tz_convert("UTC").isoformat()},
+                                   "simulator.cohort.iter_cohort")
+    frames: list[pd.DataFrame] = []
+    patient_rows: list[dict[str, Any]] = []
+    event_rows: list[dict[str, Any]] = []
+    step = max(1, total // 20)
+    for i, record in enumerate(records, start=1):
+        frames.append(W.build(record.readings))
+        patient_rows.append(dict(record.patient))
+        event_rows.extend(dict(e) for e in record.events)
+        if i % step == 0 or i == total:
+            progress(f"cohort → windows: {i}/{total} patients")
+    windows = W.normalise(pd.concat(frames, ignore_index=True)) if frames else W.empty_windows()
+    patients = pd.DataFrame(patient_rows)
+    events = pd.DataFrame(event_rows) if event_rows else pd.DataFrame({"patient_id": [], "kind": [], "onset": []})
+    events["onset"] = pd.to_datetime(events["onset"], utc=True)
+    return windows, patients, events, fingerprint
 
 
 def train_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="wardtwin train", description="Train the twin and write its JSON artifact.")
-    _cohort_args(parser, patients=800, hours=48, seed=42)
+    _cohort_args(parser, patients=1500, hours=48, seed=42)
     parser.add_argument("--train-seed", type=int, default=7, help="split and estimator seed (default 7)")
     parser.add_argument("--out", type=Path, default=DEFAULT_ARTIFACT, help="artifact path (MODEL_CARD.md beside it)")
     parser.add_argument("--no-challenger", action="store_true", help="skip the gradient-boosting challenger")
@@ -160,7 +131,7 @@ def evaluate_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="wardtwin evaluate",
                                      description="Evaluate the twin against NEWS2 (and the challenger) on held-out "
                                                  "patients; writes report.json and index.html.")
-    _cohort_args(parser, patients=400, hours=48, seed=2024)
+    _cohort_args(parser, patients=600, hours=48, seed=2024)
     parser.add_argument("--artifact", type=Path, default=DEFAULT_ARTIFACT)
     parser.add_argument("--challenger", type=Path, default=None, help="challenger JSON (default: beside the artifact)")
     parser.add_argument("--out", type=Path, default=Path("reports/evaluation"))

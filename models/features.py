@@ -77,6 +77,8 @@ class Feature:
     unit: str
     description: str
     sentence: str
+    #: Used instead of ``sentence`` when the value is exactly 0 (e.g. "not moving towards 120 bpm").
+    sentence_zero: str = ""
 
 
 _SOURCE: Final[dict[str, str]] = {"hr": "hr_mean", "spo2": "spo2_mean", "rr": "rr_mean", "sbp": "sbp", "temp": "temp"}
@@ -104,6 +106,29 @@ def _stat_features() -> list[Feature]:
     return out
 
 
+#: minutes-in-range features: name → wording; conditions in _RANGES.
+_RANGE_TEXT: Final[dict[str, str]] = {
+    "spo2_below_95_min_4h": "SpO2 below 95 %",
+    "hr_above_100_min_4h": "heart rate above 100 bpm",
+    "sbp_below_100_min_4h": "systolic BP below 100 mmHg",
+    "rr_above_20_min_4h": "respiratory rate above 20 /min",
+    "temp_above_38_min_4h": "temperature above 38 °C",
+}
+_RANGES: Final[dict[str, tuple[str, str, float]]] = {
+    "spo2_below_95_min_4h": ("spo2_mean", "<", 95.0),
+    "hr_above_100_min_4h": ("hr_mean", ">", 100.0),
+    "sbp_below_100_min_4h": ("sbp", "<", 100.0),
+    "rr_above_20_min_4h": ("rr_mean", ">", 20.0),
+    "temp_above_38_min_4h": ("temp", ">", 38.0),
+}
+_APPROACH_TEXT: Final[dict[str, tuple[str, str, str]]] = {
+    "approach_hr_120": ("Heart rate", "120", "bpm"),
+    "approach_hr_50": ("Heart rate", "50", "bpm"),
+    "approach_sbp_90": ("Systolic BP", "90", "mmHg"),
+    "approach_spo2_90": ("SpO2", "90", "%"),
+    "approach_temp_39": ("Temperature", "39", "°C"),
+}
+
 _THRESHOLD_FEATURES: Final[tuple[Feature, ...]] = (
     Feature("hr_to_120", "bpm", "latest heart rate's distance below 120 bpm (tachycardia threshold)",
             "Heart rate is {abs:.0f} bpm {belowabove} the 120 bpm alarm line"),
@@ -117,7 +142,62 @@ _THRESHOLD_FEATURES: Final[tuple[Feature, ...]] = (
             "Temperature is {abs:.1f} °C {belowabove} the 39 °C alarm line"),
 )
 
-FEATURES: Final[tuple[Feature, ...]] = (*_stat_features(), *_THRESHOLD_FEATURES)
+
+
+def _more_features() -> list[Feature]:
+    out: list[Feature] = [
+        Feature("temp_trend_1h", "°C/h", "trend of temperature over the last hour",
+                "Temperature {updown}: {value:+.1f} °C over the last hour"),
+    ]
+    for v in ("hr", "spo2", "rr", "sbp"):
+        label, unit, _ = _LABEL[v]
+        out.append(Feature(f"{v}_std_4h", unit, f"variability (SD) of {label.lower()} over the last 4 hours",
+                           f"{label} has varied by ±{{value:.1f}} {unit} (SD) over the last 4 hours"))
+    for name, text in _RANGE_TEXT.items():
+        out.append(Feature(name, "min", f"minutes of the last 4 hours with {text}",
+                           f"{text[0].upper()}{text[1:]} for {{value:.0f}} of the last 240 minutes",
+                           f"No time with {text} in the last 4 hours"))
+    for name, (label, line, unit) in _APPROACH_TEXT.items():
+        out.append(Feature(name, "/h", f"how fast {label.lower()} is closing on {line} {unit} "
+                                       "(1 / hours to get there at the last hour's pace)",
+                           f"{label} heading for {line} {unit}: at the last hour's pace it gets there in {{inv:.1f}} h",
+                           f"{label} is not moving towards {line} {unit}"))
+    out += [
+        Feature("shock_index", "", "shock index: latest heart rate / latest systolic BP",
+                "Shock index (heart rate / systolic BP) is {value:.2f}"),
+        Feature("hr_vs_baseline", "bpm", "last-hour mean heart rate minus this patient's baseline",
+                "Heart rate has averaged {hr_mean_1h:.0f} bpm over the last hour, {abs:.0f} bpm {abovebelow} this "
+                "patient's baseline"),
+        Feature("spo2_vs_baseline", "%", "last-hour mean SpO2 minus this patient's baseline",
+                "SpO2 has averaged {spo2_mean_1h:.0f} % over the last hour, {abs:.0f} points {abovebelow} this "
+                "patient's baseline"),
+        Feature("rr_vs_baseline", "/min", "last-hour mean respiratory rate minus this patient's baseline",
+                "Respiratory rate has averaged {rr_mean_1h:.0f} /min over the last hour, {abs:.0f} /min {abovebelow} "
+                "this patient's baseline"),
+        Feature("sbp_vs_baseline", "mmHg", "last-hour mean systolic BP minus this patient's baseline",
+                "Systolic BP has averaged {sbp_mean_1h:.0f} mmHg over the last hour, {abs:.0f} mmHg {abovebelow} "
+                "this patient's baseline"),
+        Feature("mahalanobis_baseline", "SD", "heart rate, SpO2, respiratory rate and systolic BP jointly: "
+                "Mahalanobis distance of the last hour from this patient's baseline",
+                "Heart rate, SpO2, breathing and BP together sit {value:.1f} SD away from this patient's own "
+                "baseline"),
+        Feature("bp_age_h", "h", "hours since the last new blood-pressure reading (capped at 4 h)",
+                "No new blood pressure for {value:.1f} h", "Blood pressure taken in the last 5 minutes"),
+        Feature("hr_missing_min_1h", "min", "minutes of the last hour without a clean heart-rate reading",
+                "No clean heart-rate signal for {value:.0f} of the last 60 minutes",
+                "Heart rate recorded throughout the last hour"),
+        Feature("spo2_missing_min_1h", "min", "minutes of the last hour without a clean SpO2 reading "
+                "(probe off, poor signal)", "No clean SpO2 signal for {value:.0f} of the last 60 minutes",
+                "SpO2 recorded throughout the last hour"),
+        Feature("not_alert", "", "last charted consciousness is not Alert (new confusion, voice, pain, unresponsive)",
+                "Not fully alert on the last ACVPU check (new confusion or worse)", "Alert on the last ACVPU check"),
+        Feature("o2_l_min", "L/min", "supplemental oxygen flow last charted", "On {value:.0f} L/min of oxygen",
+                "Breathing room air"),
+    ]
+    return out
+
+
+FEATURES: Final[tuple[Feature, ...]] = (*_stat_features(), *_THRESHOLD_FEATURES, *_more_features())
 FEATURE_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in FEATURES)
 _BY_NAME: Final[dict[str, Feature]] = {f.name: f for f in FEATURES}
 
@@ -240,12 +320,98 @@ def _compute(frame: pd.DataFrame) -> pd.DataFrame:
     cols["sbp_to_90"] = latest["sbp"] - SBP_LOW_MMHG
     cols["spo2_to_90"] = latest["spo2"] - SPO2_LOW_PCT
     cols["temp_to_39"] = TEMP_HIGH_C - latest["temp"]
+    _extended(frame, r, t, cols, latest)
 
-    out = pd.DataFrame(cols)
+    out = pd.DataFrame({name: cols[name] for name in FEATURE_NAMES})
     out.insert(0, "window_end", (frame["start"] + WINDOW).to_numpy())
     out.insert(0, "patient_id", frame["patient_id"].to_numpy())
     out["window_end"] = pd.to_datetime(out["window_end"], utc=True).astype("datetime64[ns, UTC]")
     return out
+
+
+def _extended(frame: pd.DataFrame, r: _Ranges, t: np.ndarray, cols: dict[str, np.ndarray],
+              latest: dict[str, np.ndarray]) -> None:
+    """Issue-6 features: 4-hour volatility, time in ranges, approach rates, baseline, missingness."""
+    temp = _trailing_stats(r, frame["temp"].to_numpy(float), t, PER_HOUR)
+    cols["temp_trend_1h"] = np.where(temp["n"] >= 6, temp["slope"] * PER_HOUR, np.nan)
+    k4 = 4 * PER_HOUR
+    for v in ("hr", "spo2", "rr", "sbp"):
+        s = _trailing_stats(r, frame[_SOURCE[v]].to_numpy(float), t, k4)
+        cols[f"{v}_std_4h"] = np.where(s["n"] >= 12, s["std"], np.nan)
+    lo4, hi4 = r.trailing(k4)
+    for name, (column, op, bound) in _RANGES.items():
+        x = frame[column].to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            hit = (x < bound) if op == "<" else (x > bound)
+        seen = r.range_sum(r.cumsum((~np.isnan(x)).astype(float)), lo4, hi4)
+        minutes = 5.0 * r.range_sum(r.cumsum(hit.astype(float)), lo4, hi4)
+        cols[name] = np.where(seen > 0, minutes, np.nan)
+
+    def approach(rate: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            raw = np.where(distance > 0, rate / distance, np.inf)
+            val = np.where(rate > 0, np.minimum(raw, _APPROACH_CAP), 0.0)
+        return np.where(np.isnan(rate) | np.isnan(distance), np.nan, val)
+
+    cols["approach_hr_120"] = approach(cols["hr_trend_1h"], cols["hr_to_120"])
+    cols["approach_hr_50"] = approach(-cols["hr_trend_1h"], cols["hr_to_50"])
+    cols["approach_sbp_90"] = approach(-cols["sbp_trend_1h"], cols["sbp_to_90"])
+    cols["approach_spo2_90"] = approach(-cols["spo2_trend_1h"], cols["spo2_to_90"])
+    cols["approach_temp_39"] = approach(cols["temp_trend_1h"], cols["temp_to_39"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cols["shock_index"] = latest["hr"] / latest["sbp"]
+
+    # Baseline: the first BASELINE of windows within the look-back, once BASELINE + 1 h of history exist.
+    n = len(frame)
+    s0 = np.maximum(r.gs, r.idx - _LOOKBACK_N + 1)
+    b_lo, b_hi = s0, np.minimum(s0 + _BASELINE_N, r.idx + 1)
+    ready = (r.idx - s0 + 1) >= _BASELINE_N + PER_HOUR
+    vitals = ("hr", "spo2", "rr", "sbp")
+    xs = {v: frame[_SOURCE[v]].to_numpy(float) for v in vitals}
+    for v in vitals:
+        m = ~np.isnan(xs[v])
+        cnt = r.range_sum(r.cumsum(m.astype(float)), b_lo, b_hi)
+        tot = r.range_sum(r.cumsum(np.where(m, xs[v], 0.0)), b_lo, b_hi)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            base = np.where(ready & (cnt >= PER_HOUR), tot / cnt, np.nan)
+        cols[f"{v}_vs_baseline"] = cols[f"{v}_mean_1h"] - base
+    complete = np.all([~np.isnan(xs[v]) for v in vitals], axis=0)
+    zc = {v: np.where(complete, xs[v], 0.0) for v in vitals}
+    nb = r.range_sum(r.cumsum(complete.astype(float)), b_lo, b_hi)
+    sums = np.stack([r.range_sum(r.cumsum(zc[v]), b_lo, b_hi) for v in vitals], axis=1)
+    cross = np.empty((n, 4, 4))
+    for a, va in enumerate(vitals):
+        for b in range(a, 4):
+            cross[:, a, b] = cross[:, b, a] = r.range_sum(r.cumsum(zc[va] * zc[vitals[b]]), b_lo, b_hi)
+    current = np.stack([cols[f"{v}_mean_1h"] for v in vitals], axis=1)
+    ok = ready & (nb >= PER_HOUR) & ~np.isnan(current).any(axis=1)
+    dist = np.full(n, np.nan)
+    if ok.any():
+        nn = nb[ok][:, None, None]
+        mu = sums[ok] / nb[ok][:, None]
+        cov = (cross[ok] - nn * mu[:, :, None] * mu[:, None, :]) / (nn - 1)
+        cov = cov + np.diag([_VAR_FLOOR[v] for v in vitals])[None, :, :]
+        delta = current[ok] - mu
+        sol = np.linalg.solve(cov, delta[:, :, None])[:, :, 0]
+        dist[ok] = np.sqrt(np.maximum(np.einsum("ij,ij->i", delta, sol), 0.0))
+    cols["mahalanobis_baseline"] = dist
+
+    # Missingness.
+    sbp = frame["sbp"].to_numpy(float)
+    first = r.idx == r.gs
+    prev = np.r_[np.nan, sbp[:-1]]
+    fresh = ~np.isnan(sbp) & (first | np.isnan(prev) | (sbp != prev))
+    last_fresh = pd.Series(np.where(fresh, r.idx, np.nan)).groupby(r.codes, sort=False).ffill().to_numpy()
+    since = np.where(np.isnan(last_fresh), r.idx - r.gs + 1, r.idx - last_fresh)
+    cols["bp_age_h"] = np.minimum(since * 5.0 / 60.0, 4.0)
+    lo1, hi1 = r.trailing(PER_HOUR)
+    for v, column in (("hr", "hr_mean"), ("spo2", "spo2_mean")):
+        miss = np.isnan(frame[column].to_numpy(float)).astype(float)
+        cols[f"{v}_missing_min_1h"] = 5.0 * r.range_sum(r.cumsum(miss), lo1, hi1)
+    acvpu = frame["acvpu"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        cols["not_alert"] = np.where(np.isnan(acvpu), np.nan, (acvpu >= 0.5).astype(float))
+    cols["o2_l_min"] = frame["o2"].to_numpy(float)
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,16 +424,31 @@ def feature(name: str) -> Feature:
 
 def sentence(name: str, row: Mapping[str, object]) -> str:
     """Render the feature's sentence with the patient's numbers; "not measured" when NaN."""
+    return render(name, sentence_fields(row))
+
+
+def sentence_fields(row: Mapping[str, object]) -> dict[str, float]:
+    """The row's numbers as template fields (NaN for missing); compute once, render many."""
+    out: dict[str, float] = {}
+    for k, v in row.items():
+        if isinstance(k, str):
+            x = _num(v)
+            out[k] = math.nan if x is None else x
+    return out
+
+
+def render(name: str, fields: Mapping[str, float]) -> str:
     f = _BY_NAME[name]
-    value = _num(row.get(name))
-    if value is None:
+    value = fields.get(name, math.nan)
+    if value is None or math.isnan(value):
         return f"{f.description[0].upper()}{f.description[1:]}: not measured"
-    fields: dict[str, object] = {k: (_num(v) if _num(v) is not None else math.nan) for k, v in row.items()
-                                 if isinstance(k, str)}
-    fields.update(value=value, abs=abs(value), updown="rising" if value > 0 else "falling" if value < 0 else "steady",
-                  abovebelow="above" if value >= 0 else "below", belowabove="below" if value >= 0 else "above")
+    if value == 0 and f.sentence_zero:
+        return f.sentence_zero
+    extra = {"value": value, "abs": abs(value), "inv": 1.0 / value if value else math.inf,
+             "updown": "rising" if value > 0 else "falling" if value < 0 else "steady",
+             "abovebelow": "above" if value >= 0 else "below", "belowabove": "below" if value >= 0 else "above"}
     try:
-        return f.sentence.format(**fields)
+        return f.sentence.format(**{**fields, **extra})
     except (KeyError, ValueError):
         return f"{f.description[0].upper()}{f.description[1:]}: {value:.1f} {f.unit}".rstrip()
 
@@ -283,5 +464,6 @@ def _num(v: object) -> float | None:
 
 
 __all__ = [
-    "BASELINE", "FEATURES", "FEATURE_NAMES", "HISTORY", "PER_HOUR", "Feature", "build", "feature", "sentence",
+    "BASELINE", "FEATURES", "FEATURE_NAMES", "HISTORY", "PER_HOUR", "Feature", "build", "feature", "render", "sentence",
+    "sentence_fields",
 ]

@@ -116,7 +116,8 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def label(windows: pd.DataFrame, event_table: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per window: ``patient_id, window_end, label (0/1), eligible (bool), onset`` (next onset within 6 h, else NaT).
+    """Per window: ``patient_id, window_end, label (0/1), eligible (bool), onset`` (next onset within 6 h, else NaT),
+    and ``in_event`` (an event ongoing or ended less than ``REFRACTORY`` ago: the patient is not "monitored").
 
     Rows follow (patient_id, window_end) order, one per input window.
     """
@@ -126,7 +127,7 @@ def label(windows: pd.DataFrame, event_table: pd.DataFrame | None = None) -> pd.
     out["window_end"] = out["window_end"].astype("datetime64[ns, UTC]")
     if out.empty:
         return out.assign(label=pd.Series(dtype="int64"), eligible=pd.Series(dtype=bool),
-                          onset=pd.Series(dtype="datetime64[ns, UTC]"))
+                          onset=pd.Series(dtype="datetime64[ns, UTC]"), in_event=pd.Series(dtype=bool))
     first = out.groupby("patient_id", sort=False)["window_end"].transform("min") - WINDOW
     last = out.groupby("patient_id", sort=False)["window_end"].transform("max")
     t = out["window_end"]
@@ -149,6 +150,7 @@ def label(windows: pd.DataFrame, event_table: pd.DataFrame | None = None) -> pd.
     out["label"] = positive.astype("int64").to_numpy()
     out["eligible"] = (~ongoing & ~censored & ~young).to_numpy(bool)
     out["onset"] = onset.where(positive).astype("datetime64[ns, UTC]").to_numpy()
+    out["in_event"] = ongoing.to_numpy(bool)
     return out
 
 

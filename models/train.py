@@ -79,7 +79,7 @@ def prepare(windows: pd.DataFrame, patients: pd.DataFrame, truth: pd.DataFrame |
     labs = L.label(windows, ev)
     news = N.from_windows(windows)
     frame = feats.copy()
-    for c in ("label", "eligible", "onset"):
+    for c in ("label", "eligible", "onset", "in_event"):
         frame[c] = labs[c].to_numpy()
     for c in ("news2", "partial", "band", *(f"news2_{k}" for k in N.PARAMETERS)):
         frame[c] = news[c].to_numpy()
@@ -235,6 +235,63 @@ def render_model_card(artifact: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def export_hgb(model: Any) -> tuple[float, list[dict[str, Any]]]:
+    """A fitted binary HistGradientBoostingClassifier → (baseline raw score, plain-data trees)."""
+    baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
+    trees = []
+    for predictors in model._predictors:
+        nodes = predictors[0].nodes
+        if bool(np.any(nodes["is_categorical"])):
+            raise ValueError("categorical splits cannot be exported")
+        trees.append({
+            "feature": nodes["feature_idx"].astype(int).tolist(),
+            "threshold": nodes["num_threshold"].astype(float).tolist(),
+            "missing_left": nodes["missing_go_to_left"].astype(int).tolist(),
+            "left": nodes["left"].astype(int).tolist(),
+            "right": nodes["right"].astype(int).tolist(),
+            "is_leaf": nodes["is_leaf"].astype(int).tolist(),
+            "value": nodes["value"].astype(float).tolist(),
+            "depth": int(nodes["depth"].max()) + 1,
+        })
+    return baseline, trees
+
+
+def train_challenger(dataset: Dataset, *, seed: int, twin: dict[str, Any] | None = None,
+                     progress: Progress = _quiet) -> dict[str, Any]:
+    """HistGradientBoostingClassifier on the twin's train patients (same split), exported as JSON trees."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from models.twin import CHALLENGER_FORMAT
+
+    frame = dataset.frame
+    split = split_of(frame["patient_id"].to_numpy(), seed)
+    elig = frame["eligible"].to_numpy(bool)
+    tr = elig & (split == "train")
+    x = frame.loc[:, list(F.FEATURE_NAMES)].to_numpy(float)
+    y = frame["label"].to_numpy(int)
+    progress(f"challenger: HistGradientBoostingClassifier on {tr.sum()} train windows")
+    model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=50,
+                                           l2_regularization=1.0, early_stopping=False, random_state=seed)
+    model.fit(x[tr], y[tr])
+    baseline, trees = export_hgb(model)
+    body = {
+        "format": CHALLENGER_FORMAT, "feature_names": list(F.FEATURE_NAMES), "baseline": baseline, "trees": trees,
+        "estimator": {"kind": "HistGradientBoostingClassifier", "max_iter": 150, "learning_rate": 0.1,
+                      "max_leaf_nodes": 31, "min_samples_leaf": 50, "l2_regularization": 1.0, "seed": seed},
+        "split": {"seed": seed, "same_as_twin": twin["version"] if twin else None},
+        "library_versions": {"scikit-learn": sklearn.__version__},
+    }
+    body["version"] = "challenger-1." + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+    return body
+
+
+def write_json(data: dict[str, Any], path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n", encoding="utf-8")
+    return p
+
+
 def write_artifact(artifact: dict[str, Any], path: str | Path) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -243,5 +300,5 @@ def write_artifact(artifact: dict[str, Any], path: str | Path) -> Path:
     return p
 
 
-__all__ = ["Dataset", "fit_scaler", "model_card", "prepare", "render_model_card", "split_of", "standardise",
-           "train", "write_artifact"]
+__all__ = ["Dataset", "export_hgb", "fit_scaler", "model_card", "prepare", "render_model_card", "split_of",
+           "standardise", "train", "train_challenger", "write_artifact", "write_json"]

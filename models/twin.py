@@ -123,22 +123,146 @@ class Twin:
         logits = self.intercept + pts.sum(axis=1)
         risks = sigmoid(logits)
         values = features.loc[:, list(self.feature_names)].to_numpy(dtype=float)
-        order = np.argsort(-np.abs(pts), axis=1, kind="stable")
-        pids = features["patient_id"].to_numpy()
-        ends = pd.to_datetime(features["window_end"], utc=True)
+        order = np.argsort(-np.abs(pts), axis=1, kind="stable").tolist()
+        missing = np.isnan(values)
+        talk = (missing | (np.abs(pts) >= SIGNIFICANT_POINTS)).tolist()
+        pts_l, values_l, missing_l = pts.tolist(), values.tolist(), missing.tolist()
+        pids = features["patient_id"].astype(str).tolist()
+        ends = list(pd.to_datetime(features["window_end"], utc=True))
+        names = self.feature_names
         out: list[TwinScore] = []
         for i in range(len(features)):
-            row = dict(zip(self.feature_names, values[i].tolist(), strict=True))
-            contribs = []
-            for j in order[i]:
-                name = self.feature_names[j]
-                v = values[i, j]
-                p = float(pts[i, j])
-                text = F.sentence(name, row) if math.isnan(v) or abs(p) >= SIGNIFICANT_POINTS else ""
-                contribs.append(TwinContribution(name, None if math.isnan(v) else float(v), p, text))
-            out.append(TwinScore(str(pids[i]), ends.iloc[i], float(risks[i]), float(logits[i]), self.intercept,
-                                 tuple(contribs)))
+            fields = dict(zip(names, values_l[i], strict=True))
+            row_pts, row_vals, row_miss, row_talk = pts_l[i], values_l[i], missing_l[i], talk[i]
+            contribs = tuple(
+                TwinContribution(names[j], None if row_miss[j] else row_vals[j], row_pts[j],
+                                 F.render(names[j], fields) if row_talk[j] else "")
+                for j in order[i])
+            out.append(TwinScore(pids[i], ends[i], float(risks[i]), float(logits[i]), self.intercept, contribs))
         return out
 
 
-__all__ = ["DEFAULT_ARTIFACT", "SIGNIFICANT_POINTS", "Twin", "TwinContribution", "TwinScore", "sigmoid"]
+
+
+# --------------------------------------------------------------------------------------------
+# What-if
+
+
+#: what-if keys → the window column they override (applied to the patient's last hour of windows).
+WHAT_IF_COLUMNS: Final[dict[str, str]] = {
+    "hr": "hr_mean", "spo2": "spo2_mean", "rr": "rr_mean", "sbp": "sbp", "dbp": "dbp", "temp": "temp",
+    "acvpu": "acvpu", "o2": "o2",
+}
+WHAT_IF_SPAN: Final[pd.Timedelta] = pd.Timedelta(hours=1)
+
+
+def what_if(twin: Twin, windows: pd.DataFrame, patient_id: str, changes: Mapping[str, float]
+            ) -> tuple[TwinScore, TwinScore, dict[str, Any]]:
+    """Rescore the patient's newest window with some vitals overridden over their last hour of windows.
+
+    ``windows``: carried-forward windows (at least ``models.features.HISTORY`` of them for full features).
+    ``changes``: keys among hr, spo2, rr, sbp, dbp, temp, acvpu (code 0..4 = A,C,V,P,U), o2 (L/min);
+    each value replaces that vital in every window of the last hour (so its last-hour mean becomes the
+    value and its last-hour trend flat). Returns ``(before, after, changed)`` where ``changed`` is
+    ``{"vitals": {key: value}, "windows": n_overridden, "features": {name: {"before", "after",
+    "points_before", "points_after"}}}`` for the features whose value moved.
+    Raises ``KeyError`` for an unknown patient and ``ValueError`` for an unknown key or an implausible value.
+    """
+    from models.schema import PLAUSIBLE_RANGES
+
+    if not changes:
+        raise ValueError("changes: give at least one vital to change")
+    applied: dict[str, float] = {}
+    for key, value in changes.items():
+        if key not in WHAT_IF_COLUMNS:
+            raise ValueError(f"{key}: not a vital that what-if can change ({', '.join(WHAT_IF_COLUMNS)})")
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        lo, hi = PLAUSIBLE_RANGES[key]
+        if math.isnan(float(value)) or not lo <= float(value) <= hi:
+            raise ValueError(f"{key}: {value!r} is outside the plausible range {lo:g}–{hi:g}")
+        applied[key] = float(value)
+    mine = windows[windows["patient_id"] == patient_id]
+    if mine.empty:
+        raise KeyError(patient_id)
+    starts = pd.to_datetime(mine["start"], utc=True)
+    last = starts.max()
+    before_feats = F.build(mine)
+    before_feats = before_feats[before_feats["window_end"] == before_feats["window_end"].max()]
+    modified = mine.copy()
+    span = (starts > last - WHAT_IF_SPAN).to_numpy()
+    for key, value in applied.items():
+        modified.loc[span, WHAT_IF_COLUMNS[key]] = value
+        if key == "hr":
+            modified.loc[span, "hr_count"] = modified.loc[span, "hr_count"].clip(lower=1)
+    after_feats = F.build(modified)
+    after_feats = after_feats[after_feats["window_end"] == after_feats["window_end"].max()]
+    before = twin.score(before_feats)[0]
+    after = twin.score(after_feats)[0]
+    pb = {c.feature: c for c in before.contributions}
+    pa = {c.feature: c for c in after.contributions}
+    moved = {}
+    for name in twin.feature_names:
+        b, a = pb[name].value, pa[name].value
+        if b != a and not (b is not None and a is not None and abs(b - a) < 1e-9):
+            moved[name] = {"before": b, "after": a, "points_before": pb[name].points, "points_after": pa[name].points}
+    return before, after, {"vitals": applied, "windows": int(span.sum()), "features": moved}
+
+
+# --------------------------------------------------------------------------------------------
+# Challenger: gradient-boosted trees as plain JSON, for the report and optional shadow serving.
+
+CHALLENGER_FORMAT: Final[str] = "wardtwin.challenger/1"
+
+
+class Challenger:
+    """scikit-learn HistGradientBoostingClassifier exported as plain JSON trees (never pickle).
+
+    ``risk(features)``: per row, ``sigmoid(baseline + Σ_trees leaf value)``; a tree goes left when
+    ``x <= threshold``, and a missing value follows the tree's ``missing_left`` flag (as in scikit-learn).
+    No per-feature contributions: it is a challenger for comparison, not an explanation.
+    """
+
+    def __init__(self, artifact: Mapping[str, Any]) -> None:
+        if artifact.get("format") != CHALLENGER_FORMAT:
+            raise ValueError(f"unknown challenger artifact format {artifact.get('format')!r}")
+        names = tuple(artifact["feature_names"])
+        if names != F.FEATURE_NAMES:
+            raise ValueError("challenger features do not match models.features.FEATURES; retrain it")
+        self.version: str = str(artifact["version"])
+        self.feature_names = names
+        self.baseline = float(artifact["baseline"])
+        self.trees = [{k: np.asarray(v) for k, v in tree.items()} for tree in artifact["trees"]]
+        self.artifact = dict(artifact)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Challenger:
+        p = Path(path) if path is not None else DEFAULT_CHALLENGER
+        return cls(json.loads(p.read_text(encoding="utf-8")))
+
+    def raw(self, features: pd.DataFrame) -> np.ndarray:
+        x = features.loc[:, list(self.feature_names)].to_numpy(dtype=float)
+        rows = np.arange(len(x))
+        total = np.full(len(x), self.baseline)
+        for tree in self.trees:
+            node = np.zeros(len(x), dtype=np.int64)
+            leaf = tree["is_leaf"].astype(bool)
+            for _ in range(int(tree["depth"])):
+                active = ~leaf[node]
+                if not active.any():
+                    break
+                f = tree["feature"][node]
+                v = x[rows, f]
+                left = np.where(np.isnan(v), tree["missing_left"][node].astype(bool), v <= tree["threshold"][node])
+                node = np.where(active, np.where(left, tree["left"][node], tree["right"][node]), node)
+            total += tree["value"][node]
+        return total
+
+    def risk(self, features: pd.DataFrame) -> np.ndarray:
+        return sigmoid(self.raw(features))
+
+
+__all__ = [
+    "DEFAULT_ARTIFACT", "DEFAULT_CHALLENGER", "SIGNIFICANT_POINTS", "WHAT_IF_COLUMNS", "Challenger", "Twin",
+    "TwinContribution", "TwinScore", "sigmoid", "what_if",
+]

@@ -32,6 +32,12 @@ def risk_out(score: Score) -> RiskOut:
     return RiskOut(**data)
 
 
+def top_reason(score: Score) -> str | None:
+    """The sentence of the contribution that raises the risk most (None when nothing raises it)."""
+    rising = [c for c in score.contributions if c.sentence and c.points > 0]
+    return max(rising, key=lambda c: c.points).sentence if rising else None
+
+
 def _aware(value: datetime | None, name: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise InvalidRequestError(["query", name], f"{name} must carry a timezone offset (e.g. Z)", "datetime")
@@ -70,8 +76,7 @@ async def list_patients(request: Request) -> list[PatientSummary]:
     rows = []
     for patient_id in await wt.store.patient_ids():
         score, alert = scores.get(patient_id), open_alerts.get(patient_id)
-        reason = next((c.sentence for c in sorted(score.contributions, key=lambda c: -abs(c.points)) if c.sentence),
-                      None) if score else None
+        reason = top_reason(score) if score else None
         rows.append(PatientSummary(
             patient_id=patient_id, risk=score.risk if score else None,
             window_end=score.window_end if score else None,

@@ -38,6 +38,12 @@ acknowledged. A 400 from InfluxDB (a point it refuses, e.g. a field type conflic
 in ``health()["rejected"]``, never retried; connection errors, timeouts, 5xx, 401/403 and 404 (database
 missing) are retried.
 
+One limit, inherent to HTTP: a write that timed out may still be applied by a slow InfluxDB later, after
+its spooled copy was replayed. That is harmless (same points) unless a *newer copy of the same key* was
+replayed in between, which the stale request would then overwrite. Re-deliveries of a key with a different
+value are rare (a device correcting itself); ``timeout_s`` well above InfluxDB's worst write latency keeps
+that window closed in practice.
+
 Errors: transport failures on reads and on window writes raise ``StoreUnavailableError`` (503 at the edge).
 """
 

@@ -169,7 +169,7 @@ def _split_unescaped(text: str, sep: str, escapable: str, *, quotes: bool = Fals
             current.append(ch + text[i + 1])
             i += 2
             continue
-        elif quotes and ch == '"':
+        elif quotes and ch == '"' and i > 0 and text[i - 1] == "=":  # a string field value opens after `=`
             in_quotes = True
             current.append(ch)
         elif ch == sep and (limit < 0 or len(parts) < limit):

@@ -8,8 +8,10 @@ installed here: without ``influxd`` the influx tests fail under ``CI`` and are s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -107,6 +109,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
+        proc.send_signal(signal.SIGCONT)  # in case it was paused
         proc.terminate()
         try:
             proc.wait(timeout=timeout_s)
@@ -121,9 +124,16 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             proc.kill()
             proc.wait(timeout=5)
 
-    def query(self, q: str, database: str | None = None, params: dict | None = None) -> dict:
-        import json
+    def pause(self) -> None:
+        """SIGSTOP: influxd still accepts TCP connections (the kernel does) but answers nothing — a hung server."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
 
+    def resume(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
+    def query(self, q: str, database: str | None = None, params: dict | None = None) -> dict:
         data = {"q": q, "epoch": "ms"}
         if database:
             data["db"] = database
@@ -167,7 +177,7 @@ def patient_prefix() -> str:
     return unique("p")
 
 
-@pytest.fixture(params=["sqlite", "influx"])
+@pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator:
     """The ``VitalStore`` contract fixture: the embedded SQLite store and the InfluxDB store, each fresh."""
     if request.param == "sqlite":

@@ -69,3 +69,24 @@ def test_feature_mismatch_is_refused() -> None:
     data["format"] = "pickle"
     with pytest.raises(ValueError, match="format"):
         Twin.from_dict(data)
+
+
+def test_what_if_overrides_the_last_hour_and_rescores(twin: Twin) -> None:
+    from models.twin import what_if
+
+    w, _ = synthetic_windows(3, 10, seed=12, frac_deteriorating=0.0)
+    before, after, changed = what_if(twin, w, "p0001", {"spo2": 85.0, "hr": 125})
+    assert before.patient_id == after.patient_id == "p0001" and before.window_end == after.window_end
+    assert changed["vitals"] == {"spo2": 85.0, "hr": 125.0} and changed["windows"] == 12
+    assert changed["features"]["spo2_mean_1h"]["after"] == pytest.approx(85.0)
+    assert changed["features"]["hr_to_120"]["after"] == pytest.approx(-5.0)
+    assert "sbp_mean_1h" not in changed["features"]
+    assert after.risk > before.risk
+    for s in (before, after):
+        assert abs(s.intercept + sum(c.points for c in s.contributions) - s.logit) < 1e-9
+    with pytest.raises(ValueError, match="pulse"):
+        what_if(twin, w, "p0001", {"pulse": 80})
+    with pytest.raises(ValueError, match="spo2"):
+        what_if(twin, w, "p0001", {"spo2": 120})
+    with pytest.raises(KeyError):
+        what_if(twin, w, "nobody", {"hr": 80})

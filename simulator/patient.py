@@ -1,0 +1,131 @@
+"""One patient's stream: the unit every mode (cohort, live ward) is built from.
+
+``generate_patient`` is a pure function of its seed key: it draws the archetype (unless given),
+demographics and the planned course from the key's first child stream, then physiology, nurse
+charting and devices from the next child. If the outcome contradicts the archetype — a stable or
+fever patient with a sustained threshold crossing, or a deteriorating patient without one — the
+physiology is redrawn from the following child (rejection sampling, at most ``MAX_ATTEMPTS``), so
+the ground truth always holds: ``events`` has exactly the first sustained crossing of each
+deteriorating patient and nothing for the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from models.schema import VITALS
+from simulator import detect, devices, nurse, physiology
+from simulator.archetypes import EVENT_ARCHETYPES, TRANSFERRED, draw_archetype, normalise_mix
+from simulator.devices import Q_OK, QUALITIES, DeviceSpec, Samples
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS: Final[int] = 30
+DEFAULT_DEVICES: Final[DeviceSpec] = DeviceSpec()
+
+
+@dataclass
+class PatientStream:
+    """A patient's readings as arrays, in delivery order (duplicates included)."""
+
+    patient: dict
+    events: list[dict]
+    start_ms: int  # admission, epoch ms
+    end_ms: int  # end of monitoring (horizon, or transfer out), epoch ms
+    ts_ms: np.ndarray  # measurement time, epoch ms (int64)
+    deliver_ms: np.ndarray  # delivery time, epoch ms (int64), non-decreasing
+    vital: np.ndarray  # int8 codes into models.schema.VITALS
+    value: np.ndarray  # float64
+    quality: np.ndarray  # int8 codes into devices.QUALITIES
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+    def frame(self) -> pd.DataFrame:
+        """Readings as a DataFrame: patient_id, ts (datetime64[ns, UTC]), vital, value, quality."""
+        n = len(self.ts_ms)
+        return pd.DataFrame({
+            "patient_id": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), [self.patient["patient_id"]]),
+            "ts": pd.to_datetime(self.ts_ms, unit="ms", utc=True).astype("datetime64[ns, UTC]"),
+            "vital": pd.Categorical.from_codes(self.vital, list(VITALS)),
+            "value": self.value,
+            "quality": pd.Categorical.from_codes(self.quality, list(QUALITIES)),
+        })
+
+
+def to_epoch_ms(ts: pd.Timestamp | str) -> int:
+    stamp = pd.Timestamp(ts)
+    if stamp.tzinfo is None:
+        raise ValueError("start must be timezone-aware (e.g. '2026-01-05T00:00Z')")
+    return int(stamp.tz_convert("UTC").value // 1_000_000)
+
+
+def generate_patient(patient_id: str, seed_key: Sequence[int], start_ms: int, hours: float, *,
+                     archetype: str | None = None, archetype_mix: Mapping[str, float] | None = None,
+                     onset_window_h: tuple[float, float] | None = None,
+                     spec: DeviceSpec = DEFAULT_DEVICES) -> PatientStream:
+    if hours <= 0:
+        raise ValueError("hours must be positive")
+    horizon_s = float(hours) * 3600.0
+    children = np.random.SeedSequence([int(k) for k in seed_key]).spawn(MAX_ATTEMPTS + 1)
+    meta = np.random.default_rng(children[0])
+    mix = normalise_mix(archetype_mix)
+    arche = archetype or draw_archetype(meta, mix)
+    age, sex = physiology.draw_demographics(meta)
+    window_s = None if onset_window_h is None else (onset_window_h[0] * 3600.0, onset_window_h[1] * 3600.0)
+    plan = physiology.draw_plan(meta, arche, horizon_s, window_s)
+    start_s = start_ms / 1000.0
+    tm = np.arange(0.0, horizon_s + 60.0, 60.0)
+    wants_event = arche in EVENT_ARCHETYPES
+
+    attempts = 0
+    for attempt in range(MAX_ATTEMPTS):
+        attempts = attempt + 1
+        rng = np.random.default_rng(children[attempt + 1])
+        base = physiology.draw_baseline(rng, age, sex, arche)
+        c_plan = float(physiology.circadian(start_s + plan.t_plan_s)) if wants_event else 0.0
+        course = dataclasses.replace(plan, deltas=physiology.episode_deltas(rng, plan, base, c_plan))
+        latent = physiology.latent_paths(rng, base, course, tm, start_s)
+        benign = physiology.draw_benign(rng, horizon_s)
+        charted = nurse.chart(rng, latent, tm, horizon_s, base, course)
+        latent["spo2"] = latent["spo2"] + charted.spo2_lift
+        samples = devices.sample(rng, latent, tm, horizon_s, base, benign, charted, spec)
+        clean = samples.quality == Q_OK
+        onset = detect.first_onset(samples.t_ms[clean] + start_ms, samples.vital[clean], samples.value[clean])
+        if onset is None:
+            consistent = not wants_event
+        else:  # a deteriorating patient's crossing must come from its episode, not from its baseline noise
+            t_on = (onset[0] - start_ms) / 1000.0
+            consistent = wants_event and float(np.interp(t_on + 900.0, tm, latent["sev"])) >= 0.3
+        if consistent:
+            break
+        logger.debug("patient=%s archetype=%s attempt=%d rejected (onset=%s)", patient_id, arche, attempt, onset)
+    else:
+        logger.warning("patient=%s archetype=%s: no consistent course in %d attempts; events=%s",
+                       patient_id, arche, MAX_ATTEMPTS, "none" if onset is None else "kept")
+
+    end_ms = start_ms + round(horizon_s * 1000.0)
+    events: list[dict] = []
+    if onset is not None:
+        onset_ms, criterion = onset
+        events.append({"patient_id": patient_id, "kind": arche,
+                       "onset": pd.Timestamp(onset_ms, unit="ms", tz="UTC"), "criterion": criterion})
+        if arche in TRANSFERRED:
+            end_ms = min(end_ms, onset_ms + int(course.transfer_after_s * 1000.0))
+            samples = samples.take(samples.t_ms + start_ms < end_ms)
+    delivered, at = devices.deliver(rng, samples, horizon_s, spec)
+    patient = {"patient_id": patient_id, "age": age, "sex": sex, "archetype": arche}
+    logger.debug("patient=%s archetype=%s attempts=%d rows=%d", patient_id, arche, attempts, len(at))
+    return PatientStream(patient=patient, events=events, start_ms=start_ms, end_ms=end_ms,
+                         ts_ms=delivered.t_ms + start_ms, deliver_ms=at + start_ms, vital=delivered.vital,
+                         value=delivered.value, quality=delivered.quality)
+
+
+__all__ = ["MAX_ATTEMPTS", "PatientStream", "Samples", "generate_patient", "to_epoch_ms"]

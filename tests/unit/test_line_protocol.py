@@ -1,0 +1,96 @@
+"""Line-protocol escaping and the reading encoder (no sockets; the same rules are checked against a real
+influxd in ``tests/integration/test_influx_line_protocol.py``)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.domain import Reading
+from app.storage.line_protocol import (
+    ReadingEncoder,
+    encode_point,
+    escape_tag,
+    format_field,
+    from_ms,
+    parse_line,
+    to_ms,
+)
+
+T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
+
+#: What a tag value may hold: anything but a line break, not empty, not ending in a backslash.
+tag_text = st.text(st.characters(blacklist_characters="\n\r", blacklist_categories=("Cs",)), min_size=1).filter(
+    lambda s: not s.endswith("\\")
+)
+field_text = st.text(st.characters(blacklist_categories=("Cs",)))
+
+
+def test_reading_line_exact() -> None:
+    line = ReadingEncoder().encode_lines([Reading("bed 7,a=b", "hr", T0 + timedelta(milliseconds=5), 72.0, "ok")])
+    assert line == [r'vitals,patient_id=bed\ 7\,a\=b,vital=hr value=72.0,quality="ok" 1709280000005']
+
+
+def test_point_sorts_tags_and_types_fields() -> None:
+    line = encode_point("scores", {"z": "1", "a": "2"}, {"risk": 0.25, "n": 3, "ok": True, "s": 'say "hi" \\'}, 7)
+    assert line == r'scores,a=2,z=1 risk=0.25,n=3i,ok=true,s="say \"hi\" \\" 7'
+
+
+@pytest.mark.parametrize("bad", ["", "a\nb", "a\rb", "ends\\"])
+def test_unrepresentable_tag_values_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        escape_tag(bad)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_values_are_refused(bad: float) -> None:
+    with pytest.raises(ValueError):
+        ReadingEncoder().encode([Reading("p", "hr", T0, bad)])
+    with pytest.raises(ValueError):
+        format_field(bad)
+
+
+def test_naive_timestamps_are_refused() -> None:
+    with pytest.raises(ValueError):
+        ReadingEncoder().encode([Reading("p", "hr", datetime(2024, 1, 1), 70.0)])
+
+
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)))
+def test_ms_roundtrip(ts: datetime) -> None:
+    ts = ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
+    assert from_ms(to_ms(ts)) == ts
+
+
+@given(
+    patient_id=tag_text,
+    quality=field_text,
+    value=st.floats(allow_nan=False, allow_infinity=False),
+    ms=st.integers(0, 2**42),
+)
+def test_reading_roundtrip(patient_id: str, quality: str, value: float, ms: int) -> None:
+    encoder = ReadingEncoder()
+    reading = Reading(patient_id, "spo2", from_ms(ms), value, quality)
+    (line,) = encoder.encode_lines([reading, reading])[:1]
+    assert "\n" not in line.split(" value=")[0]
+    assert parse_line(line) == ("vitals", {"patient_id": patient_id, "vital": "spo2"},
+                                {"value": value, "quality": quality}, ms)
+
+
+field_key = st.from_regex(r"[a-z_]{1,12}", fullmatch=True)
+field_value = st.one_of(field_text, st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False))
+
+
+@given(tags=st.dictionaries(tag_text, tag_text, max_size=4), fields=st.dictionaries(field_key, field_value, min_size=1))
+def test_point_roundtrip(tags: dict[str, str], fields: dict[str, object]) -> None:
+    line = encode_point("m x,y", tags, fields, 1)
+    assert parse_line(line) == ("m x,y", tags, fields, 1)
+
+
+def test_encoder_cache_is_bounded() -> None:
+    encoder = ReadingEncoder(max_cache=10)
+    encoder.encode([Reading(f"p{i}", "hr", T0, 70.0) for i in range(100)])
+    assert len(encoder._prefix) <= 10

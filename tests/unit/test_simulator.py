@@ -1,0 +1,151 @@
+"""Simulator: determinism, schema, ground-truth events, artefacts, cohort files, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import labels
+from models import windows as W
+from models.schema import PATIENT_ID_PATTERN, PLAUSIBLE_RANGES, QUALITY_PATTERN, READING_COLUMNS, VITALS
+from simulator.archetypes import ARCHETYPES, DEFAULT_MIX, EVENT_ARCHETYPES, normalise_mix, quota_archetypes
+from simulator.cli import main
+from simulator.cohort import iter_cohort, iter_cohort_files, load_cohort, write_cohort
+from simulator.patient import generate_patient, to_epoch_ms
+
+START = pd.Timestamp("2026-01-05T00:00Z")
+START_MS = to_epoch_ms(START)
+
+
+@pytest.fixture(scope="module")
+def by_archetype() -> dict[str, list]:
+    """Two 12-hour patients of every archetype."""
+    return {a: [generate_patient(f"x{a[:3]}{k}", (11, i, k), START_MS, 12.0, archetype=a) for k in range(2)]
+            for i, a in enumerate(ARCHETYPES)}
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    a = write_cohort(tmp_path / "a", 6, 3.0, seed=5)
+    b = write_cohort(tmp_path / "b", 6, 3.0, seed=5)
+    assert a["rows"] == b["rows"] > 0
+    for name in ("readings.parquet", "patients.parquet", "events.parquet", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    write_cohort(tmp_path / "c", 6, 3.0, seed=6)
+    assert (tmp_path / "a" / "readings.parquet").read_bytes() != (tmp_path / "c" / "readings.parquet").read_bytes()
+
+
+def test_patient_depends_only_on_seed_and_index():
+    whole = list(iter_cohort(4, 2.0, seed=9))
+    again = generate_patient("p0003", (9, 2), START_MS, 2.0)
+    assert whole[2].readings["value"].to_numpy().tobytes() == again.value.tobytes()
+    assert whole[2].patient == again.patient
+
+
+def test_cohort_files_follow_the_reading_schema(tmp_path):
+    summary = write_cohort(tmp_path, 5, 2.0, seed=1)
+    readings, patients, events = load_cohort(tmp_path)
+    assert tuple(readings.columns) == READING_COLUMNS
+    assert str(readings["ts"].dtype) == "datetime64[ns, UTC]"
+    assert readings["value"].dtype == np.float64
+    assert len(readings) == summary["rows"]
+    assert set(readings["vital"]) <= set(VITALS)
+    assert all(QUALITY_PATTERN.match(q) for q in readings["quality"].unique())
+    assert all(PATIENT_ID_PATTERN.match(p) for p in patients["patient_id"])
+    assert (readings["ts"].astype("int64") % 1_000_000 == 0).all()  # ms precision
+    for vital, (lo, hi) in PLAUSIBLE_RANGES.items():
+        v = readings.loc[readings["vital"] == vital, "value"]
+        assert v.between(lo, hi).all(), vital
+    assert list(patients.columns) == ["patient_id", "age", "sex", "archetype"]
+    assert set(patients["sex"]) <= {"F", "M"} and patients["age"].between(18, 98).all()
+    assert {"patient_id", "kind", "onset"} <= set(events.columns)
+    assert json.loads((tmp_path / "manifest.json").read_text())["seed"] == 1
+    records = list(iter_cohort_files(tmp_path))
+    assert [r.patient["patient_id"] for r in records] == list(patients["patient_id"])
+    assert sum(len(r.readings) for r in records) == len(readings)
+
+
+@pytest.mark.parametrize("archetype", ARCHETYPES)
+def test_events_are_the_first_sustained_crossing_of_the_windows(by_archetype, archetype):
+    for stream in by_archetype[archetype]:
+        found = labels.events(W.build(stream.frame()))
+        if archetype in EVENT_ARCHETYPES:
+            assert len(stream.events) == 1
+            event = stream.events[0]
+            assert event["kind"] == archetype
+            assert len(found) >= 1
+            assert found["onset"].iloc[0] == event["onset"]
+            assert found["kind"].iloc[0] == event["criterion"]
+        else:
+            assert stream.events == []
+            assert found.empty, found
+
+
+def test_deterioration_has_a_prodrome(by_archetype):
+    """Hours before onset the primary vital already drifts toward its threshold."""
+    for archetype in EVENT_ARCHETYPES - {"recovery"}:
+        for stream in by_archetype[archetype]:
+            onset = stream.events[0]["onset"]
+            if onset - START < pd.Timedelta(hours=3):
+                continue
+            win = W.build(stream.frame()).set_index("start")
+            column = {"hr_high": "hr_mean", "hr_low": "hr_mean", "sbp_low": "sbp", "spo2_low": "spo2_mean",
+                      "temp_high": "temp"}[stream.events[0]["criterion"]]
+            early = win.loc[:onset - pd.Timedelta(hours=3), column].mean()
+            late = win.loc[onset - pd.Timedelta(minutes=45):onset - pd.Timedelta(minutes=5), column].mean()
+            towards_high = stream.events[0]["criterion"] == "hr_high"
+            assert (late > early) if towards_high else (late < early), (archetype, early, late)
+
+
+def test_stable_and_fever_patients_never_cross_in_a_sustained_way():
+    for rec in iter_cohort(12, 24.0, seed=3, archetype_mix={"stable": 0.7, "fever": 0.3}):
+        assert rec.events == []
+        w = W.build(rec.readings)
+        assert labels.events(w).empty
+        if rec.patient["archetype"] == "fever":
+            assert w["temp"].max() <= 39.0 and w["hr_mean"].max() <= 120.0
+
+
+def test_artefacts_gaps_late_and_duplicate_deliveries(by_archetype):
+    frame = pd.concat([s.frame() for s in by_archetype["stable"]])
+    qualities = set(frame["quality"].astype(str))
+    assert {"ok", "probe_off", "motion"} <= qualities
+    probe = frame[(frame["quality"] == "probe_off")]
+    assert (probe["vital"] == "spo2").all() and probe["value"].between(50, 100).all()
+    motion_hr = frame[(frame["quality"] == "motion") & (frame["vital"] == "hr")]
+    assert len(motion_hr) > 0
+    assert frame.duplicated(["patient_id", "vital", "ts", "value", "quality"]).any()  # retransmissions
+    hr = frame[frame["vital"] == "hr"]
+    assert (hr.groupby("patient_id", observed=True)["ts"].diff() < pd.Timedelta(0)).any()  # out of order
+    one = by_archetype["stable"][0]
+    assert ((one.deliver_ms - one.ts_ms) > 60_000).any()  # some arrive minutes late
+    assert np.all(np.diff(one.deliver_ms) >= 0)
+    longest = [np.diff(np.unique(s.ts_ms[s.vital == VITALS.index("hr")])).max()
+               for streams in by_archetype.values() for s in streams]
+    assert max(longest) > 20_000  # a gap (leads off, off the ward) in some 1 Hz series
+
+
+def test_charted_observations_and_rates(by_archetype):
+    s = by_archetype["stable"][0]
+    frame = s.frame()
+    counts = frame.drop_duplicates(["vital", "ts"])["vital"].value_counts()
+    assert 0.9 * 12 * 3600 < counts["hr"] <= 12 * 3600
+    assert counts["spo2"] <= 12 * 120 and counts["sbp"] <= 12 * 4 and counts["temp"] <= 12 * 12
+    assert counts["acvpu"] >= 1 and counts["o2"] == counts["acvpu"]
+
+
+def test_mix():
+    assert abs(sum(normalise_mix(None).values()) - 1) < 1e-12
+    assert 0.85 <= DEFAULT_MIX["stable"] <= 0.90
+    ward = quota_archetypes(24, normalise_mix(None), np.random.default_rng(1))
+    assert sum(a in EVENT_ARCHETYPES for a in ward) == 3 and ward.count("stable") == 20
+    with pytest.raises(ValueError):
+        normalise_mix({"zombie": 1.0})
+
+
+def test_cli_cohort(tmp_path, capsys):
+    assert main(["cohort", "--patients", "3", "--hours", "1", "--seed", "2", "--out", str(tmp_path), "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["patients"] == 3
+    assert (tmp_path / "readings.parquet").exists()

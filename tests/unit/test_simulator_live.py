@@ -1,0 +1,198 @@
+"""Simulator live mode: ward delivery semantics, sinks (HTTP, line protocol), the live loop."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simulator.live import run_live
+from simulator.sinks import (
+    HttpSink,
+    InfluxLineSink,
+    SinkError,
+    escape_key,
+    escape_string_field,
+    format_line,
+    parse_line,
+    readings_to_lines,
+)
+from simulator.ward import Ward
+
+START = pd.Timestamp("2026-01-05T00:00Z")
+
+
+def _key(r: dict) -> tuple:
+    return (r["patient_id"], r["vital"], r["ts"], r["value"], r["quality"])
+
+
+@pytest.fixture(scope="module")
+def ward_history() -> tuple[Ward, list[dict]]:
+    ward = Ward(24, 7, START)
+    return ward, ward.advance(START + pd.Timedelta(hours=1))
+
+
+def test_default_ward_has_a_mix_with_early_deterioration(ward_history):
+    ward, _ = ward_history
+    assert [p["patient_id"] for p in ward.patients] == [f"bed-{i:02d}" for i in range(1, 25)]
+    archetypes = [p["archetype"] for p in ward.patients]
+    assert archetypes.count("stable") >= 20
+    assert len(ward.events) == 3
+    assert all(START + pd.Timedelta(hours=1) <= e["onset"] <= START + pd.Timedelta(hours=9) for e in ward.events)
+
+
+def test_advance_is_deterministic_whatever_the_steps():
+    a, b = Ward(3, 4, START), Ward(3, 4, START)
+    end = START + pd.Timedelta(minutes=30)
+    one = a.advance(end)
+    many: list[dict] = []
+    t = START
+    while t < end:
+        t = min(end, t + pd.Timedelta(seconds=37))
+        many.extend(b.advance(t))
+    assert [_key(r) for r in one] == [_key(r) for r in many]
+    assert a.events == b.events
+
+
+def test_advance_delivers_late_out_of_order_and_duplicates(ward_history):
+    ward, history = ward_history
+    until = ward.until
+    assert all(pd.Timestamp(r["ts"]) <= until for r in history)
+    assert all(r["ts"].endswith("Z") for r in history[:100])
+    nxt = ward.advance(until + pd.Timedelta(minutes=10))
+    assert any(pd.Timestamp(r["ts"]) <= until for r in nxt)  # measured before the previous call, delivered after
+    per_patient_vital: dict[tuple, str] = {}
+    out_of_order = False
+    for r in nxt:
+        k = (r["patient_id"], r["vital"])
+        out_of_order |= k in per_patient_vital and r["ts"] < per_patient_vital[k]
+        per_patient_vital[k] = max(per_patient_vital.get(k, r["ts"]), r["ts"])
+    assert out_of_order
+    keys = [_key(r) for r in history]
+    assert len(keys) > len(set(keys))  # retransmitted duplicates
+    assert {r["quality"] for r in history} >= {"ok", "motion"}
+    with pytest.raises(ValueError):
+        ward.advance(until)
+
+
+def test_ward_admits_new_patients_after_a_block():
+    ward = Ward(2, 1, START, block_hours=1.0)
+    ward.advance(START + pd.Timedelta(hours=2, minutes=30))
+    assert all(p["admitted_at"] > START for p in ward.patients)
+
+
+def test_ward_advance_over_hours_is_fast(ward_history):
+    import time
+
+    ward = Ward(24, 8, START)
+    t0 = time.perf_counter()
+    rows = ward.advance_frame(START + pd.Timedelta(hours=2))
+    assert len(rows) > 24 * 2 * 3600 * 0.8
+    assert time.perf_counter() - t0 < 5.0
+
+
+tag_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\\"), min_size=1, max_size=20)
+
+
+@given(pid=tag_text, vital=tag_text, quality=st.text(st.characters(blacklist_categories=("Cs",),
+                                                                      blacklist_characters="\n\r"), max_size=20),
+       value=st.floats(allow_nan=False, allow_infinity=False), ts=st.integers(0, 2**53))
+def test_line_protocol_round_trip(pid, vital, quality, value, ts):
+    line = format_line("vitals", {"patient_id": pid, "vital": vital}, {"value": value, "quality": quality}, ts)
+    assert "\n" not in line
+    assert parse_line(line) == ("vitals", {"patient_id": pid, "vital": vital}, {"value": value, "quality": quality},
+                                ts)
+
+
+def test_line_protocol_escaping_examples():
+    assert escape_key("a b,c=d") == r"a\ b\,c\=d"
+    assert escape_string_field('say "hi" \\o/') == r'"say \"hi\" \\o/"'
+    for bad in ("trailing\\", "x\\,y", "new\nline"):
+        with pytest.raises(ValueError):
+            escape_key(bad)
+    line = readings_to_lines([{"patient_id": "bed-01", "vital": "hr", "ts": "2026-01-05T00:00:01.250Z",
+                               "value": 72, "quality": "ok"}])[0]
+    assert line == 'vitals,patient_id=bed-01,vital=hr value=72.0,quality="ok" 1767571201250'
+
+
+def _readings(n: int) -> list[dict]:
+    return [{"patient_id": "bed-01", "vital": "hr", "ts": "2026-01-05T00:00:00.000Z", "value": 70.0, "quality": "ok"}
+            ] * n
+
+
+def test_http_sink_batches_retries_5xx_and_does_not_retry_422():
+    calls: list[int] = []
+    status = iter([503, 200, 200, 422])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        calls.append(len(body["readings"]))
+        code = next(status)
+        return httpx.Response(code, json={"detail": [{"loc": ["body", "readings", 0], "msg": "bad"}]} if code == 422
+                              else {})
+
+    sleeps: list[float] = []
+    sink = HttpSink("http://svc", client=httpx.Client(transport=httpx.MockTransport(handler)), sleep=sleeps.append)
+    assert sink.send(_readings(25_000)) == 20_000
+    assert calls == [10_000, 10_000, 10_000, 5_000]
+    assert sleeps == [0.5]
+    assert sink.rejected == 5_000
+
+
+def test_http_sink_gives_up_after_retries():
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    sleeps: list[float] = []
+    sink = HttpSink("http://svc", client=httpx.Client(transport=httpx.MockTransport(handler)), max_retries=3,
+                    sleep=sleeps.append)
+    with pytest.raises(SinkError):
+        sink.send(_readings(1))
+    assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_influx_sink_writes_line_protocol():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    sink = InfluxLineSink("http://influx:8086/", "wardtwin", client=client)
+    assert sink.send(_readings(3)) == 3
+    (request,) = seen
+    assert request.url.path == "/write"
+    assert dict(request.url.params) == {"db": "wardtwin", "precision": "ms"}
+    lines = request.content.decode().split("\n")
+    assert len(lines) == 3 and all(parse_line(x)[0] == "vitals" for x in lines)
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.batches: list[list[dict]] = []
+
+    def send(self, readings):
+        self.batches.append(list(readings))
+        return len(readings)
+
+    def close(self) -> None:
+        pass
+
+
+def test_run_live_accelerates_time_without_sleeping():
+    clock = {"t": 0.0}
+    ward = Ward(2, 3, START)
+    sink = _Collect()
+
+    def sleep(s: float) -> None:
+        clock["t"] += s
+
+    sent = run_live(ward, sink, speed=60.0, tick_s=1.0, duration_s=10.0, monotonic=lambda: clock["t"], sleep=sleep)
+    assert ward.until == START + pd.Timedelta(minutes=10)
+    assert sent == sum(len(b) for b in sink.batches) > 0
+    assert len(sink.batches) == 11
