@@ -27,6 +27,7 @@ import uvicorn
 
 from app.clock import AcceleratedClock
 from app.main import create_app
+from app.service import WardTwin
 from app.settings import Settings
 from models.windows import WINDOW, align
 from simulator.ward import Ward
@@ -102,8 +103,7 @@ async def run(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     state_path = settings.data_dir / "demo.json"
     state, resumed = _state(args, state_path)
-    history_end = state.epoch + timedelta(hours=args.history_hours)
-    sim_start = max(state.acknowledged_until, history_end)
+    sim_start = max(state.acknowledged_until, state.epoch + timedelta(hours=args.history_hours))
     clock = AcceleratedClock(sim_start, args.speed)
     interval_s = WINDOW.total_seconds() / args.speed
     app = create_app(settings, clock, cycle_interval_s=interval_s, start_scheduler=False)
@@ -116,6 +116,18 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.05)
 
     base = f"http://{args.host}:{args.port}"
+    with contextlib.suppress(asyncio.CancelledError):  # Ctrl-C while backfilling: uvicorn has stopped cleanly
+        await _feed(args, state, state_path, resumed, clock, wt, server_task, base)
+    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+        await server_task
+    print(f"stopped; ward time {state.acknowledged_until:%Y-%m-%d %H:%M} saved in {state_path}", flush=True)
+    return 0
+
+
+async def _feed(args: argparse.Namespace, state: DemoState, state_path: Path, resumed: bool,
+                clock: AcceleratedClock, wt: WardTwin, server_task: asyncio.Task, base: str) -> None:
+    """Post the history, score it, start the scheduler, then stream the ward until the server stops."""
+    history_end = state.epoch + timedelta(hours=args.history_hours)
     ward = Ward(args.beds, args.seed, pd.Timestamp(state.epoch))
     if resumed:
         ward.advance(pd.Timestamp(state.acknowledged_until))  # already stored: regenerate and discard
@@ -127,37 +139,41 @@ async def run(args: argparse.Namespace) -> int:
             state.acknowledged_until = history_end
             state.save(state_path)
             print(f"history: {len(history):,} readings of {args.history_hours:g} h posted "
-                  f"in {time.perf_counter() - t0:.1f} s")
+                  f"in {time.perf_counter() - t0:.1f} s", flush=True)
             window_end = state.epoch + WINDOW
             while window_end <= history_end:
                 await wt.cycle.run(window_end, scored_at=window_end)
                 window_end += WINDOW
-            print(f"history: scored {args.history_hours * 12:.0f} windows for {args.beds} beds")
-        wt.scheduler.last_window_end = align(sim_start - timedelta(seconds=settings.cycle_grace_s)).to_pydatetime()
-        await wt.scheduler.tick()
+            print(f"history: scored {args.history_hours * 12:.0f} windows for {args.beds} beds "
+                  f"in {time.perf_counter() - t0:.1f} s", flush=True)
+        await _stream_until(clock.now(), ward, client, state, state_path)
+        # The scheduler takes over from the last stored window end and catches up the minutes
+        # of ward time that passed while the history was being scored.
+        wt.scheduler.last_window_end = align(state.acknowledged_until if resumed else history_end).to_pydatetime()
         wt.scheduler.start()
         print(f"\nwardtwin demo{' (resumed)' if resumed else ''}: {args.beds} beds at {args.speed:g}x, "
               f"store={wt.store.name}, model={wt.twin.version}")
         print(f"  ward board   {base}/\n  API docs     {base}/docs\n  patients     {base}/v1/patients")
         print(f"  alerts       {base}/v1/alerts   (live: ws://{args.host}:{args.port}/v1/ws/alerts)")
         print("  Ctrl-C stops; a restart resumes the same ward.\n", flush=True)
-        with contextlib.suppress(asyncio.CancelledError):
-            while not server_task.done():
-                until = clock.now()
-                readings = ward.advance(pd.Timestamp(until))
-                if readings:
-                    await post_readings(client, readings)
-                state.acknowledged_until = until
-                state.save(state_path)
-                await asyncio.wait({server_task}, timeout=1.0)
-    await server_task
-    print(f"stopped; ward time {state.acknowledged_until:%Y-%m-%d %H:%M} saved in {state_path}")
-    return 0
+        while not server_task.done():
+            await _stream_until(clock.now(), ward, client, state, state_path)
+            await asyncio.wait({server_task}, timeout=1.0)
+
+
+async def _stream_until(until: datetime, ward: Ward, client: httpx.AsyncClient, state: DemoState,
+                        state_path: Path) -> None:
+    readings = ward.advance(pd.Timestamp(until))
+    if readings:
+        await post_readings(client, readings)
+    state.acknowledged_until = until
+    state.save(state_path)
 
 
 def main(argv: list[str]) -> int:
     args = _parse(argv)
-    logging.getLogger("app").setLevel(logging.WARNING)
+    for noisy in ("app", "httpx", "apscheduler", "simulator"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run(args))
     return 0

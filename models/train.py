@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -245,7 +246,8 @@ def export_hgb(model: Any) -> tuple[float, list[dict[str, Any]]]:
             raise ValueError("categorical splits cannot be exported")
         trees.append({
             "feature": nodes["feature_idx"].astype(int).tolist(),
-            "threshold": nodes["num_threshold"].astype(float).tolist(),
+            "threshold": [x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+                          for x in nodes["num_threshold"].astype(float).tolist()],
             "missing_left": nodes["missing_go_to_left"].astype(int).tolist(),
             "left": nodes["left"].astype(int).tolist(),
             "right": nodes["right"].astype(int).tolist(),

@@ -220,6 +220,7 @@ class Challenger:
 
     ``risk(features)``: per row, ``sigmoid(baseline + Σ_trees leaf value)``; a tree goes left when
     ``x <= threshold``, and a missing value follows the tree's ``missing_left`` flag (as in scikit-learn).
+    Infinite thresholds are stored as the strings "inf" / "-inf" (JSON has no infinity).
     No per-feature contributions: it is a challenger for comparison, not an explanation.
     """
 
@@ -232,7 +233,8 @@ class Challenger:
         self.version: str = str(artifact["version"])
         self.feature_names = names
         self.baseline = float(artifact["baseline"])
-        self.trees = [{k: np.asarray(v) for k, v in tree.items()} for tree in artifact["trees"]]
+        self.trees = [{k: np.asarray([float(x) for x in v]) if k == "threshold" else np.asarray(v)
+                       for k, v in tree.items()} for tree in artifact["trees"]]
         self.artifact = dict(artifact)
 
     @classmethod

@@ -58,7 +58,7 @@ class CycleScheduler:
 
     def start(self) -> None:
         self._scheduler.add_job(self._job, "interval", seconds=self.interval_s, max_instances=1, coalesce=True,
-                                id="cycle", next_run_time=None)
+                                id="cycle")
         self._scheduler.start()
         asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._job()))
 

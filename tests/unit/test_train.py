@@ -70,11 +70,14 @@ def test_challenger_json_trees_reproduce_scikit_learn(cohort) -> None:
     x = feats[list(F.FEATURE_NAMES)].to_numpy(float).copy()
     y = (np.nan_to_num(feats["hr_mean_1h"].to_numpy()) > 95).astype(int)
     x[::7, 3] = np.nan  # missing values take the learned side
+    x[:, 5] = np.where(y == 1, np.nan, 1.0)  # a split on missingness alone has an infinite threshold
     model = HistGradientBoostingClassifier(max_iter=15, random_state=0).fit(x, y)
     base, trees = T.export_hgb(model)
     art = {"format": "wardtwin.challenger/1", "feature_names": list(F.FEATURE_NAMES), "baseline": base,
            "trees": trees, "version": "t"}
-    ch = Challenger(json.loads(json.dumps(art)))
+    text = json.dumps(art, allow_nan=False)
+    assert '"inf"' in text
+    ch = Challenger(json.loads(text))
     frame = feats.copy()
     frame[list(F.FEATURE_NAMES)] = x
     np.testing.assert_allclose(ch.risk(frame), model.predict_proba(x)[:, 1], rtol=0, atol=1e-12)
