@@ -42,12 +42,19 @@ def _evaluate(argv: list[str]) -> int:
     return evaluate_main(argv)
 
 
+def _replay(argv: list[str]) -> int:
+    from app.replay import main as replay_main
+
+    return replay_main(argv)
+
+
 COMMANDS = {
     "demo": (_demo, "live demo: a simulated 24-bed ward scored on the embedded store"),
     "serve": (_serve, "serve the API (InfluxDB when WARDTWIN_INFLUX_URL is set, else SQLite)"),
     "simulate": (_simulate, "simulator: cohort files, live streaming, realism report"),
     "train": (_train, "train the twin on a simulated cohort and write its JSON artifact"),
     "evaluate": (_evaluate, "evaluate the twin against NEWS2 on held-out patients"),
+    "replay": (_replay, "score a simulated ward's history offline and print a digest of every score"),
 }
 
 

@@ -242,6 +242,16 @@ def operating_point(frame: pd.DataFrame, events: pd.DataFrame, above: np.ndarray
     }
 
 
+def monitored(frame: pd.DataFrame) -> np.ndarray:
+    """Windows a ward would score and alert on: not within an event or its refractory hour, and at least
+    ``models.labels.MIN_HISTORY`` of history. ``frame`` sorted by patient and window end."""
+    from models.labels import MIN_HISTORY
+
+    first = frame.groupby("patient_id", sort=False)["window_end"].transform("min")
+    age = frame["window_end"] - first + pd.Timedelta(minutes=5)
+    return (~frame["in_event"].to_numpy(bool)) & (age >= MIN_HISTORY).to_numpy(bool)
+
+
 def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
     """Reliability table on fixed-width risk bins (0–0.1, …, 0.9–1)."""
     edges = np.linspace(0, 1, bins + 1)
@@ -320,17 +330,15 @@ def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], cha
     else:
         scope = "an independent cohort: no patient was used for training or calibration"
     frame = frame.sort_values(["patient_id", "window_end"], kind="mergesort").reset_index(drop=True)
-    first = frame.groupby("patient_id", sort=False)["window_end"].transform("min")
-    from models.labels import HORIZON, MIN_HISTORY
+    from models.labels import HORIZON
 
-    monitored = (~frame["in_event"].to_numpy(bool)) & ((frame["window_end"] - first).to_numpy() + np.timedelta64(
-        5, "m") >= np.timedelta64(MIN_HISTORY))
+    is_monitored = monitored(frame)
     progress(f"scoring {len(frame)} windows of {frame['patient_id'].nunique()} patients ({scope})")
 
     # Every scored window: contributions + intercept == logit (the TwinScore objects themselves).
     max_err = 0.0
     for lo in range(0, len(frame), 20_000):
-        for s in twin.score(frame.iloc[lo:lo + 20_000]):
+        for s in twin.score(frame.iloc[lo:lo + 20_000], explain=False):
             max_err = max(max_err, abs(s.intercept + sum(c.points for c in s.contributions) - s.logit))
     if max_err > 1e-9:
         raise AssertionError(f"contributions do not add up to the logit (max error {max_err:.3g})")
@@ -357,11 +365,15 @@ def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], cha
     progress("operating points, lead times, subgroups")
     ids = set(frame["patient_id"])
     events = dataset.events[dataset.events["patient_id"].isin(ids)]
-    mon = frame.loc[monitored].reset_index(drop=True)
+    mon = frame.loc[is_monitored].reset_index(drop=True)
     ops: dict[str, Any] = {}
-    for name, key, thr in OPERATING_POINTS:
+    points = list(OPERATING_POINTS)
+    matched = (art.get("operating_points") or {}).get("match_news2_5", {}).get("threshold")
+    if matched is not None:
+        points.insert(1, (f"twin >= {matched:g} (matched)", "twin", matched))
+    for name, key, thr in points:
         if key in scores:
-            ops[name] = operating_point(mon, events, scores[key][monitored] >= thr, HORIZON)
+            ops[name] = operating_point(mon, events, scores[key][is_monitored] >= thr, HORIZON)
 
     patients = dataset.patients.set_index("patient_id") if "patient_id" in dataset.patients else pd.DataFrame()
     groups: dict[str, np.ndarray] = {}
@@ -375,7 +387,7 @@ def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], cha
             groups[f"age {label}"] = (age >= lo) & (age < hi)
     sub: dict[str, Any] = {}
     for g, m in groups.items():
-        me, mm = m & elig, m[monitored]
+        me, mm = m & elig, m[is_monitored]
         gids = set(pids[m])
         gev = events[events["patient_id"].isin(gids)]
         gm = mon.loc[mm].reset_index(drop=True)
@@ -383,7 +395,7 @@ def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], cha
                "twin_auroc": auroc(y[me], risk[me]), "news2_auroc": auroc(y[me], scores["news2"][me]),
                "twin_brier": float(np.mean((risk[me] - y[me]) ** 2)) if me.any() else None}
         for name, key, thr in OPERATING_POINTS[:2]:
-            op = operating_point(gm, gev, scores[key][monitored][mm] >= thr, HORIZON)
+            op = operating_point(gm, gev, scores[key][is_monitored][mm] >= thr, HORIZON)
             row[f"{name} sensitivity"] = op["sensitivity"]
             row[f"{name} alerts/patient-day"] = op["alerts_per_patient_day"]
         sub[g] = row
@@ -416,7 +428,8 @@ def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], cha
         "scope": scope, "twin_version": twin.version,
         "challenger_version": challenger.version if challenger else None,
         "cohort": cohort_fingerprint, "training_cohort": art.get("cohort"),
-        "patients": len(ids), "patient_days": patient_days, "monitored_patient_days": float(monitored.sum() * 5 / 1440),
+        "patients": len(ids), "patient_days": patient_days,
+        "monitored_patient_days": float(is_monitored.sum() * 5 / 1440),
         "eligible_windows": int(elig.sum()), "positive_windows": int(y[elig].sum()), "events": len(events),
         "events_per_patient_day": len(events) / patient_days if patient_days else None,
         "discrimination": disc, "calibration": cal, "operating_points": ops, "subgroups": sub, "goals": goals,

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 SPLIT_FRACTIONS: Final[tuple[float, float]] = (0.6, 0.8)
 C_REGULARISATION: Final[float] = 1.0
+#: Standardised values are winsorised at ±Z_CLIP SD (training and serving alike).
+Z_CLIP: Final[float] = 4.0
 
 
 def _quiet(_: str) -> None:
@@ -105,8 +107,8 @@ def fit_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, scale
 
 
-def standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    z = (x - mean) / scale
+def standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, clip: float = Z_CLIP) -> np.ndarray:
+    z = np.clip((x - mean) / scale, -clip, clip)
     z[np.isnan(z)] = 0.0
     return z
 
@@ -144,12 +146,14 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
         "validation": E.summary(y[va], risk[va], frame["news2"].to_numpy(float)[va]),
         "train": E.summary(y[tr], risk[tr], frame["news2"].to_numpy(float)[tr]),
     }
+    matched = matched_threshold(ds, split == "validation", risk)
+    progress(f"threshold matching NEWS2 >= 5 sensitivity on validation patients: {matched['threshold']}")
     n_pat = {s: int(frame.loc[split == s, "patient_id"].nunique()) for s in ("train", "validation", "test")}
     body = {
         "format": ARTIFACT_FORMAT,
         "feature_names": list(F.FEATURE_NAMES),
         "features": [{"name": f.name, "unit": f.unit, "description": f.description} for f in F.FEATURES],
-        "scaler": {"mean": mean.tolist(), "scale": scale.tolist()},
+        "scaler": {"mean": mean.tolist(), "scale": scale.tolist(), "clip": Z_CLIP},
         "coefficients": coef.tolist(),
         "intercept": float(intercept),
         "uncalibrated": {"coefficients": w.tolist(), "intercept": b},
@@ -164,6 +168,7 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
                    "refractory_h": L.REFRACTORY / pd.Timedelta(hours=1)},
         "cohort": dict(cohort_fingerprint),
         "metrics": metrics,
+        "operating_points": {"match_news2_5": matched},
         "library_versions": {"python": platform.python_version(), "numpy": np.__version__,
                              "pandas": pd.__version__, "scikit-learn": sklearn.__version__},
     }
@@ -173,6 +178,38 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
     progress(f"done: version {body['version']}, test AUROC {metrics['test']['auroc']:.3f} "
              f"(NEWS2 {metrics['test']['news2_auroc']:.3f})")
     return body
+
+
+def matched_threshold(ds: Dataset, patients_mask: np.ndarray, risk: np.ndarray) -> dict[str, Any]:
+    """The highest twin threshold whose event sensitivity on the given patients reaches NEWS2 >= 5's there
+    (a validation-set choice, so the test set never tunes it). None when there are no events."""
+    frame = ds.frame
+    mon = E.monitored(frame) & patients_mask
+    sub = frame.loc[mon].reset_index(drop=True)
+    events = ds.events[ds.events["patient_id"].isin(set(sub["patient_id"]))]
+    news = E.operating_point(sub, events, sub["news2"].to_numpy() >= 5, L.HORIZON)
+    target = news["sensitivity"]
+    if target is None:
+        return {"threshold": None, "news2_5_sensitivity": None, "rule": "no validation events"}
+    r = risk[mon]
+    ns = pd.DatetimeIndex(sub["window_end"]).as_unit("ns").asi8
+    elig = sub["eligible"].to_numpy(bool)
+    pid = sub["patient_id"].to_numpy()
+    best = []  # per observable event: the highest twin risk in an eligible window of its 6 h before onset
+    for ev in events.itertuples(index=False):
+        onset = pd.Timestamp(ev.onset).value
+        m = elig & (pid == ev.patient_id) & (ns >= onset - L.HORIZON.value) & (ns <= onset)
+        if m.any():
+            best.append(float(r[m].max()))
+    if not best:
+        return {"threshold": None, "news2_5_sensitivity": target, "rule": "no observable validation events"}
+    need = math.ceil(target * len(best) - 1e-9)
+    kth = sorted(best, reverse=True)[max(need, 1) - 1]
+    chosen = math.floor(kth * 200) / 200  # 0.005 grid, rounded down so the sensitivity is reached
+    achieved = float(np.mean(np.asarray(best) >= chosen))
+    return {"threshold": chosen, "news2_5_sensitivity": target, "twin_sensitivity": achieved,
+            "rule": "highest twin threshold on a 0.005 grid whose event sensitivity reaches NEWS2 >= 5's, "
+                    "chosen on validation patients"}
 
 
 def model_card(artifact: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Scoring (exact, no hidden terms)::
 
-    z_j      = (x_j - mean_j) / scale_j          standardised feature; a missing x_j is imputed with
-                                                 the training mean, so z_j = 0 and it contributes 0
+    z_j      = clip((x_j - mean_j) / scale_j, ±Z_CLIP)   standardised feature, winsorised at ±4 SD so a
+                                                 far-out value cannot push the logit without bound; a
+                                                 missing x_j is imputed with the training mean: z_j = 0
     points_j = coef_j * z_j                      the feature's push on the logit
     logit    = intercept + Σ_j points_j          coef and intercept already include Platt calibration
     risk     = 1 / (1 + exp(-logit))             a calibrated probability of deterioration within 6 h
@@ -84,6 +85,8 @@ class Twin:
         self._mean = np.asarray(artifact["scaler"]["mean"], dtype=float)
         self._scale = np.asarray(artifact["scaler"]["scale"], dtype=float)
         self._coef = np.asarray(artifact["coefficients"], dtype=float)
+        clip = artifact["scaler"].get("clip")
+        self._clip = float(clip) if clip is not None else math.inf
         self.intercept: float = float(artifact["intercept"])
         n = len(names)
         if not (self._mean.shape == self._scale.shape == self._coef.shape == (n,)) or np.any(self._scale <= 0):
@@ -105,7 +108,7 @@ class Twin:
     def points(self, features: pd.DataFrame) -> np.ndarray:
         """Per-row, per-feature points (n_rows × n_features): coef × standardised value, 0 when missing."""
         x = features.loc[:, list(self.feature_names)].to_numpy(dtype=float)
-        z = (x - self._mean) / self._scale
+        z = np.clip((x - self._mean) / self._scale, -self._clip, self._clip)
         z[np.isnan(z)] = 0.0
         return z * self._coef
 
@@ -115,8 +118,11 @@ class Twin:
     def risk(self, features: pd.DataFrame) -> np.ndarray:
         return sigmoid(self.logit(features))
 
-    def score(self, features: pd.DataFrame) -> list[TwinScore]:
-        """One :class:`TwinScore` per row of ``models.features.build`` output (same order)."""
+    def score(self, features: pd.DataFrame, *, explain: bool = True) -> list[TwinScore]:
+        """One :class:`TwinScore` per row of ``models.features.build`` output (same order).
+
+        ``explain=False`` leaves every sentence empty (faster; for bulk evaluation).
+        """
         if features.empty:
             return []
         pts = self.points(features)
@@ -125,7 +131,7 @@ class Twin:
         values = features.loc[:, list(self.feature_names)].to_numpy(dtype=float)
         order = np.argsort(-np.abs(pts), axis=1, kind="stable").tolist()
         missing = np.isnan(values)
-        talk = (missing | (np.abs(pts) >= SIGNIFICANT_POINTS)).tolist()
+        talk = ((missing | (np.abs(pts) >= SIGNIFICANT_POINTS)) & explain).tolist()
         pts_l, values_l, missing_l = pts.tolist(), values.tolist(), missing.tolist()
         pids = features["patient_id"].astype(str).tolist()
         ends = list(pd.to_datetime(features["window_end"], utc=True))

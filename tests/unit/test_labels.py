@@ -68,3 +68,19 @@ def test_events_closer_than_an_hour_merge() -> None:
     hr[120:125] = 130  # 65 minutes after the previous end: a new one
     ev = L.events(_flat(200, hr_mean=hr))
     assert len(ev) == 2 and ev["end"].iloc[0] == T0 + 65 * 5 * MIN
+
+
+def test_derived_events_agree_with_the_simulators_ground_truth() -> None:
+    cohort = __import__("pytest").importorskip("simulator.cohort")
+    from models import windows as W
+
+    mix = {"stable": 0.3, "sepsis": 0.2, "respiratory_failure": 0.2, "haemorrhage": 0.1, "bradyarrhythmia": 0.2}
+    found = 0
+    for record in cohort.iter_cohort(12, 24, 5, archetype_mix=mix):
+        derived = L.events(W.build(record.readings))
+        for truth in record.events:
+            assert (derived["onset"] == pd.Timestamp(truth["onset"])).any(), (record.patient, truth)
+            found += 1
+        if not record.events:
+            assert derived.empty or record.patient["archetype"] == "stable"
+    assert found >= 5
