@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One validated observation. ``ts`` is timezone-aware UTC, truncated to the millisecond."""
+class Reading(NamedTuple):
+    """One validated observation. ``ts`` is timezone-aware UTC, truncated to the millisecond.
+
+    A NamedTuple rather than a frozen dataclass: ingest builds hundreds of thousands a second.
+    """
 
     patient_id: str
     vital: str

@@ -75,45 +75,108 @@ def _value(vital: str, raw: Any) -> float:
     return value
 
 
+
+
+def _fast(item: Any, known_ids: set[str], horizon: datetime) -> Reading | None:
+    """The common, valid case at about a microsecond an item.
+
+    ``None`` means "not obviously valid": the item then goes through ``_check``, which accepts it
+    or names every problem. Both apply the same rules; tests compare them on arbitrary items.
+    """
+    if type(item) is not dict:
+        return None
+    size = len(item)
+    if size == 4:
+        quality = QUALITY_OK
+    elif size == 5:
+        quality = item.get("quality")
+        if quality != QUALITY_OK and not (type(quality) is str and QUALITY_PATTERN.fullmatch(quality)):
+            return None
+    else:
+        return None
+    try:
+        patient_id, vital, value, raw_ts = item["patient_id"], item["vital"], item["value"], item["ts"]
+    except KeyError:
+        return None
+    if patient_id not in known_ids:
+        if type(patient_id) is not str or not PATIENT_ID_PATTERN.fullmatch(patient_id):
+            return None
+        known_ids.add(patient_id)
+    bounds = PLAUSIBLE_RANGES.get(vital)
+    kind = type(value)
+    if bounds is None or (kind is not float and kind is not int):
+        return None
+    value = float(value)
+    if not bounds[0] <= value <= bounds[1] or (vital == "acvpu" and not value.is_integer()):
+        return None  # NaN fails the comparison too
+    if type(raw_ts) is not str:
+        return None
+    try:
+        ts = datetime.fromisoformat(raw_ts)
+    except ValueError:
+        return None
+    if ts.tzinfo is not UTC:  # "Z" parses to UTC itself; anything else is converted (naive goes to _check)
+        if ts.utcoffset() is None:
+            return None
+        ts = ts.astimezone(UTC)
+    if ts.microsecond % 1000:
+        ts = ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
+    if ts > horizon:
+        return None
+    return Reading(patient_id, vital, ts, value, quality)
+
+
 def validate_batch(items: Sequence[Any], now: datetime, max_future_skew: timedelta) -> BatchResult:
     """Split a batch into valid readings and FastAPI-shaped errors (one or more per bad item)."""
     horizon = now + max_future_skew
     readings: list[Reading] = []
     errors: list[dict[str, Any]] = []
+    known_ids: set[str] = set()
     for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            errors.append(_error(index, None, "reading must be an object", "type_error"))
+        reading = _fast(item, known_ids, horizon)
+        if reading is not None:
+            readings.append(reading)
             continue
-        item_errors = []
-        unknown = set(item) - set(_FIELDS)
-        if unknown:
-            item_errors.append(_error(index, None, f"unknown field(s) {sorted(unknown)}", "extra_forbidden"))
-        patient_id = item.get("patient_id")
-        if not isinstance(patient_id, str) or not PATIENT_ID_PATTERN.match(patient_id):
-            item_errors.append(_error(index, "patient_id", "patient_id must be 1–64 of [A-Za-z0-9_-]", "pattern"))
-        vital = item.get("vital")
-        if vital not in VITALS:
-            item_errors.append(_error(index, "vital", f"vital must be one of {', '.join(VITALS)}", "enum"))
-        value = None
-        if vital in VITALS:
-            try:
-                value = _value(vital, item.get("value"))
-            except TypeError as exc:
-                item_errors.append(_error(index, "value", str(exc), "type_error"))
-            except ValueError as exc:
-                item_errors.append(_error(index, "value", str(exc), "implausible"))
-        ts = None
-        try:
-            ts = parse_ts(item.get("ts"))
-            if ts > horizon:
-                item_errors.append(_error(index, "ts", f"timestamp {ts.isoformat()} is in the future", "future"))
-        except ValueError as exc:
-            item_errors.append(_error(index, "ts", str(exc), "datetime"))
-        quality = item.get("quality", QUALITY_OK)
-        if not isinstance(quality, str) or not QUALITY_PATTERN.match(quality):
-            item_errors.append(_error(index, "quality", "quality must be 1–32 of [a-z_]", "pattern"))
-        if item_errors:
-            errors.extend(item_errors)
-            continue
-        readings.append(Reading(patient_id, vital, ts, value, quality))  # type: ignore[arg-type]
+        checked = _check(index, item, horizon)
+        if isinstance(checked, Reading):
+            readings.append(checked)
+        else:
+            errors.extend(checked)
     return BatchResult(readings, errors)
+
+
+def _check(index: int, item: Any, horizon: datetime) -> Reading | list[dict[str, Any]]:
+    """The full check of one item: the reading, or every problem with its location."""
+    if not isinstance(item, dict):
+        return [_error(index, None, "reading must be an object", "type_error")]
+    item_errors = []
+    unknown = set(item) - set(_FIELDS)
+    if unknown:
+        item_errors.append(_error(index, None, f"unknown field(s) {sorted(unknown)}", "extra_forbidden"))
+    patient_id = item.get("patient_id")
+    if not isinstance(patient_id, str) or not PATIENT_ID_PATTERN.fullmatch(patient_id):
+        item_errors.append(_error(index, "patient_id", "patient_id must be 1–64 of [A-Za-z0-9_-]", "pattern"))
+    vital = item.get("vital")
+    if vital not in VITALS:
+        item_errors.append(_error(index, "vital", f"vital must be one of {', '.join(VITALS)}", "enum"))
+    value = None
+    if vital in VITALS:
+        try:
+            value = _value(vital, item.get("value"))
+        except TypeError as exc:
+            item_errors.append(_error(index, "value", str(exc), "type_error"))
+        except ValueError as exc:
+            item_errors.append(_error(index, "value", str(exc), "implausible"))
+    ts = None
+    try:
+        ts = parse_ts(item.get("ts"))
+        if ts > horizon:
+            item_errors.append(_error(index, "ts", f"timestamp {ts.isoformat()} is in the future", "future"))
+    except ValueError as exc:
+        item_errors.append(_error(index, "ts", str(exc), "datetime"))
+    quality = item.get("quality", QUALITY_OK)
+    if not isinstance(quality, str) or not QUALITY_PATTERN.fullmatch(quality):
+        item_errors.append(_error(index, "quality", "quality must be 1–32 of [a-z_]", "pattern"))
+    if item_errors:
+        return item_errors
+    return Reading(patient_id, vital, ts, value, quality)  # type: ignore[arg-type]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
@@ -51,8 +51,8 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 async def post_readings(request: Request) -> IngestResult:
     wt = service(request)
     try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(["body"], f"body is not valid JSON: {exc}", "json_invalid") from None
     items = body.get("readings") if isinstance(body, dict) else None
     if not isinstance(items, list):

@@ -77,3 +77,35 @@ def test_parse_ts_rejects_garbage():
         parse_ts("12/11/2026")
     with pytest.raises(ValueError):
         parse_ts(1700000000)
+
+
+_items = st.fixed_dictionaries(
+    {
+        "patient_id": st.one_of(st.sampled_from(["bed-01", "p_2", "x y", "", "bed-01\n"]), st.text(max_size=3)),
+        "vital": st.sampled_from([*PLAUSIBLE_RANGES, "bp"]),
+        "value": st.one_of(st.floats(), st.integers(-5, 400), st.booleans(), st.sampled_from(["A", "v", "80"])),
+        "ts": st.one_of(
+            st.datetimes(timezones=st.sampled_from([UTC, None])).map(lambda d: d.isoformat()),
+            st.sampled_from(["2026-11-24T11:00:00.123456Z", "2026-11-24T13:00:00+02:00", "nope"]),
+        ),
+    },
+    optional={"quality": st.sampled_from(["ok", "probe_off", "Bad", ""]), "extra": st.none()},
+)
+
+
+@given(st.lists(_items, max_size=5))
+def test_fast_path_agrees_with_the_full_check(batch):
+    from app.ingest import _check, _fast
+
+    for index, raw in enumerate(batch):
+        fast = _fast(raw, set(), NOW + SKEW)
+        full = _check(index, raw, NOW + SKEW)
+        if fast is not None:
+            assert full == fast
+        # the fast path may decline a valid item (acvpu letters), never accept an invalid one
+        if not isinstance(full, list) and raw.get("vital") != "acvpu":
+            assert fast == full
+
+
+def test_trailing_newline_in_an_id_is_rejected():
+    assert validate_batch([item(patient_id="bed-01\n")], NOW, SKEW).errors

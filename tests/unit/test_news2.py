@@ -100,7 +100,8 @@ def test_partial_set() -> None:
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"hr": 400}, "hr"), ({"hr": 19}, "hr"), ({"rr": 0}, "rr"), ({"spo2": 101}, "spo2"), ({"sbp": 20}, "sbp"),
     ({"temp": 50.0}, "temp"), ({"temp": math.nan}, "temp"), ({"acvpu": "X"}, "acvpu"), ({"acvpu": 1}, "acvpu"),
-    ({"spo2_scale": 3}, "spo2_scale"), ({"hr": "fast"}, "hr"), ({"hr": True}, "hr"), ({"on_oxygen": "yes"}, "on_oxygen"),
+    ({"spo2_scale": 3}, "spo2_scale"), ({"hr": "fast"}, "hr"), ({"hr": True}, "hr"),
+    ({"on_oxygen": "yes"}, "on_oxygen"),
 ])
 def test_out_of_range_or_unknown_values_name_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
