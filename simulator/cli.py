@@ -83,7 +83,8 @@ def _live(argv: list[str]) -> int:
         def show(at: pd.Timestamp, n: int) -> None:
             print(f"\r  sim {at.isoformat()}  +{n} readings ", end="", file=sys.stderr, flush=True)
 
-        sent = run_live(ward, sinks, a.speed, duration_s=a.duration, on_batch=show)
+        sent = run_live(ward, sinks, a.speed, duration_s=a.duration, on_batch=show,
+                        not_after=lambda: pd.Timestamp.now(tz="UTC"))
         print(f"\nsent {sent} readings", file=sys.stderr)
     finally:
         for sink in sinks:

@@ -27,8 +27,13 @@ class Sink(Protocol):
 def run_live(ward: Ward, sinks: Sink | Sequence[Sink], speed: float = 60.0, *, tick_s: float = 1.0,
              duration_s: float | None = None, until: pd.Timestamp | None = None,
              monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-             on_batch: Callable[[pd.Timestamp, int], None] | None = None) -> int:
-    """Stream until ``duration_s`` of real time, simulated time ``until``, or Ctrl-C. Returns readings sent."""
+             on_batch: Callable[[pd.Timestamp, int], None] | None = None,
+             not_after: Callable[[], pd.Timestamp] | None = None) -> int:
+    """Stream until ``duration_s`` of real time, simulated time ``until``, or Ctrl-C. Returns readings sent.
+
+    ``not_after`` caps simulated time (the wall clock, for a service that refuses future timestamps):
+    an accelerated run then replays the past quickly and continues in real time once it catches up.
+    """
     if speed <= 0:
         raise ValueError("speed must be positive")
     targets = [sinks] if hasattr(sinks, "send") else list(sinks)  # type: ignore[arg-type]
@@ -39,6 +44,8 @@ def run_live(ward: Ward, sinks: Sink | Sequence[Sink], speed: float = 60.0, *, t
             now = sim0 + pd.Timedelta(seconds=elapsed * speed)
             if until is not None and now >= until:
                 now = until
+            if not_after is not None:
+                now = min(now, not_after())
             batch = ward.advance(now)
             for sink in targets:
                 sink.send(batch)

@@ -77,8 +77,14 @@ class HttpSink:
                                       backoff_s=self.backoff_s, sleep=self.sleep)
             assert response is not None
             if response.status_code == 422:
-                self.rejected += len(batch)
-                logger.error("ingest rejected batch size=%d detail=%s", len(batch), _detail(response))
+                body = _json(response)
+                # the service stores a batch's good items and names the bad ones (app/ingest.py)
+                kept = int(body.get("accepted", 0)) if isinstance(body, dict) else 0
+                accepted += kept
+                self.rejected += len(batch) - kept
+                detail = body.get("detail") if isinstance(body, dict) else body
+                logger.error("ingest rejected %d of %d readings; first: %s", len(batch) - kept, len(batch),
+                             detail[:3] if isinstance(detail, list) else detail)
                 continue
             if response.status_code >= 400:
                 raise SinkError(f"POST {self.url}: HTTP {response.status_code} {response.text[:500]}")
@@ -90,9 +96,9 @@ class HttpSink:
         self.client.close()
 
 
-def _detail(response: httpx.Response) -> object:
+def _json(response: httpx.Response) -> object:
     try:
-        return response.json().get("detail")
+        return response.json()
     except ValueError:
         return response.text[:500]
 

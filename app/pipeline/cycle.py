@@ -60,12 +60,31 @@ def to_score(twin_score: TwinScore, window_row: pd.Series, model_version: str, s
 
 class Cycle:
     def __init__(self, store: VitalStore, twin: Twin, alerts: AlertEngine | None, *,
-                 reaggregate_windows: int = 3, stale_after: timedelta = timedelta(hours=1)) -> None:
+                 reaggregate_windows: int = 3, stale_after: timedelta = timedelta(hours=1),
+                 max_backfill: timedelta = features.HISTORY) -> None:
         self.store = store
         self.twin = twin
         self.alerts = alerts
         self.reaggregate = WINDOW * reaggregate_windows
         self.stale_after = stale_after
+        self.max_backfill = max_backfill
+        self._oldest_unaggregated: datetime | None = None
+
+    def note_readings(self, oldest_ts: datetime) -> None:
+        """Ingest tells the cycle how far back new readings reach, so a backfill or a very late
+        delivery is aggregated by the next cycle (up to ``max_backfill`` back), not only the
+        newest ``reaggregate_windows`` windows."""
+        if self._oldest_unaggregated is None or oldest_ts < self._oldest_unaggregated:
+            self._oldest_unaggregated = oldest_ts
+
+    def _aggregation_start(self, window_end: datetime) -> datetime:
+        start = window_end - self.reaggregate
+        oldest, self._oldest_unaggregated = self._oldest_unaggregated, None
+        if oldest is not None and oldest < start:
+            start = max(align(oldest).to_pydatetime(), window_end - self.max_backfill)
+        if oldest is not None and oldest >= window_end:
+            self._oldest_unaggregated = oldest  # newer than this cycle: the next one takes it
+        return start
 
     async def grid(self, patient_ids: Sequence[str], window_end: datetime, history: timedelta) -> pd.DataFrame:
         """Carried-forward windows of ``[window_end - history, window_end)`` for the given patients."""
@@ -97,7 +116,7 @@ class Cycle:
     async def run(self, window_end: datetime, scored_at: datetime | None = None) -> CycleResult:
         started = time.perf_counter()
         window_end = align(window_end).to_pydatetime()
-        await self.store.materialize_windows(window_end - self.reaggregate, window_end)
+        await self.store.materialize_windows(self._aggregation_start(window_end), window_end)
         patient_ids = await self.store.patient_ids()
         grid = await self.grid(patient_ids, window_end, features.HISTORY)
         scores = await self.score_grid(grid, window_end, scored_at or window_end)
