@@ -10,21 +10,32 @@ import pytest
 from websockets.sync.client import connect
 
 from models.windows import WINDOW, align
+from tests.integration.conftest import unique
 from tests.integration.server import uvicorn_service
 from tests.integration.synthetic import HOURS, post_all, trajectory
 
 
 @pytest.fixture(scope="module")
-def ward(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("service")
+def ward():
     end = align(datetime.now(UTC) - timedelta(minutes=10)).to_pydatetime()
     readings = trajectory("stable-1", end, False, 1) + trajectory("sick-1", end, True, 2)
-    return data_dir, end, readings
+    return end, readings
 
 
-def test_ingest_cycle_scores_and_websocket_alert(ward):
-    data_dir, end, readings = ward
-    with uvicorn_service(data_dir) as base, httpx.Client(base_url=base, timeout=60) as client:
+@pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])
+def store_env(request) -> dict[str, str]:
+    """The service's environment for each store: the embedded default, or a real influxd."""
+    if request.param == "sqlite":
+        return {}
+    server = request.getfixturevalue("influxd")
+    return {"WARDTWIN_INFLUX_URL": server.url, "WARDTWIN_INFLUX_DATABASE": unique("service")}
+
+
+def test_ingest_cycle_scores_and_websocket_alert(ward, store_env, tmp_path):
+    end, readings = ward
+    data_dir = tmp_path
+    store_name = "influx" if store_env else "sqlite"
+    with uvicorn_service(data_dir, store_env) as base, httpx.Client(base_url=base, timeout=60) as client:
         ws_url = base.replace("http", "ws") + "/v1/ws/alerts"
         with connect(ws_url, open_timeout=10) as ws:
             assert post_all(client, readings) == len(readings)
@@ -52,6 +63,13 @@ def test_ingest_cycle_scores_and_websocket_alert(ward):
         windows = client.get("/v1/patients/sick-1/windows", params={"since": (end - timedelta(hours=1)).isoformat(),
                                                                      "until": end.isoformat()}).json()
         assert len(windows) == 12 and windows[-1]["hr_mean"] > 120
+        what_if = client.post("/v1/patients/sick-1/what-if", json={"changes": {"spo2": 97, "hr": 80}})
+        assert what_if.status_code == 200, what_if.text
+        assert what_if.json()["after"]["risk"] < what_if.json()["before"]["risk"] == risk["risk"]
+        assert client.post("/v1/patients/sick-1/what-if", json={"changes": {"bp": 1}}).status_code == 422
+        news2 = client.post("/v1/news2", json={"rr": 25, "spo2": 91, "on_oxygen": True, "hr": 131, "acvpu": "V"})
+        assert news2.status_code == 200 and news2.json()["band"] == "high" and news2.json()["partial"] is True
+        assert client.post("/v1/news2", json={"hr": 400}).status_code == 422
         stored = client.get("/v1/alerts").json()
         assert [a["patient_id"] for a in stored] == ["sick-1"] and stored[0]["state"] == "delivered"
         acked = client.post(f"/v1/alerts/{stored[0]['id']}/acknowledge", json={"by": "nurse-7"})
@@ -59,10 +77,10 @@ def test_ingest_cycle_scores_and_websocket_alert(ward):
         again = client.post(f"/v1/alerts/{stored[0]['id']}/acknowledge", json={"by": "nurse-7"})
         assert again.status_code == 409
         health = client.get("/healthz").json()
-        assert health["ok"] and health["store"]["store"] == "sqlite"
+        assert health["ok"] and health["store"]["store"] == store_name and health["store"]["backlog"] == 0
 
-    # A restart on the same data dir resumes with its history.
-    with uvicorn_service(data_dir) as base, httpx.Client(base_url=base, timeout=30) as client:
+    # A restart on the same data dir (and database) resumes with its history.
+    with uvicorn_service(data_dir, store_env) as base, httpx.Client(base_url=base, timeout=30) as client:
         board = client.get("/v1/patients").json()
         assert [p["patient_id"] for p in board] == ["sick-1", "stable-1"]
         assert client.get("/v1/alerts").json()[0]["state"] == "acknowledged"
@@ -71,8 +89,9 @@ def test_ingest_cycle_scores_and_websocket_alert(ward):
         assert len(history) == HOURS * 12
 
 
-def test_bad_batch_names_each_bad_item_and_keeps_the_good(ward):
-    data_dir, end, _ = ward
+def test_bad_batch_names_each_bad_item_and_keeps_the_good(ward, tmp_path):
+    end, _ = ward
+    data_dir = tmp_path
     good = {"patient_id": "bed-x", "vital": "hr", "value": 80, "ts": end.isoformat()}
     batch = [good, {**good, "value": 400}, {**good, "ts": "24/11/2026 10:00"}, {**good, "vital": "spo2", "value": 97}]
     with uvicorn_service(data_dir) as base, httpx.Client(base_url=base, timeout=30) as client:
