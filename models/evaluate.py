@@ -477,11 +477,11 @@ def format_table(report: dict[str, Any]) -> str:
     if "auroc_minus_news2" in t:
         lines.append(f"twin − NEWS2 AUROC: {_f(t['auroc_minus_news2'])} "
                      f"({_f(t['auroc_minus_news2_ci'][0])}–{_f(t['auroc_minus_news2_ci'][1])})")
-    lines += ["", f"{'operating point':<18} {'sensitivity':>14} {'PPV':>6} {'alerts/pt-day':>14} "
+    lines += ["", f"{'operating point':<26} {'sensitivity':>14} {'PPV':>6} {'alerts/pt-day':>14} "
                   f"{'median lead h':>14} {'alerts':>7}"]
     for name, op in o.items():
         sens = f"{_f(op['sensitivity'], '.2f')} ({op['detected']}/{op['events']})"
-        lines.append(f"{name:<18} {sens:>14} {_f(op['ppv'], '.2f'):>6} {_f(op['alerts_per_patient_day'], '.3f'):>14} "
+        lines.append(f"{name:<26} {sens:>14} {_f(op['ppv'], '.2f'):>6} {_f(op['alerts_per_patient_day'], '.3f'):>14} "
                      f"{_f(op['median_lead_h'], '.1f'):>14} {op['alerts']:>7}")
     lines += ["", f"{'subgroup':<12} {'patients':>8} {'positives':>9} {'twin AUROC':>10} {'NEWS2 AUROC':>11} "
                   f"{'twin sens':>9} {'N2>=5 sens':>10} {'twin al/d':>9} {'N2>=5 al/d':>10}"]
