@@ -14,9 +14,20 @@ from app.pipeline.cycle import Cycle
 from app.pipeline.scheduler import CycleScheduler
 from app.settings import Settings
 from app.storage.base import VitalStore
-from models.twin import Twin
+from models.twin import Challenger, Twin
 
 logger = logging.getLogger(__name__)
+
+
+def load_challenger(settings: Settings) -> Challenger | None:
+    """The shadow challenger, or None (disabled, absent, or built for other features: logged, not fatal)."""
+    if not settings.challenger_enabled:
+        return None
+    try:
+        return Challenger.load(settings.challenger_path)
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("challenger not loaded, shadow scoring off: %s", exc)
+        return None
 
 
 @dataclass
@@ -43,7 +54,8 @@ class WardTwin:
             escalate_after=timedelta(minutes=settings.alert_escalate_after_min),
         )
         cycle = Cycle(store, twin, engine, reaggregate_windows=settings.cycle_reaggregate_windows,
-                      stale_after=timedelta(minutes=settings.stale_after_min))
+                      stale_after=timedelta(minutes=settings.stale_after_min),
+                      challenger=load_challenger(settings), disagreement=settings.challenger_disagreement)
         scheduler = (
             CycleScheduler(cycle, clock, grace_s=settings.cycle_grace_s, interval_s=cycle_interval_s)
             if cycle_interval_s else None

@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     influx_batch_size: PositiveInt = 5000
 
     artifact_path: Path | None = None  # None → the shipped models/artifacts/twin.json
+    #: The gradient-boosting challenger, scored in shadow beside the twin (never drives alerts).
+    challenger_enabled: bool = True
+    challenger_path: Path | None = None  # None → the shipped models/artifacts/challenger.json
+    #: A score is flagged ``challenger_disagrees`` when the two risks differ by at least this.
+    challenger_disagreement: Annotated[float, Field(gt=0, le=1)] = 0.3
     alert_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.7
     #: An active alert resolves when risk falls below this (hysteresis, so a risk hovering at the
     #: threshold does not raise a new alert every five minutes).

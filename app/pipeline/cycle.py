@@ -3,7 +3,8 @@
 For window end ``W``: re-aggregate the newest windows in the store (late readings land in them),
 read the windows the features need, carry last readings forward, build features with the one
 feature module, score every patient seen within ``stale_after`` with the twin, put NEWS2 beside
-each score, persist the scores (idempotent per patient and window end) and apply the alert rules.
+each score (and, in shadow, the challenger's risk, flagging large disagreements), persist the
+scores (idempotent per patient and window end) and apply the alert rules.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from app.alerts.engine import AlertEngine
 from app.domain import Contribution, Score
 from app.storage.base import VitalStore
 from models import features, news2
-from models.twin import Twin, TwinScore
+from models.twin import Challenger, Twin, TwinScore
 from models.windows import MAX_CARRY_FORWARD, WINDOW, align, carry_forward
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ def news2_summary(row: pd.Series) -> dict:
     return {"total": result.total, "band": result.band, "points": dict(result.points), "partial": result.partial}
 
 
-def to_score(twin_score: TwinScore, window_row: pd.Series, model_version: str, scored_at: datetime) -> Score:
+def to_score(twin_score: TwinScore, window_row: pd.Series, model_version: str, scored_at: datetime,
+             challenger_risk: float | None = None, flags: tuple[str, ...] = ()) -> Score:
     return Score(
         patient_id=twin_score.patient_id,
         window_end=pd.Timestamp(twin_score.window_end).to_pydatetime(),
@@ -54,6 +56,8 @@ def to_score(twin_score: TwinScore, window_row: pd.Series, model_version: str, s
         ),
         model_version=model_version,
         news2=news2_summary(window_row),
+        challenger_risk=challenger_risk,
+        flags=flags,
         scored_at=scored_at,
     )
 
@@ -61,10 +65,13 @@ def to_score(twin_score: TwinScore, window_row: pd.Series, model_version: str, s
 class Cycle:
     def __init__(self, store: VitalStore, twin: Twin, alerts: AlertEngine | None, *,
                  reaggregate_windows: int = 3, stale_after: timedelta = timedelta(hours=1),
-                 max_backfill: timedelta = features.HISTORY) -> None:
+                 max_backfill: timedelta = features.HISTORY, challenger: Challenger | None = None,
+                 disagreement: float = 0.3) -> None:
         self.store = store
         self.twin = twin
         self.alerts = alerts
+        self.challenger = challenger
+        self.disagreement = disagreement
         self.reaggregate = WINDOW * reaggregate_windows
         self.stale_after = stale_after
         self.max_backfill = max_backfill
@@ -100,11 +107,16 @@ class Cycle:
         latest = built[built["window_end"] == pd.Timestamp(window_end)]
         last_rows = grid[grid["start"] == pd.Timestamp(window_end) - WINDOW].set_index("patient_id")
         fresh = self._fresh(grid, window_end)
-        latest = latest[latest["patient_id"].isin(fresh)]
-        return [
-            to_score(ts, last_rows.loc[ts.patient_id], self.twin.version, scored_at)
-            for ts in self.twin.score(latest.reset_index(drop=True))
-        ]
+        latest = latest[latest["patient_id"].isin(fresh)].reset_index(drop=True)
+        shadow = self.challenger.risk(latest) if self.challenger is not None and len(latest) else None
+        scores = []
+        for i, ts in enumerate(self.twin.score(latest)):
+            challenger_risk = float(shadow[i]) if shadow is not None else None
+            flags = ("challenger_disagrees",) if (
+                challenger_risk is not None and abs(challenger_risk - ts.risk) >= self.disagreement) else ()
+            scores.append(to_score(ts, last_rows.loc[ts.patient_id], self.twin.version, scored_at,
+                                   challenger_risk, flags))
+        return scores
 
     def _fresh(self, grid: pd.DataFrame, window_end: datetime) -> set[str]:
         has_data = grid[

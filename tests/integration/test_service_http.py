@@ -57,6 +57,8 @@ def test_ingest_cycle_scores_and_websocket_alert(ward, store_env, tmp_path):
             risk["window_end"]) == end
         assert abs(risk["intercept"] + sum(c["points"] for c in risk["contributions"]) - risk["logit"]) < 1e-9
         assert risk["explanation"] and risk["news2"]["total"] >= 5
+        assert 0 <= risk["challenger_risk"] <= 1  # the challenger runs in shadow
+        assert ("challenger_disagrees" in risk["flags"]) == (abs(risk["challenger_risk"] - risk["risk"]) >= 0.3)
         history = client.get("/v1/patients/sick-1/risk/history",
                              params={"since": (end - timedelta(hours=HOURS)).isoformat()}).json()
         assert len(history) == HOURS * 12 and history[-1]["risk"] == risk["risk"]
