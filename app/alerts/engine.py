@@ -1,5 +1,9 @@
-"""Alert rules: raise on crossing the threshold, resolve below the clear threshold (hysteresis),
-escalate when unacknowledged too long; and the outbox worker that delivers events to the hub."""
+"""Alert rules and delivery.
+
+An alert is raised when a patient with no open alert has a risk at or above the threshold, or
+meets a deterioration criterion now (flag ``criteria_met:<kind>`` from the cycle); it resolves
+when the risk is below the clear threshold (hysteresis) and no criterion is met; it escalates when
+unacknowledged too long. The outbox worker delivers every alert event to the WebSocket hub."""
 
 from __future__ import annotations
 
@@ -15,6 +19,14 @@ from app.clock import Clock
 from app.domain import Score
 
 logger = logging.getLogger(__name__)
+
+CRITERIA_TEXT = {
+    "hr_high": "heart rate above 120 bpm",
+    "hr_low": "heart rate below 50 bpm",
+    "sbp_low": "systolic BP below 90 mmHg",
+    "spo2_low": "SpO2 below 90 %",
+    "temp_high": "temperature above 39 °C",
+}
 
 
 class AlertEngine:
@@ -36,14 +48,16 @@ class AlertEngine:
         raised: list[Alert] = []
         for score in scores:
             active = open_alerts.get(score.patient_id)
+            criteria = [f.split(":", 1)[1] for f in score.flags if f.startswith("criteria_met:")]
             if active is None:
-                if score.risk >= self.threshold:
-                    reasons = [c.sentence for c in score.contributions if c.sentence and c.points > 0][:3]
+                if score.risk >= self.threshold or criteria:
+                    reasons = [f"Meets the deterioration criterion now: {CRITERIA_TEXT.get(k, k)}" for k in criteria]
+                    reasons += [c.sentence for c in score.contributions if c.sentence and c.points > 0][:3]
                     alert = await self.store.raise_alert(score.patient_id, score.window_end, score.risk, reasons, now)
                     if alert is not None:
                         raised.append(alert)
-                        logger.info("alert raised id=%s risk=%.3f", alert.id, score.risk)
-            elif score.risk < self.clear_threshold:
+                        logger.info("alert raised id=%s risk=%.3f criteria=%s", alert.id, score.risk, criteria)
+            elif score.risk < self.clear_threshold and not criteria:
                 await self.store.resolve(active.id, now, f"risk fell to {score.risk:.2f}")
             elif active.state in ("raised", "delivered") and now - datetime.fromisoformat(active.raised_at) >= (
                 self.escalate_after

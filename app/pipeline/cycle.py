@@ -20,11 +20,24 @@ import pandas as pd
 from app.alerts.engine import AlertEngine
 from app.domain import Contribution, Score
 from app.storage.base import VitalStore
-from models import features, news2
+from models import features, labels, news2
 from models.twin import Challenger, Twin, TwinScore
 from models.windows import MAX_CARRY_FORWARD, WINDOW, align, carry_forward
 
 logger = logging.getLogger(__name__)
+
+
+#: Flag prefix on a score whose patient meets a deterioration criterion *now* (a sustained event
+#: per ``models.labels`` is running at the window end). The twin predicts deterioration within 6 h
+#: and was not trained on such windows, so its risk there is not the message: this flag is.
+CRITERIA_MET = "criteria_met"
+
+
+def ongoing_events(grid: pd.DataFrame, window_end: datetime) -> dict[str, str]:
+    """patient_id → the kind of the deterioration event still running at ``window_end``."""
+    running = labels.events(grid)
+    running = running[running["end"] == pd.Timestamp(window_end)]
+    return dict(zip(running["patient_id"], running["kind"], strict=True))
 
 
 @dataclass(frozen=True)
@@ -109,13 +122,17 @@ class Cycle:
         fresh = self._fresh(grid, window_end)
         latest = latest[latest["patient_id"].isin(fresh)].reset_index(drop=True)
         shadow = self.challenger.risk(latest) if self.challenger is not None and len(latest) else None
+        deteriorating = ongoing_events(grid, window_end)
         scores = []
         for i, ts in enumerate(self.twin.score(latest)):
             challenger_risk = float(shadow[i]) if shadow is not None else None
-            flags = ("challenger_disagrees",) if (
-                challenger_risk is not None and abs(challenger_risk - ts.risk) >= self.disagreement) else ()
+            flags: list[str] = []
+            if ts.patient_id in deteriorating:
+                flags.append(f"{CRITERIA_MET}:{deteriorating[ts.patient_id]}")
+            if challenger_risk is not None and abs(challenger_risk - ts.risk) >= self.disagreement:
+                flags.append("challenger_disagrees")
             scores.append(to_score(ts, last_rows.loc[ts.patient_id], self.twin.version, scored_at,
-                                   challenger_risk, flags))
+                                   challenger_risk, tuple(flags)))
         return scores
 
     def _fresh(self, grid: pd.DataFrame, window_end: datetime) -> set[str]:

@@ -93,3 +93,14 @@ async def test_state_survives_reopen(tmp_path):
     assert [a.patient_id for a in await again.list()] == ["a"]
     assert await again.backlog() == 1
     await again.close()
+
+
+async def test_meeting_a_criterion_now_alerts_whatever_the_risk(engine):
+    now_bad = Score("c", T0, 0.05, 0.0, 0.0, (), "test", flags=("criteria_met:sbp_low",))
+    (alert,) = await engine.evaluate([now_bad])
+    assert alert.reasons[0] == "Meets the deterioration criterion now: systolic BP below 90 mmHg"
+    later = T0 + timedelta(minutes=5)
+    await engine.evaluate([Score("c", later, 0.05, 0.0, 0.0, (), "test", flags=("criteria_met:sbp_low",))])
+    assert (await engine.store.get(alert.id)).state == "raised"  # still met: stays open at low risk
+    await engine.evaluate([Score("c", later + timedelta(minutes=5), 0.05, 0.0, 0.0, (), "test")])
+    assert (await engine.store.get(alert.id)).state == "resolved"
