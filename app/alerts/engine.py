@@ -17,16 +17,9 @@ from app.alerts.hub import AlertHub
 from app.alerts.store import Alert, AlertStore
 from app.clock import Clock
 from app.domain import Score
+from app.pipeline.criteria import criteria_reasons
 
 logger = logging.getLogger(__name__)
-
-CRITERIA_TEXT = {
-    "hr_high": "heart rate above 120 bpm",
-    "hr_low": "heart rate below 50 bpm",
-    "sbp_low": "systolic BP below 90 mmHg",
-    "spo2_low": "SpO2 below 90 %",
-    "temp_high": "temperature above 39 °C",
-}
 
 
 class AlertEngine:
@@ -48,11 +41,10 @@ class AlertEngine:
         raised: list[Alert] = []
         for score in scores:
             active = open_alerts.get(score.patient_id)
-            criteria = [f.split(":", 1)[1] for f in score.flags if f.startswith("criteria_met:")]
+            criteria = criteria_reasons(score)
             if active is None:
                 if score.risk >= self.threshold or criteria:
-                    reasons = [f"Meets the deterioration criterion now: {CRITERIA_TEXT.get(k, k)}" for k in criteria]
-                    reasons += [c.sentence for c in score.contributions if c.sentence and c.points > 0][:3]
+                    reasons = criteria + [c.sentence for c in score.contributions if c.sentence and c.points > 0][:3]
                     alert = await self.store.raise_alert(score.patient_id, score.window_end, score.risk, reasons, now)
                     if alert is not None:
                         raised.append(alert)

@@ -13,6 +13,7 @@ from app.api.deps import service
 from app.api.schemas import PatientSummary, RiskOut, WhatIfIn, WindowOut
 from app.domain import Score
 from app.errors import InvalidRequestError, PatientNotFoundError
+from app.pipeline.criteria import criteria_reasons
 from app.pipeline.cycle import to_score
 from app.service import WardTwin
 from app.storage.codec import score_to_dict
@@ -33,7 +34,10 @@ def risk_out(score: Score) -> RiskOut:
 
 
 def top_reason(score: Score) -> str | None:
-    """The sentence of the contribution that raises the risk most (None when nothing raises it)."""
+    """A criterion met now, else the sentence of the contribution that raises the risk most."""
+    criteria = criteria_reasons(score)
+    if criteria:
+        return criteria[0]
     rising = [c for c in score.contributions if c.sentence and c.points > 0]
     return max(rising, key=lambda c: c.points).sentence if rising else None
 
@@ -83,6 +87,7 @@ async def list_patients(request: Request) -> list[PatientSummary]:
             news2_total=score.news2.get("total") if score else None,
             news2_band=score.news2.get("band") if score else None, top_reason=reason,
             alert_id=alert.id if alert else None, alert_state=alert.state if alert else None,
+            flags=list(score.flags) if score else [],
         ))
     return sorted(rows, key=lambda r: (r.risk is None, -(r.risk or 0.0), r.patient_id))
 

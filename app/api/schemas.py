@@ -68,6 +68,7 @@ class PatientSummary(BaseModel):
     top_reason: str | None
     alert_id: str | None = None
     alert_state: str | None = None
+    flags: list[str] = Field([], description="e.g. criteria_met:sbp_low, challenger_disagrees")
 
 
 class WindowOut(BaseModel):

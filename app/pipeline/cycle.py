@@ -19,25 +19,13 @@ import pandas as pd
 
 from app.alerts.engine import AlertEngine
 from app.domain import Contribution, Score
+from app.pipeline.criteria import CRITERIA_MET, ongoing_events
 from app.storage.base import VitalStore
-from models import features, labels, news2
+from models import features, news2
 from models.twin import Challenger, Twin, TwinScore
 from models.windows import MAX_CARRY_FORWARD, WINDOW, align, carry_forward
 
 logger = logging.getLogger(__name__)
-
-
-#: Flag prefix on a score whose patient meets a deterioration criterion *now* (a sustained event
-#: per ``models.labels`` is running at the window end). The twin predicts deterioration within 6 h
-#: and was not trained on such windows, so its risk there is not the message: this flag is.
-CRITERIA_MET = "criteria_met"
-
-
-def ongoing_events(grid: pd.DataFrame, window_end: datetime) -> dict[str, str]:
-    """patient_id → the kind of the deterioration event still running at ``window_end``."""
-    running = labels.events(grid)
-    running = running[running["end"] == pd.Timestamp(window_end)]
-    return dict(zip(running["patient_id"], running["kind"], strict=True))
 
 
 @dataclass(frozen=True)
