@@ -3,7 +3,8 @@
 =====================  =====  ==================================================================
 archetype              event  course
 =====================  =====  ==================================================================
-stable                 no     personal baseline, circadian rhythm, benign brief dips and spikes
+stable                 no     personal baseline, circadian rhythm, benign brief dips and spikes; some with
+                              hypercapnic COPD on oxygen (scale 2), atrial fibrillation or nocturnal desaturations
 sepsis                 yes    fever, tachycardia, vasodilatory hypotension, tachypnoea, confusion
 respiratory_failure    yes    falling SpO2, rising RR and HR; the nurse starts oxygen
 haemorrhage            yes    hypovolaemia: HR rises while SBP falls, RR rises
@@ -36,7 +37,7 @@ RECOVERY: Final = "recovery"
 ARCHETYPES: Final[tuple[str, ...]] = (STABLE, SEPSIS, RESPIRATORY, HAEMORRHAGE, BRADY, FEVER, RECOVERY)
 #: Archetypes whose patients cross a deterioration threshold (one recorded event each).
 EVENT_ARCHETYPES: Final[frozenset[str]] = frozenset({SEPSIS, RESPIRATORY, HAEMORRHAGE, BRADY, RECOVERY})
-#: Deteriorating archetypes whose patient leaves the ward (rapid response → ICU) 2–4 h after onset.
+#: Deteriorating archetypes whose patient leaves the ward (rapid response → ICU) 3–10 h after onset.
 TRANSFERRED: Final[frozenset[str]] = frozenset({SEPSIS, RESPIRATORY, HAEMORRHAGE, BRADY})
 
 DEFAULT_MIX: Final[dict[str, float]] = {

@@ -53,7 +53,11 @@ def _last_carried(bins: np.ndarray, ts: np.ndarray, values: np.ndarray, n: int, 
 
 
 def window_aggregates(ts_ms: np.ndarray, vital: np.ndarray, value: np.ndarray) -> tuple[int, dict[str, np.ndarray]]:
-    """Clean readings (unique per vital and ts) → (first window start ms, per-vital window series)."""
+    """Clean readings (unique per vital and ts) → (first window start ms, per-vital window series).
+
+    HR, SpO2 and RR are window means (``hr_mean``, ``spo2_mean``, ``rr_mean``), SBP and temperature the
+    last reading carried forward, as in ``models.windows``.
+    """
     if len(ts_ms) == 0:
         return 0, {}
     wb = ts_ms // WINDOW_MS
@@ -61,7 +65,7 @@ def window_aggregates(ts_ms: np.ndarray, vital: np.ndarray, value: np.ndarray) -
     bins = (wb - first).astype(np.int64)
     n = int(bins.max()) + 1
     series: dict[str, np.ndarray] = {}
-    for v in ("hr", "spo2"):
+    for v in ("hr", "spo2", "rr"):
         m = vital == _V[v]
         series[v] = _mean(bins[m], value[m], n)
     for v in ("sbp", "temp"):

@@ -118,6 +118,8 @@ def sample(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarr
     hr = np.interp(t, tm, latent["hr"])
     calm = 1.0 - 0.4 * np.interp(t, tm, latent["sev"])
     hr += ar1(rng, len(t), base.hr_fast_sd, 3.0) * calm
+    if base.af_cv > 0:  # atrial fibrillation: rate = 60 / R–R interval, the interval irregular from beat to beat
+        hr /= 1.0 + base.af_cv * np.clip(rng.standard_normal(len(t)), -2.5, 2.5)
     add_bumps(t, hr, benign.tachy)
     q = np.zeros(len(t), dtype=np.int8)
     for a, b in motion:

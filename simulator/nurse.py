@@ -6,7 +6,8 @@ SpO2 < 92 %, step up by 2 to 6 L/min while it stays < 92 %, wean when ≥ 96 %),
 from an *approximate* NEWS2 of what she saw (RCP chart 4): 0 → 12 h, 1–4 → 4 h, a single 3 or 5–6 → 1 h,
 ≥ 7 → 30 min. The approximation only paces the rounds; the product's NEWS2 is ``models.news2``.
 Oxygen lifts the patient's SpO2 by up to 2.5 % (1 % per L/min), except for patients on long-term
-oxygen whose baseline already includes it.
+oxygen (hypercapnic COPD, NEWS2 SpO2 scale 2, target 88–92 %) whose baseline already includes it and whose
+flow the nurse leaves alone.
 """
 
 from __future__ import annotations
@@ -30,12 +31,21 @@ def _band(x: float, edges: list[float], pts: list[int]) -> int:
     return pts[int(np.searchsorted(edges, x, side="left"))]
 
 
+def _spo2_points(spo2: float, o2: float, scale: int) -> int:
+    s = round(spo2)
+    if scale == 1:
+        return _band(s, [91, 93, 95], [3, 2, 1, 0])
+    if s <= 92 or o2 <= 0:
+        return _band(s, [83, 85, 87], [3, 2, 1, 0])
+    return _band(s, [94, 96], [1, 2, 3])
+
+
 def news2_estimate(rr: float, spo2: float, o2: float, sbp: float, hr: float, acvpu: int,
-                   temp: float) -> tuple[int, int]:
-    """(total, largest single parameter) on scale 1 — pacing only."""
+                   temp: float, scale: int = 1) -> tuple[int, int]:
+    """(total, largest single parameter) on the patient's SpO2 scale — pacing only."""
     pts = [
         _band(round(rr), [8, 11, 20, 24], [3, 1, 0, 2, 3]),
-        _band(round(spo2), [91, 93, 95], [3, 2, 1, 0]),
+        _spo2_points(spo2, o2, scale),
         2 if o2 > 0 else 0,
         _band(round(sbp), [90, 100, 110, 219], [3, 2, 1, 0, 3]),
         _band(round(hr), [40, 50, 90, 110, 130], [3, 1, 0, 1, 2, 3]),
@@ -67,7 +77,7 @@ def chart(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarra
                 flow = max(flow - 2.0, 0.0)
             spo2 = v["spo2"] + lift(flow)
         confused = int(plan.confused and v["sev"] > 0.85)
-        total, single = news2_estimate(v["rr"], spo2, flow, v["sbp"], v["hr"], confused, v["temp"])
+        total, single = news2_estimate(v["rr"], spo2, flow, v["sbp"], v["hr"], confused, v["temp"], base.spo2_scale)
         ts.append(t)
         acvpu.append(confused)
         o2s.append(flow)

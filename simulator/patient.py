@@ -11,7 +11,6 @@ deteriorating patient and nothing for the others.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ class PatientStream:
     vital: np.ndarray  # int8 codes into models.schema.VITALS
     value: np.ndarray  # float64
     quality: np.ndarray  # int8 codes into devices.QUALITIES
+    spo2_scale: int = 1  # the NEWS2 SpO2 scale the ward charts this patient on (2: hypercapnic COPD, 88–92 %)
 
     def __len__(self) -> int:
         return len(self.ts_ms)
@@ -91,9 +91,9 @@ def generate_patient(patient_id: str, seed_key: Sequence[int], start_ms: int, ho
         rng = np.random.default_rng(children[attempt + 1])
         base = physiology.draw_baseline(rng, age, sex, arche)
         c_plan = float(physiology.circadian(start_s + plan.t_plan_s)) if wants_event else 0.0
-        course = dataclasses.replace(plan, deltas=physiology.episode_deltas(rng, plan, base, c_plan))
+        course = physiology.episode_course(rng, plan, base, c_plan)
         latent = physiology.latent_paths(rng, base, course, tm, start_s)
-        benign = physiology.draw_benign(rng, horizon_s)
+        benign = physiology.draw_benign(rng, horizon_s, start_s, base)
         charted = nurse.chart(rng, latent, tm, horizon_s, base, course)
         latent["spo2"] = latent["spo2"] + charted.spo2_lift
         samples = devices.sample(rng, latent, tm, horizon_s, base, benign, charted, spec)
@@ -125,7 +125,7 @@ def generate_patient(patient_id: str, seed_key: Sequence[int], start_ms: int, ho
     logger.debug("patient=%s archetype=%s attempts=%d rows=%d", patient_id, arche, attempts, len(at))
     return PatientStream(patient=patient, events=events, start_ms=start_ms, end_ms=end_ms,
                          ts_ms=delivered.t_ms + start_ms, deliver_ms=at + start_ms, vital=delivered.vital,
-                         value=delivered.value, quality=delivered.quality)
+                         value=delivered.value, quality=delivered.quality, spo2_scale=base.spo2_scale)
 
 
 __all__ = ["MAX_ATTEMPTS", "PatientStream", "Samples", "generate_patient", "to_epoch_ms"]

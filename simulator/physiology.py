@@ -19,13 +19,22 @@ while SBP falls; respiratory failure lowers SpO2 and raises RR and HR.
 Trajectories: ``s(t) ∈ [0, 1]`` is the severity of the patient's episode, an accelerating drift
 ``((t − t0) / (t_full − t0))^1.5`` starting 2–6 h (the prodrome) before the planned crossing. The
 primary vital's amplitude ``D`` is solved so that the mean path crosses its threshold at the planned
-time with severity ``s_plan`` ∈ [0.6, 0.8], i.e. it keeps worsening beyond the threshold afterwards.
+time, with ``D`` reaching ``EXCESS`` beyond the threshold at full severity (severity at the crossing
+``s_plan`` ∈ [0.45, 0.85]): the patient keeps worsening after the onset — septic or bleeding tachycardia
+in the 120s–130s, shock, SpO2 in the low 80s — and stays on the ward 3–10 h after it (``TRANSFER_AFTER_H``;
+2–5 h for shock, which is escalated fastest).
+
+Stable patients include (``draw_baseline``) 5 % with hypercapnic COPD on long-term oxygen (SpO2 91.5–93.5 %,
+NEWS2 scale 2), 12 % in atrial fibrillation (irregular R–R intervals: a right-skewed beat-to-beat heart rate,
+mean 90–105 /min) and 15 % with nocturnal intermittent hypoxaemia (sleep apnoea, opioids); none of them
+crosses a threshold in a sustained way (5-minute means).
 The *recorded* onset is not the plan: it is the first sustained crossing that ``detect`` finds on the
 sampled, artefact-free readings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -50,6 +59,16 @@ DAY = 86400.0
 GAMMA = 1.5
 FEVER_HR_PER_C = 8.0
 FEVER_RR_PER_C = 1.2
+RR_MEDIAN = 17.5  # /min, personal resting rate of ward patients (log-normal between patients)
+RR_LOG_SD = 0.17
+#: hours from the (recorded) onset to the transfer out (rapid response, review, ICU bed): escalation and
+#: review take hours on a real ward, and some patients are treated on the ward for a while first
+TRANSFER_AFTER_H = (3.0, 10.0)
+SHOCK_TRANSFER_AFTER_H = (2.0, 5.0)  # hypotension is escalated fastest (fluids, critical care review)
+COPD_SHARE = 0.05  # stable patients with hypercapnic COPD on long-term oxygen (NEWS2 scale 2)
+AF_SHARE = 0.12  # stable patients in atrial fibrillation
+NIGHT_DIPS_SHARE = 0.15  # stable patients with nocturnal intermittent hypoxaemia (sleep apnoea, opioids)
+NIGHT_HOURS = (23.0, 6.0)  # clock hours (UTC, as ``circadian``) of sleep
 
 
 @dataclass(frozen=True)
@@ -60,8 +79,11 @@ class Baseline:
     rr: float
     spo2: float
     temp: float
-    hr_fast_sd: float  # beat-to-beat spread of the 1 Hz series (falls with age)
+    hr_fast_sd: float  # beat-to-beat spread of the 1 Hz series (falls with age and illness)
     chronic_o2: float  # L/min for a patient on long-term oxygen, else 0
+    spo2_scale: int = 1  # NEWS2 SpO2 scale: 2 for hypercapnic (type 2) failure with a prescribed 88–92 % target
+    af_cv: float = 0.0  # atrial fibrillation: coefficient of variation of the beat-to-beat (R–R) interval
+    night_dips_per_h: float = 0.0  # sleep-disordered breathing / opioids: brief desaturations per hour at night
 
 
 @dataclass(frozen=True)
@@ -111,10 +133,12 @@ def draw_plan(rng: np.random.Generator, archetype: str, horizon_s: float,
         lo, hi = onset_window_s
     primary = {SEPSIS: ("hr_high", "sbp_low")[int(rng.integers(2))], RESPIRATORY: "spo2_low",
                HAEMORRHAGE: "sbp_low" if rng.random() < 0.7 else "hr_high", BRADY: "hr_low"}[episode]
+    transfer_h = SHOCK_TRANSFER_AFTER_H if primary == "sbp_low" else TRANSFER_AFTER_H
     return Plan(
         archetype, episode=episode, t_plan_s=float(rng.uniform(lo, hi)), prodrome_s=float(rng.uniform(2, 6) * HOUR),
         s_plan=float(rng.uniform(0.6, 0.8)), primary=primary, plateau_s=float(rng.uniform(0.5, 2) * HOUR),
-        recover_s=float(rng.uniform(3, 6) * HOUR), transfer_after_s=float(rng.uniform(2, 4) * HOUR),
+        recover_s=float(rng.uniform(3, 6) * HOUR),
+        transfer_after_s=float(rng.uniform(*transfer_h) * HOUR),
         confused=bool(rng.random() < 0.6),
     )
 
@@ -124,16 +148,30 @@ def draw_baseline(rng: np.random.Generator, age: int, sex: str, archetype: str) 
     hr = rng.normal(82.0 + 3.0 * female - 0.08 * (age - 66), 16.0)
     hr = float(np.clip(hr, 55.0, 86.0 if archetype == FEVER else 112.0))
     sbp = float(np.clip(rng.normal(125.0 + 0.35 * (age - 66) - 3.0 * female, 20.0), 100.0, 190.0))
-    chronic_o2 = 0.0
-    if archetype == STABLE and rng.random() < 0.06:
-        chronic_o2 = float(rng.choice([1.0, 2.0]))
-    spo2_mu = 96.8 - 0.03 * (age - 66) - (1.5 if chronic_o2 else 0.0)
+    rr = float(np.clip(RR_MEDIAN * math.exp(rng.normal(0.0, RR_LOG_SD)), 11.0, 30.0))
+    spo2 = float(np.clip(rng.normal(96.8 - 0.03 * (age - 66), 1.5), 92.5, 99.6))
+    hr_fast_sd, af_cv = float(np.clip(4.0 - 0.025 * (age - 40), 2.0, 4.5)), 0.0
+    chronic_o2, scale = 0.0, 1
+    kind, dips = rng.random(), rng.random()
+    if archetype == STABLE and kind < COPD_SHARE:
+        # COPD with hypercapnic (type 2) respiratory failure on long-term oxygen: NEWS2 scale 2, target 88–92 %,
+        # kept at the top of the target so that the window mean stays at or above 90 % (no event).
+        chronic_o2, scale = float(rng.choice([1.0, 2.0])), 2
+        spo2 = float(np.clip(rng.normal(92.3, 0.5), 91.5, 93.5))
+    elif archetype == STABLE and kind < COPD_SHARE + AF_SHARE:
+        # atrial fibrillation, partly rate-controlled (mean ventricular rate 88–108 /min): irregularly
+        # irregular R–R intervals (CV 10–16 %), so the beat-to-beat heart rate is right-skewed and often above
+        # 120 /min for a few seconds while the 5-minute mean stays well below it.
+        hr = float(np.clip(rng.normal(97.0, 4.0), 90.0, 105.0))
+        hr_fast_sd, af_cv = 1.0, float(rng.uniform(0.12, 0.15))
+    night_dips = 0.0
+    if archetype == STABLE and scale == 1 and spo2 >= 94.0 and dips < NIGHT_DIPS_SHARE:
+        # sleep-disordered breathing or opioids: repeated brief desaturations at night (obstructive apnoeas)
+        night_dips = float(rng.uniform(6.0, 20.0))
     return Baseline(
-        hr=hr, sbp=sbp, dbp_offset=float(rng.normal(15.0, 5.0)),
-        rr=float(np.clip(19.0 * math.exp(rng.normal(0.0, 0.19)), 11.0, 30.0)),
-        spo2=float(np.clip(rng.normal(spo2_mu, 1.5), 92.5, 99.6)),
+        hr=hr, sbp=sbp, dbp_offset=float(rng.normal(15.0, 5.0)), rr=rr, spo2=spo2,
         temp=float(np.clip(rng.normal(36.6, 0.42), 35.3, 37.6)),
-        hr_fast_sd=float(np.clip(4.0 - 0.025 * (age - 40), 2.0, 4.5)), chronic_o2=chronic_o2,
+        hr_fast_sd=hr_fast_sd, chronic_o2=chronic_o2, spo2_scale=scale, af_cv=af_cv, night_dips_per_h=night_dips,
     )
 
 
@@ -172,12 +210,30 @@ def fever_profile(plan: Plan, t: np.ndarray) -> np.ndarray:
     return up * up * (3 - 2 * up) * (1.0 - down * down * (3 - 2 * down))
 
 
-def episode_deltas(rng: np.random.Generator, plan: Plan, base: Baseline, c_plan: float) -> dict[str, float]:
-    """Full-severity deltas per vital; the primary one solved so the mean path crosses at the plan."""
+#: How far beyond its threshold the primary vital's mean path goes at full severity (uniform range): the
+#: event phase of a deterioration that is not yet treated — septic or bleeding tachycardia 123–130 /min
+#: (a secondary tachycardia stops at ``HR_CEILING``), shock with a systolic of 78–85 mmHg, SpO2 78–84 %
+#: before oxygen (81–87 % on it), a junctional or blocked rhythm at 40–45 /min.
+EXCESS: dict[str, tuple[float, float]] = {
+    "hr_high": (2.0, 8.0), "hr_low": (4.0, 9.0), "sbp_low": (3.0, 10.0), "spo2_low": (4.0, 10.0),
+}
+S_PLAN_RANGE = (0.45, 0.85)
+HR_CEILING = (112.0, 128.0)  # /min, full-severity mean heart rate of a tachycardia that is not the primary vital
+
+
+def episode_course(rng: np.random.Generator, plan: Plan, base: Baseline, c_plan: float) -> Plan:
+    """The plan with its full-severity deltas per vital and ``s_plan``.
+
+    The primary vital's delta ``D`` is solved so that the mean path crosses its threshold at the planned
+    time: ``s_plan · D = need`` (the distance from the patient's baseline to 1.5 units beyond the
+    threshold). ``D = need + excess`` with ``excess`` drawn from ``EXCESS``, so the severity at the
+    crossing is ``s_plan = need / (need + excess)`` (clipped to ``S_PLAN_RANGE``) and the patient goes on
+    worsening after the onset, to full severity ``D``.
+    """
     u = rng.uniform
     ep = plan.episode
     if ep == SEPSIS:
-        d = {"temp": u(1.4, 2.2), "rr": u(6, 10), "spo2": -u(2, 4), "sbp": -u(22, 32), "hr": u(12, 22)}
+        d = {"temp": u(1.4, 2.2), "rr": u(6, 10), "spo2": -u(2, 5), "sbp": -u(22, 32), "hr": u(16, 28)}
     elif ep == RESPIRATORY:
         d = {"temp": u(0, 0.4), "rr": u(10, 16), "spo2": -6.0, "sbp": u(0, 8), "hr": u(12, 20)}
     elif ep == HAEMORRHAGE:
@@ -185,21 +241,37 @@ def episode_deltas(rng: np.random.Generator, plan: Plan, base: Baseline, c_plan:
     elif ep == BRADY:
         d = {"temp": 0.0, "rr": 0.0, "spo2": 0.0, "sbp": -u(10, 20), "hr": -20.0}
     else:
-        return {}
-    s = plan.s_plan
+        return dataclasses.replace(plan, deltas={})
+    lo, hi = EXCESS.get(plan.primary, (0.0, 0.0))
+    excess = u(lo, hi)
     if plan.primary == "hr_high":
         need = (HR_HIGH_BPM + 1.5) - (base.hr + 5.0 * c_plan)
-        d["hr"] = max(need / s - FEVER_HR_PER_C * d["temp"], 5.0)
     elif plan.primary == "hr_low":
         need = (base.hr + 5.0 * c_plan) - (HR_LOW_BPM - 1.5)
-        d["hr"] = -min(max(need / s, 5.0), base.hr - 33.0)
     elif plan.primary == "sbp_low":
         need = (base.sbp + 6.0 * c_plan) - (SBP_LOW_MMHG - 1.5)
-        d["sbp"] = -max(need / s, 10.0)
     elif plan.primary == "spo2_low":
         need = base.spo2 - (SPO2_LOW_PCT - 1.5)
+    else:
+        return dataclasses.replace(plan, deltas=d)
+    if plan.primary != "hr_high":  # a secondary tachycardia stops at a sinus rate an ill adult can sustain
+        ceiling = u(*HR_CEILING) - base.hr - FEVER_HR_PER_C * d["temp"]
+        d["hr"] = max(min(d["hr"], ceiling), 0.0) if d["hr"] > 0 else d["hr"]
+    s = float(np.clip(need / max(need + excess, 1e-9), *S_PLAN_RANGE)) if need > 0 else S_PLAN_RANGE[1]
+    if plan.primary == "hr_high":
+        d["hr"] = max(need / s - FEVER_HR_PER_C * d["temp"], 5.0)
+    elif plan.primary == "hr_low":
+        d["hr"] = -min(max(need / s, 5.0), base.hr - 33.0)
+    elif plan.primary == "sbp_low":
+        d["sbp"] = -max(need / s, 10.0)
+    elif plan.primary == "spo2_low":
         d["spo2"] = -max(need / s, 4.0)
-    return d
+    return dataclasses.replace(plan, deltas=d, s_plan=s)
+
+
+def episode_deltas(rng: np.random.Generator, plan: Plan, base: Baseline, c_plan: float) -> dict[str, float]:
+    """Full-severity deltas per vital (see ``episode_course``, which also sets ``s_plan``)."""
+    return episode_course(rng, plan, base, c_plan).deltas
 
 
 def latent_paths(rng: np.random.Generator, base: Baseline, plan: Plan, tm: np.ndarray,
@@ -227,8 +299,9 @@ def latent_paths(rng: np.random.Generator, base: Baseline, plan: Plan, tm: np.nd
 class Benign:
     """Brief physiological events of any ward patient: (start_s, duration_s, amplitude) arrays."""
 
-    tachy: np.ndarray  # HR +15–35 bpm for 1–4 min (mobilising, toilet, pain)
-    desat: np.ndarray  # SpO2 −5 to −14 % for 0.5–3 min (position, sleep apnoea), 6 per day
+    tachy: np.ndarray  # HR +15–35 bpm for 1–4 min (mobilising, toilet, pain), 4 per day
+    desat: np.ndarray  # SpO2 −5 to −14 % for 0.5–3 min (position, sleep apnoea), 6 per day; with
+    #                    ``Baseline.night_dips_per_h``: also −4 to −10 % for 20–60 s, 6–20 per hour of sleep
     fast_rr: np.ndarray  # RR +12–20 /min for 5–20 min (anxiety, exertion, pain), 1.2 per day
     slow_rr: np.ndarray  # RR × 0.3–0.5 for 5–30 min (deep sleep, opioids), 1.5 per day
 
@@ -243,11 +316,19 @@ def _poisson_events(rng: np.random.Generator, horizon_s: float, per_day: float, 
     return out
 
 
-def draw_benign(rng: np.random.Generator, horizon_s: float) -> Benign:
+def draw_benign(rng: np.random.Generator, horizon_s: float, start_s: float = 0.0,
+                base: Baseline | None = None) -> Benign:
+    desat = _poisson_events(rng, horizon_s, 6.0, (30, 180), (5, 14))
+    if base is not None and base.night_dips_per_h > 0:
+        dips = _poisson_events(rng, horizon_s, base.night_dips_per_h * 24.0, (20, 60), (5, 14))
+        hour = ((start_s + dips[:, 0]) / HOUR) % 24.0
+        night = (hour >= NIGHT_HOURS[0]) | (hour < NIGHT_HOURS[1])
+        desat = np.vstack([desat, dips[night]])
+        desat = desat[np.argsort(desat[:, 0], kind="stable")]
     return Benign(
         tachy=_poisson_events(rng, horizon_s, 4.0, (60, 240), (15, 35)),
-        desat=_poisson_events(rng, horizon_s, 6.0, (30, 180), (5, 14)),
-        fast_rr=_poisson_events(rng, horizon_s, 1.2, (300, 1200), (12, 20)),
+        desat=desat,
+        fast_rr=_poisson_events(rng, horizon_s, 2.0, (300, 1200), (12, 20)),
         slow_rr=_poisson_events(rng, horizon_s, 1.5, (300, 1800), (0.3, 0.5)),
     )
 
@@ -267,5 +348,5 @@ def add_bumps(t: np.ndarray, y: np.ndarray, events: np.ndarray, *, multiply: boo
 
 __all__ = [
     "TRANSFERRED", "Baseline", "Benign", "Plan", "add_bumps", "ar1", "circadian", "draw_baseline", "draw_benign",
-    "draw_demographics", "draw_plan", "episode_deltas", "fever_profile", "latent_paths", "severity",
+    "draw_demographics", "draw_plan", "episode_course", "episode_deltas", "fever_profile", "latent_paths", "severity",
 ]

@@ -5,9 +5,10 @@ together, as on a real ward) and its artefact-free readings are pooled per vital
 continuous monitoring is). The report states, per statistic, the reference (CEWS, Tarassenko et al.
 2011), the tolerance, every seed's value and whether all seeds are within tolerance of the reference
 *and* within half the tolerance of one another (not one lucky seed). It adds what a ward nurse
-would recognise (benign dips and spikes per stable patient-day, NEWS2 ≥ 5 triggers per stable
-patient-day), the event rate and archetype mix, the share of pre-deterioration windows, and plots
-(histograms against the reference centiles, example trajectories of each archetype).
+would recognise (benign dips and spikes per stable patient-day; NEWS2 ≥ 5 on stable patients at the
+nurse's charted observation rounds, and per 5-minute window for contrast), the event rate and
+archetype mix, the share of pre-deterioration windows, and plots (histograms against the reference
+centiles, example trajectories of each archetype).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from models.schema import VITALS
+from models.schema import ACVPU_CODES, VITALS
+from simulator import detect
 from simulator.archetypes import ARCHETYPES, DEFAULT_MIX, EVENT_ARCHETYPES
 from simulator.cohort import DEFAULT_START, iter_streams
 from simulator.devices import Q_OK
@@ -63,6 +65,11 @@ class SeedStats:
     news2_triggers: int = 0
     news2_windows_ge5: int = 0
     news2_windows: int = 0
+    charted_days: float = 0.0
+    charted_sets: int = 0
+    charted_ge5: int = 0
+    charted_triggers: int = 0
+    charted_points: Counter = field(default_factory=Counter)  # points per parameter in the sets ≥ 5
     quality: Counter = field(default_factory=Counter)
     rows: int = 0
 
@@ -108,6 +115,41 @@ def _news2_for(stream: PatientStream) -> tuple[int, int, int] | None:
     return _runs(high), int(high.sum()), len(high)
 
 
+def charted_news2(stream: PatientStream) -> list[tuple[int, int, dict[str, int]]]:
+    """NEWS2 as the nurse meets it: one set per charted observation (the ACVPU/oxygen rounds of ``nurse``).
+
+    Each set is scored with ``models.news2.score`` from the vitals of the last complete 5-minute window
+    before the observation (HR, SpO2, RR window means; SBP and temperature carried forward up to 1 h, as
+    ``models.windows``), the ACVPU and oxygen charted at that round, on the SpO2 scale the patient is
+    charted on. Returns ``(epoch ms, total, points)`` per set, in time order.
+    """
+    from models import news2
+
+    m = stream.quality == Q_OK
+    ts, vital, value = stream.ts_ms[m], stream.vital[m], stream.value[m]
+    key = ts * 16 + vital
+    _, first = np.unique(key, return_index=True)  # duplicates (retransmissions) dropped
+    ts, vital, value = ts[first], vital[first], value[first]
+    origin, series = detect.window_aggregates(ts, vital, value)
+    if not series:
+        return []
+    n = len(series["hr"])
+    obs = vital == VITALS.index("acvpu")
+    is_o2 = vital == VITALS.index("o2")
+    o2_at = dict(zip(ts[is_o2].tolist(), value[is_o2].tolist(), strict=True))
+    out = []
+    for t, code in zip(ts[obs].tolist(), value[obs].tolist(), strict=True):
+        k = min(max((t - origin) // WINDOW_MS - 1, 0), n - 1)
+        at = {v: series[v][k] for v in ("hr", "spo2", "rr", "sbp", "temp")}
+        at = {v: None if np.isnan(x) else float(x) for v, x in at.items()}
+        o2 = o2_at.get(t)
+        got = news2.score(rr=at["rr"], spo2=at["spo2"], spo2_scale=stream.spo2_scale,
+                          on_oxygen=None if o2 is None else o2 > 0, sbp=at["sbp"], hr=at["hr"],
+                          acvpu=ACVPU_CODES[round(code)], temp=at["temp"])
+        out.append((t, got.total, got.points))
+    return out
+
+
 def collect(seed: int, n_patients: int, hours: float, progress: bool = False,
             start: pd.Timestamp = DEFAULT_START) -> SeedStats:
     st = SeedStats(seed)
@@ -146,6 +188,16 @@ def collect(seed: int, n_patients: int, hours: float, progress: bool = False,
             st.episodes["tachycardia (HR > 120 for ≥ 10 s)"] += _runs(hr > 120, 10)
             st.episodes["bradycardia (HR < 50 for ≥ 10 s)"] += _runs(hr < 50, 10)
             st.episodes["hypotension (one cuff reading < 90)"] += _runs(_series(s, "sbp") < 90)
+            sets = charted_news2(s)
+            st.charted_days += days
+            st.charted_sets += len(sets)
+            previous = 0
+            for _t, total, points in sets:
+                if total >= 5:
+                    st.charted_ge5 += 1
+                    st.charted_triggers += previous < 5
+                    st.charted_points.update(points)
+                previous = total
             if news2_done < NEWS2_PATIENTS:
                 got = _news2_for(s)
                 if got is not None:
@@ -286,16 +338,33 @@ def build_report(out: str | Path, n_patients: int = 500, hours: float = 24.0, se
     for name in stats[0].episodes:
         lines.append(f"| {name} | " + " | ".join(f"{s.episodes[name] / max(s.stable_days, 1e-9):.2f}" for s in stats)
                      + " |")
+    lines += [
+        "", "## NEWS2 ≥ 5 on stable patients", "",
+        "| NEWS2 ≥ 5 on stable patients | " + " | ".join(f"seed {s.seed}" for s in stats) + " | real wards |",
+        "|---|" + "---|" * (len(stats) + 1),
+        "| **charted observation sets per 100 patient-days** (nurse's rounds) | " + " | ".join(
+            f"{100 * s.charted_ge5 / max(s.charted_days, 1e-9):.1f}" for s in stats) + " | 2–5.5 alerts |",
+        "| new triggers at charting (a set ≥ 5 after one < 5) per 100 patient-days | " + " | ".join(
+            f"{100 * s.charted_triggers / max(s.charted_days, 1e-9):.1f}" for s in stats) + " | |",
+        "| charted observation sets per patient-day | " + " | ".join(
+            f"{s.charted_sets / max(s.charted_days, 1e-9):.1f}" for s in stats) + " | 2–6 |",
+    ]
     if first.news2_windows:
-        lines.append("| NEWS2 ≥ 5 triggers (5-min windows, entering ≥ 5) | " + " | ".join(
-            f"{s.news2_triggers / s.news2_days:.2f}" if s.news2_days else "–" for s in stats) + " |")
-        lines.append("| share of windows with NEWS2 ≥ 5 | " + " | ".join(
-            f"{s.news2_windows_ge5 / s.news2_windows:.2%}" if s.news2_windows else "–" for s in stats) + " |")
-        lines += ["", f"NEWS2 from `models.news2.from_windows` on `models.windows.build` windows of the first "
-                  f"{NEWS2_PATIENTS} stable patients of each seed. Reported NEWS2 alert burden on real wards: about "
-                  "2–5.5 per 100 patient-days (`reference/news2.md`)."]
-    else:
-        lines += ["", "NEWS2 ≥ 5 triggers: skipped (`models.news2.from_windows` not available)."]
+        lines.append("| per 5-minute window: entering ≥ 5 per 100 patient-days (not what a ward sees) | " + " | ".join(
+            f"{100 * s.news2_triggers / s.news2_days:.0f}" if s.news2_days else "–" for s in stats) + " | |")
+        lines.append("| per 5-minute window: share of windows with NEWS2 ≥ 5 | " + " | ".join(
+            f"{s.news2_windows_ge5 / s.news2_windows:.2%}" if s.news2_windows else "–" for s in stats) + " | |")
+    points = sum((s.charted_points for s in stats), Counter())
+    lines += ["", "*Charted*: NEWS2 at the times the simulated nurse charts a full observation set (`simulator.nurse`: "
+              "every 12 h at 0, 4 h at 1–4, hourly at 5–6 or a single 3, 30 min at ≥ 7), scored with "
+              "`models.news2.score` from the last complete 5-minute window before the round (HR, SpO2, RR means; "
+              "SBP and temperature carried forward), the charted ACVPU and oxygen, on the patient's SpO2 scale "
+              "(scale 2 for hypercapnic COPD on long-term oxygen); all stable patients of each seed. *Per "
+              "5-minute window*: `models.news2.from_windows` (scale 1) on every `models.windows.build` window of "
+              f"the first {NEWS2_PATIENTS} stable patients of each seed — a continuous score, not an alert rate. "
+              "Reported NEWS2 alert burden on real wards: about 2–5.5 per 100 patient-days (`reference/news2.md`).",
+              "", "Points per parameter in the charted sets ≥ 5 (all seeds): "
+              + (", ".join(f"{k} {v}" for k, v in points.most_common()) or "none") + "."]
     lines += ["", "## Plots", "", "![histograms](histograms.png)", "", "![trajectories](trajectories.png)", ""]
     _plots(out_dir, stats, hours)
     markdown = "\n".join(lines)

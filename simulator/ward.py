@@ -4,7 +4,8 @@ Each bed holds a sequence of admissions. The first admission of every bed starts
 its archetype comes from a quota of the mix (a 24-bed ward with the default mix has 20 stable,
 one fever and three deteriorating patients), and deteriorating first admissions are planned to
 cross a threshold 2–8 h after ``start`` so a demo shows alerts early. An admission is monitored
-for ``block_hours`` (default 24 h); a deteriorating patient is transferred out 2–4 h after onset.
+for ``block_hours`` (default 24 h); a deteriorating patient is transferred out 3–10 h after onset
+(``physiology.TRANSFER_AFTER_H``: escalation, review and an ICU bed take hours).
 The bed is then taken by a new admission (after 30–90 min when someone was transferred) whose
 archetype is drawn from the mix. Admission ``k`` of bed ``b`` is a pure function of
 ``(seed, b, k)``, so ``advance`` is deterministic whatever the sequence of ``until`` values: it only

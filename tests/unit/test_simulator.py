@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -149,3 +150,73 @@ def test_cli_cohort(tmp_path, capsys):
     assert main(["cohort", "--patients", "3", "--hours", "1", "--seed", "2", "--out", str(tmp_path), "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["patients"] == 3
     assert (tmp_path / "readings.parquet").exists()
+
+
+def test_stable_news2_at_charted_rounds_is_rare():
+    """NEWS2 ≥ 5 as the nurse meets it (charted rounds) on stable patients: far below the per-window rate."""
+    from simulator.report import charted_news2
+
+    days = high = sets = 0
+    for s in (generate_patient(f"s{i}", (21, i), START_MS, 24.0, archetype="stable") for i in range(40)):
+        got = charted_news2(s)
+        assert got and all(a[0] < b[0] for a, b in itertools.pairwise(got))
+        days += (s.end_ms - s.start_ms) / 86_400_000
+        sets += len(got)
+        high += sum(total >= 5 for _, total, _ in got)
+    assert 2.0 <= sets / days <= 12.0  # 12-hourly to hourly rounds
+    assert 100 * high / days < 60  # per 100 stable patient-days (real wards: 2–5.5; see the report)
+
+
+def test_charted_news2_uses_the_window_aggregates_of_models_windows():
+    from simulator import detect
+
+    s = generate_patient("w1", (22, 1), START_MS, 6.0, archetype="stable")
+    win = W.build(s.frame()).set_index("start")
+    m = s.quality == 0
+    key = s.ts_ms[m] * 16 + s.vital[m]
+    _, first = np.unique(key, return_index=True)
+    origin, series = detect.window_aggregates(s.ts_ms[m][first], s.vital[m][first], s.value[m][first])
+    starts = pd.to_datetime(origin + detect.WINDOW_MS * np.arange(len(series["rr"])), unit="ms", utc=True)
+    for ours, theirs in (("rr", "rr_mean"), ("hr", "hr_mean"), ("spo2", "spo2_mean"), ("sbp", "sbp")):
+        np.testing.assert_allclose(series[ours], win.loc[starts, theirs].to_numpy(float), equal_nan=True)
+
+
+def test_ward_population_has_copd_af_and_night_dips_without_events():
+    from simulator import physiology as P
+
+    rng = np.random.default_rng(3)
+    bases = [P.draw_baseline(rng, 70, "F", "stable") for _ in range(2000)]
+    copd = [b for b in bases if b.spo2_scale == 2]
+    assert 0.03 < len(copd) / 2000 < 0.07 and all(b.chronic_o2 > 0 and 91.5 <= b.spo2 <= 93.5 for b in copd)
+    assert 0.08 < sum(b.af_cv > 0 for b in bases) / 2000 < 0.16
+    assert 0.10 < sum(b.night_dips_per_h > 0 for b in bases) / 2000 < 0.20
+    assert all(b.spo2_scale == 1 and b.af_cv == 0 for b in (P.draw_baseline(rng, 70, "M", "sepsis") for _ in range(50)))
+    # patients with these traits are still stable by the event rule (rejection sampling keeps it so)
+    for i in range(12):
+        s = generate_patient(f"c{i}", (23, i), START_MS, 24.0, archetype="stable")
+        assert s.events == [] and labels.events(W.build(s.frame())).empty
+
+
+@pytest.mark.parametrize("archetype", sorted(EVENT_ARCHETYPES - {"recovery"}))
+def test_deterioration_is_extreme_only_after_onset_and_stays_on_the_ward(archetype):
+    """The event phase goes well beyond the threshold, but only after the recorded onset; transfer takes hours."""
+    beyond = {"hr_high": ("hr_mean", lambda x: x > 124), "hr_low": ("hr_mean", lambda x: x < 46),
+              "sbp_low": ("sbp", lambda x: x < 84), "spo2_low": ("spo2_mean", lambda x: x < 87)}
+    worst = []
+    for k in range(4):
+        s = generate_patient(f"d{k}", (24, k), START_MS, 24.0, archetype=archetype, onset_window_h=(2.0, 8.0))
+        (event,) = s.events
+        onset = event["onset"]
+        end = pd.Timestamp(s.end_ms, unit="ms", tz="UTC")
+        assert end - onset >= pd.Timedelta(hours=2) - pd.Timedelta(minutes=5)  # escalation takes hours
+        win = W.build(s.frame()).set_index("start")
+        before = win.loc[:onset - pd.Timedelta(minutes=5)]
+        for column, test in beyond.values():
+            x = before[column].dropna()
+            if column == "sbp":  # a single noisy cuff reading (carried forward) may dip; never two
+                assert test(x.drop_duplicates().to_numpy(float)).sum() <= 1, (archetype, column)
+            else:
+                assert not test(x.to_numpy(float)).any(), (archetype, column, x.index[test(x.to_numpy(float))][0])
+        column, test = beyond[event["criterion"]]
+        worst.append(bool(test(win.loc[onset:, column].to_numpy(float)).any()))
+    assert sum(worst) >= 2  # most go well beyond the threshold before they leave
