@@ -146,7 +146,9 @@ def _opt(row: Any, key: str) -> float | None:
 
 
 def from_window(row: Any) -> News2:
-    """NEWS2 from one carried-forward window row (scale 1; ``o2 > 0`` = on oxygen; ``acvpu`` 0..4 → A,C,V,P,U).
+    """NEWS2 from one carried-forward window row (``o2 > 0`` = on oxygen; ``acvpu`` 0..4 → A,C,V,P,U).
+
+    SpO2 scale 1 unless the row carries ``spo2_scale == 2`` (a patient with a prescribed 88–92 % target).
 
     Window means are rounded half up to the charted whole number (temperature to 0.1 °C). Values
     outside the plausible range raise ``ValueError`` (they cannot come out of ``models.windows``).
@@ -159,7 +161,9 @@ def from_window(row: Any) -> News2:
         if not 0 <= i < len(ACVPU_CODES):
             raise ValueError(f"acvpu: code {code!r} is not 0..4")
         acvpu = ACVPU_CODES[i]
+    scale = _opt(row, "spo2_scale")
     return score(rr=_opt(row, "rr_mean"), spo2=_opt(row, "spo2_mean"), on_oxygen=None if o2 is None else o2 > 0,
+                 spo2_scale=2 if scale == 2 else 1,
                  sbp=_opt(row, "sbp"), hr=_opt(row, "hr_mean"), acvpu=acvpu, temp=_opt(row, "temp"))
 
 
@@ -175,8 +179,19 @@ def _charted(x: np.ndarray, decimals: int = 0) -> np.ndarray:
     return np.floor(x * f + 0.5 + 1e-9) / f
 
 
+def _spo2_points(spo2: np.ndarray, o2: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    scale1 = _band_points(spo2, [91, 93, 95], [3, 2, 1, 0])
+    if scale is None:
+        return scale1
+    on_oxygen = np.nan_to_num(o2, nan=0.0) > 0
+    scale2_air = _band_points(spo2, [83, 85, 87], [3, 2, 1, 0])
+    scale2_oxygen = np.where(spo2 >= 93, _band_points(spo2, [94, 96], [1, 2, 3]), scale2_air)
+    scale2 = np.where(on_oxygen, scale2_oxygen, scale2_air)
+    return np.where(scale == 2, scale2, scale1).astype("int64")
+
+
 def from_windows(windows: pd.DataFrame) -> pd.DataFrame:
-    """Vectorised :func:`from_window` over many windows (scale 1).
+    """Vectorised :func:`from_window` over many windows (per-row ``spo2_scale`` when the column exists).
 
     Returns, per input row (same order): ``patient_id``, ``window_end``, ``news2`` (total), ``partial``,
     ``band`` and one ``news2_<parameter>`` points column per parameter.
@@ -190,7 +205,7 @@ def from_windows(windows: pd.DataFrame) -> pd.DataFrame:
     acvpu = windows["acvpu"].to_numpy(float)
     points = {
         "rr": _band_points(rr, [8, 11, 20, 24], [3, 1, 0, 2, 3]),
-        "spo2": _band_points(spo2, [91, 93, 95], [3, 2, 1, 0]),
+        "spo2": _spo2_points(spo2, o2, windows["spo2_scale"].to_numpy(float) if "spo2_scale" in windows else None),
         "o2": np.where(np.isnan(o2), 0, np.where(o2 > 0, 2, 0)).astype("int64"),
         "sbp": _band_points(sbp, [90, 100, 110, 219], [3, 2, 1, 0, 3]),
         "hr": _band_points(hr, [40, 50, 90, 110, 130], [3, 1, 0, 1, 2, 3]),

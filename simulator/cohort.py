@@ -9,7 +9,8 @@ wall-clock metadata, byte-identical files for the same arguments:
   ``vital`` (dictionary), ``value`` (double), ``quality`` (dictionary); one row group per chunk of
   patients, each patient's rows in *delivery* order (so late readings appear out of ``ts`` order,
   and a retransmitted reading appears twice).
-- ``patients.parquet``: ``patient_id, age, sex, archetype``.
+- ``patients.parquet``: ``patient_id, age, sex, archetype, spo2_scale`` (the NEWS2 SpO2 scale the ward
+  charts the patient on: 2 for hypercapnic COPD with a prescribed 88–92 % target, else 1).
 - ``events.parquet``: ``patient_id, kind, onset, criterion`` — ground truth: the first sustained
   threshold crossing (``detect``) of every deteriorating patient; ``kind`` is its archetype.
 - ``manifest.json``: the arguments, the mix and the simulator version (the cohort fingerprint).
@@ -51,6 +52,7 @@ READINGS_SCHEMA: Final[pa.Schema] = pa.schema([
 ])
 PATIENTS_SCHEMA: Final[pa.Schema] = pa.schema([
     ("patient_id", pa.string()), ("age", pa.int32()), ("sex", pa.string()), ("archetype", pa.string()),
+    ("spo2_scale", pa.int8()),
 ])
 EVENTS_SCHEMA: Final[pa.Schema] = pa.schema([
     ("patient_id", pa.string()), ("kind", pa.string()), ("onset", pa.timestamp("ns", tz="UTC")),
@@ -62,7 +64,7 @@ _QUALITY_DICT = pa.array(list(QUALITIES), pa.string())
 
 @dataclass(frozen=True)
 class PatientRecord:
-    patient: dict  # {"patient_id", "age", "sex", "archetype"}
+    patient: dict  # {"patient_id", "age", "sex", "archetype", "spo2_scale"}
     readings: pd.DataFrame  # patient_id, ts (datetime64[ns, UTC]), vital, value, quality — delivery order
     events: list[dict]  # [{"patient_id", "kind", "onset" (UTC Timestamp), "criterion"}]
 

@@ -121,7 +121,7 @@ def generate_patient(patient_id: str, seed_key: Sequence[int], start_ms: int, ho
             end_ms = min(end_ms, onset_ms + int(course.transfer_after_s * 1000.0))
             samples = samples.take(samples.t_ms + start_ms < end_ms)
     delivered, at = devices.deliver(rng, samples, horizon_s, spec)
-    patient = {"patient_id": patient_id, "age": age, "sex": sex, "archetype": arche}
+    patient = {"patient_id": patient_id, "age": age, "sex": sex, "archetype": arche, "spo2_scale": base.spo2_scale}
     logger.debug("patient=%s archetype=%s attempts=%d rows=%d", patient_id, arche, attempts, len(at))
     return PatientStream(patient=patient, events=events, start_ms=start_ms, end_ms=end_ms,
                          ts_ms=delivered.t_ms + start_ms, deliver_ms=at + start_ms, vital=delivered.vital,

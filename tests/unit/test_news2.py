@@ -149,3 +149,21 @@ def test_from_windows_on_many_rows() -> None:
     out = N.from_windows(pd.DataFrame(rows))
     assert list(out["news2"]) == [0, 3 + 3 + 2 + 3 + 3 + 3 + 2]
     assert np.array_equal(out["band"].to_numpy(), np.array(["low", "high"], dtype=object))
+
+
+def test_vectorised_scale_2_matches_the_chart() -> None:
+    import itertools
+
+    import pandas as pd
+
+    from models.news2 import from_windows, score
+
+    rows = [
+        {"patient_id": "p", "rr_mean": 16.0, "spo2_mean": float(s), "sbp": 120.0, "hr_mean": 80.0, "temp": 37.0,
+         "o2": o2, "acvpu": 0.0, "spo2_scale": scale}
+        for s, o2, scale in itertools.product(range(78, 101), (0.0, 2.0), (1, 2))
+    ]
+    out = from_windows(pd.DataFrame(rows))
+    for row, got in zip(rows, out["news2_spo2"], strict=True):
+        expected = score(spo2=row["spo2_mean"], on_oxygen=row["o2"] > 0, spo2_scale=row["spo2_scale"]).points["spo2"]
+        assert got == expected, row

@@ -59,7 +59,7 @@ def test_cohort_files_follow_the_reading_schema(tmp_path):
     for vital, (lo, hi) in PLAUSIBLE_RANGES.items():
         v = readings.loc[readings["vital"] == vital, "value"]
         assert v.between(lo, hi).all(), vital
-    assert list(patients.columns) == ["patient_id", "age", "sex", "archetype"]
+    assert list(patients.columns) == ["patient_id", "age", "sex", "archetype", "spo2_scale"]
     assert set(patients["sex"]) <= {"F", "M"} and patients["age"].between(18, 98).all()
     assert {"patient_id", "kind", "onset"} <= set(events.columns)
     assert json.loads((tmp_path / "manifest.json").read_text())["seed"] == 1
