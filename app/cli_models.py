@@ -150,6 +150,10 @@ def evaluate_main(argv: list[str]) -> int:
                         challenger_path=challenger_path if challenger_path.exists() else None,
                         n_bootstrap=args.bootstrap, seed=args.seed, progress=progress)
     E.write_report(report, args.out)
+    if report["twin_version"] == twin.version and args.artifact.resolve() == DEFAULT_ARTIFACT.resolve() \
+            and args.cohort is None and report["scope"].startswith("an independent cohort"):
+        T.write_model_card(twin.artifact, args.artifact.parent / "MODEL_CARD.md", report)
+        _out(f"model card updated with this evaluation: {args.artifact.parent / 'MODEL_CARD.md'}")
     _out(E.format_table(report))
     _out(f"report: {args.out / 'report.json'} and {args.out / 'index.html'}")
     return 0

@@ -265,6 +265,14 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, 
     return out
 
 
+def expected_calibration_error(table: list[dict[str, float]]) -> float | None:
+    """Expected calibration error: the window-weighted mean |observed − mean predicted| over the bins."""
+    n = sum(r["n"] for r in table)
+    if not n:
+        return None
+    return float(sum(r["n"] * abs(r["observed"] - r["mean_predicted"]) for r in table) / n)
+
+
 # --------------------------------------------------------------------------------------------
 # The report.
 
@@ -358,8 +366,10 @@ def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], cha
         if k in scores:
             p = scores[k][elig]
             slope, intercept = calibration(y[elig], p)
+            rel = reliability(y[elig], p)
             cal[k] = {"brier": float(np.mean((p - y[elig]) ** 2)), "calibration_slope": slope,
-                      "calibration_intercept": intercept, "reliability": reliability(y[elig], p)}
+                      "calibration_intercept": intercept, "reliability": rel,
+                      "ece": expected_calibration_error(rel), "mean_predicted": float(p.mean()) if len(p) else None}
     cal["prevalence"] = float(y[elig].mean()) if elig.any() else None
 
     progress("operating points, lead times, subgroups")
@@ -394,7 +404,10 @@ def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], cha
         row = {"patients": len(gids), "windows": int(me.sum()), "positives": int(y[me].sum()),
                "twin_auroc": auroc(y[me], risk[me]), "news2_auroc": auroc(y[me], scores["news2"][me]),
                "twin_brier": float(np.mean((risk[me] - y[me]) ** 2)) if me.any() else None}
-        for name, key, thr in OPERATING_POINTS[:2]:
+        group_points = list(OPERATING_POINTS[:2])
+        if matched is not None:
+            group_points.append(("twin matched", "twin", matched))
+        for name, key, thr in group_points:
             op = operating_point(gm, gev, scores[key][is_monitored][mm] >= thr, HORIZON)
             row[f"{name} sensitivity"] = op["sensitivity"]
             row[f"{name} alerts/patient-day"] = op["alerts_per_patient_day"]
@@ -411,6 +424,8 @@ def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], cha
 
     t, n2 = disc["twin"], disc["news2"]
     twin_op, news_op = ops["twin >= 0.7"], ops["NEWS2 >= 5"]
+    matched_name = f"twin >= {matched:g} (matched)" if matched is not None else None
+    matched_op = ops.get(matched_name) if matched_name else None
     goals = {
         "auroc_margin_over_news2": (t["auroc"] - n2["auroc"]) if t["auroc"] is not None and n2["auroc"] is not None
         else None,
@@ -422,7 +437,12 @@ def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], cha
             twin_op["sensitivity"] is not None and news_op["sensitivity"] is not None
             and twin_op["alerts_per_patient_day"] < news_op["alerts_per_patient_day"]
             and twin_op["sensitivity"] >= news_op["sensitivity"]),
+        "matched_threshold_fewer_alerts_at_equal_or_better_sensitivity": bool(
+            matched_op is not None and matched_op["sensitivity"] is not None and news_op["sensitivity"] is not None
+            and matched_op["alerts_per_patient_day"] < news_op["alerts_per_patient_day"]
+            and matched_op["sensitivity"] >= news_op["sensitivity"]),
     }
+    notes = operating_notes(ops, news_op, twin_op, matched_name)
     patient_days = float(len(frame) * 5 / 1440)
     return {
         "scope": scope, "twin_version": twin.version,
@@ -433,6 +453,7 @@ def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], cha
         "eligible_windows": int(elig.sum()), "positive_windows": int(y[elig].sum()), "events": len(events),
         "events_per_patient_day": len(events) / patient_days if patient_days else None,
         "discrimination": disc, "calibration": cal, "operating_points": ops, "subgroups": sub, "goals": goals,
+        "notes": notes,
         "contributions_check": {"windows": len(frame), "max_abs_error": max_err, "tolerance": 1e-9},
         "event_rule_vs_simulator_truth": match_truth(events, dataset.truth[dataset.truth["patient_id"].isin(ids)]
                                                      if len(dataset.truth) else dataset.truth),
@@ -451,6 +472,34 @@ def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], cha
     }
 
 
+def operating_notes(ops: dict[str, Any], news: dict[str, Any], twin: dict[str, Any], matched: str | None
+                    ) -> list[str]:
+    """Plain-language statements of how the twin's operating points compare with NEWS2 >= 5 (numbers only)."""
+
+    def fmt(op: dict[str, Any]) -> str:
+        return (f"sensitivity {_f(op['sensitivity'], '.2f')} ({op['detected']}/{op['events']} events), "
+                f"PPV {_f(op['ppv'], '.2f')}, {_f(op['alerts_per_patient_day'], '.2f')} alerts/patient-day, "
+                f"median lead {_f(op['median_lead_h'], '.1f')} h")
+
+    out = [f"NEWS2 >= 5: {fmt(news)}.", f"twin >= 0.7 (the service's default alert threshold): {fmt(twin)}."]
+    if matched is not None and matched in ops:
+        m = ops[matched]
+        out.append(f"{matched} (chosen on development patients to match NEWS2 >= 5's sensitivity there): {fmt(m)}.")
+        if m["sensitivity"] is not None and news["sensitivity"] is not None:
+            if m["sensitivity"] >= news["sensitivity"] and m["alerts_per_patient_day"] < news["alerts_per_patient_day"]:
+                out.append("At the matched threshold the twin reaches NEWS2 >= 5's sensitivity with fewer alerts.")
+            else:
+                out.append(
+                    "At the matched threshold the twin does not reach NEWS2 >= 5's sensitivity with fewer alerts "
+                    f"on these patients (sensitivity {m['sensitivity']:.2f} vs {news['sensitivity']:.2f}; "
+                    f"{m['alerts_per_patient_day']:.2f} vs {news['alerts_per_patient_day']:.2f} alerts/patient-day).")
+    dense = {k: v for k, v in ops.items() if k.startswith("twin") and v["sensitivity"] is not None}
+    if dense:
+        best = max(dense.items(), key=lambda kv: kv[1]["sensitivity"])
+        out.append(f"Highest twin sensitivity among the reported thresholds: {best[0]} with {fmt(best[1])}.")
+    return out
+
+
 def _f(x: Any, fmt: str = ".3f") -> str:
     return "—" if x is None else format(x, fmt)
 
@@ -463,7 +512,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"eligible windows {report['eligible_windows']} (positive {report['positive_windows']}, prevalence "
         f"{_f(c['prevalence'])}), events {report['events']}",
         "",
-        f"{'model':<12} {'AUROC (95% CI)':<24} {'AUPRC (95% CI)':<24} {'Brier':>7} {'slope':>6} {'intercept':>9}",
+        f"{'model':<12} {'AUROC (95% CI)':<24} {'AUPRC (95% CI)':<24} {'Brier':>7} {'slope':>6} {'intercept':>9} "
+        f"{'ECE':>7}",
     ]
     for k in ("twin", "news2", "challenger"):
         if k in d:
@@ -472,7 +522,7 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(f"{k:<12} {_f(m['auroc'])} ({_f(m['auroc_ci'][0])}–{_f(m['auroc_ci'][1])})    "
                          f"{_f(m['auprc'])} ({_f(m['auprc_ci'][0])}–{_f(m['auprc_ci'][1])})    "
                          f"{_f(cc.get('brier'), '.4f'):>7} {_f(cc.get('calibration_slope'), '.2f'):>6} "
-                         f"{_f(cc.get('calibration_intercept'), '.2f'):>9}")
+                         f"{_f(cc.get('calibration_intercept'), '.2f'):>9} {_f(cc.get('ece'), '.4f'):>7}")
     t = d["twin"]
     if "auroc_minus_news2" in t:
         lines.append(f"twin − NEWS2 AUROC: {_f(t['auroc_minus_news2'])} "
@@ -484,15 +534,18 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"{name:<26} {sens:>14} {_f(op['ppv'], '.2f'):>6} {_f(op['alerts_per_patient_day'], '.3f'):>14} "
                      f"{_f(op['median_lead_h'], '.1f'):>14} {op['alerts']:>7}")
     lines += ["", f"{'subgroup':<12} {'patients':>8} {'positives':>9} {'twin AUROC':>10} {'NEWS2 AUROC':>11} "
-                  f"{'twin sens':>9} {'N2>=5 sens':>10} {'twin al/d':>9} {'N2>=5 al/d':>10}"]
+                  f"{'twin sens':>9} {'N2>=5 sens':>10} {'twin al/d':>9} {'N2>=5 al/d':>10} {'match sens':>10} "
+                  f"{'match al/d':>10}"]
     for g, r in report["subgroups"].items():
         lines.append(f"{g:<12} {r['patients']:>8} {r['positives']:>9} {_f(r['twin_auroc']):>10} "
                      f"{_f(r['news2_auroc']):>11} {_f(r['twin >= 0.7 sensitivity'], '.2f'):>9} "
                      f"{_f(r['NEWS2 >= 5 sensitivity'], '.2f'):>10} {_f(r['twin >= 0.7 alerts/patient-day']):>9} "
-                     f"{_f(r['NEWS2 >= 5 alerts/patient-day']):>10}")
+                     f"{_f(r['NEWS2 >= 5 alerts/patient-day']):>10} {_f(r.get('twin matched sensitivity'), '.2f'):>10} "
+                     f"{_f(r.get('twin matched alerts/patient-day')):>10}")
     g = report["goals"]
     cc = report["contributions_check"]
     tr = report["event_rule_vs_simulator_truth"]
+    lines += ["", *report.get("notes", [])]
     lines += ["", "goals: " + "; ".join(f"{k}={v if not isinstance(v, float) else format(v, '+.3f')}"
                                           for k, v in g.items()),
               f"contributions + intercept = logit on {cc['windows']} windows (max error {cc['max_abs_error']:.2e})",

@@ -12,31 +12,34 @@ Output
     training mean, i.e. a zero contribution, and says "not measured").
 
 Definitions (``k`` windows "ending at" a window end ``t`` are the windows whose start lies in
-``[t - k·5 min, t)``; a statistic needs the minimum number of non-missing windows given below):
+``[t - k·5 min, t)``; a statistic needs the minimum number of non-missing windows given below).
+Every feature is "more is worse": its declared ``direction`` is +1 with a one-line clinical reason,
+and training constrains its coefficient to be >= 0.
 
-- ``*_mean_1h`` / ``*_std_1h``: mean and sample standard deviation (ddof=1) of the window values over
-  the last hour (12 windows); at least 3 / 4 windows with data.
-- ``*_std_4h``: the same over 4 hours (48 windows, at least 12 with data): slower volatility.
-- ``*_trend_1h``: least-squares slope over the last hour, per hour (at least 6 windows with data).
-- ``*_to_*``: distance from the latest value to a deterioration threshold (``models.schema``), signed
-  so that positive means "still on the safe side". The latest value of HR / SpO2 / RR is the newest
-  window mean within the last 15 minutes; SBP and temperature are the window values (already
-  carried forward up to one hour by ``models.windows``).
+- Levels as hinges at the edge of the NEWS2 zero-point band (0 inside it, so a normal value never
+  moves the score and a better-than-normal value never reads as risk): ``hr_above_90_1h``,
+  ``hr_below_60_1h``, ``spo2_below_96_1h``, ``rr_above_20_1h``, ``rr_below_12_1h`` on the last-hour
+  mean (12 windows, at least 3 with data); ``sbp_below_110``, ``temp_above_37_5`` on the window value
+  (already carried forward up to one hour by ``models.windows``); ``shock_index_above_0_7`` on latest
+  HR / latest SBP (latest HR is the newest window mean within the last 15 minutes).
+- ``*_rise_1h`` / ``*_fall_1h``: the least-squares slope over the last hour, per hour (at least 6
+  windows), in the harmful direction only (0 when moving the other way).
+- ``approach_*``: how fast the vital is closing on an event line, as (rate towards it) / (distance
+  left), per hour, 0 when moving away; i.e. 1 / (hours to the line at the current 1-hour trend).
+  Capped at 4 /h (15 minutes away); 4 /h as well when the line is already crossed and moving on.
+- ``*_std_1h``: sample standard deviation (ddof=1) over the last hour; at least 4 windows.
 - ``*_min_4h``: minutes, over the last 4 hours, spent in a range clinicians watch (e.g. SpO2 < 95 %).
-- ``approach_*``: how fast the vital is closing on a threshold, as (rate towards it) / (distance left),
-  per hour, 0 when moving away; i.e. 1 / (hours to the threshold at the current 1-hour trend).
-  Capped at 4 /h (15 minutes away); 4 /h as well when the threshold is already crossed and moving on.
-- ``shock_index``: latest HR / latest SBP.
-- ``*_vs_baseline``: last-hour mean minus the patient's baseline (mean over the baseline period).
-  The baseline period is the patient's first 4 hours of windows within the look-back (``HISTORY``,
-  12 h before the window end); available once 5 hours of history exist (NaN before).
-- ``mahalanobis_baseline``: the last-hour means of HR, SpO2, RR and SBP jointly, as a Mahalanobis
-  distance from the baseline windows (mean and covariance of complete baseline windows, at least 12,
-  with a variance floor per vital so a flat baseline does not explode the distance).
-- ``bp_age_h``: hours since the last *new* blood-pressure reading: the newest window whose SBP differs
-  from the previous window's (or follows a missing one). An identical repeat reading cannot be told
-  from a carried value, so this may overstate the gap by one NIBP cycle. Capped at the history.
+- ``*_rise_vs_baseline`` / ``*_drop_vs_baseline``: last-hour mean minus the patient's baseline (mean
+  over the baseline period), harmful direction only. The baseline period is the patient's first
+  4 hours of windows within the look-back (``HISTORY``, 12 h before the window end); available once
+  5 hours of history exist (NaN before).
 - ``*_missing_min_1h``: minutes of the last hour without any clean reading of the vital.
+- ``not_alert``: last charted ACVPU is not Alert; ``o2_l_min``: last charted oxygen flow.
+
+Left out on purpose (issue 6): signed distances to the thresholds next to last-hour means (collinear,
+the two HR distances exactly so), signed trends and baseline differences (ambiguous direction), the
+4-hour SDs and the Mahalanobis distance from baseline (rise when a patient returns to normal), and the
+age of the last BP reading (a marker of how worried the nurse is, not of physiology).
 
 Every statistic uses only windows within ``HISTORY`` before the window end, so the service, which
 fetches ``HISTORY`` of windows, computes the same features as training on whole stays.
@@ -69,8 +72,12 @@ _VAR_FLOOR: Final[dict[str, float]] = {"hr": 4.0, "spo2": 1.0, "rr": 1.0, "sbp":
 class Feature:
     """One model input: ``sentence`` is a ``str.format`` template rendered by :func:`sentence`.
 
-    Template fields: ``{value}``, ``{abs}`` (absolute value), ``{updown}`` ("rising"/"falling"),
-    ``{abovebelow}`` ("above"/"below"), and any other feature's name (its value in the same row).
+    Template fields: ``{value}``, ``{abs}`` (absolute value), ``{level}`` (for a hinge feature, the
+    vital itself: ``anchor + side · value``), ``{inv}`` (1 / value), and any other feature's name.
+
+    ``direction`` is the clinically expected direction of the risk: ``+1`` the risk rises with the
+    feature, ``-1`` it falls, ``0`` unconstrained (only where truly ambiguous). Training constrains the
+    coefficient's sign to it; ``reason`` says why in one line (shown in the model card).
     """
 
     name: str
@@ -79,47 +86,73 @@ class Feature:
     sentence: str
     #: Used instead of ``sentence`` when the value is exactly 0 (e.g. "not moving towards 120 bpm").
     sentence_zero: str = ""
+    direction: int = 1
+    reason: str = ""
+    #: Hinge features: value = max(0, side · (vital − anchor)); ``{level}`` renders the vital back.
+    anchor: float | None = None
+    side: int = 1
 
 
 _SOURCE: Final[dict[str, str]] = {"hr": "hr_mean", "spo2": "spo2_mean", "rr": "rr_mean", "sbp": "sbp", "temp": "temp"}
-_LABEL: Final[dict[str, tuple[str, str, str]]] = {  # name, unit, format
-    "hr": ("Heart rate", "bpm", ".0f"),
-    "spo2": ("SpO2", "%", ".0f"),
-    "rr": ("Respiratory rate", "/min", ".0f"),
-    "sbp": ("Systolic BP", "mmHg", ".0f"),
-    "temp": ("Temperature", "°C", ".1f"),
+
+#: Level features: hinges at the edge of the NEWS2 zero-point band, flat (0) inside it, so a value
+#: inside the normal range never moves the score and "better than normal" never reads as risk.
+#: name → (vital, source, anchor, side, unit, level format, wording of the vital, zero sentence, reason)
+_HINGES: Final[tuple[tuple[str, str, str, float, int, str, str, str, str, str], ...]] = (
+    ("hr_above_90_1h", "hr", "mean_1h", 90.0, 1, "bpm", ".0f", "Heart rate has averaged {level:.0f} bpm over the "
+     "last hour, {value:.0f} bpm above 90", "Heart rate has averaged 90 bpm or less over the last hour",
+     "tachycardia: NEWS2 scores heart rate from 91 bpm; the event line is 120 bpm"),
+    ("hr_below_60_1h", "hr", "mean_1h", 60.0, -1, "bpm", ".0f", "Heart rate has averaged {level:.0f} bpm over the "
+     "last hour, {value:.0f} bpm below 60", "Heart rate has averaged 60 bpm or more over the last hour",
+     "bradycardia: the event line is 50 bpm; NEWS2 scores 50 bpm and below"),
+    ("spo2_below_96_1h", "spo2", "mean_1h", 96.0, -1, "%", ".0f", "SpO2 has averaged {level:.1f} % over the last "
+     "hour, {value:.1f} points below 96 %", "SpO2 has averaged 96 % or more over the last hour",
+     "hypoxaemia: NEWS2 (scale 1) scores SpO2 of 95 % and below; the event line is 90 %"),
+    ("rr_above_20_1h", "rr", "mean_1h", 20.0, 1, "/min", ".0f", "Respiratory rate has averaged {level:.0f} /min over "
+     "the last hour, {value:.0f} /min above 20", "Respiratory rate has averaged 20 /min or less over the last hour",
+     "tachypnoea: NEWS2 scores 21 /min and above; often the earliest sign of deterioration"),
+    ("rr_below_12_1h", "rr", "mean_1h", 12.0, -1, "/min", ".0f", "Respiratory rate has averaged {level:.0f} /min "
+     "over the last hour, {value:.0f} /min below 12", "Respiratory rate has averaged 12 /min or more over the last "
+     "hour", "bradypnoea (opioids, exhaustion, CO2 narcosis): NEWS2 scores 11 /min and below"),
+    ("sbp_below_110", "sbp", "latest", 110.0, -1, "mmHg", ".0f", "Systolic BP is {level:.0f} mmHg, {value:.0f} mmHg "
+     "below 110", "Systolic BP is 110 mmHg or more",
+     "hypotension: NEWS2 scores systolic BP of 110 mmHg and below; the event line is 90 mmHg"),
+    ("temp_above_37_5", "temp", "latest", 37.5, 1, "°C", ".1f", "Temperature is {level:.1f} °C, {value:.1f} °C above "
+     "37.5", "Temperature is 37.5 °C or less", "fever: NEWS2 scores from 38.1 °C; the event line is 39 °C"),
+    ("shock_index_above_0_7", "si", "latest", 0.7, 1, "", ".2f", "Shock index (heart rate / systolic BP) is "
+     "{level:.2f}, above the normal 0.7", "Shock index (heart rate / systolic BP) is 0.7 or less",
+     "a shock index above 0.7 flags hypovolaemia or shock before the blood pressure falls"),
+)
+
+#: One-sided last-hour trends, in the harmful direction only: name → (vital, sign, sentence, zero, reason).
+_TRENDS: Final[tuple[tuple[str, str, int, str, str, str], ...]] = (
+    ("hr_rise_1h", "hr", 1, "Heart rate rising: +{value:.0f} bpm over the last hour",
+     "Heart rate not rising over the last hour", "a rising heart rate precedes sepsis, bleeding and tachyarrhythmia"),
+    ("spo2_fall_1h", "spo2", -1, "SpO2 falling: down {value:.1f} points over the last hour",
+     "SpO2 not falling over the last hour", "falling saturation precedes respiratory failure"),
+    ("rr_rise_1h", "rr", 1, "Respiratory rate rising: +{value:.0f} /min over the last hour",
+     "Respiratory rate not rising over the last hour",
+     "a rising breathing rate is an early sign of respiratory failure, sepsis and acidosis"),
+    ("sbp_fall_1h", "sbp", -1, "Systolic BP falling: down {value:.0f} mmHg over the last hour",
+     "Systolic BP not falling over the last hour", "a falling blood pressure precedes haemorrhagic and septic shock"),
+    ("temp_rise_1h", "temp", 1, "Temperature rising: +{value:.1f} °C over the last hour",
+     "Temperature not rising over the last hour", "a climbing temperature precedes fever"),
+)
+_TREND_UNIT: Final[dict[str, str]] = {"hr": "bpm/h", "spo2": "%/h", "rr": "/min/h", "sbp": "mmHg/h", "temp": "°C/h"}
+_LOWER: Final[dict[str, str]] = {"hr": "heart rate", "spo2": "SpO2", "rr": "respiratory rate", "sbp": "systolic BP",
+                                 "temp": "temperature"}
+_LABEL: Final[dict[str, tuple[str, str]]] = {  # name, unit
+    "hr": ("Heart rate", "bpm"), "spo2": ("SpO2", "%"), "rr": ("Respiratory rate", "/min"),
+    "sbp": ("Systolic BP", "mmHg"), "temp": ("Temperature", "°C"),
 }
 
-
-def _stat_features() -> list[Feature]:
-    out: list[Feature] = []
-    for v in ("hr", "spo2", "rr", "sbp"):
-        label, unit, fmt = _LABEL[v]
-        out += [
-            Feature(f"{v}_mean_1h", unit, f"mean {label.lower()} over the last hour",
-                    f"{label} has averaged {{value:{fmt}}} {unit} over the last hour"),
-            Feature(f"{v}_std_1h", unit, f"variability (SD) of {label.lower()} over the last hour",
-                    f"{label} has varied by ±{{value:.1f}} {unit} (SD) over the last hour"),
-            Feature(f"{v}_trend_1h", f"{unit}/h", f"trend of {label.lower()} over the last hour",
-                    f"{label} {{updown}}: {{value:+{fmt}}} {unit} over the last hour"),
-        ]
-    return out
-
-
-#: minutes-in-range features: name → wording; conditions in _RANGES.
-_RANGE_TEXT: Final[dict[str, str]] = {
-    "spo2_below_95_min_4h": "SpO2 below 95 %",
-    "hr_above_100_min_4h": "heart rate above 100 bpm",
-    "sbp_below_100_min_4h": "systolic BP below 100 mmHg",
-    "rr_above_20_min_4h": "respiratory rate above 20 /min",
-    "temp_above_38_min_4h": "temperature above 38 °C",
-}
-_RANGES: Final[dict[str, tuple[str, str, float]]] = {
-    "spo2_below_95_min_4h": ("spo2_mean", "<", 95.0),
-    "hr_above_100_min_4h": ("hr_mean", ">", 100.0),
-    "sbp_below_100_min_4h": ("sbp", "<", 100.0),
-    "rr_above_20_min_4h": ("rr_mean", ">", 20.0),
-    "temp_above_38_min_4h": ("temp", ">", 38.0),
+#: minutes-in-range features: name → (window column, comparison, bound, wording).
+_RANGES: Final[dict[str, tuple[str, str, float, str]]] = {
+    "spo2_below_95_min_4h": ("spo2_mean", "<", 95.0, "SpO2 below 95 %"),
+    "hr_above_100_min_4h": ("hr_mean", ">", 100.0, "heart rate above 100 bpm"),
+    "sbp_below_100_min_4h": ("sbp", "<", 100.0, "systolic BP below 100 mmHg"),
+    "rr_above_20_min_4h": ("rr_mean", ">", 20.0, "respiratory rate above 20 /min"),
+    "temp_above_38_min_4h": ("temp", ">", 38.0, "temperature above 38 °C"),
 }
 _APPROACH_TEXT: Final[dict[str, tuple[str, str, str]]] = {
     "approach_hr_120": ("Heart rate", "120", "bpm"),
@@ -128,83 +161,92 @@ _APPROACH_TEXT: Final[dict[str, tuple[str, str, str]]] = {
     "approach_spo2_90": ("SpO2", "90", "%"),
     "approach_temp_39": ("Temperature", "39", "°C"),
 }
-
-_THRESHOLD_FEATURES: Final[tuple[Feature, ...]] = (
-    Feature("hr_to_120", "bpm", "latest heart rate's distance below 120 bpm (tachycardia threshold)",
-            "Heart rate is {abs:.0f} bpm {belowabove} the 120 bpm alarm line"),
-    Feature("hr_to_50", "bpm", "latest heart rate's distance above 50 bpm (bradycardia threshold)",
-            "Heart rate is {abs:.0f} bpm {abovebelow} the 50 bpm alarm line"),
-    Feature("sbp_to_90", "mmHg", "latest systolic BP's distance above 90 mmHg",
-            "Systolic BP is {abs:.0f} mmHg {abovebelow} the 90 mmHg alarm line"),
-    Feature("spo2_to_90", "%", "latest SpO2's distance above 90 %",
-            "SpO2 is {abs:.0f} points {abovebelow} the 90 % alarm line"),
-    Feature("temp_to_39", "°C", "latest temperature's distance below 39 °C",
-            "Temperature is {abs:.1f} °C {belowabove} the 39 °C alarm line"),
+#: One-sided change from the patient's own baseline: name → (vital, sign, wording, reason).
+_BASELINE: Final[tuple[tuple[str, str, int, str, str], ...]] = (
+    ("hr_rise_vs_baseline", "hr", 1, "Heart rate has averaged {value:.0f} bpm above this patient's own baseline over "
+     "the last hour", "a rise from the patient's own normal heart rate, even inside population ranges"),
+    ("spo2_drop_vs_baseline", "spo2", -1, "SpO2 has averaged {value:.1f} points below this patient's own baseline over "
+     "the last hour", "a fall from the patient's own normal saturation, even inside population ranges"),
+    ("rr_rise_vs_baseline", "rr", 1, "Respiratory rate has averaged {value:.0f} /min above this patient's own "
+     "baseline over the last hour", "a rise from the patient's own normal breathing rate"),
+    ("sbp_drop_vs_baseline", "sbp", -1, "Systolic BP has averaged {value:.0f} mmHg below this patient's own baseline "
+     "over the last hour", "a fall from the patient's own normal blood pressure (relative hypotension)"),
 )
 
 
-
-def _more_features() -> list[Feature]:
-    out: list[Feature] = [
-        Feature("temp_trend_1h", "°C/h", "trend of temperature over the last hour",
-                "Temperature {updown}: {value:+.1f} °C over the last hour"),
-    ]
-    for v in ("hr", "spo2", "rr", "sbp"):
-        label, unit, _ = _LABEL[v]
-        out.append(Feature(f"{v}_std_4h", unit, f"variability (SD) of {label.lower()} over the last 4 hours",
-                           f"{label} has varied by ±{{value:.1f}} {unit} (SD) over the last 4 hours"))
-    for name, text in _RANGE_TEXT.items():
-        out.append(Feature(name, "min", f"minutes of the last 4 hours with {text}",
-                           f"{text[0].upper()}{text[1:]} for {{value:.0f}} of the last 240 minutes",
-                           f"No time with {text} in the last 4 hours"))
-    for name, (label, line, unit) in _APPROACH_TEXT.items():
-        out.append(Feature(name, "/h", f"how fast {label.lower()} is closing on {line} {unit} "
-                                       "(1 / hours to get there at the last hour's pace)",
-                           f"{label} heading for {line} {unit}: at the last hour's pace it gets there in {{inv:.1f}} h",
-                           f"{label} is not moving towards {line} {unit}"))
-    out += [
-        Feature("shock_index", "", "shock index: latest heart rate / latest systolic BP",
-                "Shock index (heart rate / systolic BP) is {value:.2f}"),
-        Feature("hr_vs_baseline", "bpm", "last-hour mean heart rate minus this patient's baseline",
-                "Heart rate has averaged {hr_mean_1h:.0f} bpm over the last hour, {abs:.0f} bpm {abovebelow} this "
-                "patient's baseline"),
-        Feature("spo2_vs_baseline", "%", "last-hour mean SpO2 minus this patient's baseline",
-                "SpO2 has averaged {spo2_mean_1h:.0f} % over the last hour, {abs:.0f} points {abovebelow} this "
-                "patient's baseline"),
-        Feature("rr_vs_baseline", "/min", "last-hour mean respiratory rate minus this patient's baseline",
-                "Respiratory rate has averaged {rr_mean_1h:.0f} /min over the last hour, {abs:.0f} /min {abovebelow} "
-                "this patient's baseline"),
-        Feature("sbp_vs_baseline", "mmHg", "last-hour mean systolic BP minus this patient's baseline",
-                "Systolic BP has averaged {sbp_mean_1h:.0f} mmHg over the last hour, {abs:.0f} mmHg {abovebelow} "
-                "this patient's baseline"),
-        Feature("mahalanobis_baseline", "SD", "heart rate, SpO2, respiratory rate and systolic BP jointly: "
-                "Mahalanobis distance of the last hour from this patient's baseline",
-                "Heart rate, SpO2, breathing and BP together sit {value:.1f} SD away from this patient's own "
-                "baseline"),
-        Feature("bp_age_h", "h", "hours since the last new blood-pressure reading (capped at 4 h)",
-                "No new blood pressure for {value:.1f} h", "Blood pressure taken in the last 5 minutes"),
-        Feature("hr_missing_min_1h", "min", "minutes of the last hour without a clean heart-rate reading",
-                "No clean heart-rate signal for {value:.0f} of the last 60 minutes",
-                "Heart rate recorded throughout the last hour"),
-        Feature("spo2_missing_min_1h", "min", "minutes of the last hour without a clean SpO2 reading "
-                "(probe off, poor signal)", "No clean SpO2 signal for {value:.0f} of the last 60 minutes",
-                "SpO2 recorded throughout the last hour"),
-        Feature("not_alert", "", "last charted consciousness is not Alert (new confusion, voice, pain, unresponsive)",
-                "Not fully alert on the last ACVPU check (new confusion or worse)", "Alert on the last ACVPU check"),
-        Feature("o2_l_min", "L/min", "supplemental oxygen flow last charted", "On {value:.0f} L/min of oxygen",
-                "Breathing room air"),
-    ]
+def _level_features() -> list[Feature]:
+    out: list[Feature] = []
+    for name, v, source, anchor, side, unit, _, text, zero, reason in _HINGES:
+        what = "shock index (latest heart rate / latest systolic BP)" if v == "si" else \
+            f"{'last-hour mean' if source == 'mean_1h' else 'latest'} {_LOWER[v]}"
+        how = "exceeds" if side > 0 else "is below"
+        out.append(Feature(name, unit, f"how far the {what} {how} {anchor:g} {unit}".rstrip() + " (0 inside the "
+                           "normal band)", text, zero, 1, reason, anchor, side))
     return out
 
 
-FEATURES: Final[tuple[Feature, ...]] = (*_stat_features(), *_THRESHOLD_FEATURES, *_more_features())
+def _dynamic_features() -> list[Feature]:
+    out: list[Feature] = []
+    for name, v, sign, text, zero, reason in _TRENDS:
+        label = _LOWER[v]
+        out.append(Feature(name, _TREND_UNIT[v], f"how fast the {label} {'rose' if sign > 0 else 'fell'} over the "
+                           "last hour (least-squares slope; 0 when moving the other way)", text, zero, 1, reason))
+    for name, (label, line, unit) in _APPROACH_TEXT.items():
+        out.append(Feature(name, "/h", f"how fast the {_LOWER[name.split('_')[1]]} is closing on {line} {unit} "
+                                       "(1 / hours to get there at the last hour's pace)",
+                           f"{label} heading for {line} {unit}: at the last hour's pace it gets there in {{inv:.1f}} h",
+                           f"{label} is not moving towards {line} {unit}", 1,
+                           f"closing on the {line} {unit} event line: the sooner it is crossed, the higher the risk"))
+    for v in ("hr", "spo2", "rr", "sbp"):
+        label, unit = _LABEL[v]
+        out.append(Feature(f"{v}_std_1h", unit, f"variability (SD) of {_LOWER[v]} over "
+                           "the last hour", f"{label} has varied by ±{{value:.1f}} {unit} (SD) over the last hour", "",
+                           1,
+                           "short-term instability (swinging values) precedes decompensation"))
+    for name, (_, _, _, text) in _RANGES.items():
+        out.append(Feature(name, "min", f"minutes of the last 4 hours with {text}",
+                           f"{text[0].upper()}{text[1:]} for {{value:.0f}} of the last 240 minutes",
+                           f"No time with {text} in the last 4 hours", 1,
+                           "time spent in an abnormal range: a sustained abnormality, not a single reading"))
+    for name, v, _, text, reason in _BASELINE:
+        label = _LABEL[v][0]
+        word = "rise" if name.split("_")[1] == "rise" else "fall"
+        out.append(Feature(name, _LABEL[v][1], f"{word} of the last-hour mean {_LOWER[v]} "
+                           "from this patient's own baseline (first 4 h of the look-back; 0 when it moved the other "
+                           "way)", text, f"{label} not {'above' if word == 'rise' else 'below'} this patient's own "
+                           "baseline", 1, reason))
+    return out
+
+
+def _care_features() -> list[Feature]:
+    gap = "a gap in monitoring must never make a patient look safer (probe-off often accompanies restlessness)"
+    return [
+        Feature("hr_missing_min_1h", "min", "minutes of the last hour without a clean heart-rate reading",
+                "No clean heart-rate signal for {value:.0f} of the last 60 minutes",
+                "Heart rate recorded throughout the last hour", 1, gap),
+        Feature("spo2_missing_min_1h", "min", "minutes of the last hour without a clean SpO2 reading "
+                "(probe off, poor signal)", "No clean SpO2 signal for {value:.0f} of the last 60 minutes",
+                "SpO2 recorded throughout the last hour", 1, gap),
+        Feature("not_alert", "", "last charted consciousness is not Alert (new confusion, voice, pain, unresponsive)",
+                "Not fully alert on the last ACVPU check (new confusion or worse)", "Alert on the last ACVPU check", 1,
+                "new confusion or worse is a red flag (NEWS2 scores it 3 on its own)"),
+        Feature("o2_l_min", "L/min", "supplemental oxygen flow last charted", "On {value:.0f} L/min of oxygen",
+                "Breathing room air", 1, "needing supplemental oxygen signals respiratory compromise (NEWS2 scores 2)"),
+    ]
+
+
+FEATURES: Final[tuple[Feature, ...]] = (*_level_features(), *_dynamic_features(), *_care_features())
 FEATURE_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in FEATURES)
 _BY_NAME: Final[dict[str, Feature]] = {f.name: f for f in FEATURES}
+#: name → clinically expected sign of its coefficient (+1 / -1 / 0 = unconstrained).
+DIRECTIONS: Final[dict[str, int]] = {f.name: f.direction for f in FEATURES}
 
 
 # --------------------------------------------------------------------------------------------
-# Rolling sums over arbitrary [lo, hi) row ranges within a patient, via per-patient cumulative sums.
-# Cumulating within each patient only keeps one patient's features independent of the batch.
+# Sums over [lo, hi) row ranges within a patient, added newest row first. The order of the additions
+# depends only on the rows inside the range, never on how much history precedes it, so the service
+# (HISTORY of windows) and training (whole stays) get bit-identical features. (Differences of
+# cumulative sums would differ in the last bit with the length of the prefix.)
 
 
 class _Ranges:
@@ -213,33 +255,42 @@ class _Ranges:
         self.gs = group_start
         self.idx = np.arange(len(codes))
 
-    def cumsum(self, values: np.ndarray) -> np.ndarray:
-        return pd.Series(values).groupby(self.codes, sort=False).cumsum().to_numpy()
-
-    def range_sum(self, cum: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Σ values[lo:hi] per row (lo ≥ group start, hi ≤ row + 1); 0 when empty."""
-        if len(cum) == 0:
-            return np.zeros(0)
-        top = np.where(hi > lo, cum[np.maximum(hi - 1, 0)], 0.0)
-        below = np.where((lo > self.gs) & (hi > lo), cum[np.maximum(lo - 1, 0)], 0.0)
-        return top - below
+    def window_sum(self, values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Σ values[lo:hi] per row (lo ≥ group start, hi ≤ row + 1), newest first; 0 when empty."""
+        length = np.maximum(hi - lo, 0)
+        out = np.zeros(len(values))
+        for j in range(int(length.max()) if len(values) else 0):
+            inside = j < length
+            out += np.where(inside, values[np.where(inside, hi - 1 - j, 0)], 0.0)
+        return out
 
     def trailing(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         return np.maximum(self.gs, self.idx - k + 1), self.idx + 1
 
 
-def _trailing_stats(r: _Ranges, x: np.ndarray, t: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Count, mean, SD and slope (per window step) of x over the trailing k windows."""
+def _trailing_stats(r: _Ranges, x: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Count, mean, SD and slope (per window step) of x over the trailing k windows.
+
+    Time runs 0, -1, -2, ... back from the row itself, so the sums depend only on the window's values.
+    """
     m = ~np.isnan(x)
     xv = np.where(m, x, 0.0)
-    tv = np.where(m, t, 0.0)
     lo, hi = r.trailing(k)
-    n = r.range_sum(r.cumsum(m.astype(float)), lo, hi)
-    s1 = r.range_sum(r.cumsum(xv), lo, hi)
-    s2 = r.range_sum(r.cumsum(xv * xv), lo, hi)
-    st = r.range_sum(r.cumsum(tv), lo, hi)
-    stt = r.range_sum(r.cumsum(tv * tv), lo, hi)
-    stx = r.range_sum(r.cumsum(tv * xv), lo, hi)
+    length = hi - lo
+    n = np.zeros(len(x))
+    s1, s2, st, stt, stx = (np.zeros(len(x)) for _ in range(5))
+    for j in range(k):
+        inside = j < length
+        at = np.where(inside, hi - 1 - j, 0)
+        ok = inside & m[at]
+        v = np.where(ok, xv[at], 0.0)
+        tj = -float(j)
+        n += ok
+        s1 += v
+        s2 += v * v
+        st += np.where(ok, tj, 0.0)
+        stt += np.where(ok, tj * tj, 0.0)
+        stx += tj * v
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s1 / n
         var = np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1)
@@ -293,20 +344,28 @@ def build(windows: pd.DataFrame) -> pd.DataFrame:
     return out[["patient_id", "window_end", *FEATURE_NAMES]]
 
 
+def _hinge(x: np.ndarray, anchor: float, side: int) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(x), np.nan, np.maximum(side * (x - anchor), 0.0))
+
+
 def _compute(frame: pd.DataFrame) -> pd.DataFrame:
     codes = pd.factorize(frame["patient_id"], sort=False)[0]
     pos = frame.groupby("patient_id", sort=False).cumcount().to_numpy()
     idx = np.arange(len(frame))
     r = _Ranges(codes, idx - pos)
-    t = pos.astype(float)
     cols: dict[str, np.ndarray] = {}
 
-    for v in ("hr", "spo2", "rr", "sbp"):
-        x = frame[_SOURCE[v]].to_numpy(float)
-        s = _trailing_stats(r, x, t, PER_HOUR)
-        cols[f"{v}_mean_1h"] = np.where(s["n"] >= 3, s["mean"], np.nan)
-        cols[f"{v}_std_1h"] = np.where(s["n"] >= 4, s["std"], np.nan)
-        cols[f"{v}_trend_1h"] = np.where(s["n"] >= 6, s["slope"] * PER_HOUR, np.nan)
+    mean1h: dict[str, np.ndarray] = {}
+    trend: dict[str, np.ndarray] = {}
+    for v in ("hr", "spo2", "rr", "sbp", "temp"):
+        s = _trailing_stats(r, frame[_SOURCE[v]].to_numpy(float), PER_HOUR)
+        mean1h[v] = np.where(s["n"] >= 3, s["mean"], np.nan)
+        slope = s["slope"] * PER_HOUR
+        slope = np.where(np.abs(slope) < 1e-9, 0.0, slope)  # a flat stretch is flat, not ±1e-15 "moving on"
+        trend[v] = np.where(s["n"] >= 6, slope, np.nan)
+        if v != "temp":
+            cols[f"{v}_std_1h"] = np.where(s["n"] >= 4, s["std"], np.nan)
 
     latest = {
         "hr": _latest(frame, "hr_mean", 2),
@@ -315,37 +374,13 @@ def _compute(frame: pd.DataFrame) -> pd.DataFrame:
         "sbp": frame["sbp"].to_numpy(float),
         "temp": frame["temp"].to_numpy(float),
     }
-    cols["hr_to_120"] = HR_HIGH_BPM - latest["hr"]
-    cols["hr_to_50"] = latest["hr"] - HR_LOW_BPM
-    cols["sbp_to_90"] = latest["sbp"] - SBP_LOW_MMHG
-    cols["spo2_to_90"] = latest["spo2"] - SPO2_LOW_PCT
-    cols["temp_to_39"] = TEMP_HIGH_C - latest["temp"]
-    _extended(frame, r, t, cols, latest)
-
-    out = pd.DataFrame({name: cols[name] for name in FEATURE_NAMES})
-    out.insert(0, "window_end", (frame["start"] + WINDOW).to_numpy())
-    out.insert(0, "patient_id", frame["patient_id"].to_numpy())
-    out["window_end"] = pd.to_datetime(out["window_end"], utc=True).astype("datetime64[ns, UTC]")
-    return out
-
-
-def _extended(frame: pd.DataFrame, r: _Ranges, t: np.ndarray, cols: dict[str, np.ndarray],
-              latest: dict[str, np.ndarray]) -> None:
-    """Issue-6 features: 4-hour volatility, time in ranges, approach rates, baseline, missingness."""
-    temp = _trailing_stats(r, frame["temp"].to_numpy(float), t, PER_HOUR)
-    cols["temp_trend_1h"] = np.where(temp["n"] >= 6, temp["slope"] * PER_HOUR, np.nan)
-    k4 = 4 * PER_HOUR
-    for v in ("hr", "spo2", "rr", "sbp"):
-        s = _trailing_stats(r, frame[_SOURCE[v]].to_numpy(float), t, k4)
-        cols[f"{v}_std_4h"] = np.where(s["n"] >= 12, s["std"], np.nan)
-    lo4, hi4 = r.trailing(k4)
-    for name, (column, op, bound) in _RANGES.items():
-        x = frame[column].to_numpy(float)
-        with np.errstate(invalid="ignore"):
-            hit = (x < bound) if op == "<" else (x > bound)
-        seen = r.range_sum(r.cumsum((~np.isnan(x)).astype(float)), lo4, hi4)
-        minutes = 5.0 * r.range_sum(r.cumsum(hit.astype(float)), lo4, hi4)
-        cols[name] = np.where(seen > 0, minutes, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        latest["si"] = latest["hr"] / latest["sbp"]
+    for name, v, source, anchor, side, *_ in _HINGES:
+        x = mean1h[v] if source == "mean_1h" else latest[v]
+        cols[name] = _hinge(x, anchor, side)
+    for name, v, sign, *_ in _TRENDS:
+        cols[name] = _hinge(trend[v], 0.0, sign)
 
     def approach(rate: np.ndarray, distance: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -353,65 +388,50 @@ def _extended(frame: pd.DataFrame, r: _Ranges, t: np.ndarray, cols: dict[str, np
             val = np.where(rate > 0, np.minimum(raw, _APPROACH_CAP), 0.0)
         return np.where(np.isnan(rate) | np.isnan(distance), np.nan, val)
 
-    cols["approach_hr_120"] = approach(cols["hr_trend_1h"], cols["hr_to_120"])
-    cols["approach_hr_50"] = approach(-cols["hr_trend_1h"], cols["hr_to_50"])
-    cols["approach_sbp_90"] = approach(-cols["sbp_trend_1h"], cols["sbp_to_90"])
-    cols["approach_spo2_90"] = approach(-cols["spo2_trend_1h"], cols["spo2_to_90"])
-    cols["approach_temp_39"] = approach(cols["temp_trend_1h"], cols["temp_to_39"])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cols["shock_index"] = latest["hr"] / latest["sbp"]
+    cols["approach_hr_120"] = approach(trend["hr"], HR_HIGH_BPM - latest["hr"])
+    cols["approach_hr_50"] = approach(-trend["hr"], latest["hr"] - HR_LOW_BPM)
+    cols["approach_sbp_90"] = approach(-trend["sbp"], latest["sbp"] - SBP_LOW_MMHG)
+    cols["approach_spo2_90"] = approach(-trend["spo2"], latest["spo2"] - SPO2_LOW_PCT)
+    cols["approach_temp_39"] = approach(trend["temp"], TEMP_HIGH_C - latest["temp"])
+
+    k4 = 4 * PER_HOUR
+    lo4, hi4 = r.trailing(k4)
+    for name, (column, op, bound, _) in _RANGES.items():
+        x = frame[column].to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            hit = (x < bound) if op == "<" else (x > bound)
+        seen = r.window_sum(((~np.isnan(x)).astype(float)), lo4, hi4)
+        minutes = 5.0 * r.window_sum((hit.astype(float)), lo4, hi4)
+        cols[name] = np.where(seen > 0, minutes, np.nan)
 
     # Baseline: the first BASELINE of windows within the look-back, once BASELINE + 1 h of history exist.
-    n = len(frame)
     s0 = np.maximum(r.gs, r.idx - _LOOKBACK_N + 1)
     b_lo, b_hi = s0, np.minimum(s0 + _BASELINE_N, r.idx + 1)
     ready = (r.idx - s0 + 1) >= _BASELINE_N + PER_HOUR
-    vitals = ("hr", "spo2", "rr", "sbp")
-    xs = {v: frame[_SOURCE[v]].to_numpy(float) for v in vitals}
-    for v in vitals:
-        m = ~np.isnan(xs[v])
-        cnt = r.range_sum(r.cumsum(m.astype(float)), b_lo, b_hi)
-        tot = r.range_sum(r.cumsum(np.where(m, xs[v], 0.0)), b_lo, b_hi)
+    for name, v, sign, *_ in _BASELINE:
+        x = frame[_SOURCE[v]].to_numpy(float)
+        m = ~np.isnan(x)
+        cnt = r.window_sum((m.astype(float)), b_lo, b_hi)
+        tot = r.window_sum((np.where(m, x, 0.0)), b_lo, b_hi)
         with np.errstate(invalid="ignore", divide="ignore"):
             base = np.where(ready & (cnt >= PER_HOUR), tot / cnt, np.nan)
-        cols[f"{v}_vs_baseline"] = cols[f"{v}_mean_1h"] - base
-    complete = np.all([~np.isnan(xs[v]) for v in vitals], axis=0)
-    zc = {v: np.where(complete, xs[v], 0.0) for v in vitals}
-    nb = r.range_sum(r.cumsum(complete.astype(float)), b_lo, b_hi)
-    sums = np.stack([r.range_sum(r.cumsum(zc[v]), b_lo, b_hi) for v in vitals], axis=1)
-    cross = np.empty((n, 4, 4))
-    for a, va in enumerate(vitals):
-        for b in range(a, 4):
-            cross[:, a, b] = cross[:, b, a] = r.range_sum(r.cumsum(zc[va] * zc[vitals[b]]), b_lo, b_hi)
-    current = np.stack([cols[f"{v}_mean_1h"] for v in vitals], axis=1)
-    ok = ready & (nb >= PER_HOUR) & ~np.isnan(current).any(axis=1)
-    dist = np.full(n, np.nan)
-    if ok.any():
-        nn = nb[ok][:, None, None]
-        mu = sums[ok] / nb[ok][:, None]
-        cov = (cross[ok] - nn * mu[:, :, None] * mu[:, None, :]) / (nn - 1)
-        cov = cov + np.diag([_VAR_FLOOR[v] for v in vitals])[None, :, :]
-        delta = current[ok] - mu
-        sol = np.linalg.solve(cov, delta[:, :, None])[:, :, 0]
-        dist[ok] = np.sqrt(np.maximum(np.einsum("ij,ij->i", delta, sol), 0.0))
-    cols["mahalanobis_baseline"] = dist
+        cols[name] = _hinge(mean1h[v] - base, 0.0, sign)
 
-    # Missingness.
-    sbp = frame["sbp"].to_numpy(float)
-    first = r.idx == r.gs
-    prev = np.r_[np.nan, sbp[:-1]]
-    fresh = ~np.isnan(sbp) & (first | np.isnan(prev) | (sbp != prev))
-    last_fresh = pd.Series(np.where(fresh, r.idx, np.nan)).groupby(r.codes, sort=False).ffill().to_numpy()
-    since = np.where(np.isnan(last_fresh), r.idx - r.gs + 1, r.idx - last_fresh)
-    cols["bp_age_h"] = np.minimum(since * 5.0 / 60.0, 4.0)
+    # Missingness and nurse charting.
     lo1, hi1 = r.trailing(PER_HOUR)
     for v, column in (("hr", "hr_mean"), ("spo2", "spo2_mean")):
         miss = np.isnan(frame[column].to_numpy(float)).astype(float)
-        cols[f"{v}_missing_min_1h"] = 5.0 * r.range_sum(r.cumsum(miss), lo1, hi1)
+        cols[f"{v}_missing_min_1h"] = 5.0 * r.window_sum((miss), lo1, hi1)
     acvpu = frame["acvpu"].to_numpy(float)
     with np.errstate(invalid="ignore"):
         cols["not_alert"] = np.where(np.isnan(acvpu), np.nan, (acvpu >= 0.5).astype(float))
     cols["o2_l_min"] = frame["o2"].to_numpy(float)
+
+    out = pd.DataFrame({name: cols[name] for name in FEATURE_NAMES})
+    out.insert(0, "window_end", (frame["start"] + WINDOW).to_numpy())
+    out.insert(0, "patient_id", frame["patient_id"].to_numpy())
+    out["window_end"] = pd.to_datetime(out["window_end"], utc=True).astype("datetime64[ns, UTC]")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,20 +457,33 @@ def sentence_fields(row: Mapping[str, object]) -> dict[str, float]:
     return out
 
 
-def render(name: str, fields: Mapping[str, float]) -> str:
+def render(name: str, fields: Mapping[str, float], points: float | None = None, typical: float | None = None) -> str:
+    """The feature's sentence with the patient's numbers.
+
+    With ``points`` (the contribution to the logit) the wording follows its sign: a contribution that
+    lowers the risk says so (``typical``, the training mean the contribution is measured from, names the
+    comparison), so a lowering contribution never reads like a warning.
+    """
     f = _BY_NAME[name]
     value = fields.get(name, math.nan)
     if value is None or math.isnan(value):
         return f"{f.description[0].upper()}{f.description[1:]}: not measured"
     if value == 0 and f.sentence_zero:
-        return f.sentence_zero
-    extra = {"value": value, "abs": abs(value), "inv": 1.0 / value if value else math.inf,
-             "updown": "rising" if value > 0 else "falling" if value < 0 else "steady",
-             "abovebelow": "above" if value >= 0 else "below", "belowabove": "below" if value >= 0 else "above"}
-    try:
-        return f.sentence.format(**{**fields, **extra})
-    except (KeyError, ValueError):
-        return f"{f.description[0].upper()}{f.description[1:]}: {value:.1f} {f.unit}".rstrip()
+        text = f.sentence_zero
+    else:
+        extra = {"value": value, "abs": abs(value), "inv": 1.0 / value if value else math.inf,
+                 "level": (f.anchor + f.side * value) if f.anchor is not None else value}
+        try:
+            text = f.sentence.format(**{**fields, **extra})
+        except (KeyError, ValueError):
+            text = f"{f.description[0].upper()}{f.description[1:]}: {value:.1f} {f.unit}".rstrip()
+    if points is not None and points < 0:
+        if (value == 0 and f.sentence_zero) or typical is None:
+            return f"{text} (lowers the risk)"
+        more = "more" if value > typical else "less"
+        return f"{text}: {more} than a typical ward patient ({typical:.3g}{' ' + f.unit if f.unit else ''}), " \
+               "which lowers the risk"
+    return text
 
 
 def _num(v: object) -> float | None:
@@ -464,6 +497,6 @@ def _num(v: object) -> float | None:
 
 
 __all__ = [
-    "BASELINE", "FEATURES", "FEATURE_NAMES", "HISTORY", "PER_HOUR", "Feature", "build", "feature", "render", "sentence",
-    "sentence_fields",
+    "BASELINE", "DIRECTIONS", "FEATURES", "FEATURE_NAMES", "HISTORY", "PER_HOUR", "Feature", "build", "feature",
+    "render", "sentence", "sentence_fields",
 ]

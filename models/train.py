@@ -1,18 +1,34 @@
-"""Train the twin: windows → features and labels → patient-level split → standardised logistic
-regression (``class_weight="balanced"``) → Platt calibration on the validation patients, folded into
-the coefficients → a JSON artifact with its model card.
+"""Train the twin: windows → features and labels → patient-level split → sign-constrained, standardised
+logistic regression (class-balanced, L2) → Platt calibration on cross-fitted logits, folded into the
+coefficients → a JSON artifact with its model card.
 
 Split
     By patient, never by window: ``u = sha256(f"{seed}:{patient_id}")`` read as a fraction in [0, 1);
-    ``u < 0.6`` train, ``u < 0.8`` validation, else test. The rule is stored in the artifact, so
-    ``wardtwin evaluate`` on the training cohort finds the same test patients.
+    ``u < 0.6`` train, ``u < 0.8`` validation, else test. Train + validation are the *development*
+    patients (80 %); the test patients (20 %) are never used for fitting, calibration or thresholds.
+    The rule is stored in the artifact, so ``wardtwin evaluate`` on the training cohort finds the same
+    test patients.
+Sign constraints
+    Every feature declares its clinically expected direction (``models.features.Feature.direction``,
+    with a one-line reason). The coefficients are fitted with bounds (:func:`fit_constrained`): a
+    feature whose risk rises with its value can get a positive coefficient or zero, never a negative one.
+    Training refuses to ship a coefficient against its declared direction.
 Calibration
-    Balanced class weights inflate the raw risk; Platt scaling fits ``y ~ sigmoid(a·s + c)`` on the
-    raw logit ``s = w·z + b`` of eligible validation windows. Since ``a·s + c = (a·w)·z + (a·b + c)``,
-    the calibrated model is again linear in ``z``: ``a·w`` are the shipped coefficients and
-    ``a·b + c`` the intercept, so contributions stay exact and add up to the calibrated logit.
+    Balanced class weights inflate the raw risk; Platt scaling fits ``y ~ sigmoid(a·s + c)`` on raw
+    logits ``s``. A single validation split holds only ~40 events and gave Platt slopes from 0.9 to 1.3
+    depending on the patients drawn, so the logits are *cross-fitted*: the development patients are cut
+    into ``CV_FOLDS`` patient folds, each fold is scored by a model fitted on the others, and Platt is
+    fitted on all of those out-of-fold logits (as scikit-learn's ``CalibratedClassifierCV(ensemble=False)``).
+    The shipped coefficients are then fitted on all development patients. Since
+    ``a·s + c = (a·w)·z + (a·b + c)`` and ``a > 0`` (checked), the calibrated model is again linear in
+    ``z`` with the same signs: ``a·w`` are the shipped coefficients and ``a·b + c`` the intercept, so
+    contributions stay exact and add up to the calibrated logit.
+Operating point
+    The threshold that matches NEWS2 >= 5's event sensitivity is chosen on the development patients'
+    cross-fitted (calibrated) risks, never on test or evaluation patients.
 Determinism
-    Fixed seed, a deterministic solver, no wall clock; the artifact is written with sorted keys.
+    Fixed seed, deterministic solvers (L-BFGS-B from zero), no wall clock; the artifact is written with
+    sorted keys.
 """
 
 from __future__ import annotations
@@ -29,8 +45,8 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import scipy
 import sklearn
-from sklearn.linear_model import LogisticRegression
 
 from models import evaluate as E
 from models import features as F
@@ -43,6 +59,8 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 SPLIT_FRACTIONS: Final[tuple[float, float]] = (0.6, 0.8)
 C_REGULARISATION: Final[float] = 1.0
+#: Patient folds for cross-fitting the calibration and the matched threshold.
+CV_FOLDS: Final[int] = 5
 #: Standardised values are winsorised at ±Z_CLIP SD (training and serving alike).
 Z_CLIP: Final[float] = 4.0
 
@@ -51,12 +69,16 @@ def _quiet(_: str) -> None:
     return None
 
 
+def _fraction(pid: object, seed: int) -> float:
+    h = hashlib.sha256(f"{seed}:{pid}".encode()).hexdigest()
+    return int(h[:13], 16) / 16**13
+
+
 def split_of(patient_ids: pd.Series | np.ndarray | list[str], seed: int) -> np.ndarray:
     """"train" / "validation" / "test" per patient id (hash rule in the module docstring)."""
     out = []
     for pid in patient_ids:
-        h = hashlib.sha256(f"{seed}:{pid}".encode()).hexdigest()
-        u = int(h[:13], 16) / 16**13
+        u = _fraction(pid, seed)
         out.append("train" if u < SPLIT_FRACTIONS[0] else "validation" if u < SPLIT_FRACTIONS[1] else "test")
     return np.asarray(out, dtype=object)
 
@@ -113,56 +135,132 @@ def standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, clip: float 
     return z
 
 
+def fit_constrained(z: np.ndarray, y: np.ndarray, directions: np.ndarray, *, c_reg: float = 1.0
+                    ) -> tuple[np.ndarray, float]:
+    """Sign-constrained, L2-penalised, class-balanced logistic regression on standardised features.
+
+    Minimises ``Σ_i s_i · logloss_i + ||w||² / (2 C)`` (scikit-learn's objective for
+    ``LogisticRegression(C, class_weight="balanced")``, intercept unpenalised) subject to ``w_j >= 0``
+    where ``directions[j] = +1``, ``w_j <= 0`` where ``-1`` and no bound where ``0``, with L-BFGS-B
+    from zero. The objective is divided by ``Σ s_i`` for conditioning (same minimiser). Deterministic.
+    """
+    from scipy.optimize import minimize
+
+    y = np.asarray(y, dtype=float)
+    n_pos = float(y.sum())
+    n_neg = float(len(y) - n_pos)
+    sw = np.where(y == 1, len(y) / (2 * n_pos), len(y) / (2 * n_neg))
+    total = float(sw.sum())
+    lam = 1.0 / (c_reg * total)
+    k = z.shape[1]
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:k], theta[k]
+        eta = z @ w + b
+        loss = float(np.sum(sw * (np.logaddexp(0.0, eta) - y * eta))) / total + 0.5 * lam * float(w @ w)
+        r = sw * (E.sigmoid(eta) - y) / total
+        grad = np.empty(k + 1)
+        grad[:k] = z.T @ r + lam * w
+        grad[k] = float(r.sum())
+        return loss, grad
+
+    bounds = [(0.0, None) if d > 0 else (None, 0.0) if d < 0 else (None, None) for d in directions] + [(None, None)]
+    res = minimize(objective, np.zeros(k + 1), jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": 20_000, "maxcor": 30, "ftol": 1e-15, "gtol": 1e-10})
+    if not res.success and "ABNORMAL" not in str(res.message).upper():
+        raise RuntimeError(f"constrained logistic regression did not converge: {res.message}")
+    w = np.asarray(res.x[:k], dtype=float)
+    w = np.where(np.asarray(directions) > 0, np.maximum(w, 0.0), np.where(np.asarray(directions) < 0,
+                                                                         np.minimum(w, 0.0), w))
+    return w, float(res.x[k])
+
+
+def fold_of(patient_ids: pd.Series | np.ndarray | list[str], seed: int, folds: int = CV_FOLDS) -> np.ndarray:
+    """Cross-fitting fold (0..folds-1) of each development patient (train or validation), -1 for test.
+
+    The same hash fraction ``u`` as :func:`split_of`: development is ``u < 0.8``, cut into equal slices.
+    """
+    out = []
+    for pid in patient_ids:
+        u = _fraction(pid, seed)
+        out.append(int(u / SPLIT_FRACTIONS[1] * folds) if u < SPLIT_FRACTIONS[1] else -1)
+    return np.asarray(out, dtype=int)
+
+
 def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *, seed: int,
           cohort_fingerprint: dict, progress: Progress = _quiet, dataset: Dataset | None = None) -> dict:
     """Train and calibrate the twin; returns the JSON artifact (a plain dict)."""
     ds = dataset if dataset is not None else prepare(windows, patients, events, progress=progress)
     frame = ds.frame
-    split = split_of(frame["patient_id"].to_numpy(), seed)
+    pids = frame["patient_id"].to_numpy()
+    split = split_of(pids, seed)
+    fold = fold_of(pids, seed)
     elig = frame["eligible"].to_numpy(bool)
     y = frame["label"].to_numpy(int)
     x = frame.loc[:, list(F.FEATURE_NAMES)].to_numpy(float)
+    directions = np.asarray([F.DIRECTIONS[n] for n in F.FEATURE_NAMES], dtype=int)
     tr, va, te = (elig & (split == s) for s in ("train", "validation", "test"))
+    dev = tr | va
     if y[tr].min(initial=1) == y[tr].max(initial=0) or y[va].sum() == 0:
         raise ValueError("the training cohort needs deterioration events in both train and validation patients")
 
-    progress(f"fit: {tr.sum()} train windows ({y[tr].sum()} positive), {va.sum()} validation, {te.sum()} test")
-    mean, scale = fit_scaler(x[tr])
+    progress(f"cross-fitting: {CV_FOLDS} patient folds over {dev.sum()} development windows ({y[dev].sum()} positive)")
+    oof = np.full(len(frame), np.nan)
+    for k in range(CV_FOLDS):
+        fit_k, out_k = dev & (fold != k), dev & (fold == k)
+        if y[fit_k].min(initial=1) == y[fit_k].max(initial=0) or not out_k.any():
+            raise ValueError("every cross-fitting fold needs both classes; the cohort is too small")
+        mean_k, scale_k = fit_scaler(x[fit_k])
+        z_k = standardise(x[out_k], mean_k, scale_k)
+        w_k, b_k = fit_constrained(standardise(x[fit_k], mean_k, scale_k), y[fit_k], directions, c_reg=C_REGULARISATION)
+        oof[out_k] = z_k @ w_k + b_k
+    progress("calibrate (Platt on the cross-fitted logits of all development patients)")
+    a, c = _platt(oof[dev], y[dev])
+    if not a > 0:
+        raise ValueError(f"Platt slope {a:.3g} is not positive: calibration would flip the coefficients' signs")
+
+    progress(f"fit: {dev.sum()} development windows, sign-constrained; {te.sum()} test windows held out")
+    mean, scale = fit_scaler(x[dev])
     z = standardise(x, mean, scale)
-    model = LogisticRegression(C=C_REGULARISATION, class_weight="balanced", solver="lbfgs", max_iter=5000,
-                               tol=1e-10, random_state=seed)
-    model.fit(z[tr], y[tr])
-    w = model.coef_[0].astype(float)
-    b = float(model.intercept_[0])
-    progress("calibrate (Platt, validation patients)")
-    a, c = _platt(z[va] @ w + b, y[va])
+    w, b = fit_constrained(z[dev], y[dev], directions, c_reg=C_REGULARISATION)
     coef = a * w
     intercept = a * b + c
+    bad = [n for n, d, v in zip(F.FEATURE_NAMES, directions, coef, strict=True) if d * v < 0]
+    if bad:
+        raise AssertionError(f"coefficients against their declared direction: {bad}")
 
     logit = z @ coef + intercept
     risk = E.sigmoid(logit)
+    oof_risk = np.where(np.isnan(oof), np.nan, E.sigmoid(a * np.nan_to_num(oof) + c))
+    news = frame["news2"].to_numpy(float)
     metrics = {
-        "test": E.summary(y[te], risk[te], frame["news2"].to_numpy(float)[te]),
-        "validation": E.summary(y[va], risk[va], frame["news2"].to_numpy(float)[va]),
-        "train": E.summary(y[tr], risk[tr], frame["news2"].to_numpy(float)[tr]),
+        "test": E.summary(y[te], risk[te], news[te]),
+        "cross_fitted": E.summary(y[dev], oof_risk[dev], news[dev]),
+        "development": E.summary(y[dev], risk[dev], news[dev]),
     }
-    matched = matched_threshold(ds, split == "validation", risk)
-    progress(f"threshold matching NEWS2 >= 5 sensitivity on validation patients: {matched['threshold']}")
+    matched = matched_threshold(ds, fold >= 0, np.nan_to_num(oof_risk))
+    progress(f"threshold matching NEWS2 >= 5 sensitivity on development patients (cross-fitted risk): "
+             f"{matched['threshold']}")
     n_pat = {s: int(frame.loc[split == s, "patient_id"].nunique()) for s in ("train", "validation", "test")}
     body = {
         "format": ARTIFACT_FORMAT,
         "feature_names": list(F.FEATURE_NAMES),
-        "features": [{"name": f.name, "unit": f.unit, "description": f.description} for f in F.FEATURES],
+        "features": [{"name": f.name, "unit": f.unit, "description": f.description, "direction": f.direction,
+                      "reason": f.reason} for f in F.FEATURES],
+        "directions": directions.tolist(),
         "scaler": {"mean": mean.tolist(), "scale": scale.tolist(), "clip": Z_CLIP},
         "coefficients": coef.tolist(),
         "intercept": float(intercept),
         "uncalibrated": {"coefficients": w.tolist(), "intercept": b},
         "calibration": {"method": "platt-on-logit", "a": float(a), "c": float(c),
-                        "fitted_on": "eligible validation windows"},
-        "estimator": {"kind": "LogisticRegression", "C": C_REGULARISATION, "class_weight": "balanced",
-                      "solver": "lbfgs", "penalty": "l2"},
-        "split": {"rule": "sha256(f'{seed}:{patient_id}') as a fraction: <0.6 train, <0.8 validation, else test",
-                  "seed": seed, "patients": n_pat},
+                        "fitted_on": f"cross-fitted logits of eligible development (train + validation) windows, "
+                                     f"{CV_FOLDS} patient folds"},
+        "estimator": {"kind": "sign-constrained logistic regression", "C": C_REGULARISATION,
+                      "class_weight": "balanced", "solver": "scipy L-BFGS-B with bounds", "penalty": "l2",
+                      "fitted_on": "eligible development (train + validation) windows"},
+        "split": {"rule": "sha256(f'{seed}:{patient_id}') as a fraction: <0.6 train, <0.8 validation, else test; "
+                          f"train + validation = development, cut into {CV_FOLDS} folds by the same fraction",
+                  "seed": seed, "patients": n_pat, "folds": CV_FOLDS},
         "labels": {"horizon_h": L.HORIZON / pd.Timedelta(hours=1), "sustain_min": L.SUSTAIN / pd.Timedelta(minutes=1),
                    "merge_gap_h": L.MERGE_GAP / pd.Timedelta(hours=1),
                    "refractory_h": L.REFRACTORY / pd.Timedelta(hours=1)},
@@ -170,10 +268,11 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
         "metrics": metrics,
         "operating_points": {"match_news2_5": matched},
         "library_versions": {"python": platform.python_version(), "numpy": np.__version__,
-                             "pandas": pd.__version__, "scikit-learn": sklearn.__version__},
+                             "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
+                             "scipy": scipy.__version__},
     }
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
-    body["version"] = f"twin-1.{digest}"
+    body["version"] = f"twin-2.{digest}"
     body["card"] = model_card(body)
     progress(f"done: version {body['version']}, test AUROC {metrics['test']['auroc']:.3f} "
              f"(NEWS2 {metrics['test']['news2_auroc']:.3f})")
@@ -182,7 +281,7 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
 
 def matched_threshold(ds: Dataset, patients_mask: np.ndarray, risk: np.ndarray) -> dict[str, Any]:
     """The highest twin threshold whose event sensitivity on the given patients reaches NEWS2 >= 5's there
-    (a validation-set choice, so the test set never tunes it). None when there are no events."""
+    (chosen on development patients, so the test set never tunes it). None when there are no events."""
     frame = ds.frame
     mon = E.monitored(frame) & patients_mask
     sub = frame.loc[mon].reset_index(drop=True)
@@ -190,7 +289,7 @@ def matched_threshold(ds: Dataset, patients_mask: np.ndarray, risk: np.ndarray) 
     news = E.operating_point(sub, events, sub["news2"].to_numpy() >= 5, L.HORIZON)
     target = news["sensitivity"]
     if target is None:
-        return {"threshold": None, "news2_5_sensitivity": None, "rule": "no validation events"}
+        return {"threshold": None, "news2_5_sensitivity": None, "rule": "no development events"}
     r = risk[mon]
     ns = pd.DatetimeIndex(sub["window_end"]).as_unit("ns").asi8
     elig = sub["eligible"].to_numpy(bool)
@@ -202,18 +301,19 @@ def matched_threshold(ds: Dataset, patients_mask: np.ndarray, risk: np.ndarray) 
         if m.any():
             best.append(float(r[m].max()))
     if not best:
-        return {"threshold": None, "news2_5_sensitivity": target, "rule": "no observable validation events"}
+        return {"threshold": None, "news2_5_sensitivity": target, "rule": "no observable development events"}
     need = math.ceil(target * len(best) - 1e-9)
     kth = sorted(best, reverse=True)[max(need, 1) - 1]
     chosen = math.floor(kth * 200) / 200  # 0.005 grid, rounded down so the sensitivity is reached
     achieved = float(np.mean(np.asarray(best) >= chosen))
     return {"threshold": chosen, "news2_5_sensitivity": target, "twin_sensitivity": achieved,
             "rule": "highest twin threshold on a 0.005 grid whose event sensitivity reaches NEWS2 >= 5's, "
-                    "chosen on validation patients"}
+                    "chosen on the cross-fitted risks of development (train + validation) patients"}
 
 
 def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
     coefs = sorted(zip(artifact["feature_names"], artifact["coefficients"], strict=True), key=lambda t: -abs(t[1]))
+    zero = [n for n, c in coefs if c == 0.0]
     return {
         "name": "wardtwin deterioration twin",
         "intended_use": ("Decision support on general adult wards: a calibrated probability that a monitored "
@@ -230,47 +330,121 @@ def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
             "performance on real patients is unknown until a prospective silent evaluation.",
             "The label is a vital-sign threshold crossing derived from the monitor itself, not a clinical outcome "
             "(ICU admission, cardiac arrest, death).",
-            "Linear in its features: interactions the physiology has are only partly captured.",
-            "Missing features are imputed with the training mean (zero contribution); a patient with few "
-            "measurements looks average, not safe — check the 'not measured' lines.",
+            "Every coefficient is constrained to its clinically expected sign (all features here are 'more is "
+            "worse'). Features whose data pointed the other way end at zero instead of learning a wrong-way "
+            f"effect: {', '.join(f'`{n}`' for n in zero) if zero else 'none'}. A zero weight means the twin "
+            "ignores that feature, not that it is harmless; NEWS2, shown beside the twin, still scores every "
+            "vital, new confusion and oxygen — read both."
+            + (" Here that includes " + " and ".join(f"`{n}`" for n in ("not_alert", "o2_l_min") if n in zero)
+               + ": in the simulated ward they are charted mostly during or after an event, so as forward "
+               "predictors they carry no risk signal in the expected direction."
+               if {"not_alert", "o2_l_min"} & set(zero) else ""),
+            "Vital-sign levels enter as hinges at the edge of the NEWS2 zero-point band (e.g. heart rate above 90 "
+            "or below 60 bpm, SpO2 below 96 %, systolic BP below 110 mmHg): a value inside the band adds nothing, "
+            "so the twin cannot tell 'high-normal' from 'low-normal'. Change from the patient's own baseline counts "
+            "only in the harmful direction and needs 5 hours of history.",
+            "Contributions are measured from the average development-cohort window (the standardisation mean), so "
+            "a contribution below zero means 'less than a typical ward patient' and its sentence says it lowers "
+            "the risk; it is not a statement that the patient is safe.",
+            "Linear and additive in its features: interactions the physiology has are only partly captured "
+            "(the gradient-boosting challenger in the evaluation shows what a non-linear model reaches).",
+            "Missing features are imputed with the development mean (zero contribution); a patient with few "
+            "measurements looks average, not safe — check the 'not measured' lines. Gaps in heart-rate monitoring "
+            "can only raise the risk, never lower it.",
+            "Deterioration is rare (about 2 % of prediction windows are positive), so most calibrated risks are "
+            "below 0.1; the calibration above 0.3 rests on few windows (see the reliability table in "
+            "reports/evaluation/).",
             "NEWS2 is computed from window aggregates with SpO2 scale 1 and no charted new confusion beyond ACVPU.",
         ],
     }
 
 
-def render_model_card(artifact: dict[str, Any]) -> str:
+def render_model_card(artifact: dict[str, Any], report: dict[str, Any] | None = None) -> str:
+    """The model card as Markdown; with an evaluation ``report`` of this twin, its results are included."""
     card = artifact["card"]
     m = artifact["metrics"]["test"]
+    cv = artifact["metrics"].get("cross_fitted", {})
+    feats = {f["name"]: f for f in artifact["features"]}
     lines = [
         f"# Model card — {card['name']} `{artifact['version']}`", "",
-        "_Generated from `twin.json` by `wardtwin train`; do not edit by hand._", "",
+        "_Generated from `twin.json` by `wardtwin train` (and `wardtwin evaluate` for the evaluation section); "
+        "do not edit by hand._", "",
         "## Intended use", "", card["intended_use"], "", "Not for: " + "; ".join(card["not_for"]) + ".", "",
         "## Training cohort", "",
         *(f"- {k}: {v}" for k, v in sorted(artifact["cohort"].items())),
         f"- split: {artifact['split']['rule']} (seed {artifact['split']['seed']}; patients "
         f"{artifact['split']['patients']})", "",
         "## Model", "",
-        f"Logistic regression on {len(artifact['feature_names'])} standardised features "
-        f"(L2, C={artifact['estimator']['C']}, class_weight=balanced), Platt-calibrated on validation patients "
-        f"(a={artifact['calibration']['a']:.4f}, c={artifact['calibration']['c']:.4f}) and folded into the "
-        "coefficients, so each contribution is coefficient × standardised value and they add up to the logit.", "",
-        "| feature | unit | coefficient (per SD) | description |", "|---|---|---|---|",
+        f"Logistic regression on {len(artifact['feature_names'])} standardised features, each coefficient "
+        "constrained to the feature's clinically expected sign (L-BFGS-B with bounds; L2, "
+        f"C={artifact['estimator']['C']}, class_weight=balanced), fitted on the development patients "
+        "(train + validation). Platt-calibrated on the cross-fitted logits of the development patients "
+        f"({artifact['split'].get('folds', '?')} patient folds; a={artifact['calibration']['a']:.4f} > 0, "
+        f"c={artifact['calibration']['c']:.4f}) and folded into the coefficients, so each contribution is "
+        "coefficient × standardised value, they add up to the logit, and calibration keeps every sign.", "",
+        "Direction: `+1` the risk rises with the feature (coefficient ≥ 0), `-1` falls (≤ 0), `0` unconstrained. "
+        "A coefficient of 0 means the data gave no signal in the expected direction beyond the other features.",
+        "", "| feature | unit | direction | coefficient (per SD) | description | why this direction |",
+        "|---|---|---|---|---|---|",
     ]
-    units = {f["name"]: (f["unit"], f["description"]) for f in artifact["features"]}
     for name, coef in sorted(zip(artifact["feature_names"], artifact["coefficients"], strict=True),
-                             key=lambda t: -abs(t[1])):
-        lines.append(f"| `{name}` | {units[name][0]} | {coef:+.3f} | {units[name][1]} |")
-    lines += ["", "## Test metrics (held-out patients of the training cohort, eligible windows)", "",
-              "| metric | twin | NEWS2 |", "|---|---|---|",
-              f"| AUROC | {m['auroc']:.3f} | {m['news2_auroc']:.3f} |",
-              f"| AUPRC | {m['auprc']:.3f} | {m['news2_auprc']:.3f} |",
-              f"| Brier | {m['brier']:.4f} | |",
-              f"| calibration slope / intercept | {m['calibration_slope']:.2f} / {m['calibration_intercept']:.2f} | |",
-              f"| windows / positives | {m['n']} / {m['positives']} | |", "",
-              "See `reports/evaluation/` (`wardtwin evaluate`) for bootstrap intervals, operating points, lead "
-              "times, subgroups and the challenger.", "", "## Limitations", "",
-              *(f"- {x}" for x in card["limitations"]), ""]
+                             key=lambda t: (-abs(t[1]), t[0])):
+        f = feats[name]
+        lines.append(f"| `{name}` | {f['unit']} | {f.get('direction', 0):+d} | {coef:+.3f} | {f['description']} | "
+                     f"{f.get('reason', '')} |")
+    lines += ["", f"Intercept {artifact['intercept']:+.3f}.", "",
+              "## Test metrics (held-out 20 % of the training cohort's patients, eligible windows)", "",
+              "| metric | twin | NEWS2 | twin, cross-fitted on development patients |", "|---|---|---|---|",
+              f"| AUROC | {m['auroc']:.3f} | {m['news2_auroc']:.3f} | {_fmt(cv.get('auroc'))} |",
+              f"| AUPRC | {m['auprc']:.3f} | {m['news2_auprc']:.3f} | {_fmt(cv.get('auprc'))} |",
+              f"| Brier | {m['brier']:.4f} | | {_fmt(cv.get('brier'), '.4f')} |",
+              f"| calibration slope / intercept | {m['calibration_slope']:.2f} / {m['calibration_intercept']:.2f} | "
+              f"| {_fmt(cv.get('calibration_slope'), '.2f')} / {_fmt(cv.get('calibration_intercept'), '.2f')} |",
+              f"| windows / positives | {m['n']} / {m['positives']} | | "
+              f"{cv.get('n', '—')} / {cv.get('positives', '—')} |",
+              ""]
+    if report is not None and report.get("twin_version") == artifact["version"]:
+        lines += _evaluation_section(report)
+    else:
+        lines += ["See `reports/evaluation/` (`wardtwin evaluate`) for bootstrap intervals, operating points, lead "
+                  "times, subgroups and the challenger.", ""]
+    lines += ["## Known limitations", "", *(f"- {x}" for x in card["limitations"]), ""]
     return "\n".join(lines)
+
+
+def _fmt(x: Any, fmt: str = ".3f") -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def _evaluation_section(report: dict[str, Any]) -> list[str]:
+    d, c, o = report["discrimination"], report["calibration"], report["operating_points"]
+    cohort = report.get("cohort", {})
+    lines = ["## Evaluation", "",
+             f"`wardtwin evaluate` on {report['patients']} patients ({report['patient_days']:.1f} patient-days; "
+             f"{report['scope']}; simulator {cohort.get('simulator_version', '?')}, seed {cohort.get('seed', '?')}). "
+             "95 % intervals: patient-level bootstrap.", "",
+             "| model | AUROC (95 % CI) | AUPRC (95 % CI) | Brier | calibration slope / intercept |",
+             "|---|---|---|---|---|"]
+    for k in ("twin", "news2", "challenger"):
+        if k in d:
+            cc = c.get(k, {})
+            lines.append(f"| {k} | {_fmt(d[k]['auroc'])} ({_fmt(d[k]['auroc_ci'][0])}–{_fmt(d[k]['auroc_ci'][1])}) | "
+                         f"{_fmt(d[k]['auprc'])} ({_fmt(d[k]['auprc_ci'][0])}–{_fmt(d[k]['auprc_ci'][1])}) | "
+                         f"{_fmt(cc.get('brier'), '.4f')} | {_fmt(cc.get('calibration_slope'), '.2f')} / "
+                         f"{_fmt(cc.get('calibration_intercept'), '.2f')} |")
+    lines += ["", "| operating point | sensitivity (events) | PPV | alerts / patient-day | median lead (h) |",
+              "|---|---|---|---|---|"]
+    for name, op in o.items():
+        lines.append(f"| {name} | {_fmt(op['sensitivity'], '.2f')} ({op['detected']}/{op['events']}) | "
+                     f"{_fmt(op['ppv'], '.2f')} | {_fmt(op['alerts_per_patient_day'], '.2f')} | "
+                     f"{_fmt(op['median_lead_h'], '.1f')} |")
+    lines += ["", "Goals: " + "; ".join(f"{k} = {v if not isinstance(v, float) else format(v, '+.3f')}"
+                                        for k, v in report["goals"].items()) + ".", ""]
+    for note in report.get("notes", []):
+        lines.append(f"- {note}")
+    if report.get("notes"):
+        lines.append("")
+    return lines
 
 
 def export_hgb(model: Any) -> tuple[float, list[dict[str, Any]]]:
@@ -297,7 +471,7 @@ def export_hgb(model: Any) -> tuple[float, list[dict[str, Any]]]:
 
 def train_challenger(dataset: Dataset, *, seed: int, twin: dict[str, Any] | None = None,
                      progress: Progress = _quiet) -> dict[str, Any]:
-    """HistGradientBoostingClassifier on the twin's train patients (same split), exported as JSON trees."""
+    """HistGradientBoostingClassifier on the twin's development patients (same split), exported as JSON trees."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from models.twin import CHALLENGER_FORMAT
@@ -305,10 +479,10 @@ def train_challenger(dataset: Dataset, *, seed: int, twin: dict[str, Any] | None
     frame = dataset.frame
     split = split_of(frame["patient_id"].to_numpy(), seed)
     elig = frame["eligible"].to_numpy(bool)
-    tr = elig & (split == "train")
+    tr = elig & ((split == "train") | (split == "validation"))
     x = frame.loc[:, list(F.FEATURE_NAMES)].to_numpy(float)
     y = frame["label"].to_numpy(int)
-    progress(f"challenger: HistGradientBoostingClassifier on {tr.sum()} train windows")
+    progress(f"challenger: HistGradientBoostingClassifier on {tr.sum()} development windows")
     model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=50,
                                            l2_regularization=1.0, early_stopping=False, random_state=seed)
     model.fit(x[tr], y[tr])
@@ -335,9 +509,16 @@ def write_artifact(artifact: dict[str, Any], path: str | Path) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(artifact, sort_keys=True, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    (p.parent / "MODEL_CARD.md").write_text(render_model_card(artifact), encoding="utf-8")
+    write_model_card(artifact, p.parent / "MODEL_CARD.md")
     return p
 
 
-__all__ = ["Dataset", "export_hgb", "fit_scaler", "model_card", "prepare", "render_model_card", "split_of",
-           "standardise", "train", "train_challenger", "write_artifact", "write_json"]
+def write_model_card(artifact: dict[str, Any], path: str | Path, report: dict[str, Any] | None = None) -> Path:
+    p = Path(path)
+    p.write_text(render_model_card(artifact, report), encoding="utf-8")
+    return p
+
+
+__all__ = ["CV_FOLDS", "Dataset", "export_hgb", "fit_constrained", "fit_scaler", "fold_of", "model_card", "prepare",
+           "render_model_card", "split_of", "standardise", "train", "train_challenger", "write_artifact",
+           "write_json", "write_model_card"]

@@ -13,6 +13,13 @@ Every feature's points are listed, so ``intercept + sum(points) == logit``. Cont
 by ``|points|`` (ties in feature order). Sentence rule: a contribution with ``|points| >=
 SIGNIFICANT_POINTS`` (0.2 on the logit, i.e. it moves the odds by at least a fifth) gets a sentence
 with the patient's numbers; a missing feature says "not measured"; the rest have an empty sentence.
+The wording follows the sign: a contribution that lowers the risk says so ("... less than a typical ward
+patient (x), which lowers the risk"), so it never reads like a warning; the ward board shows the
+sentence of the largest positive contribution.
+
+Signs: every coefficient has the sign its feature declares (``models.features.Feature.direction``);
+training fits with those bounds and Platt calibration multiplies by a positive slope, so they hold in
+the artifact (``directions`` is stored beside the coefficients and checked at load).
 
 The artifact is JSON only (never pickle); loading refuses feature names that differ from
 ``models.features.FEATURES``.
@@ -34,7 +41,7 @@ from models import features as F
 
 DEFAULT_ARTIFACT: Final[Path] = Path(__file__).resolve().parent / "artifacts" / "twin.json"
 DEFAULT_CHALLENGER: Final[Path] = Path(__file__).resolve().parent / "artifacts" / "challenger.json"
-ARTIFACT_FORMAT: Final[str] = "wardtwin.twin/1"
+ARTIFACT_FORMAT: Final[str] = "wardtwin.twin/2"
 SIGNIFICANT_POINTS: Final[float] = 0.2
 
 
@@ -91,6 +98,9 @@ class Twin:
         n = len(names)
         if not (self._mean.shape == self._scale.shape == self._coef.shape == (n,)) or np.any(self._scale <= 0):
             raise ValueError("twin artifact scaler/coefficients do not fit its features")
+        wrong = [name for name, c in zip(names, self._coef.tolist(), strict=True) if F.DIRECTIONS[name] * c < 0]
+        if wrong:
+            raise ValueError(f"twin artifact coefficients contradict the features' declared directions: {wrong}")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Twin:
@@ -136,13 +146,14 @@ class Twin:
         pids = features["patient_id"].astype(str).tolist()
         ends = list(pd.to_datetime(features["window_end"], utc=True))
         names = self.feature_names
+        typical = self._mean.tolist()
         out: list[TwinScore] = []
         for i in range(len(features)):
             fields = dict(zip(names, values_l[i], strict=True))
             row_pts, row_vals, row_miss, row_talk = pts_l[i], values_l[i], missing_l[i], talk[i]
             contribs = tuple(
                 TwinContribution(names[j], None if row_miss[j] else row_vals[j], row_pts[j],
-                                 F.render(names[j], fields) if row_talk[j] else "")
+                                 F.render(names[j], fields, row_pts[j], typical[j]) if row_talk[j] else "")
                 for j in order[i])
             out.append(TwinScore(pids[i], ends[i], float(risks[i]), float(logits[i]), self.intercept, contribs))
         return out

@@ -29,25 +29,44 @@ def test_one_row_per_window_with_window_end_and_feature_order() -> None:
     assert not out.duplicated(["patient_id", "window_end"]).any()
 
 
-def test_last_hour_mean_std_trend_match_hand_computation() -> None:
-    hr = 60.0 + np.arange(30)  # +1 bpm per window = +12 bpm per hour
+def test_last_hour_hinges_std_trend_match_hand_computation() -> None:
+    hr = 60.0 + np.arange(30) * 2  # +2 bpm per window = +24 bpm per hour
     out = F.build(_flat(30, hr_mean=hr))
     last = out.iloc[-1]
     window = hr[-12:]
-    assert last["hr_mean_1h"] == pytest.approx(window.mean(), abs=1e-9)
+    assert last["hr_above_90_1h"] == pytest.approx(window.mean() - 90, abs=1e-9)
+    assert last["hr_below_60_1h"] == 0.0
     assert last["hr_std_1h"] == pytest.approx(window.std(ddof=1), abs=1e-9)
-    assert last["hr_trend_1h"] == pytest.approx(12.0, abs=1e-9)
-    assert last["hr_to_120"] == pytest.approx(120 - hr[-1])
-    assert last["hr_to_50"] == pytest.approx(hr[-1] - 50)
-    assert out.iloc[1]["hr_mean_1h"] != out.iloc[1]["hr_mean_1h"]  # fewer than 3 windows: NaN
+    assert last["hr_rise_1h"] == pytest.approx(24.0, abs=1e-9)
+    assert last["approach_hr_120"] == pytest.approx(min(24.0 / (120 - hr[-1]), 4.0))  # 5 min away: capped
+    assert last["approach_hr_50"] == 0.0
+    assert last["shock_index_above_0_7"] == pytest.approx(hr[-1] / 120.0 - 0.7)
+    assert np.isnan(out.iloc[1]["hr_above_90_1h"])  # fewer than 3 windows: NaN
+    falling = F.build(_flat(30, hr_mean=100.0 - np.arange(30) * 2)).iloc[-1]
+    assert falling["hr_rise_1h"] == 0.0
+    assert falling["hr_below_60_1h"] == pytest.approx(60 - (100 - 2 * np.arange(18, 30)).mean())
+
+
+def test_values_inside_the_normal_band_give_zero_level_features() -> None:
+    row = F.build(_flat(80)).iloc[-1]  # HR 80, SpO2 97, RR 16, SBP 120, temp 37: all normal
+    for name in ("hr_above_90_1h", "hr_below_60_1h", "spo2_below_96_1h", "rr_above_20_1h", "rr_below_12_1h",
+                 "sbp_below_110", "temp_above_37_5", "shock_index_above_0_7", "hr_rise_vs_baseline",
+                 "sbp_drop_vs_baseline", "spo2_below_95_min_4h"):
+        assert row[name] == 0.0, name
+
+
+def test_every_feature_declares_a_direction_with_a_reason() -> None:
+    for f in F.FEATURES:
+        assert f.direction in (-1, 0, 1) and f.reason, f.name
+        assert F.DIRECTIONS[f.name] == f.direction
 
 
 def test_missing_windows_are_skipped_not_invented() -> None:
-    spo2 = np.full(24, 96.0)
+    spo2 = np.full(24, 93.0)
     spo2[-12:-1] = np.nan  # only the newest window of the last hour has SpO2
     out = F.build(_flat(24, spo2_mean=spo2))
-    assert np.isnan(out.iloc[-1]["spo2_mean_1h"])
-    assert out.iloc[-1]["spo2_to_90"] == pytest.approx(6.0)
+    assert np.isnan(out.iloc[-1]["spo2_below_96_1h"])
+    assert out.iloc[-1]["spo2_missing_min_1h"] == pytest.approx(55.0)
 
 
 def test_a_patients_features_do_not_depend_on_the_batch() -> None:
@@ -66,8 +85,13 @@ def test_serving_on_history_equals_training_on_the_whole_stay() -> None:
     served = F.build(recent)
     a = full[full["window_end"] == end].reset_index(drop=True)
     b = served[served["window_end"] == end].reset_index(drop=True)
-    np.testing.assert_allclose(a[list(F.FEATURE_NAMES)].to_numpy(float), b[list(F.FEATURE_NAMES)].to_numpy(float),
-                               rtol=1e-9, atol=1e-9)
+    # bit-identical, not merely close: the service's scores must equal what-if's "before" and training's
+    np.testing.assert_array_equal(a[list(F.FEATURE_NAMES)].to_numpy(float), b[list(F.FEATURE_NAMES)].to_numpy(float))
+    for cut in (pd.Timedelta(hours=13), pd.Timedelta(hours=20)):
+        c = F.build(w[w["start"] >= end - cut])
+        c = c[c["window_end"] == end].reset_index(drop=True)
+        np.testing.assert_array_equal(a[list(F.FEATURE_NAMES)].to_numpy(float),
+                                      c[list(F.FEATURE_NAMES)].to_numpy(float))
 
 
 def test_gaps_in_the_grid_are_tolerated() -> None:
@@ -99,5 +123,16 @@ def test_every_feature_has_a_sentence_with_the_patients_numbers() -> None:
         assert f.unit is not None and f.description
         text = F.sentence(f.name, row)
         assert text and "{" not in text and "nan" not in text.lower(), (f.name, text)
-    assert F.sentence("hr_trend_1h", {"hr_trend_1h": 18.2}) == "Heart rate rising: +18 bpm over the last hour"
-    assert F.sentence("hr_trend_1h", {"hr_trend_1h": float("nan")}).endswith("not measured")
+    assert F.sentence("hr_rise_1h", {"hr_rise_1h": 18.2}) == "Heart rate rising: +18 bpm over the last hour"
+    assert F.sentence("hr_rise_1h", {"hr_rise_1h": float("nan")}).endswith("not measured")
+    assert F.sentence("sbp_below_110", {"sbp_below_110": 19.0}) == "Systolic BP is 91 mmHg, 19 mmHg below 110"
+
+
+def test_a_contribution_that_lowers_risk_says_so() -> None:
+    fields = {"hr_above_100_min_4h": 20.0}
+    warning = F.render("hr_above_100_min_4h", fields, 0.5, 12.0)
+    assert warning == "Heart rate above 100 bpm for 20 of the last 240 minutes"
+    lower = F.render("hr_above_100_min_4h", fields, -0.3, 35.0)
+    assert lower.startswith(warning) and "less than a typical ward patient (35 min)" in lower
+    assert lower.endswith("which lowers the risk")
+    assert F.render("o2_l_min", {"o2_l_min": 0.0}, -0.3, 0.4) == "Breathing room air (lowers the risk)"

@@ -55,9 +55,38 @@ def test_artifact_is_plain_json_with_card_and_fingerprint(artifact, tmp_path) ->
     path = T.write_artifact(artifact, tmp_path / "twin.json")
     loaded = Twin.load(path)
     assert loaded.version == artifact["version"] and artifact["cohort"]["seed"] == 21
-    assert artifact["metrics"]["train"]["auroc"] > 0.7 and artifact["metrics"]["test"]["n"] > 0
+    assert artifact["metrics"]["development"]["auroc"] > 0.7 and artifact["metrics"]["test"]["n"] > 0
     card = (tmp_path / "MODEL_CARD.md").read_text(encoding="utf-8")
-    assert artifact["version"] in card and "Limitations" in card and "Intended use" in card
+    assert artifact["version"] in card and "## Known limitations" in card and "Intended use" in card
+    assert "| direction |" in card
+
+
+def test_trained_coefficients_keep_their_declared_signs(artifact) -> None:
+    assert artifact["format"] == "wardtwin.twin/2" and artifact["calibration"]["a"] > 0
+    for name, d, c, raw in zip(artifact["feature_names"], artifact["directions"], artifact["coefficients"],
+                               artifact["uncalibrated"]["coefficients"], strict=True):
+        assert d == F.DIRECTIONS[name] and d * c >= 0 and d * raw >= 0, (name, d, c)
+
+
+def test_constrained_fit_is_scikit_learns_objective_with_bounds() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(4000, 3))
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(-2.5 + 1.0 * z[:, 0] - 0.8 * z[:, 1] + 0.5 * z[:, 2])))).astype(int)
+    free, b = T.fit_constrained(z, y, np.zeros(3, dtype=int))
+    ref = LogisticRegression(C=1.0, class_weight="balanced", tol=1e-10, max_iter=5000).fit(z, y)
+    np.testing.assert_allclose(free, ref.coef_[0], atol=1e-4)
+    assert b == pytest.approx(ref.intercept_[0], abs=1e-4)
+    bound, _ = T.fit_constrained(z, y, np.array([1, 1, 1]))  # the true second coefficient is negative
+    assert bound[0] > 0 and bound[1] == 0.0 and bound[2] > 0
+
+
+def test_cross_fitting_folds_cover_development_patients_only() -> None:
+    ids = [f"x{i}" for i in range(2000)]
+    split, fold = T.split_of(ids, 5), T.fold_of(ids, 5)
+    assert ((fold == -1) == (split == "test")).all()
+    assert set(fold[fold >= 0]) == set(range(T.CV_FOLDS))
 
 
 def test_challenger_json_trees_reproduce_scikit_learn(cohort) -> None:
@@ -68,7 +97,7 @@ def test_challenger_json_trees_reproduce_scikit_learn(cohort) -> None:
     w, _ = cohort
     feats = F.build(w)
     x = feats[list(F.FEATURE_NAMES)].to_numpy(float).copy()
-    y = (np.nan_to_num(feats["hr_mean_1h"].to_numpy()) > 95).astype(int)
+    y = (np.nan_to_num(feats["hr_above_90_1h"].to_numpy()) > 5).astype(int)
     x[::7, 3] = np.nan  # missing values take the learned side
     x[:, 5] = np.where(y == 1, np.nan, 1.0)  # a split on missingness alone has an infinite threshold
     model = HistGradientBoostingClassifier(max_iter=15, random_state=0).fit(x, y)
