@@ -89,7 +89,7 @@ class Dataset:
 
     frame: pd.DataFrame            # patient_id, window_end, FEATURES..., label, eligible, onset, news2 cols
     events: pd.DataFrame           # derived events (models.labels.events)
-    patients: pd.DataFrame         # patient_id, age, sex, archetype
+    patients: pd.DataFrame         # patient_id, age, sex, archetype, spo2_scale
     truth: pd.DataFrame            # simulator ground-truth events (patient_id, kind, onset), may be empty
     hours: float                   # total patient-hours of windows
 
@@ -102,7 +102,11 @@ def prepare(windows: pd.DataFrame, patients: pd.DataFrame, truth: pd.DataFrame |
     progress("labels and events")
     ev = L.events(windows)
     labs = L.label(windows, ev)
-    news = N.from_windows(windows)
+    if "spo2_scale" in patients:  # NEWS2 on the SpO2 scale the ward charts each patient on
+        scale = patients.drop_duplicates("patient_id").set_index("patient_id")["spo2_scale"]
+        news = N.from_windows(windows.assign(spo2_scale=windows["patient_id"].map(scale).fillna(1)))
+    else:
+        news = N.from_windows(windows)
     frame = feats.copy()
     for c in ("label", "eligible", "onset", "in_event"):
         frame[c] = labs[c].to_numpy()
@@ -348,6 +352,16 @@ def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
             "the risk; it is not a statement that the patient is safe.",
             "Linear and additive in its features: interactions the physiology has are only partly captured "
             "(the gradient-boosting challenger in the evaluation shows what a non-linear model reaches).",
+            "Operating point: the service raises an alert at WARDTWIN_ALERT_THRESHOLD (0.7 by default). A calibrated "
+            "6-hour risk on a ward where about 2 % of windows precede an event rarely reaches 0.7, so at 0.7 the twin "
+            "is very specific but misses most events (see the evaluation's operating points). The threshold that "
+            "matches NEWS2 >= 5's sensitivity on development patients is recorded in the artifact "
+            "(operating_points.match_news2_5) and is the one to consider for a ward; patients already meeting a "
+            "deterioration criterion are alerted by the service whatever the risk.",
+            "Calibration is checked on the independent evaluation cohort (reliability plot in the report); the "
+            "highest risk bins hold few windows and were under-predicted there, so read a high risk as 'at least'.",
+            "NEWS2 beside the twin uses SpO2 scale 1 in the service (the reading contract carries no prescribed "
+            "target); training and evaluation score scale 2 for the simulated hypercapnic-COPD patients.",
             "Missing features are imputed with the development mean (zero contribution); a patient with few "
             "measurements looks average, not safe — check the 'not measured' lines. Gaps in heart-rate monitoring "
             "can only raise the risk, never lower it.",
