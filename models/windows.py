@@ -26,6 +26,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+import numpy as np
 import pandas as pd
 
 from models.schema import QUALITY_OK, READING_COLUMNS, WINDOW_MINUTES
@@ -115,25 +116,29 @@ def carry_forward(windows: pd.DataFrame, start: datetime | None = None, end: dat
         return empty_windows()
     lo = align(start) if start is not None else None
     hi = align(end) if end is not None else None
-    frames: list[pd.DataFrame] = []
-    for patient_id, group in windows.groupby("patient_id", sort=True):
-        group = group.sort_values("start")
-        first = group["start"].iloc[0] if lo is None else min(lo, group["start"].iloc[0])
-        last = group["start"].iloc[-1] + WINDOW if hi is None else hi
-        grid = pd.date_range(first, last, freq=WINDOW, inclusive="left", tz="UTC")
-        filled = group.set_index("start").reindex(grid)
-        filled.index.name = "start"
-        for column, limit in CARRY_FORWARD_LIMITS.items():
-            at = pd.Series(grid, index=grid)
-            age = at - at.where(filled[column].notna()).ffill()
-            filled[column] = filled[column].ffill().where(age <= limit)
-        filled["patient_id"] = patient_id
-        filled["hr_count"] = filled["hr_count"].fillna(0).astype("int64")
-        frames.append(filled.reset_index())
-    out = pd.concat(frames, ignore_index=True)
+    frame = normalise(windows)
+    by_patient = frame.groupby("patient_id", sort=True)["start"]
+    first, last = by_patient.min(), by_patient.max()
+    grid_start = first if lo is None else first.clip(upper=lo)
+    grid_end = last + WINDOW if hi is None else pd.Series(hi, index=last.index)
+    counts = ((grid_end - grid_start) // WINDOW).clip(lower=0).to_numpy(dtype="int64")
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    step = np.timedelta64(WINDOW.value, "ns")
+    starts = np.repeat(grid_start.to_numpy(dtype="datetime64[ns]"), counts) + offsets * step
+    grid = pd.DataFrame({
+        "patient_id": np.repeat(first.index.to_numpy(dtype=object), counts),
+        "start": pd.DatetimeIndex(starts).tz_localize("UTC"),
+    })
+    filled = grid.merge(frame, on=["patient_id", "start"], how="left", sort=False)
+    patient = filled["patient_id"]
+    for column, limit in CARRY_FORWARD_LIMITS.items():
+        observed_at = filled["start"].where(filled[column].notna()).groupby(patient, sort=False).ffill()
+        carried = filled[column].groupby(patient, sort=False).ffill()
+        filled[column] = carried.where(filled["start"] - observed_at <= limit)
+    filled["hr_count"] = filled["hr_count"].fillna(0)
     if lo is not None:
-        out = out[out["start"] >= lo]
-    return normalise(out[list(WINDOW_COLUMNS)].reset_index(drop=True))
+        filled = filled[filled["start"] >= lo]
+    return normalise(filled[list(WINDOW_COLUMNS)].reset_index(drop=True))
 
 
 def normalise(windows: pd.DataFrame) -> pd.DataFrame:

@@ -54,3 +54,45 @@ def test_align_floors_to_five_minutes(naive):
     start = W.align(ts)
     assert start <= ts < start + W.WINDOW
     assert start.minute % 5 == 0 and start.second == 0 and start.microsecond == 0 and start.nanosecond == 0
+
+
+def reference_carry_forward(windows, start, end):
+    """The definition, one patient at a time (the vectorised version must equal it)."""
+    frames = []
+    for patient_id, group in windows.groupby("patient_id", sort=True):
+        group = group.sort_values("start")
+        first = group["start"].iloc[0] if start is None else min(W.align(start), group["start"].iloc[0])
+        last = group["start"].iloc[-1] + W.WINDOW if end is None else W.align(end)
+        grid = pd.date_range(first, last, freq=W.WINDOW, inclusive="left", tz="UTC")
+        filled = group.set_index("start").reindex(grid)
+        filled.index.name = "start"
+        for column, limit in W.CARRY_FORWARD_LIMITS.items():
+            at = pd.Series(grid, index=grid)
+            age = at - at.where(filled[column].notna()).ffill()
+            filled[column] = filled[column].ffill().where(age <= limit)
+        filled["patient_id"] = patient_id
+        filled["hr_count"] = filled["hr_count"].fillna(0)
+        frames.append(filled.reset_index())
+    out = pd.concat(frames, ignore_index=True)
+    if start is not None:
+        out = out[out["start"] >= W.align(start)]
+    return W.normalise(out[list(W.WINDOW_COLUMNS)].reset_index(drop=True))
+
+
+@given(st.integers(0, 10_000))
+def test_vectorised_carry_forward_equals_the_per_patient_definition(seed):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(int(rng.integers(1, 5))):
+        offsets = np.sort(rng.choice(300, int(rng.integers(1, 40)), replace=False))
+        for k in offsets:
+            rows.append({"patient_id": f"p{p}", "start": T0 + W.WINDOW * int(k),
+                         "hr_mean": rng.normal(80, 5) if rng.random() < 0.7 else np.nan, "hr_std": np.nan,
+                         "hr_count": int(rng.integers(0, 300)), "spo2_mean": np.nan, "rr_mean": rng.normal(16, 2),
+                         "sbp": rng.normal(120, 9) if rng.random() < 0.2 else np.nan, "dbp": np.nan,
+                         "temp": rng.normal(37, 0.3) if rng.random() < 0.1 else np.nan,
+                         "acvpu": 0.0 if rng.random() < 0.05 else np.nan, "o2": np.nan})
+    windows = W.normalise(pd.DataFrame(rows))
+    for lo, hi in [(None, None), (T0 + pd.Timedelta(hours=5), T0 + pd.Timedelta(hours=20)),
+                   (T0 - pd.Timedelta(hours=1), T0 + pd.Timedelta(hours=30))]:
+        pd.testing.assert_frame_equal(W.carry_forward(windows, lo, hi), reference_carry_forward(windows, lo, hi))
