@@ -15,19 +15,20 @@ from typing import Final
 
 import numpy as np
 
-from models.schema import HR_HIGH_BPM, HR_LOW_BPM, SBP_LOW_MMHG, SPO2_LOW_PCT, TEMP_HIGH_C, VITALS
+from models.labels import CRITERIA as LABEL_CRITERIA
+from models.labels import SUSTAIN
+from models.schema import VITALS
 from models.windows import CARRY_FORWARD_LIMITS, WINDOW
 
 WINDOW_MS: Final[int] = int(WINDOW / np.timedelta64(1, "ms"))
-SUSTAIN_WINDOWS: Final[int] = 3
+SUSTAIN_WINDOWS: Final[int] = int(SUSTAIN / WINDOW)
 _V = {v: i for i, v in enumerate(VITALS)}
-#: criterion → (vital, comparison, threshold, last-value vital needing two distinct readings)
+_COLUMN_VITAL: Final[dict[str, str]] = {"hr_mean": "hr", "sbp": "sbp", "spo2_mean": "spo2", "temp": "temp"}
+#: criterion → (vital, comparison, threshold, last-value vital needing two distinct readings): the
+#: label rule's own table (``models.labels.CRITERIA``), keyed by raw vital instead of window column.
 CRITERIA: Final[dict[str, tuple[str, str, float, bool]]] = {
-    "hr_high": ("hr", ">", HR_HIGH_BPM, False),
-    "hr_low": ("hr", "<", HR_LOW_BPM, False),
-    "sbp_low": ("sbp", "<", SBP_LOW_MMHG, True),
-    "spo2_low": ("spo2", "<", SPO2_LOW_PCT, False),
-    "temp_high": ("temp", ">", TEMP_HIGH_C, True),
+    kind: (_COLUMN_VITAL[column], op, threshold, two_readings)
+    for kind, (column, op, threshold, two_readings) in LABEL_CRITERIA.items()
 }
 
 
