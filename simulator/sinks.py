@@ -145,70 +145,6 @@ def format_line(measurement: str, tags: dict[str, str], fields: dict[str, float 
     return f"{escape_measurement(measurement)}{tag_part} {field_part} {int(ts_ms)}"
 
 
-def _split(text: str, sep: str, specials: str, quotes: bool = False) -> list[str]:
-    """Split on ``sep`` outside escapes (``\\`` + a special) and, with ``quotes``, outside string values."""
-    parts, cur, i, quoted = [], [], 0, False
-    while i < len(text):
-        ch = text[i]
-        if quoted and ch == "\\" and i + 1 < len(text):
-            cur.append(text[i:i + 2])
-            i += 2
-            continue
-        if not quoted and ch == "\\" and i + 1 < len(text) and text[i + 1] in specials:
-            cur.append(text[i:i + 2])
-            i += 2
-            continue
-        if quotes and ch == '"':
-            quoted = not quoted
-        if ch == sep and not quoted:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append("".join(cur))
-    return parts
-
-
-def _unescape(text: str, specials: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in specials:
-            out.append(text[i + 1])
-            i += 2
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, float | str], int]:
-    """Parse one line the way InfluxDB does (for tests and debugging): measurement, tags, fields, timestamp."""
-    head_and_rest = _split(line, " ", ",= ")
-    sections = [head_and_rest[0], *_split(" ".join(head_and_rest[1:]), " ", ",= ", quotes=True)]
-    if len(sections) != 3:
-        raise ValueError(f"not a line with tags, fields and a timestamp: {line!r}")
-    head = _split(sections[0], ",", ",= ")  # quotes are literal in measurement and tags
-    measurement = _unescape(head[0], ", ")
-    tags: dict[str, str] = {}
-    for item in head[1:]:
-        key, value = _split(item, "=", ",= ")
-        tags[_unescape(key, ",= ")] = _unescape(value, ",= ")
-    fields: dict[str, float | str] = {}
-    for item in _split(sections[1], ",", ",= ", quotes=True):
-        key, _, value = _partition_key(item)
-        if value.startswith('"'):
-            fields[_unescape(key, ",= ")] = _unescape(value[1:-1], '"\\')
-        else:
-            fields[_unescape(key, ",= ")] = float(value)
-    return measurement, tags, fields, int(sections[2])
-
-
-def _partition_key(item: str) -> tuple[str, str, str]:
-    first = _split(item, "=", ",= ", quotes=True)
-    return first[0], "=", "=".join(first[1:])
-
-
 def readings_to_lines(readings: Sequence[dict]) -> list[str]:
     if not readings:
         return []
@@ -285,5 +221,5 @@ class ParquetSink:
 
 __all__ = [
     "HttpSink", "InfluxLineSink", "ParquetSink", "SinkError", "escape_key", "escape_measurement",
-    "escape_string_field", "format_line", "parse_line", "readings_to_lines",
+    "escape_string_field", "format_line", "readings_to_lines",
 ]

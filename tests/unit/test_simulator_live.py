@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.storage.line_protocol import parse_line  # the service's parser checks the simulator's lines
 from simulator.live import run_live
 from simulator.sinks import (
     HttpSink,
@@ -18,7 +19,6 @@ from simulator.sinks import (
     escape_key,
     escape_string_field,
     format_line,
-    parse_line,
     readings_to_lines,
 )
 from simulator.ward import Ward
