@@ -17,7 +17,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.integration.server import free_port, wait_until_ok
+from tests.integration.server import free_port, terminate, wait_until_ok
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -88,9 +88,5 @@ def chromium_page(url: str) -> Iterator[Page]:
             page.send("Runtime.enable")
             yield page
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc)
         shutil.rmtree(profile, ignore_errors=True)

@@ -36,6 +36,16 @@ def wait_until_ok(url: str, timeout: float = 30.0, proc: subprocess.Popen | None
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+def terminate(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def uvicorn_service(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start ``uvicorn app.main:app_from_env --factory`` on a free port; yield its base URL."""
@@ -53,9 +63,5 @@ def uvicorn_service(data_dir: Path, env: dict[str, str] | None = None) -> Iterat
         wait_until_ok(f"{base}/healthz", proc=proc)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc, timeout=15)
         log.close()
