@@ -50,7 +50,10 @@ def _live(argv: list[str]) -> int:
     p.add_argument("--database", default="wardtwin", help="InfluxDB database (with --influx-url)")
     p.add_argument("--parquet-out", type=Path, help="also append readings to DIR/readings.parquet")
     p.add_argument("--beds", type=int, default=24)
-    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    p.add_argument("--speed", type=float, default=60.0,
+                   help="simulated seconds per real second (default 60); simulated time never passes the wall "
+                        "clock (the service refuses future readings), so an accelerated run replays from --start "
+                        "(or --history-hours ago) until it catches up, then runs in real time")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--start", help="simulated start (UTC ISO 8601); default now minus --history-hours")
     p.add_argument("--history-hours", type=float, default=0.0, help="send this much history first, at once")
