@@ -37,7 +37,7 @@ from app.domain import Reading  # noqa: E402
 from app.storage.base import VitalStore  # noqa: E402
 from app.storage.influx import InfluxStore  # noqa: E402
 from app.storage.sqlite import SqliteStore  # noqa: E402
-from tests.integration.conftest import ManagedInfluxd  # noqa: E402
+from bench.influxd_for_bench import influxd_url  # noqa: E402
 
 WINDOW_END = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 RECENT = timedelta(minutes=15)
@@ -136,32 +136,22 @@ def main() -> int:
 
         twin = Twin.load()
     work = Path(tempfile.mkdtemp(prefix="bench-cycle-"))
-    server = None
     try:
-        if args.influx_url:
-            url = args.influx_url.rstrip("/")
-        else:
-            binary = shutil.which("influxd")
-            if binary is None:
-                raise SystemExit("influxd not found (apt-get install influxdb) and no --influx-url given")
-            server = ManagedInfluxd(binary, work / "influxd")
-            server.start()
-            url = server.url
-        version = httpx.get(f"{url}/ping", timeout=5).headers.get("X-Influxdb-Version")
-        print(f"machine: {platform.machine()} cpus={os.cpu_count()} python={platform.python_version()} "
-              f"influxd={version}; patients={args.patients} hours={args.hours} window_end={WINDOW_END.isoformat()}")
-        influx = asyncio.run(bench_store(
-            InfluxStore(url, f"bench_cycle_{int(time.time())}", spool_path=work / "spool.db", timeout_s=120),
-            args.patients, args.hours, args.repeat, twin,
-        ))
-        sqlite = asyncio.run(bench_store(SqliteStore(work / "wardtwin.db"), args.patients, args.hours, args.repeat,
-                                         twin))
+        with influxd_url(args.influx_url, work) as (url, _pid):
+            version = httpx.get(f"{url}/ping", timeout=5).headers.get("X-Influxdb-Version")
+            print(f"machine: {platform.machine()} cpus={os.cpu_count()} python={platform.python_version()} "
+                  f"influxd={version}; patients={args.patients} hours={args.hours} "
+                  f"window_end={WINDOW_END.isoformat()}")
+            influx = asyncio.run(bench_store(
+                InfluxStore(url, f"bench_cycle_{int(time.time())}", spool_path=work / "spool.db", timeout_s=120),
+                args.patients, args.hours, args.repeat, twin,
+            ))
+            sqlite = asyncio.run(bench_store(SqliteStore(work / "wardtwin.db"), args.patients, args.hours,
+                                             args.repeat, twin))
         for key in influx:
             print(f"{key:>12}: influx {influx[key] * 1000:8,.0f} ms   sqlite {sqlite[key] * 1000:8,.0f} ms   "
                   f"influx/sqlite {influx[key] / sqlite[key]:.2f}")
     finally:
-        if server is not None:
-            server.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

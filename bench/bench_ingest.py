@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 from app.domain import Reading  # noqa: E402
 from app.storage.influx import InfluxStore  # noqa: E402
 from app.storage.line_protocol import ReadingEncoder  # noqa: E402
-from tests.integration.conftest import ManagedInfluxd, free_port  # noqa: E402
+from bench.influxd_for_bench import influxd_url  # noqa: E402
+from tests.integration.conftest import free_port  # noqa: E402
 
 
 def make_readings(points: int, patients: int) -> list[Reading]:
@@ -174,79 +175,67 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    server = None
-    if args.influx_url:
-        url = args.influx_url.rstrip("/")
-    else:
-        binary = shutil.which("influxd")
-        if binary is None:
-            raise SystemExit("influxd not found (apt-get install influxdb) and no --influx-url given")
-        server = ManagedInfluxd(binary, work / "influxd")
-        server.start()
-        url = server.url
     try:
-        version = httpx.get(f"{url}/ping", timeout=5).headers.get("X-Influxdb-Version")
-        print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
-              f"python={platform.python_version()} influxd={version}")
-        readings = make_readings(args.points, args.patients)
-        n = len(readings)
-        print(f"points={n} patients={args.patients} writers={args.writers} batch={args.batch}")
-        run = f"{int(time.time())}"
+        with influxd_url(args.influx_url, work) as (url, influxd_pid):
+            version = httpx.get(f"{url}/ping", timeout=5).headers.get("X-Influxdb-Version")
+            print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
+                  f"python={platform.python_version()} influxd={version}")
+            readings = make_readings(args.points, args.patients)
+            n = len(readings)
+            print(f"points={n} patients={args.patients} writers={args.writers} batch={args.batch}")
+            run = f"{int(time.time())}"
 
-        # (a) raw line protocol, pre-encoded (encoding time excluded: this is influxd's ceiling)
-        encoder = ReadingEncoder()
-        t0 = time.perf_counter()
-        bodies = [encoder.encode(readings[i : i + args.batch]) for i in range(0, n, args.batch)]
-        encode_s = time.perf_counter() - t0
-        print(f"encode: {n / encode_s:,.0f} points/s single-threaded ({encode_s:.2f} s)")
-        db_raw = f"bench_raw_{run}"
-        create_database(url, db_raw)
-        influxd_pid = server._proc.pid if server is not None and server._proc is not None else None
-        meter = CpuMeter(influxd=influxd_pid)
-        raw_s = run_threads(f"{url}/write", bodies, args.writers, {}, {"db": db_raw, "precision": "ms"}, 204)
-        raw_rate = n / raw_s
-        print(f"raw line protocol: {raw_rate:,.0f} points/s ({raw_s:.2f} s), counted {count(url, db_raw):,}; "
-              f"{meter.report(raw_s)}")
+            # (a) raw line protocol, pre-encoded (encoding time excluded: this is influxd's ceiling)
+            encoder = ReadingEncoder()
+            t0 = time.perf_counter()
+            bodies = [encoder.encode(readings[i : i + args.batch]) for i in range(0, n, args.batch)]
+            encode_s = time.perf_counter() - t0
+            print(f"encode: {n / encode_s:,.0f} points/s single-threaded ({encode_s:.2f} s)")
+            db_raw = f"bench_raw_{run}"
+            create_database(url, db_raw)
+            meter = CpuMeter(influxd=influxd_pid)
+            raw_s = run_threads(f"{url}/write", bodies, args.writers, {}, {"db": db_raw, "precision": "ms"}, 204)
+            raw_rate = n / raw_s
+            print(f"raw line protocol: {raw_rate:,.0f} points/s ({raw_s:.2f} s), counted {count(url, db_raw):,}; "
+                  f"{meter.report(raw_s)}")
 
-        # (b) the adapter in-process
-        db_adapter = f"bench_adapter_{run}"
-        meter = CpuMeter(influxd=influxd_pid)
-        adapter_s = asyncio.run(adapter_run(url, db_adapter, readings, args.writers, args.batch, work / "spool.db"))
-        adapter_rate = n / adapter_s
-        print(f"InfluxStore.write_readings: {adapter_rate:,.0f} points/s ({adapter_s:.2f} s), "
-              f"counted {count(url, db_adapter):,}, ratio to raw {adapter_rate / raw_rate:.2f}; "
-              f"{meter.report(adapter_s)}")
+            # (b) the adapter in-process
+            db_adapter = f"bench_adapter_{run}"
+            meter = CpuMeter(influxd=influxd_pid)
+            adapter_s = asyncio.run(adapter_run(url, db_adapter, readings, args.writers, args.batch, work / "spool.db"))
+            adapter_rate = n / adapter_s
+            print(f"InfluxStore.write_readings: {adapter_rate:,.0f} points/s ({adapter_s:.2f} s), "
+                  f"counted {count(url, db_adapter):,}, ratio to raw {adapter_rate / raw_rate:.2f}; "
+                  f"{meter.report(adapter_s)}")
 
-        if not args.skip_service:
-            # (c) through the service: JSON over HTTP → validate → InfluxStore → influxd
-            db_service = f"bench_service_{run}"
-            data_dir = work / "service"
-            data_dir.mkdir()
-            proc, base = start_service(url, db_service, data_dir)
-            try:
-                payloads = [
-                    json.dumps({"readings": [
-                        {"patient_id": r.patient_id, "vital": r.vital, "value": r.value,
-                         "ts": r.ts.isoformat().replace("+00:00", "Z")}
-                        for r in readings[i : i + args.batch]
-                    ]}).encode()
-                    for i in range(0, n, args.batch)
-                ]
-                meter = CpuMeter(influxd=influxd_pid, service=proc.pid)
-                service_s = run_threads(f"{base}/v1/readings", payloads, args.writers,
-                                        {"content-type": "application/json"}, None, 200)
-                cpu = meter.report(service_s)
-                health = httpx.get(f"{base}/healthz", timeout=10).json()["store"]
-            finally:
-                proc.terminate()
-                proc.wait(timeout=30)
-            service_rate = n / service_s
-            print(f"service POST /v1/readings: {service_rate:,.0f} points/s ({service_s:.2f} s), "
-                  f"counted {count(url, db_service):,}, backlog {health.get('backlog')}, "
-                  f"ratio to raw {service_rate / raw_rate:.2f} (target >= 0.80); {cpu}")
+            if not args.skip_service:
+                # (c) through the service: JSON over HTTP → validate → InfluxStore → influxd
+                db_service = f"bench_service_{run}"
+                data_dir = work / "service"
+                data_dir.mkdir()
+                proc, base = start_service(url, db_service, data_dir)
+                try:
+                    payloads = [
+                        json.dumps({"readings": [
+                            {"patient_id": r.patient_id, "vital": r.vital, "value": r.value,
+                             "ts": r.ts.isoformat().replace("+00:00", "Z")}
+                            for r in readings[i : i + args.batch]
+                        ]}).encode()
+                        for i in range(0, n, args.batch)
+                    ]
+                    meter = CpuMeter(influxd=influxd_pid, service=proc.pid)
+                    service_s = run_threads(f"{base}/v1/readings", payloads, args.writers,
+                                            {"content-type": "application/json"}, None, 200)
+                    cpu = meter.report(service_s)
+                    health = httpx.get(f"{base}/healthz", timeout=10).json()["store"]
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+                service_rate = n / service_s
+                print(f"service POST /v1/readings: {service_rate:,.0f} points/s ({service_s:.2f} s), "
+                      f"counted {count(url, db_service):,}, backlog {health.get('backlog')}, "
+                      f"ratio to raw {service_rate / raw_rate:.2f} (target >= 0.80); {cpu}")
     finally:
-        if server is not None:
-            server.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

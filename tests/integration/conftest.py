@@ -83,6 +83,10 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         )
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
