@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from models import windows as W
-from models.twin import DEFAULT_ARTIFACT, DEFAULT_CHALLENGER
+from models.challenger import DEFAULT_CHALLENGER
+from models.twin import DEFAULT_ARTIFACT
 
 
 class _Progress:
@@ -116,7 +117,7 @@ def train_main(argv: list[str]) -> int:
                        progress=progress, dataset=dataset)
     path = T.write_artifact(artifact, args.out)
     _out(f"twin {artifact['version']} written to {path} (model card {path.parent / 'MODEL_CARD.md'})")
-    if not args.no_challenger and hasattr(T, "train_challenger"):
+    if not args.no_challenger:
         challenger = T.train_challenger(dataset, seed=args.train_seed, twin=artifact, progress=progress)
         cpath = args.out.parent / DEFAULT_CHALLENGER.name
         T.write_json(challenger, cpath)
@@ -137,8 +138,9 @@ def evaluate_main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports/evaluation"))
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for 95 %% intervals")
     args = parser.parse_args(argv)
-    from models import evaluate as E
+    from models import report as R
     from models import train as T
+    from models.model_card import write_model_card
     from models.twin import Twin
 
     progress = _Progress("evaluate")
@@ -146,15 +148,15 @@ def evaluate_main(argv: list[str]) -> int:
     challenger_path = args.challenger or args.artifact.parent / DEFAULT_CHALLENGER.name
     windows, patients, events, fingerprint = load_cohort_windows(args, progress)
     dataset = T.prepare(windows, patients, events, progress=progress)
-    report = E.evaluate(twin, dataset, cohort_fingerprint=fingerprint,
+    report = R.evaluate(twin, dataset, cohort_fingerprint=fingerprint,
                         challenger_path=challenger_path if challenger_path.exists() else None,
                         n_bootstrap=args.bootstrap, seed=args.seed, progress=progress)
-    E.write_report(report, args.out)
+    R.write_report(report, args.out)
     if report["twin_version"] == twin.version and args.artifact.resolve() == DEFAULT_ARTIFACT.resolve() \
             and args.cohort is None and report["scope"].startswith("an independent cohort"):
-        T.write_model_card(twin.artifact, args.artifact.parent / "MODEL_CARD.md", report)
+        write_model_card(twin.artifact, args.artifact.parent / "MODEL_CARD.md", report)
         _out(f"model card updated with this evaluation: {args.artifact.parent / 'MODEL_CARD.md'}")
-    _out(E.format_table(report))
+    _out(R.format_table(report))
     _out(f"report: {args.out / 'report.json'} and {args.out / 'index.html'}")
     return 0
 

@@ -47,7 +47,3 @@ class AcceleratedClock:
 
     def now(self) -> datetime:
         return self.start + timedelta(seconds=(self._monotonic() - self._t0) * self.speed)
-
-    def real_seconds(self, simulated: float) -> float:
-        """Wall-clock seconds that ``simulated`` seconds of ward time take."""
-        return simulated / self.speed

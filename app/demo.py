@@ -24,6 +24,14 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import uvicorn
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from app.clock import AcceleratedClock
 from app.main import create_app
@@ -60,21 +68,21 @@ class DemoState:
 
 
 async def post_readings(client: httpx.AsyncClient, readings: list[dict]) -> None:
-    """Post in batches; retry transport errors and 5xx; a 422 is logged (bad items named) and not retried."""
+    """Post in batches; retry transport errors and 5xx (8 attempts, backoff 0.2 s doubling to at most 5 s);
+    a 422 is logged (bad items named) and not retried."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(lambda r: r.status_code >= 500),
+        stop=stop_after_attempt(8),
+        wait=wait_exponential(multiplier=0.2, max=5),
+    )
     for i in range(0, len(readings), BATCH):
         batch = readings[i:i + BATCH]
-        for attempt in range(8):
-            try:
-                response = await client.post("/v1/readings", json={"readings": batch})
-            except httpx.TransportError:
-                response = None
-            if response is not None and response.status_code < 500:
-                if response.status_code == 422:
-                    logger.warning("ingest rejected items: %s", response.text[:500])
-                break
-            await asyncio.sleep(min(0.2 * 2**attempt, 5))
-        else:
-            raise RuntimeError("the service did not accept readings after 8 attempts")
+        try:
+            response = await retrying(client.post, "/v1/readings", json={"readings": batch})
+        except RetryError as exc:
+            raise RuntimeError("the service did not accept readings after 8 attempts") from exc
+        if response.status_code == 422:
+            logger.warning("ingest rejected items: %s", response.text[:500])
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -105,8 +113,7 @@ async def run(args: argparse.Namespace) -> int:
     state, resumed = _state(args, state_path)
     sim_start = max(state.acknowledged_until, state.epoch + timedelta(hours=args.history_hours))
     clock = AcceleratedClock(sim_start, args.speed)
-    interval_s = WINDOW.total_seconds() / args.speed
-    app = create_app(settings, clock, cycle_interval_s=interval_s, start_scheduler=False)
+    app = create_app(settings, clock, cycle_interval_s=WINDOW.total_seconds() / args.speed)
     wt = app.state.wardtwin
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
     server_task = asyncio.create_task(server.serve())
@@ -116,17 +123,39 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.05)
 
     base = f"http://{args.host}:{args.port}"
-    with contextlib.suppress(asyncio.CancelledError):  # Ctrl-C while backfilling: uvicorn has stopped cleanly
-        await _feed(args, state, state_path, resumed, clock, wt, server_task, base)
+    feed = asyncio.create_task(_feed(args, state, state_path, resumed, clock, wt, base))
+    stopping = asyncio.create_task(_until_exit_requested(server))
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait({server_task, feed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    # Ctrl-C (uvicorn sets should_exit) or the feed gave up: stop feeding first, so no request races the
+    # shutdown; whatever was not acknowledged is regenerated from the saved ward time on the next start.
+    feed.cancel()
+    stopping.cancel()
+    failure: BaseException | None = None
+    with contextlib.suppress(asyncio.CancelledError):
+        await feed
+    if feed.done() and not feed.cancelled():
+        failure = feed.exception()
+    if failure is not None:
+        print(f"demo stopped: {failure}", flush=True)
+        server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
         await server_task
     print(f"stopped; ward time {state.acknowledged_until:%Y-%m-%d %H:%M} saved in {state_path}", flush=True)
-    return 0
+    return 1 if failure is not None else 0
+
+
+async def _until_exit_requested(server: uvicorn.Server) -> None:
+    while not server.should_exit:
+        await asyncio.sleep(0.1)
 
 
 async def _feed(args: argparse.Namespace, state: DemoState, state_path: Path, resumed: bool,
-                clock: AcceleratedClock, wt: WardTwin, server_task: asyncio.Task, base: str) -> None:
-    """Post the history, score it, start the scheduler, then stream the ward until the server stops."""
+                clock: AcceleratedClock, wt: WardTwin, base: str) -> None:
+    """Post the history and score it through the public API, then stream the ward until cancelled.
+
+    APScheduler runs the live cycle from the start (and, after a restart, resumes after the newest window end
+    scored); the history's window ends are scored through ``POST /v1/cycle``, as an operator would."""
     history_end = state.epoch + timedelta(hours=args.history_hours)
     ward = Ward(args.beds, args.seed, pd.Timestamp(state.epoch))
     if resumed:
@@ -142,23 +171,20 @@ async def _feed(args: argparse.Namespace, state: DemoState, state_path: Path, re
                   f"in {time.perf_counter() - t0:.1f} s", flush=True)
             window_end = state.epoch + WINDOW
             while window_end <= history_end:
-                await wt.cycle.run(window_end, scored_at=window_end)
+                response = await client.post("/v1/cycle", params={"window_end": window_end.isoformat()})
+                response.raise_for_status()
                 window_end += WINDOW
             print(f"history: scored {args.history_hours * 12:.0f} windows for {args.beds} beds "
                   f"in {time.perf_counter() - t0:.1f} s", flush=True)
         await _stream_until(clock.now(), ward, client, state, state_path)
-        # The scheduler takes over from the last stored window end and catches up the minutes
-        # of ward time that passed while the history was being scored.
-        wt.scheduler.last_window_end = align(state.acknowledged_until if resumed else history_end).to_pydatetime()
-        wt.scheduler.start()
         print(f"\nwardtwin demo{' (resumed)' if resumed else ''}: {args.beds} beds at {args.speed:g}x, "
               f"store={wt.store.name}, model={wt.twin.version}")
         print(f"  ward board   {base}/\n  API docs     {base}/docs\n  patients     {base}/v1/patients")
         print(f"  alerts       {base}/v1/alerts   (live: ws://{args.host}:{args.port}/v1/ws/alerts)")
         print("  Ctrl-C stops; a restart resumes the same ward.\n", flush=True)
-        while not server_task.done():
+        while True:
+            await asyncio.sleep(1.0)
             await _stream_until(clock.now(), ward, client, state, state_path)
-            await asyncio.wait({server_task}, timeout=1.0)
 
 
 async def _stream_until(until: datetime, ward: Ward, client: httpx.AsyncClient, state: DemoState,

@@ -18,15 +18,19 @@ from app.domain import Reading
 from models.schema import (
     ACVPU_CODES,
     PATIENT_ID_PATTERN,
+    PATIENT_ID_RULE,
     PLAUSIBLE_RANGES,
     QUALITY_OK,
     QUALITY_PATTERN,
+    QUALITY_RULE,
     VITAL_NAMES,
     VITAL_UNITS,
     VITALS,
 )
 
 _FIELDS = ("patient_id", "vital", "value", "ts", "quality")
+_ACVPU_LETTERS = ", ".join(ACVPU_CODES)
+_ACVPU_LO, _ACVPU_HI = PLAUSIBLE_RANGES["acvpu"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,7 @@ def parse_ts(raw: Any) -> datetime:
 def _value(vital: str, raw: Any) -> float:
     if vital == "acvpu" and isinstance(raw, str):
         if raw.upper() not in ACVPU_CODES:
-            raise ValueError(f"consciousness {raw!r} is not one of A, C, V, P, U")
+            raise ValueError(f"consciousness {raw!r} is not one of {_ACVPU_LETTERS}")
         return float(ACVPU_CODES.index(raw.upper()))
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise TypeError("value must be a number")
@@ -71,10 +75,8 @@ def _value(vital: str, raw: Any) -> float:
         unit = VITAL_UNITS[vital]
         raise ValueError(f"{VITAL_NAMES[vital]} {value:g}{' ' + unit if unit else ''} is outside {lo:g}–{hi:g}")
     if vital == "acvpu" and not value.is_integer():
-        raise ValueError("consciousness code must be a whole number 0–4 (A, C, V, P, U)")
+        raise ValueError(f"consciousness code must be a whole number {_ACVPU_LO:g}–{_ACVPU_HI:g} ({_ACVPU_LETTERS})")
     return value
-
-
 
 
 def _fast(item: Any, known_ids: set[str], horizon: datetime) -> Reading | None:
@@ -155,7 +157,7 @@ def _check(index: int, item: Any, horizon: datetime) -> Reading | list[dict[str,
         item_errors.append(_error(index, None, f"unknown field(s) {sorted(unknown)}", "extra_forbidden"))
     patient_id = item.get("patient_id")
     if not isinstance(patient_id, str) or not PATIENT_ID_PATTERN.fullmatch(patient_id):
-        item_errors.append(_error(index, "patient_id", "patient_id must be 1–64 of [A-Za-z0-9_-]", "pattern"))
+        item_errors.append(_error(index, "patient_id", f"patient_id must be {PATIENT_ID_RULE}", "pattern"))
     vital = item.get("vital")
     if vital not in VITALS:
         item_errors.append(_error(index, "vital", f"vital must be one of {', '.join(VITALS)}", "enum"))
@@ -176,7 +178,7 @@ def _check(index: int, item: Any, horizon: datetime) -> Reading | list[dict[str,
         item_errors.append(_error(index, "ts", str(exc), "datetime"))
     quality = item.get("quality", QUALITY_OK)
     if not isinstance(quality, str) or not QUALITY_PATTERN.fullmatch(quality):
-        item_errors.append(_error(index, "quality", "quality must be 1–32 of [a-z_]", "pattern"))
+        item_errors.append(_error(index, "quality", f"quality must be {QUALITY_RULE}", "pattern"))
     if item_errors:
         return item_errors
     return Reading(patient_id, vital, ts, value, quality)  # type: ignore[arg-type]

@@ -38,10 +38,9 @@ def make_store(settings: Settings) -> VitalStore:
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
-               cycle_interval_s: float | None = WINDOW.total_seconds(), start_scheduler: bool = True,
-               store: VitalStore | None = None) -> FastAPI:
-    """``cycle_interval_s=None`` builds no scheduler (tests drive ``POST /v1/cycle`` themselves);
-    ``start_scheduler=False`` builds it but leaves starting it to the caller (the demo backfills first)."""
+               cycle_interval_s: float | None = WINDOW.total_seconds(), store: VitalStore | None = None) -> FastAPI:
+    """``cycle_interval_s=None`` builds no scheduler (tests and ``replay`` drive ``POST /v1/cycle``
+    themselves); otherwise APScheduler calls the cycle every ``cycle_interval_s`` seconds of wall time."""
     settings = settings or Settings()
     clock = clock or SystemClock()
     twin = Twin.load(settings.artifact_path)
@@ -49,7 +48,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await wt.start(start_scheduler=start_scheduler)
+        await wt.start()
         try:
             yield
         finally:

@@ -1,8 +1,11 @@
-"""``wardtwin replay``: score a simulated ward's history offline and print a digest of every score.
+"""``wardtwin replay``: replay a simulated ward through the service and print a digest of every score.
 
-The same path as the service (ingest validation → SQLite store → the five-minute cycle → the twin)
-on a temporary store, with time fixed by the simulated ward, so two runs with the same seed and
-model must print the same SHA-256: the reproducibility check for scores.
+The served path, in process: ``create_app`` with the service's own settings (``WARDTWIN_*``, challenger
+included) on a temporary data directory and a fixed clock that steps through the ward's time. At each
+window end the readings the ward delivered by then go through ``POST /v1/readings`` and the cycle runs
+through ``POST /v1/cycle``; the scores are read back through ``GET /v1/patients/{id}/risk/history``.
+Two runs with the same seed, settings and model must print the same SHA-256: the reproducibility
+check for scores.
 """
 
 from __future__ import annotations
@@ -10,55 +13,62 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import logging
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pandas as pd
 
-from app.domain import Score
-from app.ingest import validate_batch
-from app.pipeline.cycle import Cycle
-from app.storage.codec import score_to_json
-from app.storage.sqlite import SqliteStore
-from models.twin import Twin
+from app.clock import FixedClock
+from app.main import create_app
+from app.settings import Settings
 from models.windows import WINDOW
 from simulator.ward import Ward
 
 DEFAULT_START = datetime.fromisoformat("2026-01-05T00:00:00+00:00")
+BATCH = 10_000
 
 
-async def replay(beds: int, seed: int, hours: float, start: datetime, artifact: Path | None,
-                 store_dir: Path) -> list[Score]:
-    """Every score of a ``beds``-bed ward over ``hours``, oldest window first."""
+async def replay(beds: int, seed: int, hours: float, start: datetime, data_dir: Path,
+                 artifact: Path | None = None) -> list[dict[str, Any]]:
+    """Every score of a ``beds``-bed ward over ``hours`` as the API serves it, oldest window end first."""
     end = start + timedelta(hours=hours)
+    clock = FixedClock(start)
+    settings = Settings(data_dir=data_dir, **({"artifact_path": artifact} if artifact else {}))
+    app = create_app(settings, clock, cycle_interval_s=None)
     ward = Ward(beds, seed, pd.Timestamp(start))
-    items = ward.advance(pd.Timestamp(end))
-    batch = validate_batch(items, now=end, max_future_skew=timedelta(0))
-    if batch.errors:
-        raise ValueError(f"the simulator produced {len(batch.errors)} invalid readings: {batch.errors[:3]}")
-    store = SqliteStore(store_dir / "replay.db")
-    await store.open()
-    try:
-        await store.write_readings(batch.readings)
-        cycle = Cycle(store, Twin.load(artifact), alerts=None)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://replay") as client:
         window_end = start + WINDOW
         while window_end <= end:
-            await cycle.run(window_end, scored_at=window_end)
+            clock.set(window_end)
+            items = ward.advance(pd.Timestamp(window_end))
+            for i in range(0, len(items), BATCH):
+                response = await client.post("/v1/readings", json={"readings": items[i:i + BATCH]})
+                if response.status_code != 200:
+                    raise ValueError(f"the service rejected simulated readings: {response.text[:500]}")
+            (await client.post("/v1/cycle", params={"window_end": window_end.isoformat()})).raise_for_status()
             window_end += WINDOW
-        scores: list[Score] = []
-        for patient_id in await store.patient_ids():
-            scores += await store.score_history(patient_id, start, end + WINDOW)
-        return sorted(scores, key=lambda s: (s.window_end, s.patient_id))
-    finally:
-        await store.close()
+        scores: list[dict[str, Any]] = []
+        for patient in (await client.get("/v1/patients")).raise_for_status().json():
+            response = await client.get(f"/v1/patients/{patient['patient_id']}/risk/history",
+                                        params={"since": start.isoformat(), "until": end.isoformat()})
+            scores += response.raise_for_status().json()
+    return sorted(scores, key=lambda s: (s["window_end"], s["patient_id"]))
 
 
-def digest(scores: list[Score]) -> str:
+def canonical(score: dict[str, Any]) -> str:
+    return json.dumps(score, sort_keys=True, separators=(",", ":"))
+
+
+def digest(scores: list[dict[str, Any]]) -> str:
     sha = hashlib.sha256()
     for score in scores:
-        sha.update(score_to_json(score).encode())
+        sha.update(canonical(score).encode())
         sha.update(b"\n")
     return sha.hexdigest()
 
@@ -72,12 +82,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--artifact", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the scores as JSON lines here")
     args = parser.parse_args(argv)
-    for noisy in ("app", "simulator"):
+    for noisy in ("app", "simulator", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        scores = asyncio.run(replay(args.beds, args.seed, args.hours, args.start, args.artifact, Path(tmp)))
+        scores = asyncio.run(replay(args.beds, args.seed, args.hours, args.start, Path(tmp), args.artifact))
     if args.out:
-        args.out.write_text("".join(score_to_json(s) + "\n" for s in scores))
-    print(f"{len(scores)} scores, {len({s.patient_id for s in scores})} patients, "
-          f"{len({s.window_end for s in scores})} window ends; sha256 {digest(scores)}")
+        args.out.write_text("".join(canonical(s) + "\n" for s in scores))
+    print(f"{len(scores)} scores, {len({s['patient_id'] for s in scores})} patients, "
+          f"{len({s['window_end'] for s in scores})} window ends; sha256 {digest(scores)}")
     return 0

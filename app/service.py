@@ -14,7 +14,8 @@ from app.pipeline.cycle import Cycle
 from app.pipeline.scheduler import CycleScheduler
 from app.settings import Settings
 from app.storage.base import VitalStore
-from models.twin import Challenger, Twin
+from models.challenger import Challenger
+from models.twin import Twin
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,7 @@ class WardTwin:
             clear_threshold=settings.alert_clear_threshold,
             escalate_after=timedelta(minutes=settings.alert_escalate_after_min),
         )
-        cycle = Cycle(store, twin, engine, reaggregate_windows=settings.cycle_reaggregate_windows,
-                      stale_after=timedelta(minutes=settings.stale_after_min),
+        cycle = Cycle(store, twin, engine, stale_after=timedelta(minutes=settings.stale_after_min),
                       challenger=load_challenger(settings), disagreement=settings.challenger_disagreement)
         scheduler = (
             CycleScheduler(cycle, clock, grace_s=settings.cycle_grace_s, interval_s=cycle_interval_s)
@@ -62,11 +62,11 @@ class WardTwin:
         )
         return cls(settings, clock, store, alert_store, hub, engine, twin, cycle, scheduler)
 
-    async def start(self, *, start_scheduler: bool = True) -> None:
+    async def start(self) -> None:
         await self.store.open()
         await self.alert_store.open()
         self.engine.start()
-        if self.scheduler is not None and start_scheduler:
+        if self.scheduler is not None:
             self.scheduler.start()
         self.started = True
         logger.info("service started store=%s model=%s", self.store.name, self.twin.version)

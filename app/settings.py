@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.schema import NAME_PATTERN
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WARDTWIN_", env_file=".env", extra="ignore")
@@ -15,8 +17,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     #: InfluxDB v1 HTTP API (1.8, 2.x compatibility endpoints, 3.x). None → embedded SQLite store.
     influx_url: AnyHttpUrl | None = None
-    influx_database: str = Field("wardtwin", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    influx_retention_policy: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    influx_database: str = Field("wardtwin", pattern=NAME_PATTERN.pattern)
+    influx_retention_policy: str | None = Field(None, pattern=NAME_PATTERN.pattern)
     influx_username: str | None = None
     influx_password: SecretStr | None = None
     influx_token: SecretStr | None = None
@@ -39,8 +41,6 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     #: The cycle for a window end runs this many seconds after it, so late readings are in.
     cycle_grace_s: Annotated[float, Field(ge=0, le=240)] = 30.0
-    #: Each cycle re-aggregates this many of the newest windows (late data lands in them).
-    cycle_reaggregate_windows: PositiveInt = 3
     #: Readings stamped further than this in the future (by the service clock) are rejected.
     max_future_skew_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
     max_batch_readings: PositiveInt = 10_000

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.integration.conftest import ManagedInfluxd  # noqa: E402
+from app.storage.influxd_local import ManagedInfluxd
 
 
 @contextmanager
 def influxd_url(influx_url: str | None, work: Path) -> Iterator[tuple[str, int | None]]:
-    """Yield ``(base URL, pid)``: the pid of an influxd started here (the tests' managed process, stopped on
+    """Yield ``(base URL, pid)``: the pid of an influxd started here (the launcher the tests use, stopped on
     exit, so its CPU can be metered), None for one given by URL."""
     if influx_url:
         yield influx_url.rstrip("/"), None

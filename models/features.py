@@ -64,8 +64,6 @@ BASELINE: Final[pd.Timedelta] = pd.Timedelta(hours=4)
 _LOOKBACK_N: Final[int] = int(HISTORY / WINDOW)
 _BASELINE_N: Final[int] = int(BASELINE / WINDOW)
 _APPROACH_CAP: Final[float] = 4.0
-#: Variance floor per vital for the baseline covariance: (2 bpm)², (1 %)², (1 /min)², (5 mmHg)².
-_VAR_FLOOR: Final[dict[str, float]] = {"hr": 4.0, "spo2": 1.0, "rr": 1.0, "sbp": 25.0}
 
 
 @dataclass(frozen=True)
@@ -250,10 +248,9 @@ DIRECTIONS: Final[dict[str, int]] = {f.name: f.direction for f in FEATURES}
 
 
 class _Ranges:
-    def __init__(self, codes: np.ndarray, group_start: np.ndarray) -> None:
-        self.codes = codes
+    def __init__(self, group_start: np.ndarray) -> None:
         self.gs = group_start
-        self.idx = np.arange(len(codes))
+        self.idx = np.arange(len(group_start))
 
     def window_sum(self, values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Σ values[lo:hi] per row (lo ≥ group start, hi ≤ row + 1), newest first; 0 when empty."""
@@ -350,10 +347,9 @@ def _hinge(x: np.ndarray, anchor: float, side: int) -> np.ndarray:
 
 
 def _compute(frame: pd.DataFrame) -> pd.DataFrame:
-    codes = pd.factorize(frame["patient_id"], sort=False)[0]
     pos = frame.groupby("patient_id", sort=False).cumcount().to_numpy()
     idx = np.arange(len(frame))
-    r = _Ranges(codes, idx - pos)
+    r = _Ranges(idx - pos)
     cols: dict[str, np.ndarray] = {}
 
     mean1h: dict[str, np.ndarray] = {}

@@ -27,7 +27,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from models.schema import HR_HIGH_BPM, HR_LOW_BPM, SBP_LOW_MMHG, SPO2_LOW_PCT, TEMP_HIGH_C
+from models.schema import HR_HIGH_BPM, HR_LOW_BPM, SBP_LOW_MMHG, SPO2_LOW_PCT, TEMP_HIGH_C, VITAL_UNITS
 from models.windows import WINDOW
 
 HORIZON: Final[pd.Timedelta] = pd.Timedelta(hours=6)
@@ -45,6 +45,22 @@ CRITERIA: Final[dict[str, tuple[str, str, float, bool]]] = {
     "temp_high": ("temp", ">", TEMP_HIGH_C, True),
 }
 EVENT_COLUMNS: Final[tuple[str, ...]] = ("patient_id", "kind", "onset", "end")
+
+#: window column → (what a sentence calls it, unit): the words for :func:`criterion_text`.
+_CRITERION_WORDS: Final[dict[str, tuple[str, str]]] = {
+    "hr_mean": ("heart rate", VITAL_UNITS["hr"]),
+    "sbp": ("systolic BP", VITAL_UNITS["sbp"]),
+    "spo2_mean": ("SpO2", VITAL_UNITS["spo2"]),
+    "temp": ("temperature", VITAL_UNITS["temp"]),
+}
+
+
+def criterion_text(kind: str) -> str:
+    """A criterion in words, e.g. ``"heart rate above 120 bpm"``, built from ``CRITERIA`` when called, so
+    the sentence always states the threshold the event rule uses. ``KeyError`` for an unknown kind."""
+    column, op, threshold, _ = CRITERIA[kind]
+    name, unit = _CRITERION_WORDS[column]
+    return f"{name} {'above' if op == '>' else 'below'} {threshold:g} {unit}"
 
 
 def _sorted(windows: pd.DataFrame) -> pd.DataFrame:
@@ -154,4 +170,5 @@ def label(windows: pd.DataFrame, event_table: pd.DataFrame | None = None) -> pd.
     return out
 
 
-__all__ = ["CRITERIA", "HORIZON", "MERGE_GAP", "MIN_HISTORY", "REFRACTORY", "SUSTAIN", "events", "label"]
+__all__ = ["CRITERIA", "HORIZON", "MERGE_GAP", "MIN_HISTORY", "REFRACTORY", "SUSTAIN", "criterion_text", "events",
+           "label"]

@@ -43,9 +43,6 @@ class News2:
     band: str
     partial: bool
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"points": dict(self.points), "total": self.total, "band": self.band, "partial": self.partial}
-
 
 def round_half_up(x: float, decimals: int = 0) -> float:
     """Charted value: half up, with a tiny tolerance for binary representation (38.05 → 38.1)."""

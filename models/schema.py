@@ -49,9 +49,20 @@ VITAL_UNITS: Final[dict[str, str]] = {
 
 ACVPU_CODES: Final[tuple[str, ...]] = ("A", "C", "V", "P", "U")
 
+
+def _charset_rule(chars: str, max_length: int) -> tuple[re.Pattern[str], str]:
+    """``^[chars]{1,max_length}$`` and the same rule in words, for error messages."""
+    return re.compile(rf"^[{chars}]{{1,{max_length}}}$"), f"1–{max_length} of [{chars}]"
+
+
+#: A name that is safe wherever it travels (a URL path segment, an InfluxDB tag or a quoted InfluxQL
+#: identifier, a log line): patient ids, InfluxDB database and retention-policy names.
+NAME_PATTERN, NAME_RULE = _charset_rule("A-Za-z0-9_-", 64)
+PATIENT_ID_PATTERN: Final[re.Pattern[str]] = NAME_PATTERN
+PATIENT_ID_RULE: Final[str] = NAME_RULE
+
 QUALITY_OK: Final[str] = "ok"
-QUALITY_PATTERN: Final[re.Pattern[str]] = re.compile(r"^[a-z_]{1,32}$")
-PATIENT_ID_PATTERN: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+QUALITY_PATTERN, QUALITY_RULE = _charset_rule("a-z_", 32)
 
 READING_COLUMNS: Final[tuple[str, ...]] = ("patient_id", "ts", "vital", "value", "quality")
 

@@ -1,6 +1,7 @@
 """Train the twin: windows → features and labels → patient-level split → sign-constrained, standardised
 logistic regression (class-balanced, L2) → Platt calibration on cross-fitted logits, folded into the
-coefficients → a JSON artifact with its model card.
+coefficients → a JSON artifact (its model card is written by :mod:`models.model_card`). Also fits and
+exports the gradient-boosting challenger (walked by :mod:`models.challenger`).
 
 Split
     By patient, never by window: ``u = sha256(f"{seed}:{patient_id}")`` read as a fraction in [0, 1);
@@ -47,11 +48,14 @@ import numpy as np
 import pandas as pd
 import scipy
 import sklearn
+from scipy.special import expit
 
-from models import evaluate as E
 from models import features as F
 from models import labels as L
+from models import metrics as M
 from models import news2 as N
+from models.challenger import CHALLENGER_FORMAT
+from models.model_card import model_card, write_model_card
 from models.twin import ARTIFACT_FORMAT
 
 logger = logging.getLogger(__name__)
@@ -122,7 +126,7 @@ def prepare(windows: pd.DataFrame, patients: pd.DataFrame, truth: pd.DataFrame |
 
 def _platt(s: np.ndarray, y: np.ndarray, iterations: int = 100) -> tuple[float, float]:
     """Maximum-likelihood ``(a, c)`` for ``P(y=1) = sigmoid(a·s + c)`` by Newton's method."""
-    return E.logistic_fit(s, y, iterations=iterations)
+    return M.logistic_fit(s, y, iterations=iterations)
 
 
 def fit_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +166,7 @@ def fit_constrained(z: np.ndarray, y: np.ndarray, directions: np.ndarray, *, c_r
         w, b = theta[:k], theta[k]
         eta = z @ w + b
         loss = float(np.sum(sw * (np.logaddexp(0.0, eta) - y * eta))) / total + 0.5 * lam * float(w @ w)
-        r = sw * (E.sigmoid(eta) - y) / total
+        r = sw * (expit(eta) - y) / total
         grad = np.empty(k + 1)
         grad[:k] = z.T @ r + lam * w
         grad[k] = float(r.sum())
@@ -234,13 +238,13 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
         raise AssertionError(f"coefficients against their declared direction: {bad}")
 
     logit = z @ coef + intercept
-    risk = E.sigmoid(logit)
-    oof_risk = np.where(np.isnan(oof), np.nan, E.sigmoid(a * np.nan_to_num(oof) + c))
+    risk = expit(logit)
+    oof_risk = np.where(np.isnan(oof), np.nan, expit(a * np.nan_to_num(oof) + c))
     news = frame["news2"].to_numpy(float)
     metrics = {
-        "test": E.summary(y[te], risk[te], news[te]),
-        "cross_fitted": E.summary(y[dev], oof_risk[dev], news[dev]),
-        "development": E.summary(y[dev], risk[dev], news[dev]),
+        "test": M.summary(y[te], risk[te], news[te]),
+        "cross_fitted": M.summary(y[dev], oof_risk[dev], news[dev]),
+        "development": M.summary(y[dev], risk[dev], news[dev]),
     }
     matched = matched_threshold(ds, fold >= 0, np.nan_to_num(oof_risk))
     progress(f"threshold matching NEWS2 >= 5 sensitivity on development patients (cross-fitted risk): "
@@ -287,10 +291,10 @@ def matched_threshold(ds: Dataset, patients_mask: np.ndarray, risk: np.ndarray) 
     """The highest twin threshold whose event sensitivity on the given patients reaches NEWS2 >= 5's there
     (chosen on development patients, so the test set never tunes it). None when there are no events."""
     frame = ds.frame
-    mon = E.monitored(frame) & patients_mask
+    mon = M.monitored(frame) & patients_mask
     sub = frame.loc[mon].reset_index(drop=True)
     events = ds.events[ds.events["patient_id"].isin(set(sub["patient_id"]))]
-    news = E.operating_point(sub, events, sub["news2"].to_numpy() >= 5, L.HORIZON)
+    news = M.operating_point(sub, events, sub["news2"].to_numpy() >= 5, L.HORIZON)
     target = news["sensitivity"]
     if target is None:
         return {"threshold": None, "news2_5_sensitivity": None, "rule": "no development events"}
@@ -313,152 +317,6 @@ def matched_threshold(ds: Dataset, patients_mask: np.ndarray, risk: np.ndarray) 
     return {"threshold": chosen, "news2_5_sensitivity": target, "twin_sensitivity": achieved,
             "rule": "highest twin threshold on a 0.005 grid whose event sensitivity reaches NEWS2 >= 5's, "
                     "chosen on the cross-fitted risks of development (train + validation) patients"}
-
-
-def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
-    coefs = sorted(zip(artifact["feature_names"], artifact["coefficients"], strict=True), key=lambda t: -abs(t[1]))
-    zero = [n for n, c in coefs if c == 0.0]
-    return {
-        "name": "wardtwin deterioration twin",
-        "intended_use": ("Decision support on general adult wards: a calibrated probability that a monitored "
-                         "patient meets a deterioration criterion (HR > 120 or < 50 bpm, SBP < 90 mmHg, SpO2 < 90 %, "
-                         "temperature > 39 °C, sustained) within the next 6 hours, shown beside NEWS2 with the "
-                         "reasons in words. It prompts a nurse to look; it does not replace NEWS2 escalation."),
-        "not_for": ["paediatric or obstetric patients", "ICU / level 2-3 care", "patients on SpO2 scale 2 targets",
-                    "automated treatment decisions"],
-        "cohort": artifact["cohort"],
-        "features": [{"name": n, "coefficient": round(c, 4)} for n, c in coefs],
-        "metrics_test": artifact["metrics"]["test"],
-        "limitations": [
-            "Trained and evaluated on simulated patients (wardtwin simulator), not on real ward data; "
-            "performance on real patients is unknown until a prospective silent evaluation.",
-            "The label is a vital-sign threshold crossing derived from the monitor itself, not a clinical outcome "
-            "(ICU admission, cardiac arrest, death).",
-            "Every coefficient is constrained to its clinically expected sign (all features here are 'more is "
-            "worse'). Features whose data pointed the other way end at zero instead of learning a wrong-way "
-            f"effect: {', '.join(f'`{n}`' for n in zero) if zero else 'none'}. A zero weight means the twin "
-            "ignores that feature, not that it is harmless; NEWS2, shown beside the twin, still scores every "
-            "vital, new confusion and oxygen — read both."
-            + (" Here that includes " + " and ".join(f"`{n}`" for n in ("not_alert", "o2_l_min") if n in zero)
-               + ": in the simulated ward they are charted mostly during or after an event, so as forward "
-               "predictors they carry no risk signal in the expected direction."
-               if {"not_alert", "o2_l_min"} & set(zero) else ""),
-            "Vital-sign levels enter as hinges at the edge of the NEWS2 zero-point band (e.g. heart rate above 90 "
-            "or below 60 bpm, SpO2 below 96 %, systolic BP below 110 mmHg): a value inside the band adds nothing, "
-            "so the twin cannot tell 'high-normal' from 'low-normal'. Change from the patient's own baseline counts "
-            "only in the harmful direction and needs 5 hours of history.",
-            "Contributions are measured from the average development-cohort window (the standardisation mean), so "
-            "a contribution below zero means 'less than a typical ward patient' and its sentence says it lowers "
-            "the risk; it is not a statement that the patient is safe.",
-            "Linear and additive in its features: interactions the physiology has are only partly captured "
-            "(the gradient-boosting challenger in the evaluation shows what a non-linear model reaches).",
-            "Operating point: the service raises an alert at WARDTWIN_ALERT_THRESHOLD (0.7 by default). A calibrated "
-            "6-hour risk on a ward where about 2 % of windows precede an event rarely reaches 0.7, so at 0.7 the twin "
-            "is very specific but misses most events (see the evaluation's operating points). The threshold that "
-            "matches NEWS2 >= 5's sensitivity on development patients is recorded in the artifact "
-            "(operating_points.match_news2_5) and is the one to consider for a ward; patients already meeting a "
-            "deterioration criterion are alerted by the service whatever the risk.",
-            "Calibration is checked on the independent evaluation cohort (reliability plot in the report); the "
-            "highest risk bins hold few windows and were under-predicted there, so read a high risk as 'at least'.",
-            "NEWS2 beside the twin uses SpO2 scale 1 in the service (the reading contract carries no prescribed "
-            "target); training and evaluation score scale 2 for the simulated hypercapnic-COPD patients.",
-            "Missing features are imputed with the development mean (zero contribution); a patient with few "
-            "measurements looks average, not safe — check the 'not measured' lines. Gaps in heart-rate monitoring "
-            "can only raise the risk, never lower it.",
-            "Deterioration is rare (about 2 % of prediction windows are positive), so most calibrated risks are "
-            "below 0.1; the calibration above 0.3 rests on few windows (see the reliability table in "
-            "reports/evaluation/).",
-            "NEWS2 is computed from window aggregates with SpO2 scale 1 and no charted new confusion beyond ACVPU.",
-        ],
-    }
-
-
-def render_model_card(artifact: dict[str, Any], report: dict[str, Any] | None = None) -> str:
-    """The model card as Markdown; with an evaluation ``report`` of this twin, its results are included."""
-    card = artifact["card"]
-    m = artifact["metrics"]["test"]
-    cv = artifact["metrics"].get("cross_fitted", {})
-    feats = {f["name"]: f for f in artifact["features"]}
-    lines = [
-        f"# Model card — {card['name']} `{artifact['version']}`", "",
-        "_Generated from `twin.json` by `wardtwin train` (and `wardtwin evaluate` for the evaluation section); "
-        "do not edit by hand._", "",
-        "## Intended use", "", card["intended_use"], "", "Not for: " + "; ".join(card["not_for"]) + ".", "",
-        "## Training cohort", "",
-        *(f"- {k}: {v}" for k, v in sorted(artifact["cohort"].items())),
-        f"- split: {artifact['split']['rule']} (seed {artifact['split']['seed']}; patients "
-        f"{artifact['split']['patients']})", "",
-        "## Model", "",
-        f"Logistic regression on {len(artifact['feature_names'])} standardised features, each coefficient "
-        "constrained to the feature's clinically expected sign (L-BFGS-B with bounds; L2, "
-        f"C={artifact['estimator']['C']}, class_weight=balanced), fitted on the development patients "
-        "(train + validation). Platt-calibrated on the cross-fitted logits of the development patients "
-        f"({artifact['split'].get('folds', '?')} patient folds; a={artifact['calibration']['a']:.4f} > 0, "
-        f"c={artifact['calibration']['c']:.4f}) and folded into the coefficients, so each contribution is "
-        "coefficient × standardised value, they add up to the logit, and calibration keeps every sign.", "",
-        "Direction: `+1` the risk rises with the feature (coefficient ≥ 0), `-1` falls (≤ 0), `0` unconstrained. "
-        "A coefficient of 0 means the data gave no signal in the expected direction beyond the other features.",
-        "", "| feature | unit | direction | coefficient (per SD) | description | why this direction |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, coef in sorted(zip(artifact["feature_names"], artifact["coefficients"], strict=True),
-                             key=lambda t: (-abs(t[1]), t[0])):
-        f = feats[name]
-        lines.append(f"| `{name}` | {f['unit']} | {f.get('direction', 0):+d} | {coef:+.3f} | {f['description']} | "
-                     f"{f.get('reason', '')} |")
-    lines += ["", f"Intercept {artifact['intercept']:+.3f}.", "",
-              "## Test metrics (held-out 20 % of the training cohort's patients, eligible windows)", "",
-              "| metric | twin | NEWS2 | twin, cross-fitted on development patients |", "|---|---|---|---|",
-              f"| AUROC | {m['auroc']:.3f} | {m['news2_auroc']:.3f} | {_fmt(cv.get('auroc'))} |",
-              f"| AUPRC | {m['auprc']:.3f} | {m['news2_auprc']:.3f} | {_fmt(cv.get('auprc'))} |",
-              f"| Brier | {m['brier']:.4f} | | {_fmt(cv.get('brier'), '.4f')} |",
-              f"| calibration slope / intercept | {m['calibration_slope']:.2f} / {m['calibration_intercept']:.2f} | "
-              f"| {_fmt(cv.get('calibration_slope'), '.2f')} / {_fmt(cv.get('calibration_intercept'), '.2f')} |",
-              f"| windows / positives | {m['n']} / {m['positives']} | | "
-              f"{cv.get('n', '—')} / {cv.get('positives', '—')} |",
-              ""]
-    if report is not None and report.get("twin_version") == artifact["version"]:
-        lines += _evaluation_section(report)
-    else:
-        lines += ["See `reports/evaluation/` (`wardtwin evaluate`) for bootstrap intervals, operating points, lead "
-                  "times, subgroups and the challenger.", ""]
-    lines += ["## Known limitations", "", *(f"- {x}" for x in card["limitations"]), ""]
-    return "\n".join(lines)
-
-
-def _fmt(x: Any, fmt: str = ".3f") -> str:
-    return "—" if x is None else format(x, fmt)
-
-
-def _evaluation_section(report: dict[str, Any]) -> list[str]:
-    d, c, o = report["discrimination"], report["calibration"], report["operating_points"]
-    cohort = report.get("cohort", {})
-    lines = ["## Evaluation", "",
-             f"`wardtwin evaluate` on {report['patients']} patients ({report['patient_days']:.1f} patient-days; "
-             f"{report['scope']}; simulator {cohort.get('simulator_version', '?')}, seed {cohort.get('seed', '?')}). "
-             "95 % intervals: patient-level bootstrap.", "",
-             "| model | AUROC (95 % CI) | AUPRC (95 % CI) | Brier | calibration slope / intercept |",
-             "|---|---|---|---|---|"]
-    for k in ("twin", "news2", "challenger"):
-        if k in d:
-            cc = c.get(k, {})
-            lines.append(f"| {k} | {_fmt(d[k]['auroc'])} ({_fmt(d[k]['auroc_ci'][0])}–{_fmt(d[k]['auroc_ci'][1])}) | "
-                         f"{_fmt(d[k]['auprc'])} ({_fmt(d[k]['auprc_ci'][0])}–{_fmt(d[k]['auprc_ci'][1])}) | "
-                         f"{_fmt(cc.get('brier'), '.4f')} | {_fmt(cc.get('calibration_slope'), '.2f')} / "
-                         f"{_fmt(cc.get('calibration_intercept'), '.2f')} |")
-    lines += ["", "| operating point | sensitivity (events) | PPV | alerts / patient-day | median lead (h) |",
-              "|---|---|---|---|---|"]
-    for name, op in o.items():
-        lines.append(f"| {name} | {_fmt(op['sensitivity'], '.2f')} ({op['detected']}/{op['events']}) | "
-                     f"{_fmt(op['ppv'], '.2f')} | {_fmt(op['alerts_per_patient_day'], '.2f')} | "
-                     f"{_fmt(op['median_lead_h'], '.1f')} |")
-    lines += ["", "Goals: " + "; ".join(f"{k} = {v if not isinstance(v, float) else format(v, '+.3f')}"
-                                        for k, v in report["goals"].items()) + ".", ""]
-    for note in report.get("notes", []):
-        lines.append(f"- {note}")
-    if report.get("notes"):
-        lines.append("")
-    return lines
 
 
 def export_hgb(model: Any) -> tuple[float, list[dict[str, Any]]]:
@@ -487,8 +345,6 @@ def train_challenger(dataset: Dataset, *, seed: int, twin: dict[str, Any] | None
                      progress: Progress = _quiet) -> dict[str, Any]:
     """HistGradientBoostingClassifier on the twin's development patients (same split), exported as JSON trees."""
     from sklearn.ensemble import HistGradientBoostingClassifier
-
-    from models.twin import CHALLENGER_FORMAT
 
     frame = dataset.frame
     split = split_of(frame["patient_id"].to_numpy(), seed)
@@ -527,12 +383,5 @@ def write_artifact(artifact: dict[str, Any], path: str | Path) -> Path:
     return p
 
 
-def write_model_card(artifact: dict[str, Any], path: str | Path, report: dict[str, Any] | None = None) -> Path:
-    p = Path(path)
-    p.write_text(render_model_card(artifact, report), encoding="utf-8")
-    return p
-
-
-__all__ = ["CV_FOLDS", "Dataset", "export_hgb", "fit_constrained", "fit_scaler", "fold_of", "model_card", "prepare",
-           "render_model_card", "split_of", "standardise", "train", "train_challenger", "write_artifact",
-           "write_json", "write_model_card"]
+__all__ = ["CV_FOLDS", "Dataset", "export_hgb", "fit_constrained", "fit_scaler", "fold_of", "matched_threshold",
+           "prepare", "split_of", "standardise", "train", "train_challenger", "write_artifact", "write_json"]

@@ -1,4 +1,4 @@
-"""The logistic-regression twin: load a JSON artifact, score feature rows, explain, what-if.
+"""The logistic-regression twin: load a JSON artifact, score feature rows, explain each score.
 
 Scoring (exact, no hidden terms)::
 
@@ -7,7 +7,7 @@ Scoring (exact, no hidden terms)::
                                                  missing x_j is imputed with the training mean: z_j = 0
     points_j = coef_j * z_j                      the feature's push on the logit
     logit    = intercept + Σ_j points_j          coef and intercept already include Platt calibration
-    risk     = 1 / (1 + exp(-logit))             a calibrated probability of deterioration within 6 h
+    risk     = expit(logit) = 1 / (1 + exp(-logit))   a calibrated probability of deterioration within 6 h
 
 Every feature's points are listed, so ``intercept + sum(points) == logit``. Contributions are sorted
 by ``|points|`` (ties in feature order). Sentence rule: a contribution with ``|points| >=
@@ -23,6 +23,9 @@ the artifact (``directions`` is stored beside the coefficients and checked at lo
 
 The artifact is JSON only (never pickle); loading refuses feature names that differ from
 ``models.features.FEATURES``.
+
+Beside it: :mod:`models.what_if` (rescore with some vitals changed) and :mod:`models.challenger`
+(the gradient-boosting challenger's JSON trees).
 """
 
 from __future__ import annotations
@@ -36,11 +39,11 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from models import features as F
 
 DEFAULT_ARTIFACT: Final[Path] = Path(__file__).resolve().parent / "artifacts" / "twin.json"
-DEFAULT_CHALLENGER: Final[Path] = Path(__file__).resolve().parent / "artifacts" / "challenger.json"
 ARTIFACT_FORMAT: Final[str] = "wardtwin.twin/2"
 SIGNIFICANT_POINTS: Final[float] = 0.2
 
@@ -61,16 +64,6 @@ class TwinScore:
     logit: float
     intercept: float
     contributions: tuple[TwinContribution, ...]
-
-
-def sigmoid(x: np.ndarray | float) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    out = np.empty_like(x)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    ex = np.exp(x[~pos])
-    out[~pos] = ex / (1.0 + ex)
-    return out
 
 
 class Twin:
@@ -126,7 +119,7 @@ class Twin:
         return self.intercept + self.points(features).sum(axis=1)
 
     def risk(self, features: pd.DataFrame) -> np.ndarray:
-        return sigmoid(self.logit(features))
+        return expit(self.logit(features))
 
     def score(self, features: pd.DataFrame, *, explain: bool = True) -> list[TwinScore]:
         """One :class:`TwinScore` per row of ``models.features.build`` output (same order).
@@ -137,7 +130,7 @@ class Twin:
             return []
         pts = self.points(features)
         logits = self.intercept + pts.sum(axis=1)
-        risks = sigmoid(logits)
+        risks = expit(logits)
         values = features.loc[:, list(self.feature_names)].to_numpy(dtype=float)
         order = np.argsort(-np.abs(pts), axis=1, kind="stable").tolist()
         missing = np.isnan(values)
@@ -159,129 +152,4 @@ class Twin:
         return out
 
 
-
-
-# --------------------------------------------------------------------------------------------
-# What-if
-
-
-#: what-if keys → the window column they override (applied to the patient's last hour of windows).
-WHAT_IF_COLUMNS: Final[dict[str, str]] = {
-    "hr": "hr_mean", "spo2": "spo2_mean", "rr": "rr_mean", "sbp": "sbp", "dbp": "dbp", "temp": "temp",
-    "acvpu": "acvpu", "o2": "o2",
-}
-WHAT_IF_SPAN: Final[pd.Timedelta] = pd.Timedelta(hours=1)
-
-
-def what_if(twin: Twin, windows: pd.DataFrame, patient_id: str, changes: Mapping[str, float]
-            ) -> tuple[TwinScore, TwinScore, dict[str, Any]]:
-    """Rescore the patient's newest window with some vitals overridden over their last hour of windows.
-
-    ``windows``: carried-forward windows (at least ``models.features.HISTORY`` of them for full features).
-    ``changes``: keys among hr, spo2, rr, sbp, dbp, temp, acvpu (code 0..4 = A,C,V,P,U), o2 (L/min);
-    each value replaces that vital in every window of the last hour (so its last-hour mean becomes the
-    value and its last-hour trend flat). Returns ``(before, after, changed)`` where ``changed`` is
-    ``{"vitals": {key: value}, "windows": n_overridden, "features": {name: {"before", "after",
-    "points_before", "points_after"}}}`` for the features whose value moved.
-    Raises ``KeyError`` for an unknown patient and ``ValueError`` for an unknown key or an implausible value.
-    """
-    from models.schema import PLAUSIBLE_RANGES
-
-    if not changes:
-        raise ValueError("changes: give at least one vital to change")
-    applied: dict[str, float] = {}
-    for key, value in changes.items():
-        if key not in WHAT_IF_COLUMNS:
-            raise ValueError(f"{key}: not a vital that what-if can change ({', '.join(WHAT_IF_COLUMNS)})")
-        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-            raise ValueError(f"{key}: expected a number, got {value!r}")
-        lo, hi = PLAUSIBLE_RANGES[key]
-        if math.isnan(float(value)) or not lo <= float(value) <= hi:
-            raise ValueError(f"{key}: {value!r} is outside the plausible range {lo:g}–{hi:g}")
-        applied[key] = float(value)
-    mine = windows[windows["patient_id"] == patient_id]
-    if mine.empty:
-        raise KeyError(patient_id)
-    starts = pd.to_datetime(mine["start"], utc=True)
-    last = starts.max()
-    before_feats = F.build(mine)
-    before_feats = before_feats[before_feats["window_end"] == before_feats["window_end"].max()]
-    modified = mine.copy()
-    span = (starts > last - WHAT_IF_SPAN).to_numpy()
-    for key, value in applied.items():
-        modified.loc[span, WHAT_IF_COLUMNS[key]] = value
-        if key == "hr":
-            modified.loc[span, "hr_count"] = modified.loc[span, "hr_count"].clip(lower=1)
-    after_feats = F.build(modified)
-    after_feats = after_feats[after_feats["window_end"] == after_feats["window_end"].max()]
-    before = twin.score(before_feats)[0]
-    after = twin.score(after_feats)[0]
-    pb = {c.feature: c for c in before.contributions}
-    pa = {c.feature: c for c in after.contributions}
-    moved = {}
-    for name in twin.feature_names:
-        b, a = pb[name].value, pa[name].value
-        if b != a and not (b is not None and a is not None and abs(b - a) < 1e-9):
-            moved[name] = {"before": b, "after": a, "points_before": pb[name].points, "points_after": pa[name].points}
-    return before, after, {"vitals": applied, "windows": int(span.sum()), "features": moved}
-
-
-# --------------------------------------------------------------------------------------------
-# Challenger: gradient-boosted trees as plain JSON, for the report and optional shadow serving.
-
-CHALLENGER_FORMAT: Final[str] = "wardtwin.challenger/1"
-
-
-class Challenger:
-    """scikit-learn HistGradientBoostingClassifier exported as plain JSON trees (never pickle).
-
-    ``risk(features)``: per row, ``sigmoid(baseline + Σ_trees leaf value)``; a tree goes left when
-    ``x <= threshold``, and a missing value follows the tree's ``missing_left`` flag (as in scikit-learn).
-    Infinite thresholds are stored as the strings "inf" / "-inf" (JSON has no infinity).
-    No per-feature contributions: it is a challenger for comparison, not an explanation.
-    """
-
-    def __init__(self, artifact: Mapping[str, Any]) -> None:
-        if artifact.get("format") != CHALLENGER_FORMAT:
-            raise ValueError(f"unknown challenger artifact format {artifact.get('format')!r}")
-        names = tuple(artifact["feature_names"])
-        if names != F.FEATURE_NAMES:
-            raise ValueError("challenger features do not match models.features.FEATURES; retrain it")
-        self.version: str = str(artifact["version"])
-        self.feature_names = names
-        self.baseline = float(artifact["baseline"])
-        self.trees = [{k: np.asarray([float(x) for x in v]) if k == "threshold" else np.asarray(v)
-                       for k, v in tree.items()} for tree in artifact["trees"]]
-        self.artifact = dict(artifact)
-
-    @classmethod
-    def load(cls, path: str | Path | None = None) -> Challenger:
-        p = Path(path) if path is not None else DEFAULT_CHALLENGER
-        return cls(json.loads(p.read_text(encoding="utf-8")))
-
-    def raw(self, features: pd.DataFrame) -> np.ndarray:
-        x = features.loc[:, list(self.feature_names)].to_numpy(dtype=float)
-        rows = np.arange(len(x))
-        total = np.full(len(x), self.baseline)
-        for tree in self.trees:
-            node = np.zeros(len(x), dtype=np.int64)
-            leaf = tree["is_leaf"].astype(bool)
-            for _ in range(int(tree["depth"])):
-                active = ~leaf[node]
-                if not active.any():
-                    break
-                f = tree["feature"][node]
-                v = x[rows, f]
-                left = np.where(np.isnan(v), tree["missing_left"][node].astype(bool), v <= tree["threshold"][node])
-                node = np.where(active, np.where(left, tree["left"][node], tree["right"][node]), node)
-            total += tree["value"][node]
-        return total
-
-    def risk(self, features: pd.DataFrame) -> np.ndarray:
-        return sigmoid(self.raw(features))
-
-
-__all__ = [
-    "DEFAULT_ARTIFACT", "DEFAULT_CHALLENGER", "SIGNIFICANT_POINTS", "WHAT_IF_COLUMNS", "Challenger", "Twin",
-    "TwinContribution", "TwinScore", "sigmoid", "what_if",
-]
+__all__ = ["ARTIFACT_FORMAT", "DEFAULT_ARTIFACT", "SIGNIFICANT_POINTS", "Twin", "TwinContribution", "TwinScore"]

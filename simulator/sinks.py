@@ -7,10 +7,11 @@ Line protocol (InfluxDB v1 ``/write?db=…&precision=ms``)::
 
     vitals,patient_id=bed-01,vital=hr value=72.0,quality="ok" 1767571200000
 
-Escaping per the line-protocol spec: in the measurement, commas and spaces; in tag keys, tag values
-and field keys, commas, equals signs and spaces (backslashes are left alone, so a value with a
-backslash right before one of those characters, or at its end, is ambiguous and refused); in string
-field values, double quotes and backslashes. Newlines cannot be represented and are refused.
+is written by ``models.line_protocol``, the encoder the service's InfluxDB store uses, so the simulator
+and the service escape alike (and refuse alike what line protocol 1.x cannot carry).
+
+HTTP posts are retried with ``tenacity``: connection errors and 5xx, with exponential backoff (capped at
+``MAX_BACKOFF_S``); any other answer, a 422 included, is returned at once.
 """
 
 from __future__ import annotations
@@ -22,37 +23,58 @@ from pathlib import Path
 from typing import Final
 
 import httpx
-import numpy as np
 import pandas as pd
+from tenacity import (
+    Future,
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from models.line_protocol import encode_point
+from models.schema import QUALITY_OK
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH: Final[int] = 10_000
 MEASUREMENT: Final[str] = "vitals"
+#: The longest wait between two attempts of a POST (the backoff doubles from ``backoff_s`` up to this).
+MAX_BACKOFF_S: Final[float] = 30.0
 
 
 class SinkError(Exception):
     """A batch could not be delivered after all retries."""
 
 
+def _describe(outcome: Future) -> str:
+    return repr(outcome.exception()) if outcome.failed else f"HTTP {outcome.result().status_code}"
+
+
+def _log_retry(state: RetryCallState) -> None:
+    assert state.outcome is not None
+    logger.warning("sink post url=%s failed=%s retry=%d in %.1fs", state.args[0], _describe(state.outcome),
+                   state.attempt_number, state.upcoming_sleep)
+
+
 def _retrying_post(client: httpx.Client, url: str, *, max_retries: int, backoff_s: float,
-                   sleep: Callable[[float], None], **kwargs: object) -> httpx.Response | None:
-    """POST with retry and exponential backoff on connection errors and 5xx; returns the final response."""
-    for attempt in range(max_retries + 1):
-        try:
-            response = client.post(url, **kwargs)  # type: ignore[arg-type]
-        except httpx.TransportError as exc:
-            if attempt == max_retries:
-                raise SinkError(f"POST {url}: {exc!r} after {max_retries} retries") from exc
-            logger.warning("sink post url=%s error=%r retry=%d", url, exc, attempt + 1)
-        else:
-            if response.status_code < 500:
-                return response
-            if attempt == max_retries:
-                raise SinkError(f"POST {url}: HTTP {response.status_code} after {max_retries} retries")
-            logger.warning("sink post url=%s status=%d retry=%d", url, response.status_code, attempt + 1)
-        sleep(backoff_s * 2**attempt)
-    return None
+                   sleep: Callable[[float], None], **kwargs: object) -> httpx.Response:
+    """POST, retrying connection errors and 5xx with exponential backoff; any other answer is returned."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(lambda r: r.status_code >= 500),
+        stop=stop_after_attempt(max_retries + 1),
+        wait=wait_exponential(multiplier=backoff_s, max=MAX_BACKOFF_S),
+        sleep=sleep,
+        before_sleep=_log_retry,
+    )
+    try:
+        return retrying(client.post, url, **kwargs)
+    except RetryError as exc:
+        last = exc.last_attempt
+        raise SinkError(f"POST {url}: {_describe(last)} after {max_retries} retries") from last.exception()
 
 
 class HttpSink:
@@ -75,7 +97,6 @@ class HttpSink:
             batch = list(readings[i:i + self.batch_size])
             response = _retrying_post(self.client, self.url, json={"readings": batch}, max_retries=self.max_retries,
                                       backoff_s=self.backoff_s, sleep=self.sleep)
-            assert response is not None
             if response.status_code == 422:
                 body = _json(response)
                 # the service stores a batch's good items and names the bad ones (app/ingest.py)
@@ -103,55 +124,16 @@ def _json(response: httpx.Response) -> object:
         return response.text[:500]
 
 
-# --- line protocol -----------------------------------------------------------------------------
-
-def _escape(text: str, specials: str) -> str:
-    if "\n" in text or "\r" in text:
-        raise ValueError(f"line protocol cannot carry a newline in {text!r}")
-    # a literal backslash right before a special character or at the end would read as an escape
-    for i, ch in enumerate(text):
-        if ch == "\\" and (i + 1 == len(text) or text[i + 1] in specials or text[i + 1] == "\\"):
-            raise ValueError(f"line protocol cannot carry {text!r} unambiguously (backslash before {specials!r})")
-    return "".join("\\" + ch if ch in specials else ch for ch in text)
-
-
-def escape_measurement(text: str) -> str:
-    """Measurement name: commas and spaces escaped."""
-    return _escape(text, ", ")
-
-
-def escape_key(text: str) -> str:
-    """Tag key, tag value or field key: commas, equals signs and spaces escaped."""
-    if not text:
-        raise ValueError("tag keys, tag values and field keys must not be empty")
-    return _escape(text, ",= ")
-
-
-def escape_string_field(text: str) -> str:
-    """A string field value with its surrounding double quotes: double quotes and backslashes escaped."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def format_float(x: float) -> str:
-    if not np.isfinite(x):
-        raise ValueError(f"line protocol cannot carry {x!r}")
-    return repr(float(x))
-
-
-def format_line(measurement: str, tags: dict[str, str], fields: dict[str, float | str], ts_ms: int) -> str:
-    tag_part = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()))
-    field_part = ",".join(f"{escape_key(k)}={escape_string_field(v) if isinstance(v, str) else format_float(v)}"
-                          for k, v in fields.items())
-    return f"{escape_measurement(measurement)}{tag_part} {field_part} {int(ts_ms)}"
-
+# --- line protocol (the project's one encoder: models/line_protocol.py) ----------------------------
 
 def readings_to_lines(readings: Sequence[dict]) -> list[str]:
+    """Readings as ``vitals`` points, exactly as the service's InfluxDB store writes them."""
     if not readings:
         return []
     ts_ms = pd.to_datetime([r["ts"] for r in readings], utc=True, format="ISO8601").as_unit("ms").asi8
     return [
-        format_line(MEASUREMENT, {"patient_id": r["patient_id"], "vital": r["vital"]},
-                    {"value": float(r["value"]), "quality": r.get("quality", "ok")}, t)
+        encode_point(MEASUREMENT, {"patient_id": r["patient_id"], "vital": r["vital"]},
+                     {"value": float(r["value"]), "quality": r.get("quality", QUALITY_OK)}, t)
         for r, t in zip(readings, ts_ms.tolist(), strict=True)
     ]
 
@@ -174,7 +156,6 @@ class InfluxLineSink:
             body = "\n".join(lines[i:i + self.batch_size]).encode()
             response = _retrying_post(self.client, self.url, params=self.params, content=body,
                                       max_retries=self.max_retries, backoff_s=self.backoff_s, sleep=self.sleep)
-            assert response is not None
             if response.status_code >= 300:
                 raise SinkError(f"InfluxDB write: HTTP {response.status_code} {response.text[:500]}")
         self.sent += len(lines)
@@ -219,7 +200,4 @@ class ParquetSink:
         self._writer.close()
 
 
-__all__ = [
-    "HttpSink", "InfluxLineSink", "ParquetSink", "SinkError", "escape_key", "escape_measurement",
-    "escape_string_field", "format_line", "readings_to_lines",
-]
+__all__ = ["MAX_BACKOFF_S", "HttpSink", "InfluxLineSink", "ParquetSink", "SinkError", "readings_to_lines"]

@@ -15,7 +15,6 @@ logger = logging.getLogger(__name__)
 class AlertHub:
     def __init__(self) -> None:
         self._clients: set[WebSocket] = set()
-        self.connected = asyncio.Event()
 
     @property
     def client_count(self) -> int:
@@ -23,12 +22,9 @@ class AlertHub:
 
     def add(self, ws: WebSocket) -> None:
         self._clients.add(ws)
-        self.connected.set()
 
     def remove(self, ws: WebSocket) -> None:
         self._clients.discard(ws)
-        if not self._clients:
-            self.connected.clear()
 
     async def broadcast(self, message: dict[str, Any]) -> int:
         """Send to every client; returns how many received it. A client that fails is dropped."""

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 
 from app.api.deps import service
-from app.api.schemas import AcknowledgeIn, AlertOut
+from app.api.schemas import AcknowledgeIn, AlertOut, AlertState
+from models.schema import PATIENT_ID_PATTERN
 
 router = APIRouter(tags=["alerts"])
-
-State = Literal["raised", "delivered", "acknowledged", "resolved", "escalated"]
 
 
 @router.get("/v1/alerts", response_model=list[AlertOut], summary="Alerts, newest first")
 async def list_alerts(
     request: Request,
-    state: State | None = None,
-    patient_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+    state: AlertState | None = None,
+    patient_id: Annotated[str | None, Query(pattern=PATIENT_ID_PATTERN.pattern)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlertOut]:
     alerts = await service(request).alert_store.list(patient_id=patient_id, state=state, limit=limit)

@@ -18,12 +18,13 @@ from app.pipeline.cycle import to_score
 from app.service import WardTwin
 from app.storage.codec import score_to_dict
 from models import features
-from models import twin as twin_model
+from models import what_if as twin_model
+from models.schema import PATIENT_ID_PATTERN
 from models.windows import WINDOW
 
 router = APIRouter(tags=["patients"])
 
-PatientId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the patient's (pseudonymous) id")]
+PatientId = Annotated[str, Path(pattern=PATIENT_ID_PATTERN.pattern, description="the patient's (pseudonymous) id")]
 
 
 def risk_out(score: Score) -> RiskOut:
@@ -106,7 +107,7 @@ async def get_risk_history(
     wt = service(request)
     since, until = _range(since, until, timedelta(hours=24), wt.clock.now(), timedelta(days=31))
     await _require_patient(wt, patient_id)
-    return [risk_out(s) for s in await wt.store.score_history(patient_id, since, until + timedelta(microseconds=1))]
+    return [risk_out(s) for s in await wt.store.score_history(patient_id, since, until + timedelta(milliseconds=1))]
 
 
 def _none_if_nan(value: object) -> object:

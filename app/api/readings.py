@@ -65,7 +65,6 @@ async def post_readings(request: Request) -> IngestResult:
     result = validate_batch(items, wt.clock.now(), timedelta(seconds=wt.settings.max_future_skew_s))
     if result.readings:
         await wt.store.write_readings(result.readings)
-        wt.cycle.note_readings(min(r.ts for r in result.readings))
     if result.errors:
         raise ReadingRejectedError(result.errors, accepted=len(result.readings))
     return IngestResult(accepted=len(result.readings))

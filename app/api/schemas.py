@@ -7,19 +7,22 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from models.schema import VITALS
+from app.alerts.store import STATES
+from models.schema import ACVPU_CODES, PATIENT_ID_PATTERN, QUALITY_OK, QUALITY_PATTERN, VITALS
 
 
 class ReadingIn(BaseModel):
     """One reading. Validation is done by ``app.ingest`` item by item; this model documents the contract."""
 
-    patient_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["bed-01"])
+    patient_id: str = Field(pattern=PATIENT_ID_PATTERN.pattern, examples=["bed-01"])
     vital: Literal[VITALS] = Field(examples=["hr"])  # type: ignore[valid-type]
-    value: float | Literal["A", "C", "V", "P", "U"] = Field(
-        examples=[82], description="number in the vital's unit; acvpu may be a letter A/C/V/P/U or its code 0–4"
+    value: float | Literal[ACVPU_CODES] = Field(  # type: ignore[valid-type]
+        examples=[82],
+        description=f"number in the vital's unit; acvpu may be a letter {'/'.join(ACVPU_CODES)} "
+        f"or its code 0–{len(ACVPU_CODES) - 1}",
     )
     ts: datetime = Field(description="ISO 8601 with a timezone offset", examples=["2026-11-24T10:00:00Z"])
-    quality: str = Field("ok", pattern=r"^[a-z_]{1,32}$", description="'ok' or the device's artefact flag")
+    quality: str = Field(QUALITY_OK, pattern=QUALITY_PATTERN.pattern, description="'ok' or the device's artefact flag")
 
 
 class ReadingsBatch(BaseModel):
@@ -85,6 +88,9 @@ class WindowOut(BaseModel):
     o2: float | None
 
 
+AlertState = Literal[STATES]  # type: ignore[valid-type]
+
+
 class AlertOut(BaseModel):
     id: str
     patient_id: str
@@ -92,7 +98,7 @@ class AlertOut(BaseModel):
     raised_at: datetime
     risk: float
     reasons: list[str]
-    state: Literal["raised", "delivered", "acknowledged", "resolved", "escalated"]
+    state: AlertState
     updated_at: datetime
     delivered_at: datetime | None = None
     acknowledged_by: str | None = None
@@ -115,14 +121,14 @@ class News2In(BaseModel):
     on_oxygen: bool | None = None
     sbp: float | None = None
     hr: float | None = None
-    acvpu: Literal["A", "C", "V", "P", "U"] | None = None
+    acvpu: Literal[ACVPU_CODES] | None = None  # type: ignore[valid-type]
     temp: float | None = None
 
 
 class WhatIfIn(BaseModel):
     model_config = {"extra": "forbid"}
 
-    changes: dict[Literal["hr", "spo2", "rr", "sbp", "dbp", "temp", "acvpu", "o2"], float] = Field(
+    changes: dict[Literal[VITALS], float] = Field(  # type: ignore[valid-type]
         min_length=1, examples=[{"spo2": 96}]
     )
 

@@ -21,17 +21,14 @@ def ongoing_events(grid: pd.DataFrame, window_end: datetime) -> dict[str, str]:
     running = running[running["end"] == pd.Timestamp(window_end)]
     return dict(zip(running["patient_id"], running["kind"], strict=True))
 
-CRITERIA_TEXT = {
-    "hr_high": "heart rate above 120 bpm",
-    "hr_low": "heart rate below 50 bpm",
-    "sbp_low": "systolic BP below 90 mmHg",
-    "spo2_low": "SpO2 below 90 %",
-    "temp_high": "temperature above 39 °C",
-}
+
+def criterion_text(kind: str) -> str:
+    """``kind`` in words with the threshold ``models.labels`` uses (an unknown kind is shown as it is)."""
+    return labels.criterion_text(kind) if kind in labels.CRITERIA else kind
 
 
 def criteria_reasons(score: Score) -> list[str]:
     """Sentences for the criteria flagged on a score (empty when none is met)."""
     prefix = CRITERIA_MET + ":"
-    return [f"Meets the deterioration criterion now: {CRITERIA_TEXT.get(f[len(prefix):], f[len(prefix):])}"
+    return [f"Meets the deterioration criterion now: {criterion_text(f[len(prefix):])}"
             for f in score.flags if f.startswith(prefix)]

@@ -1,14 +1,17 @@
 """The five-minute cycle: a pure function of a window end (APScheduler only decides when to call it).
 
-For window end ``W``: re-aggregate the newest windows in the store (late readings land in them),
-read the windows the features need, carry last readings forward, build features with the one
-feature module, score every patient seen within ``stale_after`` with the twin, put NEWS2 beside
-each score (and, in shadow, the challenger's risk, flagging large disagreements), persist the
-scores (idempotent per patient and window end) and apply the alert rules.
+For window end ``W``: aggregate every window before ``W`` that received readings since it was last
+aggregated (the store marks them durably as readings arrive, so late and backfilled readings are
+picked up after a restart or by another instance), read the windows the features need, carry last
+readings forward, build features with the one feature module, score every patient seen within
+``stale_after`` with the twin, put NEWS2 beside each score (and, in shadow, the challenger's risk,
+flagging large disagreements), persist the scores (idempotent per patient and window end) and apply
+the alert rules. The result depends only on the stored readings and ``W`` (and ``scored_at``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -22,7 +25,8 @@ from app.domain import Contribution, Score
 from app.pipeline.criteria import CRITERIA_MET, ongoing_events
 from app.storage.base import VitalStore
 from models import features, news2
-from models.twin import Challenger, Twin, TwinScore
+from models.challenger import Challenger
+from models.twin import Twin, TwinScore
 from models.windows import MAX_CARRY_FORWARD, WINDOW, align, carry_forward
 
 logger = logging.getLogger(__name__)
@@ -64,35 +68,23 @@ def to_score(twin_score: TwinScore, window_row: pd.Series, model_version: str, s
 
 
 class Cycle:
+    """Scores a ward for a window end. Runs are serialised (a manual trigger never interleaves with the
+    scheduler's run); the CPU work runs in a worker thread so the event loop keeps answering meanwhile."""
+
     def __init__(self, store: VitalStore, twin: Twin, alerts: AlertEngine | None, *,
-                 reaggregate_windows: int = 3, stale_after: timedelta = timedelta(hours=1),
-                 max_backfill: timedelta = features.HISTORY, challenger: Challenger | None = None,
+                 stale_after: timedelta = timedelta(hours=1), challenger: Challenger | None = None,
                  disagreement: float = 0.3) -> None:
         self.store = store
         self.twin = twin
         self.alerts = alerts
         self.challenger = challenger
         self.disagreement = disagreement
-        self.reaggregate = WINDOW * reaggregate_windows
         self.stale_after = stale_after
-        self.max_backfill = max_backfill
-        self._oldest_unaggregated: datetime | None = None
+        self._lock = asyncio.Lock()
 
-    def note_readings(self, oldest_ts: datetime) -> None:
-        """Ingest tells the cycle how far back new readings reach, so a backfill or a very late
-        delivery is aggregated by the next cycle (up to ``max_backfill`` back), not only the
-        newest ``reaggregate_windows`` windows."""
-        if self._oldest_unaggregated is None or oldest_ts < self._oldest_unaggregated:
-            self._oldest_unaggregated = oldest_ts
-
-    def _aggregation_start(self, window_end: datetime) -> datetime:
-        start = window_end - self.reaggregate
-        oldest, self._oldest_unaggregated = self._oldest_unaggregated, None
-        if oldest is not None and oldest < start:
-            start = max(align(oldest).to_pydatetime(), window_end - self.max_backfill)
-        if oldest is not None and oldest >= window_end:
-            self._oldest_unaggregated = oldest  # newer than this cycle: the next one takes it
-        return start
+    async def last_window_end(self) -> datetime | None:
+        """The newest window end scored so far (durable: read from the store)."""
+        return await self.store.last_window_end()
 
     async def grid(self, patient_ids: Sequence[str], window_end: datetime, history: timedelta) -> pd.DataFrame:
         """Carried-forward windows of ``[window_end - history, window_end)`` for the given patients."""
@@ -100,8 +92,9 @@ class Cycle:
         stored = await self.store.windows(patient_ids, start - MAX_CARRY_FORWARD, window_end)
         return carry_forward(stored, start, window_end)
 
-    async def score_grid(self, grid: pd.DataFrame, window_end: datetime, scored_at: datetime) -> list[Score]:
-        """Score the last window of every patient in ``grid`` that has recent data."""
+    def score_windows(self, stored: pd.DataFrame, window_end: datetime, scored_at: datetime) -> list[Score]:
+        """Score the last window of every patient in ``stored`` that has recent data (pure CPU work)."""
+        grid = carry_forward(stored, window_end - features.HISTORY, window_end)
         if grid.empty:
             return []
         built = features.build(grid)
@@ -131,15 +124,19 @@ class Cycle:
         return set(last_seen[last_seen >= pd.Timestamp(window_end) - self.stale_after].index)
 
     async def run(self, window_end: datetime, scored_at: datetime | None = None) -> CycleResult:
-        started = time.perf_counter()
-        window_end = align(window_end).to_pydatetime()
-        await self.store.materialize_windows(self._aggregation_start(window_end), window_end)
-        patient_ids = await self.store.patient_ids()
-        grid = await self.grid(patient_ids, window_end, features.HISTORY)
-        scores = await self.score_grid(grid, window_end, scored_at or window_end)
-        await self.store.save_scores(scores)
-        raised = await self.alerts.evaluate(scores) if self.alerts else []
-        took_ms = (time.perf_counter() - started) * 1000
+        """Aggregate the windows that received readings (late and backfilled ones included: the store keeps
+        their marks), score every fresh patient at ``window_end``, persist, apply the alert rules."""
+        async with self._lock:
+            started = time.perf_counter()
+            window_end = align(window_end).to_pydatetime()
+            await self.store.materialize_pending(window_end)
+            patient_ids = await self.store.patient_ids()
+            stored = await self.store.windows(
+                patient_ids, window_end - features.HISTORY - MAX_CARRY_FORWARD, window_end)
+            scores = await asyncio.to_thread(self.score_windows, stored, window_end, scored_at or window_end)
+            await self.store.save_scores(scores)
+            raised = await self.alerts.evaluate(scores) if self.alerts else []
+            took_ms = (time.perf_counter() - started) * 1000
         logger.info("cycle window_end=%s patients=%d scored=%d alerts=%d took_ms=%.0f",
                     window_end.isoformat(), len(patient_ids), len(scores), len(raised), took_ms)
         return CycleResult(window_end, len(patient_ids), len(scores), len(raised), took_ms)

@@ -37,9 +37,8 @@ class CycleScheduler:
         """Run every due window end not yet run (in order); returns how many ran."""
         async with self._lock:
             due = self.due_window_end()
-            if self.last_window_end is None:
-                latest = await self.cycle.store.latest_scores()
-                self.last_window_end = max((s.window_end for s in latest), default=due - WINDOW)
+            if self.last_window_end is None:  # (re)start: resume after the newest window end scored
+                self.last_window_end = await self.cycle.last_window_end() or due - WINDOW
             pending = []
             next_end = self.last_window_end + WINDOW
             while next_end <= due:

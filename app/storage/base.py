@@ -16,6 +16,9 @@ from typing import Any, Protocol, runtime_checkable
 import pandas as pd
 
 from app.domain import Reading, Score
+from models.windows import WINDOW
+
+WINDOW_MS = int(WINDOW.total_seconds() * 1000)
 
 
 @runtime_checkable
@@ -41,6 +44,16 @@ class VitalStore(Protocol):
         Returns the number of windows written.
         """
 
+    async def materialize_pending(self, end: datetime) -> list[datetime]:
+        """Aggregate every window that received readings since it was last aggregated and starts before
+        ``end``, and clear its mark; returns those window starts, oldest first.
+
+        ``write_readings`` marks the windows it touches durably, with the readings, so which windows need
+        (re-)aggregation survives a restart and is shared by every instance on the store: after
+        ``materialize_pending(end)`` the stored windows before ``end`` equal the aggregation of every reading
+        stored so far, whoever wrote it and whenever.
+        """
+
     async def windows(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
         """Stored windows with ``start <= window start < end``; ``models.windows.WINDOW_COLUMNS``,
         dtypes as ``models.windows.normalise``, sorted by (patient_id, start), no carry-forward."""
@@ -51,6 +64,9 @@ class VitalStore(Protocol):
     async def save_scores(self, scores: Sequence[Score]) -> None:
         """Persist scores; idempotent per (patient_id, window_end): a rerun replaces."""
 
+    async def last_window_end(self) -> datetime | None:
+        """The newest window end with a stored score (where a restarted scheduler resumes), or None."""
+
     async def latest_scores(self) -> list[Score]:
         """The most recent score of every scored patient."""
 
@@ -59,3 +75,14 @@ class VitalStore(Protocol):
 
     async def health(self) -> dict[str, Any]:
         """``{"store": name, "ok": bool, ...}``; adapters with a spool add ``"backlog"`` (readings pending)."""
+
+
+def window_runs(starts_ms: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted window starts (epoch ms) as ``[lo, hi)`` ranges of consecutive windows."""
+    runs: list[tuple[int, int]] = []
+    for ms in starts_ms:
+        if runs and runs[-1][1] == ms:
+            runs[-1] = (runs[-1][0], ms + WINDOW_MS)
+        else:
+            runs.append((ms, ms + WINDOW_MS))
+    return runs

@@ -1,12 +1,27 @@
-"""Plain-JSON encoding of scores, shared by every store adapter and the API."""
+"""What the store adapters share: times as integer milliseconds, scores as plain JSON (also used by the API)."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from app.domain import Contribution, Score
+
+_EPOCH: Final[datetime] = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final[timedelta] = timedelta(milliseconds=1)
+
+
+def to_ms(ts: datetime) -> int:
+    """A timezone-aware time as integer milliseconds since the epoch (exact, floored, no float rounding)."""
+    if ts.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return (ts - _EPOCH) // _MS
+
+
+def from_ms(ms: int) -> datetime:
+    """Integer milliseconds since the epoch as a UTC time (exact)."""
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def score_to_dict(score: Score) -> dict[str, Any]:

@@ -62,19 +62,19 @@ from typing import Any, Final
 import httpx
 import numpy as np
 import pandas as pd
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from app.domain import Reading, Score
 from app.errors import StoreUnavailableError
-from app.storage.codec import score_from_json, score_to_json
-from app.storage.line_protocol import ReadingEncoder, encode_point, to_ms
+from app.storage.base import WINDOW_MS, window_runs
+from app.storage.codec import from_ms, score_from_json, score_to_json, to_ms
 from app.storage.spool import Spool
-from models.schema import READING_COLUMNS
+from models.line_protocol import ReadingEncoder, encode_point
+from models.schema import NAME_PATTERN, NAME_RULE, READING_COLUMNS
 from models.windows import LAST_VITALS, WINDOW, WINDOW_COLUMNS, empty_windows, normalise
 
 logger = logging.getLogger(__name__)
 
-WINDOW_MS: Final[int] = int(WINDOW.total_seconds() * 1000)
-_NAME: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Window value columns as stored in ``vitals_5m`` (``hr_count`` is an integer field, never missing).
 VALUE_COLUMNS: Final[tuple[str, ...]] = tuple(c for c in WINDOW_COLUMNS if c not in ("patient_id", "start", "hr_count"))
 MISSING_BIT: Final[dict[str, int]] = {c: 1 << i for i, c in enumerate(VALUE_COLUMNS)}
@@ -112,6 +112,11 @@ def _id_filter(ids: Sequence[str], offset: int = 0) -> tuple[str, dict[str, str]
     return "(" + " OR ".join(f"patient_id = ${name}" for name in params) + ")", params
 
 
+def _pending_lines(starts: Sequence[int]) -> bytes:
+    """``pending_windows`` marks: one point per window start that received readings (``n`` is unused)."""
+    return "\n".join(encode_point("pending_windows", {}, {"n": 1}, ms) for ms in starts).encode()
+
+
 def _rejected_points(message: str, sent: int) -> int:
     """How many points of a 400'd batch InfluxDB dropped (``dropped=N`` plus unparseable lines)."""
     dropped = sum(int(n) for n in re.findall(r"dropped=(\d+)", message))
@@ -137,10 +142,10 @@ class InfluxStore:
         retry_initial_s: float = 0.2,
         retry_max_s: float = 30.0,
     ) -> None:
-        if not _NAME.match(database):
-            raise ValueError("InfluxDB database name must be 1–64 of [A-Za-z0-9_-]")
-        if retention_policy is not None and not _NAME.match(retention_policy):
-            raise ValueError("InfluxDB retention policy must be 1–64 of [A-Za-z0-9_-]")
+        if not NAME_PATTERN.match(database):
+            raise ValueError(f"InfluxDB database name must be {NAME_RULE}")
+        if retention_policy is not None and not NAME_PATTERN.match(retention_policy):
+            raise ValueError(f"InfluxDB retention policy must be {NAME_RULE}")
         if token and (username or password):
             raise ValueError("give either an InfluxDB token or a username/password, not both")
         if batch_size < 1:
@@ -319,35 +324,42 @@ class InfluxStore:
         self._wake.set()
 
     async def write_readings(self, readings: Sequence[Reading]) -> None:
+        """Each batch carries a ``pending_windows`` mark for every window it touches, in the same body, so
+        the marks reach InfluxDB (or the spool) exactly when the readings do."""
         for i in range(0, len(readings), self.batch_size):
             chunk = readings[i : i + self.batch_size]
-            await self._write(self._encoder.encode(chunk), len(chunk))
+            starts = sorted({to_ms(r.ts) // WINDOW_MS * WINDOW_MS for r in chunk})
+            body = self._encoder.encode(chunk) + b"\n" + _pending_lines(starts)
+            await self._write(body, len(chunk) + len(starts))
 
     async def _drain_forever(self) -> None:
-        delay = self.retry_initial_s
+        def replay_failed(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self.last_error = str(exc)
+            logger.warning("influx spool replay failed (backlog=%d, retry in %.1fs): %s",
+                           self._spool.backlog, state.upcoming_sleep, exc)
+
         while True:
             if self._spool.backlog == 0:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            try:
-                await self._ensure_database()
-                batches = await self._spool.peek(self.batch_size)
-                body = b"\n".join(b for _, _, b in batches)
-                points = sum(n for _, n, _ in batches)
-                await self._post_write(body, points)
-                await self._spool.remove_through(batches[-1][0])
-                delay = self.retry_initial_s
-                if self._spool.backlog == 0:
-                    logger.info("influx spool drained")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep draining whatever happens; the spool keeps the data
-                self.last_error = str(exc)
-                logger.warning("influx spool replay failed (backlog=%d, retry in %.1fs): %s",
-                               self._spool.backlog, delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
+            # The oldest batch, retried until acknowledged: any exception (keep draining whatever happens, the
+            # spool keeps the data), never a cancellation; the backoff starts again at each batch.
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(Exception),
+                wait=wait_exponential(multiplier=self.retry_initial_s, max=self.retry_max_s),
+                before_sleep=replay_failed,
+            ):
+                with attempt:
+                    await self._ensure_database()
+                    batches = await self._spool.peek(self.batch_size)
+                    body = b"\n".join(b for _, _, b in batches)
+                    points = sum(n for _, n, _ in batches)
+                    await self._post_write(body, points)
+                    await self._spool.remove_through(batches[-1][0])
+            if self._spool.backlog == 0:
+                logger.info("influx spool drained")
 
     # -- readings ---------------------------------------------------------------------------------
     async def readings(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
@@ -431,6 +443,24 @@ class InfluxStore:
         logger.debug("influx materialize lo=%d hi=%d windows=%d tombstones=%d", lo, hi, len(windows), stale)
         return len(windows)
 
+    async def materialize_pending(self, end: datetime) -> list[datetime]:
+        """Marks are read, then deleted, then their windows aggregated: a reading written after the delete
+        leaves a new mark for the next cycle. If aggregation fails the marks are written back (through the
+        spool if InfluxDB is down), so no window is forgotten."""
+        hi = to_ms(end) // WINDOW_MS * WINDOW_MS
+        (series_list,) = await self._query("SELECT n FROM pending_windows WHERE time < $hi", {"hi": _rfc3339(hi)})
+        starts = sorted({int(t) for s in series_list for t, _ in s["values"]})
+        if not starts:
+            return []
+        await self._query("DELETE FROM pending_windows WHERE time <= $last", {"last": _rfc3339(starts[-1])})
+        try:
+            for lo, run_hi in window_runs(starts):
+                await self.materialize_windows(from_ms(lo), from_ms(run_hi))
+        except BaseException:
+            await self._write(_pending_lines(starts), len(starts))
+            raise
+        return [from_ms(ms) for ms in starts]
+
     @staticmethod
     def _window_line(patient_id: str, start_ms: int, row: dict[str, float | int]) -> str:
         fields: dict[str, float | int] = {"hr_count": int(row.get("hr_count") or 0)}
@@ -489,6 +519,11 @@ class InfluxStore:
         for i in range(0, len(lines), self.batch_size):
             chunk = lines[i : i + self.batch_size]
             await self._write("\n".join(chunk).encode(), len(chunk))
+
+    async def last_window_end(self) -> datetime | None:
+        (series_list,) = await self._query("SELECT last(model_version) FROM scores")
+        times = [t for s in series_list for t, _ in s["values"]]
+        return from_ms(max(times)) if times else None
 
     async def latest_scores(self) -> list[Score]:
         (series_list,) = await self._query("SELECT last(payload) FROM scores GROUP BY patient_id")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,12 +18,12 @@ import pandas as pd
 
 from app.domain import Reading, Score
 from app.errors import StoreUnavailableError
-from app.storage.codec import score_from_json, score_to_json
+from app.storage.base import WINDOW_MS, window_runs
+from app.storage.codec import from_ms, score_from_json, score_to_json, to_ms
 from app.storage.sqlite_db import SqliteDatabase
 from models.windows import LAST_VITALS, WINDOW, WINDOW_COLUMNS, empty_windows, normalise
 
 T = TypeVar("T")
-WINDOW_MS = int(WINDOW.total_seconds() * 1000)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS windows (
     sbp REAL, dbp REAL, temp REAL, acvpu REAL, o2 REAL,
     PRIMARY KEY (patient_id, start_ms)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS windows_start ON windows (start_ms);
+CREATE TABLE IF NOT EXISTS pending_windows (start_ms INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS scores (
     patient_id TEXT NOT NULL, window_end_ms INTEGER NOT NULL, payload TEXT NOT NULL,
     PRIMARY KEY (patient_id, window_end_ms)) WITHOUT ROWID;
@@ -73,18 +74,27 @@ SELECT patient_id, start_ms, vital, value FROM (
 """
 
 
-def to_ms(ts: datetime) -> int:
-    if ts.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return int(pd.Timestamp(ts).value // 1_000_000)
-
-
-def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
 def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
+
+
+def _materialize(conn: sqlite3.Connection, lo: int, hi: int) -> int:
+    """Replace the stored windows of ``[lo, hi)`` with the aggregation of their raw readings (inside a transaction)."""
+    params = {"lo": lo, "hi": hi}
+    stats = {
+        (p, s): [mean, _sample_std(n, d, dd), n, spo2, rr]
+        for p, s, mean, n, spo2, rr, d, dd in conn.execute(_AGGREGATE_SQL, params)
+    }
+    last: dict[tuple[str, int], dict[str, float]] = {}
+    for p, s, vital, value in conn.execute(_LAST_SQL, params):
+        last.setdefault((p, s), {})[vital] = value
+    rows = [
+        (p, s, *stats[(p, s)], *(last.get((p, s), {}).get(v) for v in LAST_VITALS))
+        for p, s in sorted(stats)
+    ]
+    conn.execute("DELETE FROM windows WHERE start_ms >= ? AND start_ms < ?", (lo, hi))
+    conn.executemany(f"INSERT INTO windows VALUES ({_placeholders(len(WINDOW_COLUMNS))})", rows)
+    return len(rows)
 
 
 class SqliteStore:
@@ -107,10 +117,12 @@ class SqliteStore:
     async def write_readings(self, readings: Sequence[Reading]) -> None:
         rows = [(r.patient_id, r.vital, to_ms(r.ts), float(r.value), r.quality) for r in readings]
         patients = sorted({(r.patient_id,) for r in readings})
+        pending = sorted({(row[2] // WINDOW_MS * WINDOW_MS,) for row in rows})
 
         def write(conn: sqlite3.Connection) -> None:
             conn.executemany("INSERT OR REPLACE INTO readings VALUES (?, ?, ?, ?, ?)", rows)
             conn.executemany("INSERT OR IGNORE INTO patients VALUES (?)", patients)
+            conn.executemany("INSERT OR IGNORE INTO pending_windows VALUES (?)", pending)
 
         if rows:
             await self._run(lambda c: SqliteDatabase.transaction(c, write))
@@ -142,29 +154,22 @@ class SqliteStore:
     async def materialize_windows(self, start: datetime, end: datetime) -> int:
         lo = to_ms(start) // WINDOW_MS * WINDOW_MS
         hi = -(-to_ms(end) // WINDOW_MS) * WINDOW_MS
+        return await self._run(lambda c: SqliteDatabase.transaction(c, lambda t: _materialize(t, lo, hi)))
 
-        def materialize(conn: sqlite3.Connection) -> int:
-            params = {"lo": lo, "hi": hi}
-            stats = {
-                (p, s): [mean, _sample_std(n, d, dd), n, spo2, rr]
-                for p, s, mean, n, spo2, rr, d, dd in conn.execute(_AGGREGATE_SQL, params)
-            }
-            last: dict[tuple[str, int], dict[str, float]] = {}
-            for p, s, vital, value in conn.execute(_LAST_SQL, params):
-                last.setdefault((p, s), {})[vital] = value
-            rows = [
-                (p, s, *stats[(p, s)], *(last.get((p, s), {}).get(v) for v in LAST_VITALS))
-                for p, s in sorted(stats)
-            ]
+    async def materialize_pending(self, end: datetime) -> list[datetime]:
+        hi = to_ms(end) // WINDOW_MS * WINDOW_MS
 
-            def replace(c: sqlite3.Connection) -> None:
-                c.execute("DELETE FROM windows WHERE start_ms >= ? AND start_ms < ?", (lo, hi))
-                c.executemany(f"INSERT INTO windows VALUES ({_placeholders(len(WINDOW_COLUMNS))})", rows)
+        def materialize(conn: sqlite3.Connection) -> list[int]:
+            starts = [r[0] for r in conn.execute(
+                "SELECT start_ms FROM pending_windows WHERE start_ms < ? ORDER BY start_ms", (hi,))]
+            for lo, run_hi in window_runs(starts):
+                _materialize(conn, lo, run_hi)
+            conn.execute("DELETE FROM pending_windows WHERE start_ms < ?", (hi,))
+            return starts
 
-            SqliteDatabase.transaction(conn, replace)
-            return len(rows)
-
-        return await self._run(materialize)
+        # One transaction: a reading written meanwhile waits for the lock, so its mark is never lost.
+        starts = await self._run(lambda c: SqliteDatabase.transaction(c, materialize))
+        return [from_ms(ms) for ms in starts]
 
     async def windows(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
         ids = list(patient_ids)
@@ -182,22 +187,28 @@ class SqliteStore:
             )
             return conn.execute(sql, (to_ms(start), to_ms(end))).fetchall()
 
-        rows = await self._run(read)
-        if not rows:
-            return empty_windows()
-        frame = pd.DataFrame(rows, columns=list(WINDOW_COLUMNS))
-        frame["start"] = pd.to_datetime(frame["start"].astype("int64"), unit="ms", utc=True)
-        return normalise(frame)
+        def frame_of(rows: list[tuple]) -> pd.DataFrame:
+            if not rows:
+                return empty_windows()
+            frame = pd.DataFrame(rows, columns=list(WINDOW_COLUMNS))
+            frame["start"] = pd.to_datetime(frame["start"].astype("int64"), unit="ms", utc=True)
+            return normalise(frame)
+
+        # The frame is built in the worker thread too: the event loop only awaits.
+        return await self._run(lambda c: frame_of(read(c)))
 
     # -- scores -----------------------------------------------------------------------------------
     async def save_scores(self, scores: Sequence[Score]) -> None:
-        rows = [(s.patient_id, to_ms(s.window_end), score_to_json(s)) for s in scores]
-
         def write(conn: sqlite3.Connection) -> None:
+            rows = [(s.patient_id, to_ms(s.window_end), score_to_json(s)) for s in scores]
             conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?)", rows)
 
-        if rows:
+        if scores:
             await self._run(lambda c: SqliteDatabase.transaction(c, write))
+
+    async def last_window_end(self) -> datetime | None:
+        row = await self._run(lambda c: c.execute("SELECT MAX(window_end_ms) FROM scores").fetchone())
+        return None if row[0] is None else from_ms(row[0])
 
     async def latest_scores(self) -> list[Score]:
         sql = (

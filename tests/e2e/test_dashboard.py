@@ -1,18 +1,21 @@
-"""The ward board in real headless Chromium against a real uvicorn process."""
+"""The ward board in real headless Chromium (Playwright) against a real uvicorn process."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
+from playwright.sync_api import Dialog, Page, expect
 
 from models.windows import WINDOW, align
-from tests.e2e.cdp import chromium_page
-from tests.integration.server import uvicorn_service
-from tests.integration.synthetic import HOURS, post_all, trajectory
+from tests.support.server import uvicorn_service
+from tests.support.synthetic_readings import HOURS, post_all, trajectory
+
+pytestmark = pytest.mark.browser
 
 
-def test_board_sorts_by_risk_shows_live_alert_and_acknowledges(tmp_path):
+def test_board_sorts_by_risk_shows_live_alert_and_acknowledges(tmp_path, page: Page):
     end = align(datetime.now(UTC) - timedelta(minutes=10)).to_pydatetime()
     readings = trajectory("stable-1", end, False, 1) + trajectory("sick-1", end, True, 2)
     with uvicorn_service(tmp_path) as base, httpx.Client(base_url=base, timeout=60) as client:
@@ -21,19 +24,26 @@ def test_board_sorts_by_risk_shows_live_alert_and_acknowledges(tmp_path):
         while window_end <= end - timedelta(hours=2):  # the sick patient has not begun to drift
             client.post("/v1/cycle", params={"window_end": window_end.isoformat()}).raise_for_status()
             window_end += WINDOW
-        with chromium_page(base + "/") as page:
-            page.wait_for("document.querySelectorAll('#board tbody tr').length === 2")
-            page.wait_for("document.getElementById('status').textContent === 'live'")
-            assert "No alerts" in page.evaluate("document.getElementById('alerts').textContent")
-            while window_end <= end:  # the deterioration unfolds while the board is open
-                client.post("/v1/cycle", params={"window_end": window_end.isoformat()}).raise_for_status()
-                window_end += WINDOW
-            page.wait_for("document.querySelector('[data-ack]') !== null")
-            order = page.evaluate("[...document.querySelectorAll('#board tbody tr')].map(r => r.dataset.patient)")
-            assert order == ["sick-1", "stable-1"]
-            assert page.evaluate("document.querySelector('#board tbody tr').className") == "high"
-            page.screenshot(str(tmp_path / "board.png"))
-            page.evaluate("window.prompt = () => 'nurse-7'; document.querySelector('[data-ack]').click(); true")
-            page.wait_for("document.querySelector('.alert.acknowledged') !== null")
+        page.goto(base + "/")
+        rows = page.locator("#board tbody tr")
+        expect(rows).to_have_count(2)
+        expect(page.locator("#status")).to_have_text("live")
+        expect(page.locator("#alerts")).to_contain_text("No alerts")
+        while window_end <= end:  # the deterioration unfolds while the board is open
+            client.post("/v1/cycle", params={"window_end": window_end.isoformat()}).raise_for_status()
+            window_end += WINDOW
+        ack = page.locator("[data-ack]")
+        expect(ack).to_have_count(1)  # the alert reached the board over the WebSocket
+        expect(rows.nth(0)).to_have_attribute("data-patient", "sick-1")
+        expect(rows.nth(1)).to_have_attribute("data-patient", "stable-1")
+        expect(rows.nth(0)).to_have_class("high")
+        page.screenshot(path=str(tmp_path / "board.png"))
+
+        def sign(dialog: Dialog) -> None:
+            dialog.accept("nurse-7")
+
+        page.once("dialog", sign)
+        ack.click()
+        expect(page.locator(".alert.acknowledged")).to_have_count(1)
         (alert,) = client.get("/v1/alerts").json()
         assert alert["state"] == "acknowledged" and alert["acknowledged_by"] == "nurse-7"

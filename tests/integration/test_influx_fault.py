@@ -18,7 +18,8 @@ import pytest
 
 from app.domain import Reading
 from app.storage.influx import InfluxStore
-from tests.integration.conftest import ManagedInfluxd, find_influxd
+from app.storage.influxd_local import ManagedInfluxd
+from tests.support.influx import find_influxd
 
 pytestmark = pytest.mark.influx
 T0 = datetime(2024, 3, 2, 0, 0, tzinfo=UTC)

@@ -16,21 +16,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.domain import Reading
+from app.storage.codec import to_ms
 from app.storage.influx import InfluxStore
-from app.storage.line_protocol import ReadingEncoder, to_ms
-from tests.integration.conftest import ManagedInfluxd, unique
+from app.storage.influxd_local import ManagedInfluxd
+from models.line_protocol import ReadingEncoder
+from tests.support.ids import unique
 
 pytestmark = pytest.mark.influx
 T0 = datetime(2024, 3, 3, tzinfo=UTC)
 
-# What InfluxDB 1.x can hold in a tag value (see app/storage/line_protocol.py): no line break, no trailing backslash.
+# What InfluxDB 1.x can hold in a tag value (see models/line_protocol.py): no line break, no trailing backslash.
 tag_text = st.text(st.characters(blacklist_characters="\n\r", blacklist_categories=("Cs",)), min_size=1, max_size=40)
 tag_text = tag_text.filter(lambda s: not s.endswith("\\"))
 field_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
 _counter = itertools.count()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# the session influxd is safe to share between examples; a per-test list replaces the profile's, so keep too_slow
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(patient_id=tag_text, quality=field_text, value=st.floats(-1e300, 1e300, allow_nan=False))
 def test_escaped_points_roundtrip_through_influxd(influxd: ManagedInfluxd, patient_id: str, quality: str,
                                                  value: float) -> None:

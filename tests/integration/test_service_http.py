@@ -10,9 +10,9 @@ import pytest
 from websockets.sync.client import connect
 
 from models.windows import WINDOW, align
-from tests.integration.conftest import unique
-from tests.integration.server import uvicorn_service
-from tests.integration.synthetic import HOURS, post_all, trajectory
+from tests.support.ids import unique
+from tests.support.server import uvicorn_service
+from tests.support.synthetic_readings import HOURS, post_all, trajectory
 
 
 @pytest.fixture(scope="module")

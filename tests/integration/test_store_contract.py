@@ -255,3 +255,36 @@ async def test_hostile_ids_are_stored_as_plain_ids(store: VitalStore, patient_pr
         assert list(got["patient_id"]) == [pid] and list(got["value"]) == [90.0 + i]
     assert list((await store.readings([victim], T0, T0 + timedelta(minutes=1)))["value"]) == [70.0]
     assert set(evil) <= set(await store.patient_ids())
+
+
+async def test_pending_windows_are_durable_and_aggregated_once(store: VitalStore, patient_prefix: str) -> None:
+    """Every window a write touches is marked in the store; ``materialize_pending(end)`` aggregates exactly the
+    marked windows before ``end`` (a backfill hours old included), clears them, and leaves later ones marked."""
+    batches = scenario(patient_prefix, seed=5, patients=2, minutes=30)
+    delivered = [r for b in batches for r in b]
+    ids = sorted({r.patient_id for r in delivered})
+    cut = T0 + timedelta(minutes=20)
+    await store.write_readings(delivered)
+    done = await store.materialize_pending(cut)
+    want = aggregate(frame_of(delivered))
+    assert done == sorted(set(want.loc[want["start"] < cut, "start"].dt.to_pydatetime()))
+    assert_windows_equal(await store.windows(ids, T0, T0 + timedelta(hours=1)), want[want["start"] < cut])
+    assert await store.materialize_pending(cut) == []  # marks cleared: nothing to redo
+    later = await store.materialize_pending(T0 + timedelta(hours=2))  # the rest is still marked
+    assert later and min(later) >= cut
+    assert_windows_equal(await store.windows(ids, T0, T0 + timedelta(hours=1)), want)
+    # a backfill for a window long aggregated is marked again and picked up by the next call
+    late = [Reading(ids[0], "hr", T0 + timedelta(minutes=2, milliseconds=500), 150.0)]
+    await store.write_readings(late)
+    assert await store.materialize_pending(T0 + timedelta(hours=3)) == [T0]
+    assert_windows_equal(await store.windows(ids, T0, T0 + timedelta(hours=1)), aggregate(frame_of(delivered + late)))
+
+
+async def test_last_window_end_is_the_newest_scored(store: VitalStore, patient_prefix: str) -> None:
+    before = await store.last_window_end()
+    newest = T0 + timedelta(days=3650)  # later than anything another test stores
+    score = Score(f"{patient_prefix}-a", newest, 0.1, -2.2, -2.0,
+                  (Contribution("hr_mean_1h", 80.0, -0.2, "Heart rate 80"),), "test", {"total": 0}, None, (), newest)
+    await store.save_scores([score])
+    assert before is None or before < newest
+    assert await store.last_window_end() == newest

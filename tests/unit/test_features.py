@@ -8,16 +8,7 @@ import pytest
 
 from models import features as F
 from models.windows import WINDOW
-from tests.unit.test_train_synth import T0, synthetic_windows
-
-
-def _flat(n: int = 60, pid: str = "a", **over: object) -> pd.DataFrame:
-    base = {"hr_mean": 80.0, "hr_std": 2.0, "hr_count": 300, "spo2_mean": 97.0, "rr_mean": 16.0, "sbp": 120.0,
-            "dbp": 70.0, "temp": 37.0, "acvpu": 0.0, "o2": 0.0}
-    frame = pd.DataFrame({"patient_id": pid, "start": T0 + pd.to_timedelta(np.arange(n) * 5, unit="min"), **base})
-    for k, v in over.items():
-        frame[k] = v
-    return frame
+from tests.support.synthetic_windows import flat_windows, synthetic_windows
 
 
 def test_one_row_per_window_with_window_end_and_feature_order() -> None:
@@ -31,7 +22,7 @@ def test_one_row_per_window_with_window_end_and_feature_order() -> None:
 
 def test_last_hour_hinges_std_trend_match_hand_computation() -> None:
     hr = 60.0 + np.arange(30) * 2  # +2 bpm per window = +24 bpm per hour
-    out = F.build(_flat(30, hr_mean=hr))
+    out = F.build(flat_windows(30, hr_mean=hr))
     last = out.iloc[-1]
     window = hr[-12:]
     assert last["hr_above_90_1h"] == pytest.approx(window.mean() - 90, abs=1e-9)
@@ -42,13 +33,13 @@ def test_last_hour_hinges_std_trend_match_hand_computation() -> None:
     assert last["approach_hr_50"] == 0.0
     assert last["shock_index_above_0_7"] == pytest.approx(hr[-1] / 120.0 - 0.7)
     assert np.isnan(out.iloc[1]["hr_above_90_1h"])  # fewer than 3 windows: NaN
-    falling = F.build(_flat(30, hr_mean=100.0 - np.arange(30) * 2)).iloc[-1]
+    falling = F.build(flat_windows(30, hr_mean=100.0 - np.arange(30) * 2)).iloc[-1]
     assert falling["hr_rise_1h"] == 0.0
     assert falling["hr_below_60_1h"] == pytest.approx(60 - (100 - 2 * np.arange(18, 30)).mean())
 
 
 def test_values_inside_the_normal_band_give_zero_level_features() -> None:
-    row = F.build(_flat(80)).iloc[-1]  # HR 80, SpO2 97, RR 16, SBP 120, temp 37: all normal
+    row = F.build(flat_windows(80)).iloc[-1]  # HR 80, SpO2 97, RR 16, SBP 120, temp 37: all normal
     for name in ("hr_above_90_1h", "hr_below_60_1h", "spo2_below_96_1h", "rr_above_20_1h", "rr_below_12_1h",
                  "sbp_below_110", "temp_above_37_5", "shock_index_above_0_7", "hr_rise_vs_baseline",
                  "sbp_drop_vs_baseline", "spo2_below_95_min_4h"):
@@ -64,7 +55,7 @@ def test_every_feature_declares_a_direction_with_a_reason() -> None:
 def test_missing_windows_are_skipped_not_invented() -> None:
     spo2 = np.full(24, 93.0)
     spo2[-12:-1] = np.nan  # only the newest window of the last hour has SpO2
-    out = F.build(_flat(24, spo2_mean=spo2))
+    out = F.build(flat_windows(24, spo2_mean=spo2))
     assert np.isnan(out.iloc[-1]["spo2_below_96_1h"])
     assert out.iloc[-1]["spo2_missing_min_1h"] == pytest.approx(55.0)
 
@@ -95,7 +86,7 @@ def test_serving_on_history_equals_training_on_the_whole_stay() -> None:
 
 
 def test_gaps_in_the_grid_are_tolerated() -> None:
-    w = _flat(30, hr_mean=60.0 + np.arange(30))
+    w = flat_windows(30, hr_mean=60.0 + np.arange(30))
     holed = w.drop(index=[10, 11]).reset_index(drop=True)
     nan = w.copy()
     nan.loc[[10, 11], ["hr_mean", "spo2_mean", "rr_mean", "sbp", "temp"]] = np.nan
@@ -105,7 +96,7 @@ def test_gaps_in_the_grid_are_tolerated() -> None:
 
 
 def test_duplicate_windows_are_refused() -> None:
-    w = _flat(5)
+    w = flat_windows(5)
     with pytest.raises(ValueError, match="duplicate"):
         F.build(pd.concat([w, w.iloc[[2]]]))
 

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 
 from models import labels as L
-from tests.unit.test_features import _flat
-from tests.unit.test_train_synth import T0
+from tests.support.synthetic_windows import T0, flat_windows
 
 MIN = pd.Timedelta(minutes=1)
 
@@ -16,7 +15,7 @@ def test_a_spike_is_not_an_event_but_fifteen_minutes_is() -> None:
     hr = np.full(200, 80.0)
     hr[50:52] = 135  # 10 minutes: a spike
     hr[150:153] = 135  # 15 minutes: sustained
-    ev = L.events(_flat(200, hr_mean=hr))
+    ev = L.events(flat_windows(200, hr_mean=hr))
     assert list(ev["kind"]) == ["hr_high"]
     assert ev["onset"].iloc[0] == T0 + 150 * 5 * MIN and ev["end"].iloc[0] == T0 + 153 * 5 * MIN
 
@@ -25,7 +24,7 @@ def test_one_low_cuff_reading_carried_forward_is_not_an_event() -> None:
     sbp = np.full(200, 120.0)
     sbp[60:63] = 85.0  # one reading carried for 15 minutes
     sbp[120:126] = np.repeat([86.0, 84.0], 3)  # two readings
-    ev = L.events(_flat(200, sbp=sbp))
+    ev = L.events(flat_windows(200, sbp=sbp))
     assert list(ev["kind"]) == ["sbp_low"] and ev["onset"].iloc[0] == T0 + 120 * 5 * MIN
 
 
@@ -36,7 +35,7 @@ def test_missing_windows_break_a_run_and_other_thresholds() -> None:
     temp[70:80] = 39.0  # exactly 39 is not > 39
     hr = np.full(100, 70.0)
     hr[85:90] = 45.0
-    ev = L.events(_flat(100, spo2_mean=spo2, temp=temp, hr_mean=hr))
+    ev = L.events(flat_windows(100, spo2_mean=spo2, temp=temp, hr_mean=hr))
     assert list(ev["kind"]) == ["hr_low"]
 
 
@@ -45,7 +44,7 @@ def test_label_horizon_eligibility_and_censoring() -> None:
     hr = np.full(n, 80.0)
     onset_i = 12 * 10  # event at 10 h, lasting 1 h
     hr[onset_i:onset_i + 12] = 130
-    lab = L.label(_flat(n, hr_mean=hr))
+    lab = L.label(flat_windows(n, hr_mean=hr))
     onset = T0 + onset_i * 5 * MIN
     t = lab["window_end"]
     assert (lab.loc[(t >= onset - L.HORIZON + 5 * MIN) & (t <= onset), "label"] == 1).all()
@@ -66,7 +65,7 @@ def test_events_closer_than_an_hour_merge() -> None:
     hr[50:55] = 130
     hr[60:65] = 130  # 25 minutes later: same event
     hr[120:125] = 130  # 65 minutes after the previous end: a new one
-    ev = L.events(_flat(200, hr_mean=hr))
+    ev = L.events(flat_windows(200, hr_mean=hr))
     assert len(ev) == 2 and ev["end"].iloc[0] == T0 + 65 * 5 * MIN
 
 
@@ -84,3 +83,15 @@ def test_derived_events_agree_with_the_simulators_ground_truth() -> None:
         if not record.events:
             assert derived.empty or record.patient["archetype"] == "stable"
     assert found >= 5
+
+
+def test_criterion_text_states_the_threshold_the_event_rule_uses(monkeypatch) -> None:
+    assert [L.criterion_text(k) for k in L.CRITERIA] == [
+        "heart rate above 120 bpm", "heart rate below 50 bpm", "systolic BP below 90 mmHg", "SpO2 below 90 %",
+        "temperature above 39 °C"]
+    hr = np.full(100, 80.0)
+    hr[50:56] = 125.0  # 30 minutes at 125 bpm
+    assert list(L.events(flat_windows(100, hr_mean=hr))["kind"]) == ["hr_high"]
+    monkeypatch.setitem(L.CRITERIA, "hr_high", ("hr_mean", ">", 130.0, False))
+    assert L.criterion_text("hr_high") == "heart rate above 130 bpm"
+    assert L.events(flat_windows(100, hr_mean=hr)).empty  # one threshold: the rule and its words move together

@@ -133,7 +133,7 @@ def _window(rr, spo2, o2, sbp, hr, acvpu, temp):
 maybe = lambda lo, hi: st.one_of(st.just(float("nan")), st.floats(lo, hi))  # noqa: E731
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(rr=maybe(2, 80), spo2=maybe(50, 100), o2=maybe(0, 15), sbp=maybe(40, 300), hr=maybe(20, 300),
        acvpu=st.one_of(st.just(float("nan")), st.integers(0, 4).map(float)), temp=maybe(25, 45))
 def test_vectorised_from_windows_equals_from_window(rr, spo2, o2, sbp, hr, acvpu, temp) -> None:

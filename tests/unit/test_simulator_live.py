@@ -10,17 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.storage.line_protocol import parse_line  # the service's parser checks the simulator's lines
+from app.domain import Reading
+from app.storage.codec import from_ms
+from models.line_protocol import ReadingEncoder, parse_line
 from simulator.live import run_live
-from simulator.sinks import (
-    HttpSink,
-    InfluxLineSink,
-    SinkError,
-    escape_key,
-    escape_string_field,
-    format_line,
-    readings_to_lines,
-)
+from simulator.sinks import MAX_BACKOFF_S, HttpSink, InfluxLineSink, SinkError, readings_to_lines
 from simulator.ward import Ward
 
 START = pd.Timestamp("2026-01-05T00:00Z")
@@ -95,28 +89,37 @@ def test_ward_advance_over_hours_is_fast(ward_history):
     assert time.perf_counter() - t0 < 5.0
 
 
-tag_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\\"), min_size=1, max_size=20)
+#: What line protocol 1.x can carry in a tag value: no line break, not empty, no trailing backslash.
+tag_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), min_size=1,
+                   max_size=20).filter(lambda s: not s.endswith("\\"))
+field_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 
 
-@given(pid=tag_text, vital=tag_text, quality=st.text(st.characters(blacklist_categories=("Cs",),
-                                                                      blacklist_characters="\n\r"), max_size=20),
-       value=st.floats(allow_nan=False, allow_infinity=False), ts=st.integers(0, 2**53))
-def test_line_protocol_round_trip(pid, vital, quality, value, ts):
-    line = format_line("vitals", {"patient_id": pid, "vital": vital}, {"value": value, "quality": quality}, ts)
-    assert "\n" not in line
+@given(pid=tag_text, vital=tag_text, quality=field_text, value=st.floats(allow_nan=False, allow_infinity=False),
+       ms=st.integers(0, 2**42))
+def test_sink_lines_round_trip_through_the_shared_parser(pid, vital, quality, value, ms):
+    """The simulator's sink output parses back to the reading, and is byte for byte what the service writes."""
+    ts = from_ms(ms)
+    (line,) = readings_to_lines([{"patient_id": pid, "vital": vital, "ts": ts.isoformat(timespec="milliseconds"),
+                                  "value": value, "quality": quality}])
+    assert "\n" not in line.split(" value=")[0]  # a string field may hold a newline, the key never does
     assert parse_line(line) == ("vitals", {"patient_id": pid, "vital": vital}, {"value": value, "quality": quality},
-                                ts)
+                                ms)
+    assert [line] == ReadingEncoder().encode_lines([Reading(pid, vital, ts, value, quality)])
 
 
-def test_line_protocol_escaping_examples():
-    assert escape_key("a b,c=d") == r"a\ b\,c\=d"
-    assert escape_string_field('say "hi" \\o/') == r'"say \"hi\" \\o/"'
-    for bad in ("trailing\\", "x\\,y", "new\nline"):
-        with pytest.raises(ValueError):
-            escape_key(bad)
+def test_sink_lines_escape_as_the_service_does():
     line = readings_to_lines([{"patient_id": "bed-01", "vital": "hr", "ts": "2026-01-05T00:00:01.250Z",
                                "value": 72, "quality": "ok"}])[0]
     assert line == 'vitals,patient_id=bed-01,vital=hr value=72.0,quality="ok" 1767571201250'
+    # a backslash inside a tag value is carried (the simulator's own encoder used to refuse it)
+    (line,) = readings_to_lines([{"patient_id": "a\\,b c", "vital": "hr", "ts": "2026-01-05T00:00:00Z",
+                                  "value": 1.5, "quality": 'say "hi"'}])
+    assert line == r'vitals,patient_id=a\\,b\ c,vital=hr value=1.5,quality="say \"hi\"" 1767571200000'
+    assert parse_line(line)[1]["patient_id"] == "a\\,b c"
+    for bad in ("trailing\\", "new\nline", ""):
+        with pytest.raises(ValueError):
+            readings_to_lines([{"patient_id": bad, "vital": "hr", "ts": "2026-01-05T00:00:00Z", "value": 1.0}])
 
 
 def _readings(n: int) -> list[dict]:
@@ -153,6 +156,25 @@ def test_http_sink_gives_up_after_retries():
     with pytest.raises(SinkError):
         sink.send(_readings(1))
     assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_http_sink_backoff_is_capped_and_4xx_is_not_retried():
+    status = iter([500, 502, 503, 504, 400])
+    sleeps: list[float] = []
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(next(status))))
+    sink = HttpSink("http://svc", client=client, backoff_s=10.0, sleep=sleeps.append)
+    with pytest.raises(SinkError, match="HTTP 400"):
+        sink.send(_readings(1))
+    assert sleeps == [10.0, 20.0, MAX_BACKOFF_S, MAX_BACKOFF_S]
+
+
+def test_influx_sink_gives_up_on_5xx():
+    sleeps: list[float] = []
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(503)))
+    sink = InfluxLineSink("http://influx:8086", "wardtwin", client=client, max_retries=2, sleep=sleeps.append)
+    with pytest.raises(SinkError, match="HTTP 503 after 2 retries"):
+        sink.send(_readings(1))
+    assert sleeps == [0.5, 1.0]
 
 
 def test_influx_sink_writes_line_protocol():

@@ -10,7 +10,7 @@ import pytest
 from models import features as F
 from models import train as T
 from models.twin import Twin
-from tests.unit.test_train_synth import synthetic_windows
+from tests.support.synthetic_windows import synthetic_windows
 
 
 @pytest.fixture(scope="module")
@@ -87,26 +87,3 @@ def test_cross_fitting_folds_cover_development_patients_only() -> None:
     split, fold = T.split_of(ids, 5), T.fold_of(ids, 5)
     assert ((fold == -1) == (split == "test")).all()
     assert set(fold[fold >= 0]) == set(range(T.CV_FOLDS))
-
-
-def test_challenger_json_trees_reproduce_scikit_learn(cohort) -> None:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    from models.twin import Challenger
-
-    w, _ = cohort
-    feats = F.build(w)
-    x = feats[list(F.FEATURE_NAMES)].to_numpy(float).copy()
-    y = (np.nan_to_num(feats["hr_above_90_1h"].to_numpy()) > 5).astype(int)
-    x[::7, 3] = np.nan  # missing values take the learned side
-    x[:, 5] = np.where(y == 1, np.nan, 1.0)  # a split on missingness alone has an infinite threshold
-    model = HistGradientBoostingClassifier(max_iter=15, random_state=0).fit(x, y)
-    base, trees = T.export_hgb(model)
-    art = {"format": "wardtwin.challenger/1", "feature_names": list(F.FEATURE_NAMES), "baseline": base,
-           "trees": trees, "version": "t"}
-    text = json.dumps(art, allow_nan=False)
-    assert '"inf"' in text
-    ch = Challenger(json.loads(text))
-    frame = feats.copy()
-    frame[list(F.FEATURE_NAMES)] = x
-    np.testing.assert_allclose(ch.risk(frame), model.predict_proba(x)[:, 1], rtol=0, atol=1e-12)

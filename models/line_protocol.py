@@ -1,5 +1,9 @@
 """InfluxDB line protocol (v1 ``/write``): escaping, the fast reading encoder, and a reference parser.
 
+The one encoder of the project: the service's InfluxDB store (``app/storage/influx.py``) and the
+simulator's line-protocol sink (``simulator/sinks.py``) both write through it. Pure: no I/O, no imports
+from ``app/``; a reading is anything with the ``Reading`` attributes (``ReadingLike``).
+
 Escaping, as InfluxDB 1.x parses it (``models/points.go``), checked against a real ``influxd`` in
 ``tests/integration/test_influx_line_protocol.py``:
 
@@ -11,8 +15,8 @@ Escaping, as InfluxDB 1.x parses it (``models/points.go``), checked against a re
 
 A tag value cannot be empty, cannot hold a newline (it ends the line) and cannot end with a backslash
 (``a\\`` followed by the tag separator reads as an escaped comma; 1.x has no escape for a backslash).
-Such values are refused with ``ValueError`` rather than written wrong. Patient ids that pass the API's
-``[A-Za-z0-9_-]{1,64}`` never hit these cases; the store still escapes everything it writes.
+Such values are refused with ``ValueError`` rather than written wrong. Patient ids that pass the reading
+contract (``models.schema.PATIENT_ID_PATTERN``) never hit these cases; everything written is still escaped.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, Protocol
 
-from app.domain import Reading
-
+#: Millisecond timestamps (``precision=ms``); ``ReadingEncoder`` inlines ``(ts - _EPOCH) // _MS``, which is
+#: ``app.storage.codec.to_ms``, for speed.
 _EPOCH: Final[datetime] = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final[timedelta] = timedelta(milliseconds=1)
 
@@ -34,15 +38,19 @@ _STRING_ESCAPES: Final = str.maketrans({'"': r"\"", "\\": r"\\"})
 FieldValue = float | int | str | bool
 
 
-def to_ms(ts: datetime) -> int:
-    """A timezone-aware time as integer milliseconds since the epoch (exact, no float rounding)."""
-    if ts.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return (ts - _EPOCH) // _MS
+class ReadingLike(Protocol):
+    """What the encoder reads from a reading (``app.domain.Reading`` has it; the simulator builds its own)."""
 
-
-def from_ms(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
+    @property
+    def patient_id(self) -> str: ...
+    @property
+    def vital(self) -> str: ...
+    @property
+    def ts(self) -> datetime: ...  # timezone-aware
+    @property
+    def value(self) -> float: ...
+    @property
+    def quality(self) -> str: ...
 
 
 def escape_measurement(name: str) -> str:
@@ -123,7 +131,7 @@ class ReadingEncoder:
         self._quality[quality] = middle
         return middle
 
-    def encode_lines(self, readings: Iterable[Reading]) -> list[str]:
+    def encode_lines(self, readings: Iterable[ReadingLike]) -> list[str]:
         prefixes, qualities = self._prefix, self._quality
         epoch, ms = _EPOCH, _MS
         isfinite = math.isfinite
@@ -141,7 +149,7 @@ class ReadingEncoder:
             append(f"{prefix}{value!r}{middle}{(ts - epoch) // ms}")
         return lines
 
-    def encode(self, readings: Sequence[Reading]) -> bytes:
+    def encode(self, readings: Sequence[ReadingLike]) -> bytes:
         return "\n".join(self.encode_lines(readings)).encode()
 
 
@@ -229,6 +237,6 @@ def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, FieldValue], i
 
 
 __all__ = [
-    "ReadingEncoder", "encode_point", "escape_measurement", "escape_tag", "format_field", "format_float",
-    "format_string", "from_ms", "parse_line", "to_ms",
+    "ReadingEncoder", "ReadingLike", "encode_point", "escape_measurement", "escape_tag", "format_field",
+    "format_float", "format_string", "parse_line",
 ]

@@ -1,4 +1,4 @@
-"""Hand-made vital-sign trajectories for service tests (independent of the simulator)."""
+"""Hand-made vital-sign trajectories posted to the service in tests (independent of the simulator)."""
 
 from __future__ import annotations
 

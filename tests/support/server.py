@@ -1,9 +1,8 @@
-"""A real uvicorn process running the service, for integration and end-to-end tests."""
+"""A real uvicorn process running the service, for the smoke and end-to-end tests."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,14 @@ from pathlib import Path
 
 import httpx
 
+from app.storage.influxd_local import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_ok(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_until_ok(url: str, timeout: float = 300.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``url`` until it answers below 500; ``timeout`` only guards against a hang (a loaded machine is slow),
+    and a ``proc`` that exits fails at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

@@ -1,0 +1,174 @@
+"""The twin's model card: the ``card`` section stored in the artifact, and ``MODEL_CARD.md`` rendered from it.
+
+:func:`model_card` is called by ``models.train.train`` (the card is part of the artifact);
+:func:`render_model_card` / :func:`write_model_card` turn an artifact, and optionally an evaluation
+report of it (``models.report.evaluate``), into Markdown. Plain text from plain data: no fitting here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from models.labels import CRITERIA
+
+
+def _criteria_summary() -> str:
+    """The deterioration criteria in short, thresholds and comparisons from ``models.labels.CRITERIA``."""
+    c = {kind: (op, f"{threshold:g}") for kind, (_, op, threshold, _) in CRITERIA.items()}
+    return (f"HR {' '.join(c['hr_high'])} or {' '.join(c['hr_low'])} bpm, SBP {' '.join(c['sbp_low'])} mmHg, "
+            f"SpO2 {' '.join(c['spo2_low'])} %, temperature {' '.join(c['temp_high'])} °C")
+
+
+def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
+    coefs = sorted(zip(artifact["feature_names"], artifact["coefficients"], strict=True), key=lambda t: -abs(t[1]))
+    zero = [n for n, c in coefs if c == 0.0]
+    return {
+        "name": "wardtwin deterioration twin",
+        "intended_use": ("Decision support on general adult wards: a calibrated probability that a monitored "
+                         f"patient meets a deterioration criterion ({_criteria_summary()}, "
+                         "sustained) within the next 6 hours, shown beside NEWS2 with the "
+                         "reasons in words. It prompts a nurse to look; it does not replace NEWS2 escalation."),
+        "not_for": ["paediatric or obstetric patients", "ICU / level 2-3 care", "patients on SpO2 scale 2 targets",
+                    "automated treatment decisions"],
+        "cohort": artifact["cohort"],
+        "features": [{"name": n, "coefficient": round(c, 4)} for n, c in coefs],
+        "metrics_test": artifact["metrics"]["test"],
+        "limitations": [
+            "Trained and evaluated on simulated patients (wardtwin simulator), not on real ward data; "
+            "performance on real patients is unknown until a prospective silent evaluation.",
+            "The label is a vital-sign threshold crossing derived from the monitor itself, not a clinical outcome "
+            "(ICU admission, cardiac arrest, death).",
+            "Every coefficient is constrained to its clinically expected sign (all features here are 'more is "
+            "worse'). Features whose data pointed the other way end at zero instead of learning a wrong-way "
+            f"effect: {', '.join(f'`{n}`' for n in zero) if zero else 'none'}. A zero weight means the twin "
+            "ignores that feature, not that it is harmless; NEWS2, shown beside the twin, still scores every "
+            "vital, new confusion and oxygen — read both."
+            + (" Here that includes " + " and ".join(f"`{n}`" for n in ("not_alert", "o2_l_min") if n in zero)
+               + ": in the simulated ward they are charted mostly during or after an event, so as forward "
+               "predictors they carry no risk signal in the expected direction."
+               if {"not_alert", "o2_l_min"} & set(zero) else ""),
+            "Vital-sign levels enter as hinges at the edge of the NEWS2 zero-point band (e.g. heart rate above 90 "
+            "or below 60 bpm, SpO2 below 96 %, systolic BP below 110 mmHg): a value inside the band adds nothing, "
+            "so the twin cannot tell 'high-normal' from 'low-normal'. Change from the patient's own baseline counts "
+            "only in the harmful direction and needs 5 hours of history.",
+            "Contributions are measured from the average development-cohort window (the standardisation mean), so "
+            "a contribution below zero means 'less than a typical ward patient' and its sentence says it lowers "
+            "the risk; it is not a statement that the patient is safe.",
+            "Linear and additive in its features: interactions the physiology has are only partly captured "
+            "(the gradient-boosting challenger in the evaluation shows what a non-linear model reaches).",
+            "Operating point: the service raises an alert at WARDTWIN_ALERT_THRESHOLD (0.7 by default). A calibrated "
+            "6-hour risk on a ward where about 2 % of windows precede an event rarely reaches 0.7, so at 0.7 the twin "
+            "is very specific but misses most events (see the evaluation's operating points). The threshold that "
+            "matches NEWS2 >= 5's sensitivity on development patients is recorded in the artifact "
+            "(operating_points.match_news2_5) and is the one to consider for a ward; patients already meeting a "
+            "deterioration criterion are alerted by the service whatever the risk.",
+            "Calibration is checked on the independent evaluation cohort (reliability plot in the report); the "
+            "highest risk bins hold few windows and were under-predicted there, so read a high risk as 'at least'.",
+            "NEWS2 beside the twin uses SpO2 scale 1 in the service (the reading contract carries no prescribed "
+            "target); training and evaluation score scale 2 for the simulated hypercapnic-COPD patients.",
+            "Missing features are imputed with the development mean (zero contribution); a patient with few "
+            "measurements looks average, not safe — check the 'not measured' lines. Gaps in heart-rate monitoring "
+            "can only raise the risk, never lower it.",
+            "Deterioration is rare (about 2 % of prediction windows are positive), so most calibrated risks are "
+            "below 0.1; the calibration above 0.3 rests on few windows (see the reliability table in "
+            "reports/evaluation/).",
+            "NEWS2 is computed from window aggregates with SpO2 scale 1 and no charted new confusion beyond ACVPU.",
+        ],
+    }
+
+
+def render_model_card(artifact: dict[str, Any], report: dict[str, Any] | None = None) -> str:
+    """The model card as Markdown; with an evaluation ``report`` of this twin, its results are included."""
+    card = artifact["card"]
+    m = artifact["metrics"]["test"]
+    cv = artifact["metrics"].get("cross_fitted", {})
+    feats = {f["name"]: f for f in artifact["features"]}
+    lines = [
+        f"# Model card — {card['name']} `{artifact['version']}`", "",
+        "_Generated from `twin.json` by `wardtwin train` (and `wardtwin evaluate` for the evaluation section); "
+        "do not edit by hand._", "",
+        "## Intended use", "", card["intended_use"], "", "Not for: " + "; ".join(card["not_for"]) + ".", "",
+        "## Training cohort", "",
+        *(f"- {k}: {v}" for k, v in sorted(artifact["cohort"].items())),
+        f"- split: {artifact['split']['rule']} (seed {artifact['split']['seed']}; patients "
+        f"{artifact['split']['patients']})", "",
+        "## Model", "",
+        f"Logistic regression on {len(artifact['feature_names'])} standardised features, each coefficient "
+        "constrained to the feature's clinically expected sign (L-BFGS-B with bounds; L2, "
+        f"C={artifact['estimator']['C']}, class_weight=balanced), fitted on the development patients "
+        "(train + validation). Platt-calibrated on the cross-fitted logits of the development patients "
+        f"({artifact['split'].get('folds', '?')} patient folds; a={artifact['calibration']['a']:.4f} > 0, "
+        f"c={artifact['calibration']['c']:.4f}) and folded into the coefficients, so each contribution is "
+        "coefficient × standardised value, they add up to the logit, and calibration keeps every sign.", "",
+        "Direction: `+1` the risk rises with the feature (coefficient ≥ 0), `-1` falls (≤ 0), `0` unconstrained. "
+        "A coefficient of 0 means the data gave no signal in the expected direction beyond the other features.",
+        "", "| feature | unit | direction | coefficient (per SD) | description | why this direction |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, coef in sorted(zip(artifact["feature_names"], artifact["coefficients"], strict=True),
+                             key=lambda t: (-abs(t[1]), t[0])):
+        f = feats[name]
+        lines.append(f"| `{name}` | {f['unit']} | {f.get('direction', 0):+d} | {coef:+.3f} | {f['description']} | "
+                     f"{f.get('reason', '')} |")
+    lines += ["", f"Intercept {artifact['intercept']:+.3f}.", "",
+              "## Test metrics (held-out 20 % of the training cohort's patients, eligible windows)", "",
+              "| metric | twin | NEWS2 | twin, cross-fitted on development patients |", "|---|---|---|---|",
+              f"| AUROC | {m['auroc']:.3f} | {m['news2_auroc']:.3f} | {_fmt(cv.get('auroc'))} |",
+              f"| AUPRC | {m['auprc']:.3f} | {m['news2_auprc']:.3f} | {_fmt(cv.get('auprc'))} |",
+              f"| Brier | {m['brier']:.4f} | | {_fmt(cv.get('brier'), '.4f')} |",
+              f"| calibration slope / intercept | {m['calibration_slope']:.2f} / {m['calibration_intercept']:.2f} | "
+              f"| {_fmt(cv.get('calibration_slope'), '.2f')} / {_fmt(cv.get('calibration_intercept'), '.2f')} |",
+              f"| windows / positives | {m['n']} / {m['positives']} | | "
+              f"{cv.get('n', '—')} / {cv.get('positives', '—')} |",
+              ""]
+    if report is not None and report.get("twin_version") == artifact["version"]:
+        lines += _evaluation_section(report)
+    else:
+        lines += ["See `reports/evaluation/` (`wardtwin evaluate`) for bootstrap intervals, operating points, lead "
+                  "times, subgroups and the challenger.", ""]
+    lines += ["## Known limitations", "", *(f"- {x}" for x in card["limitations"]), ""]
+    return "\n".join(lines)
+
+
+def _fmt(x: Any, fmt: str = ".3f") -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def _evaluation_section(report: dict[str, Any]) -> list[str]:
+    d, c, o = report["discrimination"], report["calibration"], report["operating_points"]
+    cohort = report.get("cohort", {})
+    lines = ["## Evaluation", "",
+             f"`wardtwin evaluate` on {report['patients']} patients ({report['patient_days']:.1f} patient-days; "
+             f"{report['scope']}; simulator {cohort.get('simulator_version', '?')}, seed {cohort.get('seed', '?')}). "
+             "95 % intervals: patient-level bootstrap.", "",
+             "| model | AUROC (95 % CI) | AUPRC (95 % CI) | Brier | calibration slope / intercept |",
+             "|---|---|---|---|---|"]
+    for k in ("twin", "news2", "challenger"):
+        if k in d:
+            cc = c.get(k, {})
+            lines.append(f"| {k} | {_fmt(d[k]['auroc'])} ({_fmt(d[k]['auroc_ci'][0])}–{_fmt(d[k]['auroc_ci'][1])}) | "
+                         f"{_fmt(d[k]['auprc'])} ({_fmt(d[k]['auprc_ci'][0])}–{_fmt(d[k]['auprc_ci'][1])}) | "
+                         f"{_fmt(cc.get('brier'), '.4f')} | {_fmt(cc.get('calibration_slope'), '.2f')} / "
+                         f"{_fmt(cc.get('calibration_intercept'), '.2f')} |")
+    lines += ["", "| operating point | sensitivity (events) | PPV | alerts / patient-day | median lead (h) |",
+              "|---|---|---|---|---|"]
+    for name, op in o.items():
+        lines.append(f"| {name} | {_fmt(op['sensitivity'], '.2f')} ({op['detected']}/{op['events']}) | "
+                     f"{_fmt(op['ppv'], '.2f')} | {_fmt(op['alerts_per_patient_day'], '.2f')} | "
+                     f"{_fmt(op['median_lead_h'], '.1f')} |")
+    lines += ["", "Goals: " + "; ".join(f"{k} = {v if not isinstance(v, float) else format(v, '+.3f')}"
+                                        for k, v in report["goals"].items()) + ".", ""]
+    for note in report.get("notes", []):
+        lines.append(f"- {note}")
+    if report.get("notes"):
+        lines.append("")
+    return lines
+
+def write_model_card(artifact: dict[str, Any], path: str | Path, report: dict[str, Any] | None = None) -> Path:
+    p = Path(path)
+    p.write_text(render_model_card(artifact, report), encoding="utf-8")
+    return p
+
+
+__all__ = ["model_card", "render_model_card", "write_model_card"]

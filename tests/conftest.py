@@ -1,0 +1,25 @@
+"""Suite-wide settings: the Hypothesis profiles.
+
+Shared CI machines are slow and noisy (two busy cores are normal), so no profile measures wall-clock time:
+no per-example deadline and no "too slow" health check. Select a profile with ``HYPOTHESIS_PROFILE``:
+
+    ci    (default) reproducible: the same examples on every run and machine, no example database
+    dev   random examples each run, failures remembered in ``.hypothesis/`` (explore locally)
+    deep  like dev, ten times the examples (before a release, or after touching a property's code)
+
+Tests set only what is theirs (``max_examples`` for a cheap property, a health check a fixture needs);
+never a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_no_wall_clock = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+
+settings.register_profile("ci", max_examples=100, derandomize=True, database=None, print_blob=True, **_no_wall_clock)
+settings.register_profile("dev", max_examples=100, **_no_wall_clock)
+settings.register_profile("deep", max_examples=1000, **_no_wall_clock)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
