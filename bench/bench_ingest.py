@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from app.domain import Reading  # noqa: E402
 from app.storage.influx import InfluxStore  # noqa: E402
 from app.storage.influxd_local import free_port  # noqa: E402
-from app.storage.line_protocol import ReadingEncoder  # noqa: E402
 from bench.influxd_for_bench import influxd_url  # noqa: E402
+from models.line_protocol import ReadingEncoder  # noqa: E402
 
 
 def make_readings(points: int, patients: int) -> list[Reading]:

@@ -75,6 +75,7 @@ class Phase:
     lag_ms: list[float] = field(default_factory=list)  # lateness of a 5 ms sleep ticker
     wall_s: float = 0.0
     cycle: dict | None = None
+    store_s: dict[str, float] = field(default_factory=dict)  # awaited in the store's methods, by method
 
     def summary(self) -> dict:
         return {
@@ -87,6 +88,7 @@ class Phase:
             "sched_p50_ms": round(percentile(self.scheduled_ms, 50), 2),
             "sched_p99_ms": round(percentile(self.scheduled_ms, 99), 2),
             "lag_max_ms": round(max(self.lag_ms, default=math.nan), 2),
+            "store_s": {k: round(v, 3) for k, v in self.store_s.items()},
             "cycle": self.cycle,
         }
 
@@ -170,9 +172,35 @@ async def poll(client: httpx.AsyncClient, phase: Phase, interval_s: float, until
         k = k_next
 
 
+STORE_METHODS = ("materialize_windows", "patient_ids", "windows", "save_scores")
+
+
+def time_store_calls(store: object, phase: list[Phase]) -> None:
+    """Wrap the store's cycle-facing methods (on the instance) to add their awaited time to ``phase[0]``.
+    The SQLite store runs each in a worker thread under one lock that ``/healthz`` also takes; a cycle that
+    calls the store from another process or loop is not seen (its ``store s`` then reads 0)."""
+    for name in STORE_METHODS:
+        fn = getattr(store, name, None)
+        if fn is None:
+            continue
+
+        async def timed(*a, _fn=fn, _name=name, **kw):
+            t0 = time.perf_counter()
+            try:
+                return await _fn(*a, **kw)
+            finally:
+                if phase:
+                    spent = phase[0].store_s
+                    spent[_name] = spent.get(_name, 0.0) + time.perf_counter() - t0
+
+        setattr(store, name, timed)
+
+
 async def measure(client: httpx.AsyncClient, name: str, interval_s: float, *, window_end: datetime | None = None,
-                  seconds: float = 0.0) -> Phase:
+                  seconds: float = 0.0, current: list[Phase] | None = None) -> Phase:
     phase = Phase(name)
+    if current is not None:
+        current[:] = [phase]
     stop = asyncio.Event()
     lag = asyncio.create_task(ticker(phase.lag_ms, stop))
     t0 = time.perf_counter()
@@ -211,6 +239,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict:
     application = create_app(Settings(data_dir=data_dir), clock=clock, cycle_interval_s=None)
     interval_s = args.interval_ms / 1000
     phases: list[Phase] = []
+    current: list[Phase] = []  # the phase store calls are charted to (none during population)
+    time_store_calls(application.state.wardtwin.store, current)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=None) as client:
@@ -222,9 +252,11 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict:
                   f"(simulator {population['simulate_s']} s, POST /v1/readings {population['post_s']} s)",
                   flush=True)
             phases.append(await measure(client, "baseline", interval_s, seconds=args.baseline_s))
-            phases.append(await measure(client, "first", interval_s, window_end=first))
+            phases.append(await measure(client, "first", interval_s, window_end=first, current=current))
             for k in range(1, args.repeat + 1):
-                phases.append(await measure(client, f"cycle {k}", interval_s, window_end=first + k * STEP))
+                phases.append(await measure(client, f"cycle {k}", interval_s, window_end=first + k * STEP,
+                                            current=current))
+            current.clear()
             phases.append(await measure(client, "baseline after", interval_s, seconds=args.baseline_s))
     return {"population": population, "phases": [p.summary() for p in phases],
             "steady": pooled([p for p in phases if p.name.startswith("cycle ")]),
@@ -242,16 +274,18 @@ def pooled(phases: list[Phase]) -> dict:
 
 
 def print_table(result: dict) -> None:
-    head = (f"{'phase':<15}{'cycle s':>9}{'scored':>8}{'healthz n':>11}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-            f"{'sched p99':>11}{'lag max':>9}")
+    head = (f"{'phase':<15}{'cycle s':>8}{'store s':>8}{'scored':>7}{'healthz n':>10}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'max ms':>9}{'sched p50':>10}{'sched p99':>10}{'lag max':>9}")
     print(head)
     print("-" * len(head))
     rows = [*result["phases"], {**result["steady"], "phase": "cycles 1..n"}]
     for r in rows:
         cycle = r.get("cycle") or {}
         took = f"{cycle['took_ms'] / 1000:.2f}" if cycle else "-"
-        print(f"{r['phase']:<15}{took:>9}{cycle.get('scored', '-')!s:>8}{r['requests']:>11}{r['p50_ms']:>9.1f}"
-              f"{r['p99_ms']:>9.1f}{r['max_ms']:>9.1f}{r['sched_p99_ms']:>11.1f}{r['lag_max_ms']:>9.1f}")
+        store = f"{sum(r['store_s'].values()):.2f}" if cycle else "-"
+        print(f"{r['phase']:<15}{took:>8}{store:>8}{cycle.get('scored', '-')!s:>7}{r['requests']:>10}"
+              f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['max_ms']:>9.1f}{r['sched_p50_ms']:>10.1f}"
+              f"{r['sched_p99_ms']:>10.1f}{r['lag_max_ms']:>9.1f}")
     base, steady = result["baseline_pooled"], result["steady"]
     ratios = {k: steady[k] / base[k] if base[k] > 0 else math.inf for k in ("p50_ms", "p99_ms", "max_ms")}
     result["ratio_cycle_to_baseline"] = {k: round(v, 1) for k, v in ratios.items()}
@@ -274,7 +308,8 @@ def main() -> int:
         parser.error("--hours too short for --repeat cycles of 5 minutes")
     print(f"machine: {platform.machine()} cpus={os.cpu_count()} python={platform.python_version()} "
           f"commit={git_commit()} app={Path(app.__file__).parent}; patients={args.patients} hours={args.hours} "
-          f"repeat={args.repeat} seed={args.seed} interval_ms={args.interval_ms}", flush=True)
+          f"repeat={args.repeat} seed={args.seed} interval_ms={args.interval_ms} "
+          f"loadavg={' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     data_dir = Path(tempfile.mkdtemp(prefix="bench-loop-"))
     try:
         result = asyncio.run(run(args, data_dir))

@@ -39,7 +39,8 @@ FieldValue = float | int | str | bool
 
 
 class ReadingLike(Protocol):
-    """What the encoder reads from a reading (``app.domain.Reading`` has it; the simulator builds its own)."""
+    """What ``ReadingEncoder`` reads from a reading (``app.domain.Reading`` has it). The simulator, whose readings
+    are dicts, writes the same lines through ``encode_point`` (``tests/unit/test_simulator_live.py`` pins that)."""
 
     @property
     def patient_id(self) -> str: ...

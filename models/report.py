@@ -29,7 +29,8 @@ from models.metrics import (
     operating_point,
     reliability,
 )
-from models.train import split_of
+from models.train import Dataset, Progress, split_of
+from models.twin import Twin
 
 AGE_BANDS: tuple[tuple[str, int, int], ...] = (("18-49", 0, 50), ("50-69", 50, 70), ("70+", 70, 200))
 OPERATING_POINTS: tuple[tuple[str, str, float], ...] = (
@@ -47,8 +48,9 @@ def _same_cohort(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-def evaluate(twin: Any, dataset: Any, *, cohort_fingerprint: dict[str, Any], challenger_path: Any = None,
-             n_bootstrap: int = 200, seed: int = 0, progress: Any = _quiet) -> dict[str, Any]:
+def evaluate(twin: Twin, dataset: Dataset, *, cohort_fingerprint: dict[str, Any],
+             challenger_path: str | Path | None = None, n_bootstrap: int = 200, seed: int = 0,
+             progress: Progress = _quiet) -> dict[str, Any]:
     """Twin vs NEWS2 (and the challenger) on held-out patients; returns the JSON report (plain data)."""
     frame = dataset.frame
     art = twin.artifact
@@ -271,7 +273,7 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict[str, Any], out: Any) -> None:
+def write_report(report: dict[str, Any], out: str | Path) -> None:
     """report.json, roc.png, calibration.png, lead_time.png and index.html in ``out``."""
     import matplotlib
 

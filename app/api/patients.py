@@ -18,8 +18,8 @@ from app.pipeline.cycle import to_score
 from app.service import WardTwin
 from app.storage.codec import score_to_dict
 from models import features
-from models import what_if as twin_model
 from models.schema import PATIENT_ID_PATTERN
+from models.what_if import what_if
 from models.windows import WINDOW
 
 router = APIRouter(tags=["patients"])
@@ -140,7 +140,7 @@ async def post_what_if(request: Request, patient_id: PatientId, body: WhatIfIn) 
     window_end = latest.window_end
     grid = await wt.cycle.grid([patient_id], window_end, features.HISTORY)
     try:
-        before, after, changed = twin_model.what_if(wt.twin, grid, patient_id, dict(body.changes))
+        before, after, changed = what_if(wt.twin, grid, patient_id, dict(body.changes))
     except ValueError as exc:
         raise InvalidRequestError(["body", "changes"], str(exc)) from None
     last_row = grid[grid["start"] == pd.Timestamp(window_end) - WINDOW].iloc[-1]

@@ -71,7 +71,7 @@ from app.storage.codec import from_ms, score_from_json, score_to_json, to_ms
 from app.storage.spool import Spool
 from models.line_protocol import ReadingEncoder, encode_point
 from models.schema import NAME_PATTERN, NAME_RULE, READING_COLUMNS
-from models.windows import LAST_VITALS, WINDOW, WINDOW_COLUMNS, empty_windows, normalise
+from models.windows import LAST_VITALS, WINDOW_COLUMNS, empty_windows, normalise
 
 logger = logging.getLogger(__name__)
 
@@ -330,7 +330,7 @@ class InfluxStore:
             chunk = readings[i : i + self.batch_size]
             starts = sorted({to_ms(r.ts) // WINDOW_MS * WINDOW_MS for r in chunk})
             body = self._encoder.encode(chunk) + b"\n" + _pending_lines(starts)
-            await self._write(body, len(chunk) + len(starts))
+            await self._write(body, len(chunk))  # the backlog counts readings; the marks ride along
 
     async def _drain_forever(self) -> None:
         def replay_failed(state: RetryCallState) -> None:

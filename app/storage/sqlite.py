@@ -21,7 +21,7 @@ from app.errors import StoreUnavailableError
 from app.storage.base import WINDOW_MS, window_runs
 from app.storage.codec import from_ms, score_from_json, score_to_json, to_ms
 from app.storage.sqlite_db import SqliteDatabase
-from models.windows import LAST_VITALS, WINDOW, WINDOW_COLUMNS, empty_windows, normalise
+from models.windows import LAST_VITALS, WINDOW_COLUMNS, empty_windows, normalise
 
 T = TypeVar("T")
 

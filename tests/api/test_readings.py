@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 
 from tests.api.conftest import NOW, T0, assert_422, iso, reading, run_cycle, serve
 
+CET = timezone(timedelta(hours=1))
+
 
 def hr_counts(client: TestClient, patient_id: str) -> dict[str, int]:
     """Heart-rate readings per window start, as the twin sees them after a cycle at T0."""
@@ -25,7 +27,7 @@ def test_a_good_batch_is_accepted_and_stored(client):
     batch += [reading(vital="spo2", value=97, ts=T0 - timedelta(minutes=4)),
               reading(vital="acvpu", value="a", ts=T0 - timedelta(minutes=4)),  # a letter, any case
               reading(vital="temp", value=37.2, ts=iso(T0 - timedelta(minutes=4)).replace("+00:00", "Z")),
-              reading(vital="o2", value=0, ts=(T0 - timedelta(minutes=4)).astimezone(timezone(timedelta(hours=2))).isoformat(), quality="ok"),
+              reading(vital="o2", value=0, ts=(T0 - timedelta(minutes=4)).astimezone(CET), quality="ok"),
               reading(vital="rr", value=18, ts=T0 - timedelta(minutes=3), quality="motion")]
     response = client.post("/v1/readings", json={"readings": batch})
     assert response.status_code == 200, response.text

@@ -20,4 +20,5 @@ async def test_two_runs_give_byte_identical_scores(tmp_path):
 
 async def test_a_different_seed_gives_different_scores(tmp_path):
     start = datetime.fromisoformat("2026-03-01T00:00:00+00:00")
-    assert digest(await replay(3, 1, 1.0, start, tmp_path / "a")) != digest(await replay(3, 2, 1.0, start, tmp_path / "b"))
+    first = await replay(3, 1, 1.0, start, tmp_path / "a")
+    assert digest(first) != digest(await replay(3, 2, 1.0, start, tmp_path / "b"))

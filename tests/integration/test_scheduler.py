@@ -47,7 +47,7 @@ async def write_ward(store: SqliteStore, until: datetime) -> None:
 
 async def test_due_window_waits_for_its_grace_period(tmp_path: Path) -> None:
     clock = FixedClock(T0 + timedelta(seconds=GRACE_S - 1))  # 06:00 has not had its grace yet
-    scheduler, cycle, store = await scheduler_on(tmp_path / "s.db", clock)
+    scheduler, _, store = await scheduler_on(tmp_path / "s.db", clock)
     assert scheduler.due_window_end() == T0 - WINDOW
     clock.advance(timedelta(seconds=1))
     assert scheduler.due_window_end() == T0

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.ingest import parse_ts, validate_batch
-from models.schema import PLAUSIBLE_RANGES
+from models.schema import PATIENT_ID_RULE, PLAUSIBLE_RANGES, QUALITY_RULE
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)
@@ -36,6 +36,22 @@ def test_bad_items_are_named_by_index_and_field_and_good_ones_kept():
     }
     hr_error = next(e for e in result.errors if e["loc"][2] == 1)
     assert "400" in hr_error["msg"] and hr_error["type"] == "implausible"
+
+
+def test_messages_quote_the_contract() -> None:
+    """What a 422 says comes from ``models.schema``, so a changed rule changes its message."""
+    batch = [item(patient_id="x y"), item(value=400), item(quality="Probe Off"), item(vital="acvpu", value="X"),
+             item(vital="acvpu", value=1.5)]
+    msgs = [e["msg"] for e in validate_batch(batch, NOW, SKEW).errors]
+    lo, hi = PLAUSIBLE_RANGES["hr"]
+    assert msgs == [
+        f"patient_id must be {PATIENT_ID_RULE}",
+        f"heart rate 400 bpm is outside {lo:g}–{hi:g}",
+        f"quality must be {QUALITY_RULE}",
+        "consciousness 'X' is not one of A, C, V, P, U",
+        "consciousness code must be a whole number 0–4 (A, C, V, P, U)",
+    ]
+    assert PATIENT_ID_RULE == "1–64 of [A-Za-z0-9_-]" and QUALITY_RULE == "1–32 of [a-z_]"
 
 
 @pytest.mark.parametrize(
