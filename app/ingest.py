@@ -4,6 +4,9 @@ A batch is validated item by item. **Valid items of a batch are stored even when
 bad**: one implausible reading from one bed must not drop the rest of the ward's vitals. The 422
 answer lists every bad item by index and reason and says how many were accepted; re-sending the
 whole batch is safe because writes are idempotent on (patient_id, vital, ts).
+
+A timestamp must carry an offset and lie in ``[EARLIEST_READING_AT, now + max_future_skew]``
+(``models.schema``); one whose UTC conversion leaves ``datetime``'s range is named like any other bad ``ts``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from app.domain import Reading
 from models.schema import (
     ACVPU_CODES,
+    EARLIEST_READING_AT,
     PATIENT_ID_PATTERN,
     PATIENT_ID_RULE,
     PLAUSIBLE_RANGES,
@@ -31,6 +35,7 @@ from models.schema import (
 _FIELDS = ("patient_id", "vital", "value", "ts", "quality")
 _ACVPU_LETTERS = ", ".join(ACVPU_CODES)
 _ACVPU_LO, _ACVPU_HI = PLAUSIBLE_RANGES["acvpu"]
+_EARLIEST_TEXT = EARLIEST_READING_AT.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,10 @@ def _error(index: int, field: str | None, msg: str, type_: str) -> dict[str, Any
 
 
 def parse_ts(raw: Any) -> datetime:
-    """ISO 8601 with an offset (``Z`` allowed) → UTC, truncated to the millisecond."""
+    """ISO 8601 with an offset (``Z`` allowed) → UTC, truncated to the millisecond.
+
+    Only the form is checked here; the accepted range (``EARLIEST_READING_AT`` .. horizon) is ``_check``'s.
+    """
     if not isinstance(raw, str):
         raise ValueError("timestamp must be an ISO 8601 string")
     try:
@@ -56,7 +64,10 @@ def parse_ts(raw: Any) -> datetime:
         raise ValueError(f"timestamp {raw[:40]!r} is not ISO 8601") from None
     if ts.tzinfo is None:
         raise ValueError("timestamp must carry a timezone offset (e.g. Z)")
-    ts = ts.astimezone(UTC)
+    try:
+        ts = ts.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 or 0001-01-01T00:00:00+05:00
+        raise ValueError(f"timestamp {raw[:40]!r} is out of range: in UTC it falls outside years 1–9999") from None
     return ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
 
 
@@ -120,10 +131,13 @@ def _fast(item: Any, known_ids: set[str], horizon: datetime) -> Reading | None:
     if ts.tzinfo is not UTC:  # "Z" parses to UTC itself; anything else is converted (naive goes to _check)
         if ts.utcoffset() is None:
             return None
-        ts = ts.astimezone(UTC)
+        try:
+            ts = ts.astimezone(UTC)
+        except OverflowError:
+            return None
     if ts.microsecond % 1000:
         ts = ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
-    if ts > horizon:
+    if not EARLIEST_READING_AT <= ts <= horizon:
         return None
     return Reading(patient_id, vital, ts, value, quality)
 
@@ -172,10 +186,14 @@ def _check(index: int, item: Any, horizon: datetime) -> Reading | list[dict[str,
     ts = None
     try:
         ts = parse_ts(item.get("ts"))
-        if ts > horizon:
-            item_errors.append(_error(index, "ts", f"timestamp {ts.isoformat()} is in the future", "future"))
     except ValueError as exc:
         item_errors.append(_error(index, "ts", str(exc), "datetime"))
+    else:
+        if ts < EARLIEST_READING_AT:
+            item_errors.append(_error(index, "ts", f"timestamp {ts.isoformat()} is before {_EARLIEST_TEXT}, "
+                                                   "the earliest reading accepted", "too_early"))
+        elif ts > horizon:
+            item_errors.append(_error(index, "ts", f"timestamp {ts.isoformat()} is in the future", "future"))
     quality = item.get("quality", QUALITY_OK)
     if not isinstance(quality, str) or not QUALITY_PATTERN.fullmatch(quality):
         item_errors.append(_error(index, "quality", f"quality must be {QUALITY_RULE}", "pattern"))

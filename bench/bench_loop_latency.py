@@ -240,7 +240,9 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict:
     interval_s = args.interval_ms / 1000
     phases: list[Phase] = []
     current: list[Phase] = []  # the phase store calls are charted to (none during population)
-    time_store_calls(application.state.wardtwin.store, current)
+    store = getattr(getattr(application.state, "wardtwin", None), "store", None)
+    if store is not None:
+        time_store_calls(store, current)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=None) as client:

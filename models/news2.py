@@ -18,7 +18,8 @@ parameter with an aggregate below 5 → ``"low-medium"``; otherwise (0–4) → 
 Rounding rule: NEWS2 is charted in whole numbers, temperature to 0.1 °C. Values are rounded half up
 (93.5 % → 94 %, 90.5 mmHg → 91 mmHg, 38.05 °C → 38.1 °C) before banding, so a value between two bands
 lands in the band of its charted value. An unobserved parameter scores 0 and marks the set ``partial``.
-Out-of-range (``models.schema.PLAUSIBLE_RANGES``) or unknown values raise ``ValueError`` naming the field.
+Out-of-range (``models.schema.PLAUSIBLE_RANGES``) or unknown values raise :class:`ObservationError`, a
+``ValueError`` whose message starts with the field and whose ``field`` attribute names it (the API's 422 ``loc``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ from models.schema import ACVPU_CODES, PLAUSIBLE_RANGES
 
 PARAMETERS: Final[tuple[str, ...]] = ("rr", "spo2", "o2", "sbp", "hr", "acvpu", "temp")
 BANDS: Final[tuple[str, ...]] = ("low", "low-medium", "medium", "high")
+
+
+class ObservationError(ValueError):
+    """A value NEWS2 cannot score; ``field`` is the parameter's name (``"hr"``, ``"spo2_scale"``, ...)."""
+
+    def __init__(self, field: str, msg: str) -> None:
+        super().__init__(f"{field}: {msg}")
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -99,11 +108,11 @@ def _check(field: str, value: Any, vital: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{field}: expected a number, got {value!r}")
+        raise ObservationError(field, f"expected a number, got {value!r}")
     x = float(value)
     lo, hi = PLAUSIBLE_RANGES[vital]
     if math.isnan(x) or not lo <= x <= hi:
-        raise ValueError(f"{field}: {value!r} is outside the plausible range {lo:g}–{hi:g}")
+        raise ObservationError(field, f"{value!r} is outside the plausible range {lo:g}–{hi:g}")
     return x
 
 
@@ -112,11 +121,11 @@ def score(*, rr: float | None = None, spo2: float | None = None, spo2_scale: int
           acvpu: str | None = None, temp: float | None = None) -> News2:
     """NEWS2 for one observation set; ``None`` = not observed (scores 0, ``partial``)."""
     if isinstance(spo2_scale, bool) or spo2_scale not in (1, 2):
-        raise ValueError(f"spo2_scale: must be 1 or 2, got {spo2_scale!r}")
+        raise ObservationError("spo2_scale", f"must be 1 or 2, got {spo2_scale!r}")
     if on_oxygen is not None and not isinstance(on_oxygen, bool | np.bool_):
-        raise ValueError(f"on_oxygen: expected true/false, got {on_oxygen!r}")
+        raise ObservationError("on_oxygen", f"expected true/false, got {on_oxygen!r}")
     if acvpu is not None and (not isinstance(acvpu, str) or acvpu.strip().upper() not in ACVPU_CODES):
-        raise ValueError(f"acvpu: must be one of {', '.join(ACVPU_CODES)}, got {acvpu!r}")
+        raise ObservationError("acvpu", f"must be one of {', '.join(ACVPU_CODES)}, got {acvpu!r}")
     values = {"rr": _check("rr", rr, "rr"), "spo2": _check("spo2", spo2, "spo2"), "sbp": _check("sbp", sbp, "sbp"),
               "hr": _check("hr", hr, "hr"), "temp": _check("temp", temp, "temp")}
     oxygen = bool(on_oxygen) if on_oxygen is not None else False
@@ -156,7 +165,7 @@ def from_window(row: Any) -> News2:
     if code is not None:
         i = int(round_half_up(code))
         if not 0 <= i < len(ACVPU_CODES):
-            raise ValueError(f"acvpu: code {code!r} is not 0..4")
+            raise ObservationError("acvpu", f"code {code!r} is not 0..4")
         acvpu = ACVPU_CODES[i]
     scale = _opt(row, "spo2_scale")
     return score(rr=_opt(row, "rr_mean"), spo2=_opt(row, "spo2_mean"), on_oxygen=None if o2 is None else o2 > 0,
@@ -228,4 +237,5 @@ def from_windows(windows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-__all__ = ["BANDS", "PARAMETERS", "News2", "band", "from_window", "from_windows", "round_half_up", "score"]
+__all__ = ["BANDS", "PARAMETERS", "News2", "ObservationError", "band", "from_window", "from_windows", "round_half_up",
+           "score"]

@@ -15,6 +15,7 @@ Codes
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 Vital = Literal["hr", "spo2", "rr", "sbp", "dbp", "temp", "acvpu", "o2"]
@@ -65,6 +66,12 @@ QUALITY_OK: Final[str] = "ok"
 QUALITY_PATTERN, QUALITY_RULE = _charset_rule("a-z_", 32)
 
 READING_COLUMNS: Final[tuple[str, ...]] = ("patient_id", "ts", "vital", "value", "quality")
+
+#: The earliest reading time accepted (inclusive, UTC). A monitor reading dated before it (1970 from an unset
+#: device clock, 1900 or 1677 from a bad default) is not plausible ward data; it is also far inside what
+#: ``datetime64[ns]`` (1677-09-21 .. 2262-04-11), the stores and the cycle's look-back arithmetic can hold.
+#: The same floor bounds the times a client may ask about (``POST /v1/cycle``, history and windows ranges).
+EARLIEST_READING_AT: Final[datetime] = datetime(2000, 1, 1, tzinfo=UTC)
 
 #: Deterioration thresholds (the event definition the twin predicts).
 HR_HIGH_BPM: Final[float] = 120.0

@@ -18,7 +18,7 @@ from app.pipeline.cycle import to_score
 from app.service import WardTwin
 from app.storage.codec import score_to_dict
 from models import features
-from models.schema import PATIENT_ID_PATTERN
+from models.schema import EARLIEST_READING_AT, PATIENT_ID_PATTERN
 from models.what_if import what_if
 from models.windows import WINDOW
 
@@ -43,16 +43,41 @@ def top_reason(score: Score) -> str | None:
     return max(rising, key=lambda c: c.points).sentence if rising else None
 
 
+#: How far past the service clock a range may reach (a client asking "until the end of today" is answered).
+_LATEST_AHEAD = timedelta(days=1)
+
+
 def _aware(value: datetime | None, name: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise InvalidRequestError(["query", name], f"{name} must carry a timezone offset (e.g. Z)", "datetime")
     return value
 
 
+def _out_of_range(value: datetime | None, name: str, now: datetime) -> list[dict]:
+    """The 422 item for a given ``since``/``until`` outside ``[EARLIEST_READING_AT, now + 1 day]``, if any."""
+    if value is None:
+        return []
+    if value < EARLIEST_READING_AT:
+        msg = f"{name} {value.isoformat()} is before {EARLIEST_READING_AT.isoformat()}, the earliest reading accepted"
+        return [{"loc": ["query", name], "msg": msg, "type": "too_early"}]
+    if value > now + _LATEST_AHEAD:
+        msg = f"{name} {value.isoformat()} is more than a day after the service's now, {now.isoformat()}"
+        return [{"loc": ["query", name], "msg": msg, "type": "future"}]
+    return []
+
+
 def _range(since: datetime | None, until: datetime | None, default: timedelta, now: datetime,
            limit: timedelta) -> tuple[datetime, datetime]:
-    until = _aware(until, "until") or now
-    since = _aware(since, "since") or until - default
+    """``[since, until]`` from the query: aware, within ``[EARLIEST_READING_AT, now + 1 day]`` (every bad one is
+    named), since before until, spanning at most ``limit``."""
+    until, since = _aware(until, "until"), _aware(since, "since")
+    problems = _out_of_range(since, "since", now) + _out_of_range(until, "until", now)
+    if problems:
+        error = InvalidRequestError(problems[0]["loc"], problems[0]["msg"], problems[0]["type"])
+        error.detail = problems
+        raise error
+    until = until or now
+    since = since or until - default
     if since >= until:
         raise InvalidRequestError(["query", "since"], "since must be before until", "value_error")
     if until - since > limit:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -11,6 +11,7 @@ from app.api.deps import service
 from app.api.schemas import CycleOut, News2In, News2Out
 from app.errors import InvalidRequestError
 from models import news2
+from models.schema import EARLIEST_READING_AT, WINDOW_MINUTES
 
 router = APIRouter()
 
@@ -42,9 +43,23 @@ async def post_news2(body: News2In) -> News2Out:
 
 @router.post("/v1/cycle", response_model=CycleOut, tags=["system"],
              summary="Run the five-minute cycle for a given window end (idempotent)")
-async def run_cycle(request: Request, window_end: Annotated[datetime, Query(description="aligned or not")]) -> CycleOut:
+async def run_cycle(
+    request: Request,
+    window_end: Annotated[datetime, Query(description=f"aligned or not; from {EARLIEST_READING_AT:%Y-%m-%d} UTC "
+                                                      "to the service clock's now + one window")],
+) -> CycleOut:
+    """A window end before the readings' floor, or more than one window past the service clock (a window that
+    has not begun), is refused: the cycle would score windows no reading can be in."""
     if window_end.tzinfo is None:
         raise InvalidRequestError(["query", "window_end"], "window_end must carry a timezone offset", "datetime")
     wt = service(request)
-    result = await wt.cycle.run(window_end, scored_at=wt.clock.now())
+    now = wt.clock.now()
+    if window_end < EARLIEST_READING_AT:
+        raise InvalidRequestError(["query", "window_end"], f"window_end {window_end.isoformat()} is before "
+                                  f"{EARLIEST_READING_AT.isoformat()}, the earliest reading accepted", "too_early")
+    if window_end > now + timedelta(minutes=WINDOW_MINUTES):
+        raise InvalidRequestError(["query", "window_end"], f"window_end {window_end.isoformat()} is more than one "
+                                  f"window ({WINDOW_MINUTES} min) after the service's now, {now.isoformat()}",
+                                  "future")
+    result = await wt.cycle.run(window_end, scored_at=now)
     return CycleOut(**result.__dict__)

@@ -107,6 +107,9 @@ class SqliteStore:
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._db.run(fn)
 
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._db.run_read(fn)
+
     async def open(self) -> None:
         self._db.open()
 
@@ -140,14 +143,14 @@ class SqliteStore:
             )
             return conn.execute(sql, [*ids, to_ms(start), to_ms(end)]).fetchall()
 
-        rows = await self._run(read)
+        rows = await self._read(read)
         frame = pd.DataFrame(rows, columns=["patient_id", "ts", "vital", "value", "quality"])
         frame["ts"] = pd.to_datetime(frame["ts"].astype("int64"), unit="ms", utc=True).astype("datetime64[ns, UTC]")
         frame["value"] = frame["value"].astype("float64")
         return frame
 
     async def patient_ids(self) -> list[str]:
-        rows = await self._run(lambda c: c.execute("SELECT patient_id FROM patients ORDER BY patient_id").fetchall())
+        rows = await self._read(lambda c: c.execute("SELECT patient_id FROM patients ORDER BY patient_id").fetchall())
         return [r[0] for r in rows]
 
     # -- windows ----------------------------------------------------------------------------------
@@ -195,7 +198,7 @@ class SqliteStore:
             return normalise(frame)
 
         # The frame is built in the worker thread too: the event loop only awaits.
-        return await self._run(lambda c: frame_of(read(c)))
+        return await self._read(lambda c: frame_of(read(c)))
 
     # -- scores -----------------------------------------------------------------------------------
     async def save_scores(self, scores: Sequence[Score]) -> None:
@@ -207,7 +210,7 @@ class SqliteStore:
             await self._run(lambda c: SqliteDatabase.transaction(c, write))
 
     async def last_window_end(self) -> datetime | None:
-        row = await self._run(lambda c: c.execute("SELECT MAX(window_end_ms) FROM scores").fetchone())
+        row = await self._read(lambda c: c.execute("SELECT MAX(window_end_ms) FROM scores").fetchone())
         return None if row[0] is None else from_ms(row[0])
 
     async def latest_scores(self) -> list[Score]:
@@ -215,7 +218,7 @@ class SqliteStore:
             "SELECT s.payload FROM scores s JOIN (SELECT patient_id, MAX(window_end_ms) AS m FROM scores "
             "GROUP BY patient_id) x ON s.patient_id = x.patient_id AND s.window_end_ms = x.m ORDER BY s.patient_id"
         )
-        rows = await self._run(lambda c: c.execute(sql).fetchall())
+        rows = await self._read(lambda c: c.execute(sql).fetchall())
         return [score_from_json(r[0]) for r in rows]
 
     async def score_history(self, patient_id: str, start: datetime, end: datetime) -> list[Score]:
@@ -223,12 +226,12 @@ class SqliteStore:
             "SELECT payload FROM scores WHERE patient_id = ? AND window_end_ms >= ? AND window_end_ms < ? "
             "ORDER BY window_end_ms"
         )
-        rows = await self._run(lambda c: c.execute(sql, (patient_id, to_ms(start), to_ms(end))).fetchall())
+        rows = await self._read(lambda c: c.execute(sql, (patient_id, to_ms(start), to_ms(end))).fetchall())
         return [score_from_json(r[0]) for r in rows]
 
     async def health(self) -> dict[str, Any]:
         try:
-            await self._run(lambda c: c.execute("SELECT 1").fetchone())
+            await self._read(lambda c: c.execute("SELECT 1").fetchone())
         except StoreUnavailableError as exc:
             return {"store": self.name, "ok": False, "error": str(exc), "backlog": 0}
         return {"store": self.name, "ok": True, "backlog": 0, "path": str(self.path)}

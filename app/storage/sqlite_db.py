@@ -1,4 +1,9 @@
-"""A SQLite file opened for durable use from asyncio: WAL, ``synchronous=FULL``, one lock, a worker thread."""
+"""A SQLite file opened for durable use from asyncio: WAL, ``synchronous=FULL``, worker threads.
+
+Writes go through one connection under one lock. Reads (``run_read``) use a connection of their own per
+worker thread: in WAL mode readers never wait for the writer, so the board, the REST reads and
+``/healthz`` keep answering while a cycle holds the write lock to aggregate windows.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ class SqliteDatabase:
         self._schema = schema
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._generation = 0  # bumped on close, so a thread never reuses a closed reader
 
     def open(self) -> None:
         if self._conn is not None:
@@ -36,7 +44,34 @@ class SqliteDatabase:
         if self._conn is not None:
             with self._lock:
                 self._conn.close()
+                self._generation += 1
+                readers, self._readers = self._readers, []
+            for reader in readers:
+                reader.close()
             self._conn = None
+
+    def _reader(self) -> sqlite3.Connection:
+        cached = getattr(self._local, "reader", None)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=5000")
+        with self._lock:
+            self._readers.append(conn)
+            self._local.reader = (self._generation, conn)
+        return conn
+
+    def call_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only ``fn`` on this thread's reader connection (no lock: WAL readers see the last commit)."""
+        if self._conn is None:
+            raise StoreUnavailableError(f"{self.path.name} is not open")
+        try:
+            return fn(self._reader())
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"sqlite {self.path.name}: {exc}") from exc
+
+    async def run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(self.call_read, fn)
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` with the connection under the lock (in the calling thread)."""

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from models.schema import EARLIEST_READING_AT
 from tests.api.conftest import SICK, T0, assert_422, iso, post_readings, reading, run_cycle
 
 
@@ -60,8 +61,23 @@ def test_a_cycle_needs_a_timezone_aware_window_end(client, params, type_):
         assert detail[0]["type"] == type_
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a window end near datetime.min overflows in Cycle.run (500); "
-                                        "it should be refused as out of range")
-def test_a_window_end_out_of_range_is_refused(client):
-    assert_422(client.post("/v1/cycle", params={"window_end": iso(T0.replace(year=1, month=1, day=1, hour=0))}),
-               ["query", "window_end"])
+@pytest.mark.parametrize(("window_end", "type_"), [
+    ("0001-01-01T00:00:00Z", "too_early"),  # once overflowed in Cycle.run's look-back (500)
+    ("0001-01-01T00:00:00+05:00", "too_early"),  # not even representable in UTC
+    ("1000-06-01T00:00:00Z", "too_early"),
+    ("1677-09-22T00:00:00Z", "too_early"),  # datetime64[ns]'s first day
+    ("1999-12-31T23:55:00Z", "too_early"),  # just before EARLIEST_READING_AT
+    ("3000-01-01T00:00:00Z", "future"),
+    ("9999-12-31T23:59:59.999999Z", "future"),
+    ("9999-12-31T23:59:59-05:00", "future"),
+    (iso(T0 + timedelta(minutes=6, seconds=1)), "future"),  # NOW + one window + 1 s: a window not yet begun
+])
+def test_a_window_end_out_of_range_is_refused(client, window_end, type_):
+    detail = assert_422(client.post("/v1/cycle", params={"window_end": window_end}), ["query", "window_end"])
+    assert detail[0]["type"] == type_ and window_end[:4] in detail[0]["msg"]
+
+
+def test_a_window_end_up_to_one_window_ahead_of_the_clock_is_run(client):
+    post_readings(client, [reading(ts=T0 - timedelta(minutes=1))])
+    assert run_cycle(client, T0 + timedelta(minutes=6))["window_end"] == "2026-03-02T12:05:00Z"  # NOW + 5 min
+    assert run_cycle(client, EARLIEST_READING_AT)["patients"] == 1  # the floor itself

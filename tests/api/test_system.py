@@ -90,9 +90,9 @@ def test_news2_of_a_charted_observation_set(client, body, total, band, partial):
 
 
 @pytest.mark.parametrize(("body", "loc"), [
-    ({"hr": 400}, ["body"]),  # implausible (loc names no field: see test_news2_names_the_implausible_field)
-    ({"spo2": 101}, ["body"]),
-    ({"rr": -1}, ["body"]),
+    ({"hr": 400}, ["body", "hr"]),  # implausible: models.news2 names the field
+    ({"spo2": 101}, ["body", "spo2"]),
+    ({"rr": -1}, ["body", "rr"]),
     ({"hr": "fast"}, ["body", "hr"]),
     ({"acvpu": "X"}, ["body", "acvpu"]),
     ({"spo2_scale": 3}, ["body", "spo2_scale"]),
@@ -108,10 +108,11 @@ def test_news2_refuses_a_body_that_is_not_json(client):
                ["body", 1])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: models.news2 raises a ValueError without a `field`, so the 422's loc "
-                                        "is ['body'] instead of ['body', 'hr'] (STYLE §4: say what and where)")
-def test_news2_names_the_implausible_field(client):
-    assert_422(client.post("/v1/news2", json={"hr": 400}), ["body", "hr"])
+@pytest.mark.parametrize(("body", "field"), [({"hr": 400}, "hr"), ({"rr": 1}, "rr"), ({"spo2": 40}, "spo2"),
+                                             ({"sbp": 500}, "sbp"), ({"temp": 50}, "temp")])
+def test_news2_names_the_implausible_field(client, body, field):
+    detail = assert_422(client.post("/v1/news2", json=body), ["body", field])
+    assert detail[0]["msg"].startswith(f"{field}: ") and "plausible range" in detail[0]["msg"]
 
 
 # -- the dashboard and the documents ---------------------------------------------------------------------------------

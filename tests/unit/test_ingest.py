@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.ingest import parse_ts, validate_batch
-from models.schema import PATIENT_ID_RULE, PLAUSIBLE_RANGES, QUALITY_RULE
+from models.schema import EARLIEST_READING_AT, PATIENT_ID_RULE, PLAUSIBLE_RANGES, QUALITY_RULE
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)
@@ -88,6 +88,32 @@ def test_plausible_range_is_the_only_numeric_gate(vital, value):
     assert bool(result.readings) == in_range
 
 
+@pytest.mark.parametrize("ts", ["1677-09-22T00:00:00Z", "1900-01-01T00:00:00Z", "1970-01-01T00:00:00Z",
+                                "1999-12-31T23:59:59.999Z", "2000-01-01T00:59:59.999+01:00"])
+def test_a_reading_before_the_floor_is_named(ts):
+    """Unset device clocks (1970), bad defaults (1900), datetime64[ns]'s first day (1677): not ward data."""
+    result = validate_batch([item(), item(ts=ts)], NOW, SKEW)
+    assert len(result.readings) == 1  # the good item is kept
+    (error,) = result.errors
+    assert error["loc"] == ["body", "readings", 1, "ts"] and error["type"] == "too_early"
+    assert error["msg"].endswith("is before 2000-01-01T00:00:00Z, the earliest reading accepted")
+
+
+@pytest.mark.parametrize("ts", ["2000-01-01T00:00:00Z", "2000-01-01T01:00:00+01:00", "1999-12-31T19:00:00-05:00",
+                                "2000-01-01T00:00:00.000999Z"])  # truncated to the millisecond: the floor itself
+def test_a_reading_at_the_floor_is_accepted(ts):
+    result = validate_batch([item(ts=ts)], NOW, SKEW)
+    assert result.errors == [] and result.readings[0].ts == EARLIEST_READING_AT
+
+
+@pytest.mark.parametrize("ts", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"])
+def test_a_timestamp_whose_utc_conversion_overflows_is_named(ts):
+    with pytest.raises(ValueError, match="out of range"):
+        parse_ts(ts)
+    (error,) = validate_batch([item(ts=ts)], NOW, SKEW).errors
+    assert error["loc"] == ["body", "readings", 0, "ts"] and error["type"] == "datetime"
+
+
 def test_parse_ts_rejects_garbage():
     with pytest.raises(ValueError, match="ISO 8601"):
         parse_ts("12/11/2026")
@@ -102,7 +128,10 @@ _items = st.fixed_dictionaries(
         "value": st.one_of(st.floats(), st.integers(-5, 400), st.booleans(), st.sampled_from(["A", "v", "80"])),
         "ts": st.one_of(
             st.datetimes(timezones=st.sampled_from([UTC, None])).map(lambda d: d.isoformat()),
-            st.sampled_from(["2026-11-24T11:00:00.123456Z", "2026-11-24T13:00:00+02:00", "nope"]),
+            st.sampled_from(["2026-11-24T11:00:00.123456Z", "2026-11-24T13:00:00+02:00", "nope",
+                             # the floor's edges and UTC conversions that leave datetime's range
+                             "1999-12-31T23:59:59.999Z", "2000-01-01T00:00:00.0009Z", "2000-01-01T00:59:59+01:00",
+                             "1970-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"]),
         ),
     },
     optional={"quality": st.sampled_from(["ok", "probe_off", "Bad", ""]), "extra": st.none()},
