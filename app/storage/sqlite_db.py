@@ -27,6 +27,7 @@ class SqliteDatabase:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()  # never the write lock: a reader must not wait for a writer
         self._generation = 0  # bumped on close, so a thread never reuses a closed reader
 
     def open(self) -> None:
@@ -42,7 +43,7 @@ class SqliteDatabase:
 
     def close(self) -> None:
         if self._conn is not None:
-            with self._lock:
+            with self._lock, self._readers_lock:
                 self._conn.close()
                 self._generation += 1
                 readers, self._readers = self._readers, []
@@ -56,7 +57,7 @@ class SqliteDatabase:
             return cached[1]
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA busy_timeout=5000")
-        with self._lock:
+        with self._readers_lock:
             self._readers.append(conn)
             self._local.reader = (self._generation, conn)
         return conn
