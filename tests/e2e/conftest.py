@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 HANG_MS = 120_000  # an action or an auto-waiting assertion gives up only after this: a loaded machine is slow
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -27,23 +27,18 @@ def chromium_binary() -> str:
     return binary
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture
+def page() -> Iterator[Page]:
+    """A fresh Chromium and page per test; Playwright's auto-waits get the hang timeout.
+
+    Function scope on purpose: while Playwright's sync API is open an asyncio loop counts as running in this
+    thread, and every async test after it fails with "Runner.run() cannot be called from a running event loop"."""
+    expect.set_options(timeout=HANG_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_binary(), args=CHROMIUM_ARGS, timeout=HANG_MS)
         try:
-            yield browser
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(HANG_MS)
+            yield context.new_page()
         finally:
             browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh browser context (no shared storage) and page; Playwright's auto-waits get the hang timeout."""
-    expect.set_options(timeout=HANG_MS)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(HANG_MS)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
