@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from tests.api.conftest import NOW, SICK, T0, assert_422, assert_domain_error, parse, post_readings, reading, run_cycle
+from tests.support.api import NOW, SICK, T0, assert_422, assert_domain_error, parse, post_readings, reading, run_cycle
 
 
 # -- list ------------------------------------------------------------------------------------------------------------

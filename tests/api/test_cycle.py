@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from models.schema import EARLIEST_READING_AT
-from tests.api.conftest import SICK, T0, assert_422, iso, post_readings, reading, run_cycle
+from tests.support.api import SICK, T0, assert_422, iso, post_readings, reading, run_cycle
 
 
 def test_a_cycle_scores_every_fresh_patient_at_its_window_end(client, sick_readings):

@@ -12,7 +12,7 @@ import pytest
 
 from models.features import FEATURES
 from models.windows import WINDOW
-from tests.api.conftest import (
+from tests.support.api import (
     NOW,
     SICK,
     STABLE,

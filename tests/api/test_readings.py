@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import NOW, T0, assert_422, iso, reading, run_cycle, serve
+from tests.support.api import NOW, T0, assert_422, iso, reading, run_cycle, serve
 
 CET = timezone(timedelta(hours=1))
 

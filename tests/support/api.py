@@ -1,0 +1,90 @@
+"""Helpers for the in-process route tests (``tests/api``): the fixed times, reading builders, the service under
+TestClient, and assertions on the error shapes. Fixtures live in ``tests/api/conftest.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+from app.clock import FixedClock
+from app.main import create_app
+from app.settings import Settings
+from models.windows import WINDOW
+from tests.support.synthetic_readings import HOURS
+
+#: The newest window end of the synthetic ward; the readings run over the three hours before it.
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+#: The service's (fixed) clock: one minute after T0, as a cycle runs just after its window end.
+NOW = T0 + timedelta(minutes=1)
+SICK, STABLE = "sick-1", "stable-1"
+#: Every window end of the three hours, oldest first.
+WINDOW_ENDS = tuple(T0 - timedelta(hours=HOURS) + WINDOW * (i + 1) for i in range(HOURS * 12))
+
+
+def iso(ts: datetime) -> str:
+    return ts.isoformat()
+
+
+def parse(ts: str) -> datetime:
+    return datetime.fromisoformat(ts)
+
+
+def reading(patient_id: str = "bed-1", vital: str = "hr", value: Any = 80, ts: datetime | str = T0,
+            **extra: Any) -> dict[str, Any]:
+    return {"patient_id": patient_id, "vital": vital, "value": value,
+            "ts": iso(ts) if isinstance(ts, datetime) else ts, **extra}
+
+
+@contextmanager
+def serve(data_dir: Path, clock: FixedClock | None = None, **settings: Any) -> Iterator[TestClient]:
+    """The service on ``data_dir`` (embedded SQLite store), its lifespan running, no scheduler."""
+    app = create_app(Settings(data_dir=data_dir, **settings), clock=clock or FixedClock(NOW), cycle_interval_s=None)
+    with TestClient(app) as client:
+        yield client
+
+
+def post_readings(client: TestClient, readings: list[dict]) -> int:
+    """Post in batches of at most 10,000; every batch must be accepted whole."""
+    accepted = 0
+    for i in range(0, len(readings), 10_000):
+        response = client.post("/v1/readings", json={"readings": readings[i:i + 10_000]})
+        assert response.status_code == 200, response.text
+        accepted += response.json()["accepted"]
+    return accepted
+
+
+def run_cycle(client: TestClient, window_end: datetime) -> dict:
+    response = client.post("/v1/cycle", params={"window_end": iso(window_end)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_422(response: httpx.Response, loc: list) -> list[dict]:
+    """A 422 in FastAPI's shape (``detail`` = list of ``{loc, msg, type}``) with an item at ``loc``."""
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, list) and detail
+    for item in detail:
+        assert {"loc", "msg", "type"} <= set(item) and isinstance(item["msg"], str) and item["msg"]
+    assert loc in [item["loc"] for item in detail], detail
+    return detail
+
+
+def assert_domain_error(response: httpx.Response, status: int, code: str) -> None:
+    """A mapped domain error: the status and ``{"detail": message, "code": code}``."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code and isinstance(body["detail"], str) and body["detail"]
+
+
+@dataclass(frozen=True)
+class Ward:
+    client: TestClient
+    cycles: list[dict]  # the POST /v1/cycle answers, one per WINDOW_ENDS item
