@@ -24,11 +24,11 @@ HANG_S = 600.0
 T = TypeVar("T")
 
 
-def start_demo(data_dir: Path, port: int) -> subprocess.Popen:
+def start_demo(data_dir: Path, port: int, *args: str) -> subprocess.Popen:
     """The demo with its output in ``demo-<port>.log`` (a file, not a pipe nobody reads while it runs)."""
     with (data_dir / f"demo-{port}.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "demo", "--port", str(port), "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "app.cli", "demo", "--port", str(port), "--data-dir", str(data_dir), *args],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
     proc.log_path = data_dir / f"demo-{port}.log"  # type: ignore[attr-defined]
@@ -114,3 +114,34 @@ def test_demo_serves_the_ward_keeps_scoring_and_resumes_after_ctrl_c(tmp_path):
     finally:
         out = stop(proc)
     assert proc.returncode == 0 and "(resumed)" in out, out
+
+
+@pytest.mark.parametrize("phase", ["posting", "scoring"])
+@pytest.mark.timeout(2 * HANG_S)
+def test_ctrl_c_during_the_history_backfill_stops_cleanly(tmp_path, phase):
+    """Ctrl-C while the history is being posted, or while its windows are being scored: exit 0, no traceback,
+    and the saved ward time never claims more than the service stored."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_demo(tmp_path, port, "--history-hours", "12")  # a long backfill, so Ctrl-C lands inside it
+
+    def in_phase() -> bool | None:
+        if phase == "posting":
+            return True if httpx.get(f"{base}/v1/patients", timeout=30).json() else None
+        return True if "readings of 12 h posted" in output(proc) else None
+
+    try:
+        poll_until(f"history {phase}", in_phase, proc)
+    finally:
+        out = stop(proc)
+    assert "history: scored" not in out, "the backfill finished before Ctrl-C: the test did not test it"
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "Error" not in out, out
+    assert "stopped;" in out, out
+    state_path = tmp_path / "demo.json"
+    if phase == "posting":  # nothing claimed: the next start regenerates the whole history
+        assert not state_path.exists() or json.loads(state_path.read_text())["acknowledged_until"] == json.loads(
+            state_path.read_text())["epoch"]
+    else:  # the history was acknowledged (stored) before its scoring began
+        state = json.loads(state_path.read_text())
+        assert state["acknowledged_until"] > state["epoch"]
