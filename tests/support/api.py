@@ -17,7 +17,7 @@ from app.clock import FixedClock
 from app.main import create_app
 from app.settings import Settings
 from models.windows import WINDOW
-from tests.support.synthetic_readings import HOURS
+from tests.support.synthetic_readings import HOURS, post_all
 
 #: The newest window end of the synthetic ward; the readings run over the three hours before it.
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -50,14 +50,8 @@ def serve(data_dir: Path, clock: FixedClock | None = None, **settings: Any) -> I
         yield client
 
 
-def post_readings(client: TestClient, readings: list[dict]) -> int:
-    """Post in batches of at most 10,000; every batch must be accepted whole."""
-    accepted = 0
-    for i in range(0, len(readings), 10_000):
-        response = client.post("/v1/readings", json={"readings": readings[i:i + 10_000]})
-        assert response.status_code == 200, response.text
-        accepted += response.json()["accepted"]
-    return accepted
+#: Post in batches of at most 10,000; every batch must be accepted whole.
+post_readings = post_all
 
 
 def run_cycle(client: TestClient, window_end: datetime) -> dict:
