@@ -1,4 +1,4 @@
-"""The one command-line entry point: ``wardtwin demo | serve | simulate | train | evaluate``."""
+"""The one command-line entry point: ``wardtwin demo | serve | simulate | train | evaluate | import``."""
 
 from __future__ import annotations
 
@@ -37,9 +37,19 @@ def _train(argv: list[str]) -> int:
 
 
 def _evaluate(argv: list[str]) -> int:
+    if argv[:1] == ["physionet2012"]:
+        from app.cli_physionet import evaluate_main as evaluate_physionet
+
+        return evaluate_physionet(argv)
     from app.cli_models import evaluate_main
 
     return evaluate_main(argv)
+
+
+def _import(argv: list[str]) -> int:
+    from app.cli_physionet import import_main
+
+    return import_main(argv)
 
 
 def _replay(argv: list[str]) -> int:
@@ -53,7 +63,8 @@ COMMANDS = {
     "serve": (_serve, "serve the API (InfluxDB when WARDTWIN_INFLUX_URL is set, else SQLite)"),
     "simulate": (_simulate, "simulator: cohort files, live streaming, realism report"),
     "train": (_train, "train the twin on a simulated cohort and write its JSON artifact"),
-    "evaluate": (_evaluate, "evaluate the twin against NEWS2 on held-out patients"),
+    "evaluate": (_evaluate, "evaluate the twin against NEWS2 on held-out patients (or: evaluate physionet2012)"),
+    "import": (_import, "import real ICU stays (import physionet2012 --records PATH --outcomes FILE)"),
     "replay": (_replay, "score a simulated ward's history offline and print a digest of every score"),
 }
 

@@ -1,0 +1,252 @@
+"""``wardtwin import physionet2012`` and ``wardtwin evaluate physionet2012``: real ICU stays in, store / report out.
+
+Both read PhysioNet 2012 set A with :mod:`models.physionet2012` (the ``.tar.gz`` streamed, or a folder of records),
+one stay at a time, and send every mapped reading through the API's own validation
+(:func:`app.ingest.validate_batch`, with ``now`` fixed one hour after the last possible reading, so timestamps are
+never "in the future"). Zeros and implausible values are not fixed: they are rejected and counted by reason.
+
+- ``import`` writes the accepted readings into the configured store (``app.main.make_store(Settings())``: SQLite
+  under ``WARDTWIN_DATA_DIR`` by default, InfluxDB when ``WARDTWIN_INFLUX_URL`` is set) and aggregates their windows.
+- ``evaluate`` scores every stay at every hour 1..48 through the serving code (:mod:`models.physionet_eval`) and
+  writes ``scores.csv``, ``report.json``, ``index.html`` and plots to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from app.domain import Reading
+from app.ingest import validate_batch
+from app.settings import Settings
+from models import physionet2012 as P
+from models.schema import READING_COLUMNS
+
+#: ``now`` for validation: one hour after the last possible reading of a 48 h stay.
+VALIDATION_NOW = P.ADMISSION_AT + timedelta(hours=P.STAY_HOURS + 1)
+WRITE_BATCH = 20_000
+
+
+class _Progress:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.t0 = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        sys.stderr.write(f"[{self.name} {time.monotonic() - self.t0:6.1f}s] {message}\n")
+        sys.stderr.flush()
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+@dataclass
+class Tally:
+    """What happened to the charted values: mapped, accepted, rejected (by reason), not mappable."""
+
+    stays: int = 0
+    mapped: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+    unmapped: Counter[str] = field(default_factory=Counter)
+    accepted_sources: Counter[str] = field(default_factory=Counter)
+    stays_without_readings: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stays": self.stays, "readings_mapped": self.mapped, "readings_accepted": self.accepted,
+            "readings_rejected": self.rejected,
+            "rejected_by_reason": {k: {"count": v, "example": self.examples[k]}
+                                   for k, v in sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))},
+            "not_mapped": dict(sorted(self.unmapped.items())),
+            "accepted_by_source": dict(sorted(self.accepted_sources.items())),
+            "stays_without_accepted_readings": self.stays_without_readings,
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"stays {self.stays}: readings mapped {self.mapped}, accepted {self.accepted}, "
+               f"rejected {self.rejected}"]
+        for reason, n in sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+            out.append(f"  rejected {n:>7}  {reason}  (e.g. {self.examples[reason]})")
+        for reason, n in sorted(self.unmapped.items()):
+            out.append(f"  not mapped {n:>5}  {reason}")
+        fallback = sum(v for k, v in self.accepted_sources.items() if k.endswith(("<-SysABP", "<-DiasABP")))
+        out.append(f"  accepted BP readings from the arterial line (no cuff value at that time): {fallback}")
+        if self.stays_without_readings:
+            out.append(f"  stays without any accepted reading: {self.stays_without_readings}")
+        return out
+
+
+def validated(stays: Iterator[P.Stay], tally: Tally, max_future_skew: timedelta
+              ) -> Iterator[tuple[P.Stay, list[Reading]]]:
+    """Each stay with the readings the API's validation accepts; rejections and unmapped values go to ``tally``."""
+    for stay in stays:
+        items = stay.items()
+        result = validate_batch(items, VALIDATION_NOW, max_future_skew)
+        tally.stays += 1
+        tally.mapped += len(items)
+        tally.accepted += len(result.readings)
+        tally.unmapped.update(stay.unmapped)
+        bad: set[int] = set()
+        for err in result.errors:
+            index = err["loc"][2]
+            field_name = err["loc"][3] if len(err["loc"]) > 3 else "item"
+            if index in bad:
+                continue
+            bad.add(index)
+            reading = stay.readings[index]
+            reason = f"{reading.vital} ({reading.source}) {field_name}: {err['type']}"
+            tally.reasons[reason] += 1
+            tally.examples.setdefault(reason, err["msg"])
+        tally.rejected += len(bad)
+        tally.accepted_sources.update(f"{r.vital}<-{r.source}" for i, r in enumerate(stay.readings) if i not in bad)
+        if not result.readings:
+            tally.stays_without_readings += 1
+        yield stay, result.readings
+
+
+def _records_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", choices=["physionet2012"], help="the dataset (PhysioNet/CinC Challenge 2012)")
+    parser.add_argument("--records", type=Path, required=True, help="set-a.tar.gz or a folder of RECORDID.txt files")
+    parser.add_argument("--outcomes", type=Path, required=True, help="Outcomes-a.txt")
+    parser.add_argument("--limit", type=int, default=None, help="at most N stays (archive order)")
+    parser.add_argument("--progress-every", type=int, default=250, help="a progress line every N stays")
+
+
+def _skew() -> timedelta:
+    return timedelta(seconds=Settings().max_future_skew_s)
+
+
+def import_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="wardtwin import", description="Import real ICU stays into the configured "
+                                     "store (SQLite by default, InfluxDB when WARDTWIN_INFLUX_URL is set).")
+    _records_args(parser)
+    args = parser.parse_args(argv)
+    return asyncio.run(_import(args))
+
+
+async def _import(args: argparse.Namespace) -> int:
+    from app.main import make_store
+
+    progress = _Progress("import")
+    outcomes = P.read_outcomes(args.outcomes)
+    settings = Settings()
+    store = make_store(settings)
+    tally = Tally()
+    with_outcome = deaths = 0
+    pending: list[Reading] = []
+    await store.open()
+    try:
+        for stay, readings in validated(P.iter_stays(args.records, args.limit), tally, _skew()):
+            outcome = outcomes.get(stay.record_id)
+            if outcome is not None:
+                with_outcome += 1
+                deaths += int(outcome.in_hospital_death or 0)
+            pending.extend(readings)
+            if len(pending) >= WRITE_BATCH:
+                await store.write_readings(pending)
+                pending = []
+            if tally.stays % args.progress_every == 0:
+                progress(f"{tally.stays} stays, {tally.accepted} readings accepted, {tally.rejected} rejected")
+        if pending:
+            await store.write_readings(pending)
+        windows = await store.materialize_pending(VALIDATION_NOW)
+    finally:
+        await store.close()
+    progress(f"done: {tally.stays} stays")
+    _out(f"imported into the {store.name} store (admission of every stay at {P.ADMISSION_AT.isoformat()}; "
+         f"patient ids {P.PATIENT_PREFIX}RECORDID); windows aggregated at {len(windows)} five-minute window starts")
+    for line in tally.lines():
+        _out(line)
+    _out(f"outcomes: {len(outcomes)} rows in {args.outcomes.name}; {with_outcome} of the imported stays have one "
+         f"({deaths} in-hospital deaths)")
+    return 0
+
+
+def evaluate_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="wardtwin evaluate physionet2012",
+                                     description="Score every stay at every hour 1..48 with the shipped twin and "
+                                                 "NEWS2; writes scores.csv, report.json, index.html and plots.")
+    _records_args(parser)
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--artifact", type=Path, default=None, help="twin artifact (default: the shipped one)")
+    parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for 95 %% intervals")
+    parser.add_argument("--seed", type=int, default=2012, help="bootstrap seed")
+    parser.add_argument("--batch", type=int, default=200, help="stays scored together (memory vs speed)")
+    args = parser.parse_args(argv)
+    from models import physionet_eval as E
+    from models.twin import Twin
+
+    progress = _Progress("evaluate")
+    twin = Twin.load(args.artifact)
+    outcomes = P.read_outcomes(args.outcomes)
+    tally = Tally()
+    score_parts: list[pd.DataFrame] = []
+    event_parts: list[pd.DataFrame] = []
+    missing: Counter[str] = Counter()
+    feature_rows = 0
+    batch_ids: list[str] = []
+    batch_readings: list[Reading] = []
+
+    def flush() -> None:
+        nonlocal feature_rows
+        if not batch_ids:
+            return
+        frame = pd.DataFrame(batch_readings, columns=list(Reading._fields)).loc[:, list(READING_COLUMNS)]
+        scores, events = E.score_stays(frame, batch_ids, twin)
+        missing.update(scores.attrs.get("feature_missing", {}))
+        feature_rows += int(scores.attrs.get("feature_rows", 0))
+        score_parts.append(scores)
+        event_parts.append(events)
+        batch_ids.clear()
+        batch_readings.clear()
+
+    for stay, readings in validated(P.iter_stays(args.records, args.limit), tally, _skew()):
+        batch_ids.append(stay.patient_id)
+        batch_readings.extend(readings)
+        if len(batch_ids) >= args.batch:
+            flush()
+        if tally.stays % args.progress_every == 0:
+            progress(f"{tally.stays} stays scored or queued ({tally.accepted} readings accepted, "
+                     f"{tally.rejected} rejected)")
+    flush()
+    if not score_parts:
+        _out("no stays found")
+        return 1
+    progress(f"scored {tally.stays} stays × {len(E.HOURS)} hours")
+    scores = pd.concat(score_parts, ignore_index=True)
+    scores.attrs["feature_missing"] = dict(missing)
+    scores.attrs["feature_rows"] = feature_rows
+    events = pd.concat(event_parts, ignore_index=True)
+    data = tally.as_dict()
+    data["records"] = args.records.name
+    data["limit"] = args.limit
+    data["outcome_rows"] = len(outcomes)
+    report = E.build_report(scores, events, outcomes, twin, n_bootstrap=args.bootstrap, seed=args.seed, data=data,
+                            progress=progress)
+    args.out.mkdir(parents=True, exist_ok=True)
+    E.write_scores_csv(scores, args.out / "scores.csv")
+    E.write_report(report, args.out)
+    progress("report written")
+    for line in tally.lines():
+        _out(line)
+    for line in report["summary"]:
+        _out(line)
+    _out(f"scores: {args.out / 'scores.csv'}; report: {args.out / 'report.json'} and {args.out / 'index.html'}")
+    return 0
+
+
+__all__ = ["VALIDATION_NOW", "Tally", "evaluate_main", "import_main", "validated"]

@@ -1,0 +1,140 @@
+"""``wardtwin import physionet2012`` into a real SQLite store, and ``wardtwin evaluate physionet2012`` files, on the
+five committed real stays (tests/fixtures/physionet2012)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from app.cli import main
+from app.cli_physionet import VALIDATION_NOW
+from app.domain import Reading
+from app.ingest import validate_batch
+from app.pipeline.cycle import Cycle
+from app.storage.sqlite import SqliteStore
+from models import physionet2012 as P
+from models import windows as W
+from models.schema import READING_COLUMNS
+from models.twin import Twin
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "physionet2012"
+RECORDS = FIXTURES / "set-a"
+OUTCOMES = FIXTURES / "Outcomes-a.txt"
+STAY_IDS = [132539, 132543, 132551, 132588, 132698]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The configured store: the embedded SQLite store under a fresh WARDTWIN_DATA_DIR."""
+    monkeypatch.setenv("WARDTWIN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("WARDTWIN_INFLUX_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    return tmp_path / "data"
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("physionet-eval")
+    rc = main(["evaluate", "physionet2012", "--records", str(RECORDS), "--outcomes", str(OUTCOMES), "--out",
+               str(out), "--bootstrap", "50"])
+    assert rc == 0
+    return out
+
+
+def test_import_writes_accepted_readings_into_sqlite_and_counts_rejections(
+        data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["import", "physionet2012", "--records", str(RECORDS), "--outcomes", str(OUTCOMES)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "imported into the sqlite store" in text
+    assert "stays 5: readings mapped 1072, accepted 1070, rejected 2" in text
+    assert "rejected       1  sbp (NISysABP) value: implausible" in text
+    assert "systolic blood pressure 0 mmHg is outside 40–300" in text
+    assert "rejected       1  dbp (NIDiasABP) value: implausible" in text
+    assert "5 of the imported stays have one (3 in-hospital deaths)" in text
+
+    ids, stored, windows = asyncio.run(read_store(data_dir / "wardtwin.db"))
+    assert ids == [f"pn2012-{r}" for r in STAY_IDS]
+    expected = pd.concat([accepted(s) for s in P.iter_stays(RECORDS)], ignore_index=True)
+    expected = expected.drop_duplicates(["patient_id", "vital", "ts"], keep="last")
+    assert len(stored) == len(expected)  # every accepted reading, once per (patient, vital, ts)
+    assert not ((stored["vital"] == "sbp") & (stored["value"] == 0)).any()
+    assert len(windows) > 0 and windows["start"].min() >= pd.Timestamp(P.ADMISSION_AT)
+
+
+async def read_store(path: Path) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        ids = await store.patient_ids()
+        return (ids, await store.readings(ids, P.ADMISSION_AT, VALIDATION_NOW),
+                await store.windows(ids, P.ADMISSION_AT, VALIDATION_NOW))
+    finally:
+        await store.close()
+
+
+def test_import_is_idempotent(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["import", "physionet2012", "--records", str(RECORDS), "--outcomes", str(OUTCOMES), "--limit", "2"]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "stays 2:" in capsys.readouterr().out
+
+
+def accepted(stay: P.Stay) -> pd.DataFrame:
+    result = validate_batch(stay.items(), VALIDATION_NOW, timedelta(minutes=5))
+    return pd.DataFrame(result.readings, columns=list(Reading._fields)).loc[:, list(READING_COLUMNS)]
+
+
+def test_evaluate_writes_scores_with_exactly_the_stated_columns(evaluated: Path) -> None:
+    with (evaluated / "scores.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["record_id", "hour", "risk", "news2_total"]
+    body = rows[1:]
+    assert len(body) == 48 * len(STAY_IDS)
+    for rid in STAY_IDS:
+        hours = [int(r[1]) for r in body if r[0] == str(rid)]
+        assert hours == list(range(1, 49))
+    risks = [float(r[2]) for r in body if r[2]]
+    news = [int(r[3]) for r in body if r[3]]
+    assert risks and all(0 < r < 1 for r in risks)
+    assert news and all(0 <= n <= 20 for n in news)
+
+
+def test_evaluate_report_has_both_tasks_with_intervals(evaluated: Path) -> None:
+    report = json.loads((evaluated / "report.json").read_text(encoding="utf-8"))
+    events = report["events_6h"]
+    assert set(events["discrimination"]) == {"twin", "news2"}
+    assert len(events["discrimination"]["twin"]["auroc_ci"]) == 2
+    assert events["eligible_hours_same"] > 0 and events["events"] > 0
+    assert set(events["sensitivity_30min_lead"]) == {"NEWS2 >= 5", "twin >= 0.075"}
+    death = report["death"]
+    assert set(death["discrimination"]) == {"twin_peak", "twin_last", "news2_peak", "news2_last", "saps1", "sofa"}
+    assert death["stays"] == 4 and death["deaths"] == 2  # 132588 has no SAPS-I
+    assert report["data"]["readings_rejected"] == 2
+    assert {"met", "target"} <= set(events["goal"]) and {"met", "target"} <= set(death["goal"])
+    for name in ("index.html", "roc_events.png", "roc_death.png", "risk_by_outcome.png"):
+        assert (evaluated / name).stat().st_size > 0
+
+
+def test_evaluate_risk_is_what_the_service_cycle_scores(evaluated: Path) -> None:
+    """The same readings through the service's own cycle code give the same risk at every hour (or no score)."""
+    scores = pd.read_csv(evaluated / "scores.csv")
+    twin = Twin.load()
+    cycle = Cycle(None, twin, None, stale_after=timedelta(hours=1), challenger=None)  # type: ignore[arg-type]
+    for stay in list(P.iter_stays(RECORDS))[:2]:
+        stored = W.aggregate(accepted(stay))
+        mine = scores[scores["record_id"] == stay.record_id].set_index("hour")["risk"]
+        for hour in range(1, 49):
+            end = P.ADMISSION_AT + timedelta(hours=hour)
+            served = cycle.score_windows(stored[stored["start"] < pd.Timestamp(end)], end, datetime(2030, 1, 1,
+                                                                                                    tzinfo=UTC))
+            if served:
+                assert mine[hour] == pytest.approx(served[0].risk, rel=1e-5, abs=1e-9)
+            else:
+                assert pd.isna(mine[hour])
