@@ -53,6 +53,8 @@ class WardTwin:
             alert_store, hub, clock, threshold=settings.alert_threshold,
             clear_threshold=settings.alert_clear_threshold,
             escalate_after=timedelta(minutes=settings.alert_escalate_after_min),
+            news2_aggregate=settings.news2_alert_aggregate,
+            news2_single_parameter=settings.news2_alert_single_parameter,
         )
         cycle = Cycle(store, twin, engine, stale_after=timedelta(minutes=settings.stale_after_min),
                       challenger=load_challenger(settings), disagreement=settings.challenger_disagreement)

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     #: An active alert resolves when risk falls below this (hysteresis, so a risk hovering at the
     #: threshold does not raise a new alert every five minutes).
     alert_clear_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    #: The NEWS2 floor (RCP 2017, whatever the twin says): a ``news2`` alert when the aggregate reaches this...
+    #: (at most 7, the chart's emergency threshold: a higher trigger would stay silent for a high-risk patient)
+    news2_alert_aggregate: Annotated[int, Field(ge=1, le=7)] = 5
+    #: ... or when any single parameter scores at least this (3 is the chart's single-parameter trigger).
+    news2_alert_single_parameter: Annotated[int, Field(ge=1, le=3)] = 3
     #: Unacknowledged alerts escalate after this many (clock) minutes.
     alert_escalate_after_min: PositiveInt = 15
 

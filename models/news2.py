@@ -15,6 +15,19 @@ Bands (points; reference: ``shared/reference/news2.md``)::
 Clinical response band (chart 4): aggregate ≥ 7 → ``"high"``; 5–6 → ``"medium"``; a 3 in any single
 parameter with an aggregate below 5 → ``"low-medium"``; otherwise (0–4) → ``"low"``.
 
+Clinical response and minimum observation frequency (chart 4, wording of ``shared/reference/news2.md``)::
+
+    trigger                  risk        urgency            observations           response
+    aggregate 0              low         routine            every 12 h             routine
+    aggregate 1–4            low         ward-based         every 4–6 h            registered nurse assesses, ...
+    3 in a single parameter  low-medium  urgent ward-based  every hour             registered nurse informs ...
+    aggregate 5–6            medium      urgent             every hour             urgent review by a clinician ...
+    aggregate ≥ 7            high        emergency          continuous monitoring  emergency assessment by ...
+
+``RESPONSES`` holds each row's full wording. The single-parameter row applies only while the aggregate is
+below 5 (5 or more is at least ``medium``). ``observe_within_min`` is the longest wait to the next observation
+set the row allows (4–6 h → 360, the chart's upper bound; continuous → 0).
+
 Rounding rule: NEWS2 is charted in whole numbers, temperature to 0.1 °C. Values are rounded half up
 (93.5 % → 94 %, 90.5 mmHg → 91 mmHg, 38.05 °C → 38.1 °C) before banding, so a value between two bands
 lands in the band of its charted value. An unobserved parameter scores 0 and marks the set ``partial``.
@@ -35,6 +48,8 @@ from models.schema import ACVPU_CODES, PLAUSIBLE_RANGES
 
 PARAMETERS: Final[tuple[str, ...]] = ("rr", "spo2", "o2", "sbp", "hr", "acvpu", "temp")
 BANDS: Final[tuple[str, ...]] = ("low", "low-medium", "medium", "high")
+#: The highest aggregate the chart can give (every parameter at its worst: 3 + 3 + 2 + 3 + 3 + 3 + 3).
+MAX_TOTAL: Final[int] = 20
 
 
 class ObservationError(ValueError):
@@ -46,11 +61,73 @@ class ObservationError(ValueError):
 
 
 @dataclass(frozen=True)
+class ClinicalResponse:
+    """One row of RCP 2017 chart 4: what a NEWS2 result asks of the ward."""
+
+    trigger: str  # "0", "1-4", "single-3", "5-6", "7+"
+    band: str  # clinical risk: one of BANDS
+    urgency: str  # "routine", "ward-based", "urgent ward-based", "urgent", "emergency"
+    monitoring: str  # minimum observation frequency, as the chart words it
+    observe_within_min: int  # longest wait to the next observation set (0 = continuous monitoring)
+    response: str  # the clinical response, as the chart words it
+
+
+#: Chart 4, row by row (wording from ``shared/reference/news2.md``), keyed by trigger.
+RESPONSES: Final[dict[str, ClinicalResponse]] = {r.trigger: r for r in (
+    ClinicalResponse("0", "low", "routine", "every 12 h", 720, "routine"),
+    ClinicalResponse("1-4", "low", "ward-based", "every 4–6 h", 360,
+                     "registered nurse assesses, decides on escalation"),
+    ClinicalResponse("single-3", "low-medium", "urgent ward-based", "every hour", 60,
+                     "registered nurse informs the medical team"),
+    ClinicalResponse("5-6", "medium", "urgent", "every hour", 60,
+                     "urgent review by a clinician competent in acute illness"),
+    ClinicalResponse("7+", "high", "emergency", "continuous monitoring", 0,
+                     "emergency assessment by a critical-care-competent team, consider transfer to level 2/3 care"),
+)}
+
+
+def clinical_response(total: int, single_parameter_3: bool) -> ClinicalResponse:
+    """The chart-4 row for an aggregate and whether any single parameter scores 3."""
+    if isinstance(total, bool) or not isinstance(total, int | np.integer) or not 0 <= total <= MAX_TOTAL:
+        raise ValueError(f"a NEWS2 aggregate is an integer 0–{MAX_TOTAL}, got {total!r}")
+    if total >= 7:
+        return RESPONSES["7+"]
+    if total >= 5:
+        return RESPONSES["5-6"]
+    if single_parameter_3:
+        return RESPONSES["single-3"]
+    return RESPONSES["1-4"] if total >= 1 else RESPONSES["0"]
+
+
+@dataclass(frozen=True)
 class News2:
     points: dict[str, int]
     total: int
     band: str
     partial: bool
+
+    @property
+    def single_parameter_3(self) -> bool:
+        """A 3 in any single parameter (the chart's key threshold for an urgent ward-based response)."""
+        return any(p == 3 for p in self.points.values())
+
+    @property
+    def clinical_response(self) -> ClinicalResponse:
+        return clinical_response(self.total, self.single_parameter_3)
+
+    @property
+    def response(self) -> str:
+        """The RCP 2017 clinical response for this result (chart 4 wording)."""
+        return self.clinical_response.response
+
+    @property
+    def monitoring(self) -> str:
+        """The minimum observation frequency for this result (chart 4 wording)."""
+        return self.clinical_response.monitoring
+
+    @property
+    def urgency(self) -> str:
+        return self.clinical_response.urgency
 
 
 def round_half_up(x: float, decimals: int = 0) -> float:
@@ -237,5 +314,5 @@ def from_windows(windows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-__all__ = ["BANDS", "PARAMETERS", "News2", "ObservationError", "band", "from_window", "from_windows", "round_half_up",
-           "score"]
+__all__ = ["BANDS", "MAX_TOTAL", "PARAMETERS", "RESPONSES", "ClinicalResponse", "News2", "ObservationError", "band",
+           "clinical_response", "from_window", "from_windows", "round_half_up", "score"]

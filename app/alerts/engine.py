@@ -1,9 +1,18 @@
 """Alert rules and delivery.
 
-An alert is raised when a patient with no open alert has a risk at or above the threshold, or
-meets a deterioration criterion now (flag ``criteria_met:<kind>`` from the cycle); it resolves
-when the risk is below the clear threshold (hysteresis) and no criterion is met; it escalates when
-unacknowledged too long. The outbox worker delivers every alert event to the WebSocket hub."""
+Three kinds of alert, each with its own rule, at most one open per patient and kind:
+
+- ``twin``: the twin's risk is at or above ``threshold``; resolves when the risk falls below
+  ``clear_threshold`` (hysteresis, so a risk hovering at the threshold does not alert every five minutes).
+- ``news2``: the NEWS2 floor, the RCP 2017 chart whatever the twin says: an aggregate at or above
+  ``news2_aggregate`` (default 5) or any single parameter scoring at least ``news2_single_parameter``
+  (default 3); the reasons give the score, its band and the chart's clinical response and monitoring
+  frequency. Resolves when the score is below both triggers.
+- ``criteria``: a deterioration criterion is met now (flag ``criteria_met:<kind>`` from the cycle);
+  resolves when none is met.
+
+Any open alert not acknowledged within ``escalate_after`` of being raised escalates. The outbox worker
+delivers every alert event to the WebSocket hub."""
 
 from __future__ import annotations
 
@@ -18,43 +27,89 @@ from app.alerts.store import Alert, AlertStore
 from app.clock import Clock
 from app.domain import Score
 from app.pipeline.criteria import criteria_reasons
+from models import news2
 
 logger = logging.getLogger(__name__)
+
+#: NEWS2 parameters in words, for the reasons of a ``news2`` alert.
+_PARAMETER_NAMES = {"rr": "respiration rate", "spo2": "SpO2", "o2": "supplemental oxygen", "sbp": "systolic BP",
+                    "hr": "pulse", "acvpu": "consciousness (new confusion, V, P or U)", "temp": "temperature"}
+
+
+def news2_points(score: Score) -> tuple[int, dict[str, int]]:
+    """The aggregate and per-parameter points on a score (empty when the score carries no NEWS2)."""
+    summary = score.news2 or {}
+    return int(summary.get("total") or 0), {k: int(v) for k, v in (summary.get("points") or {}).items()}
 
 
 class AlertEngine:
     def __init__(self, store: AlertStore, hub: AlertHub, clock: Clock, *, threshold: float,
-                 clear_threshold: float, escalate_after: timedelta) -> None:
+                 clear_threshold: float, escalate_after: timedelta, news2_aggregate: int = 5,
+                 news2_single_parameter: int = 3) -> None:
         self.store = store
         self.hub = hub
         self.clock = clock
         self.threshold = threshold
         self.clear_threshold = clear_threshold
         self.escalate_after = escalate_after
+        self.news2_aggregate = news2_aggregate
+        self.news2_single_parameter = news2_single_parameter
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+
+    # -- the rules --------------------------------------------------------------------------------
+    def news2_reasons(self, score: Score) -> list[str]:
+        """Why NEWS2 alerts on this score (empty when neither trigger is met): the score, its band and the
+        RCP 2017 clinical response and monitoring frequency, then each parameter at the single-parameter trigger."""
+        total, points = news2_points(score)
+        high = [k for k, p in points.items() if p >= self.news2_single_parameter]
+        if total < self.news2_aggregate and not high:
+            return []
+        row = news2.clinical_response(total, any(p == 3 for p in points.values()))
+        partial = " (partial set: unobserved parameters score 0)" if (score.news2 or {}).get("partial") else ""
+        reasons = [f"NEWS2 {total}{partial}, {row.band} clinical risk: {row.response}; monitoring: {row.monitoring}"]
+        reasons += [f"NEWS2 {_PARAMETER_NAMES.get(k, k)} scores {points[k]}" for k in high]
+        return reasons
+
+    def _twin_reasons(self, score: Score) -> list[str]:
+        rising = [c.sentence for c in score.contributions if c.sentence and c.points > 0][:3]
+        return [f"Twin risk {score.risk:.0%} (alert threshold {self.threshold:.0%})", *rising]
+
+    def _rules(self, score: Score, active: dict[str, Alert]) -> dict[str, tuple[bool, list[str], str]]:
+        """Per kind: (raise now?, reasons, why it resolves). Resolution is 'not met' for news2 and criteria,
+        'below the clear threshold' for the twin (hysteresis)."""
+        criteria = criteria_reasons(score)
+        news2_why = self.news2_reasons(score)
+        total, _ = news2_points(score)
+        twin_on = score.risk >= self.threshold if "twin" not in active else score.risk >= self.clear_threshold
+        return {
+            "news2": (bool(news2_why), news2_why, f"NEWS2 fell to {total}, below both triggers"),
+            "criteria": (bool(criteria), criteria, "no deterioration criterion is met"),
+            "twin": (twin_on, self._twin_reasons(score), f"risk fell to {score.risk:.2f}"),
+        }
 
     async def evaluate(self, scores: Sequence[Score]) -> list[Alert]:
         """Apply the rules to one cycle's scores; returns the alerts raised."""
         now = self.clock.now()
-        open_alerts = await self.store.open_alerts()
+        open_alerts = await self.store.open_by_kind()
         raised: list[Alert] = []
         for score in scores:
-            active = open_alerts.get(score.patient_id)
-            criteria = criteria_reasons(score)
-            if active is None:
-                if score.risk >= self.threshold or criteria:
-                    reasons = criteria + [c.sentence for c in score.contributions if c.sentence and c.points > 0][:3]
-                    alert = await self.store.raise_alert(score.patient_id, score.window_end, score.risk, reasons, now)
-                    if alert is not None:
-                        raised.append(alert)
-                        logger.info("alert raised id=%s risk=%.3f criteria=%s", alert.id, score.risk, criteria)
-            elif score.risk < self.clear_threshold and not criteria:
-                await self.store.resolve(active.id, now, f"risk fell to {score.risk:.2f}")
-            elif active.state in ("raised", "delivered") and now - datetime.fromisoformat(active.raised_at) >= (
-                self.escalate_after
-            ):
-                await self.store.escalate(active.id, now)
+            active = {kind: a for (pid, kind), a in open_alerts.items() if pid == score.patient_id}
+            for kind, (met, reasons, cleared) in self._rules(score, active).items():
+                alert = active.get(kind)
+                if alert is None:
+                    if met:
+                        new = await self.store.raise_alert(score.patient_id, score.window_end, score.risk, reasons,
+                                                           now, kind=kind)
+                        if new is not None:
+                            raised.append(new)
+                            logger.info("alert raised id=%s kind=%s risk=%.3f", new.id, kind, score.risk)
+                elif not met:
+                    await self.store.resolve(alert.id, now, cleared)
+                elif alert.state in ("raised", "delivered") and now - datetime.fromisoformat(alert.raised_at) >= (
+                    self.escalate_after
+                ):
+                    await self.store.escalate(alert.id, now)
         self._wake.set()
         return raised
 

@@ -3,6 +3,11 @@
 An alert moves ``raised → delivered → acknowledged → resolved``; an unacknowledged one may become
 ``escalated``. Every transition appends an event to the outbox in the same transaction, so an
 alert raised is either delivered or still visibly pending after a restart.
+
+Every alert has a ``kind`` (``KINDS``): ``twin`` (the twin's risk), ``news2`` (the RCP 2017 NEWS2
+triggers) or ``criteria`` (a deterioration criterion met now). A patient has at most one open alert
+per kind (a partial unique index holds it durably). Databases from before kinds existed gain the
+column on open, their alerts as ``twin``.
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ from app.storage.sqlite_db import SqliteDatabase
 
 STATES = ("raised", "delivered", "acknowledged", "resolved", "escalated")
 OPEN_STATES = ("raised", "delivered", "escalated", "acknowledged")
+#: Alert kinds, most urgent first (the order the ward board picks a patient's open alert by).
+KINDS = ("news2", "criteria", "twin")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, window_end TEXT NOT NULL, raised_at TEXT NOT NULL,
     risk REAL NOT NULL, reasons TEXT NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL,
     delivered_at TEXT, acknowledged_by TEXT, acknowledged_at TEXT, escalated_at TEXT, resolved_at TEXT,
-    resolved_reason TEXT);
-CREATE INDEX IF NOT EXISTS alerts_patient ON alerts (patient_id, state);
+    resolved_reason TEXT, kind TEXT NOT NULL DEFAULT 'twin');
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, event TEXT NOT NULL,
     payload TEXT NOT NULL, created_at TEXT NOT NULL, delivered_at TEXT, attempts INTEGER NOT NULL DEFAULT 0);
@@ -49,6 +55,7 @@ class Alert:
     escalated_at: str | None = None
     resolved_at: str | None = None
     resolved_reason: str | None = None
+    kind: str = "twin"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,10 +79,38 @@ def _row_to_alert(row: sqlite3.Row | tuple) -> Alert:
     return Alert(*values)
 
 
+def _urgency(alert: Alert) -> tuple[int, int, str]:
+    return _STATE_URGENCY.get(alert.state, 9), KINDS.index(alert.kind) if alert.kind in KINDS else 9, alert.raised_at
+
+
+def _with_kind(payload: dict[str, Any]) -> dict[str, Any]:
+    """Events written before alert kinds existed carry a ``twin`` alert (as the migrated row does)."""
+    if isinstance(payload.get("alert"), dict):
+        payload["alert"].setdefault("kind", "twin")
+    return payload
+
+
 _COLUMNS = (
     "id, patient_id, window_end, raised_at, risk, reasons, state, updated_at, delivered_at, acknowledged_by, "
-    "acknowledged_at, escalated_at, resolved_at, resolved_reason"
+    "acknowledged_at, escalated_at, resolved_at, resolved_reason, kind"
 )
+_OPEN_MARKS = ", ".join(f"'{s}'" for s in OPEN_STATES)
+#: Run after the schema on every open: databases from before alert kinds gain the column (their alerts are
+#: ``twin``), then the indexes that use it.
+_MIGRATE_INDEXES = f"""
+CREATE INDEX IF NOT EXISTS alerts_patient_kind ON alerts (patient_id, kind, state);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_kind ON alerts (patient_id, kind)
+    WHERE state IN ({_OPEN_MARKS});
+"""
+#: How urgently an open alert wants attention on the board: unacknowledged first, escalated first of all.
+_STATE_URGENCY = {"escalated": 0, "raised": 1, "delivered": 2, "acknowledged": 3}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(alerts)")}
+    if "kind" not in columns:
+        conn.execute("ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'twin'")
+    conn.executescript(_MIGRATE_INDEXES)
 
 
 class AlertStore:
@@ -84,6 +119,7 @@ class AlertStore:
 
     async def open(self) -> None:
         self._db.open()
+        await self._db.run(_migrate)
 
     async def close(self) -> None:
         self._db.close()
@@ -96,7 +132,8 @@ class AlertStore:
             raise AlertNotFoundError(f"no alert {alert_id!r}")
         return _row_to_alert(row)
 
-    async def list(self, *, patient_id: str | None = None, state: str | None = None, limit: int = 200) -> list[Alert]:
+    async def list(self, *, patient_id: str | None = None, state: str | None = None, kind: str | None = None,
+                   limit: int = 200) -> list[Alert]:
         clauses, params = [], []
         if patient_id is not None:
             clauses.append("patient_id = ?")
@@ -104,16 +141,30 @@ class AlertStore:
         if state is not None:
             clauses.append("state = ?")
             params.append(state)
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT {_COLUMNS} FROM alerts {where} ORDER BY raised_at DESC, id LIMIT ?"
         rows = await self._db.run(lambda c: c.execute(sql, (*params, limit)).fetchall())
         return [_row_to_alert(r) for r in rows]
 
-    async def open_alerts(self) -> dict[str, Alert]:
+    async def open_by_kind(self) -> dict[tuple[str, str], Alert]:
+        """Every open alert, keyed by (patient, kind)."""
         marks = ", ".join("?" * len(OPEN_STATES))
         sql = f"SELECT {_COLUMNS} FROM alerts WHERE state IN ({marks})"
         rows = await self._db.run(lambda c: c.execute(sql, OPEN_STATES).fetchall())
-        return {a.patient_id: a for a in map(_row_to_alert, rows)}
+        return {(a.patient_id, a.kind): a for a in map(_row_to_alert, rows)}
+
+    async def open_alerts(self) -> dict[str, Alert]:
+        """One open alert per patient, the one most in need of attention: unacknowledged before acknowledged
+        (escalated first), then by kind (``KINDS`` order), then the oldest."""
+        best: dict[str, Alert] = {}
+        for alert in (await self.open_by_kind()).values():
+            current = best.get(alert.patient_id)
+            if current is None or _urgency(alert) < _urgency(current):
+                best[alert.patient_id] = alert
+        return best
 
     # -- transitions ------------------------------------------------------------------------------
     def _emit(self, conn: sqlite3.Connection, alert_id: str, event: str, at: datetime) -> None:
@@ -125,15 +176,18 @@ class AlertStore:
         )
 
     async def raise_alert(self, patient_id: str, window_end: datetime, risk: float, reasons: list[str],
-                          at: datetime) -> Alert | None:
-        """Raise an alert; ``None`` if this (patient, window end) already raised one (cycle rerun)."""
-        alert_id = f"{patient_id}-{window_end.astimezone(UTC):%Y%m%dT%H%MZ}"
+                          at: datetime, kind: str = "twin") -> Alert | None:
+        """Raise an alert of ``kind``; ``None`` if this (patient, window end, kind) already raised one (cycle
+        rerun) or the patient already has an open alert of this kind. The id is ``<patient>-<window end>-<kind>``."""
+        if kind not in KINDS:
+            raise ValueError(f"alert kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        alert_id = f"{patient_id}-{window_end.astimezone(UTC):%Y%m%dT%H%MZ}-{kind}"
 
         def raise_(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO alerts (id, patient_id, window_end, raised_at, risk, reasons, state, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'raised', ?)",
-                (alert_id, patient_id, _iso(window_end), _iso(at), risk, json.dumps(reasons), _iso(at)),
+                "INSERT OR IGNORE INTO alerts (id, patient_id, window_end, raised_at, risk, reasons, state, updated_at,"
+                " kind) VALUES (?, ?, ?, ?, ?, ?, 'raised', ?, ?)",
+                (alert_id, patient_id, _iso(window_end), _iso(at), risk, json.dumps(reasons), _iso(at), kind),
             )
             if cur.rowcount:
                 self._emit(conn, alert_id, "raised", at)
@@ -181,12 +235,12 @@ class AlertStore:
     async def pending_events(self, limit: int = 500) -> list[OutboxEvent]:
         sql = "SELECT seq, alert_id, event, payload FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?"
         rows = await self._db.run(lambda c: c.execute(sql, (limit,)).fetchall())
-        return [OutboxEvent(s, a, e, json.loads(p)) for s, a, e, p in rows]
+        return [OutboxEvent(s, a, e, _with_kind(json.loads(p))) for s, a, e, p in rows]
 
     async def events_after(self, seq: int, limit: int = 500) -> list[OutboxEvent]:
         sql = "SELECT seq, alert_id, event, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
         rows = await self._db.run(lambda c: c.execute(sql, (seq, limit)).fetchall())
-        return [OutboxEvent(s, a, e, json.loads(p)) for s, a, e, p in rows]
+        return [OutboxEvent(s, a, e, _with_kind(json.loads(p))) for s, a, e, p in rows]
 
     async def mark_event_delivered(self, seq: int, at: datetime) -> None:
         await self._db.run(lambda c: c.execute(

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 
 from app.api.deps import service
-from app.api.schemas import AcknowledgeIn, AlertOut, AlertState
+from app.api.schemas import AcknowledgeIn, AlertKind, AlertOut, AlertState
 from models.schema import PATIENT_ID_PATTERN
 
 router = APIRouter(tags=["alerts"])
@@ -18,10 +18,11 @@ router = APIRouter(tags=["alerts"])
 async def list_alerts(
     request: Request,
     state: AlertState | None = None,
+    kind: Annotated[AlertKind | None, Query(description="twin, news2 or criteria")] = None,
     patient_id: Annotated[str | None, Query(pattern=PATIENT_ID_PATTERN.pattern)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlertOut]:
-    alerts = await service(request).alert_store.list(patient_id=patient_id, state=state, limit=limit)
+    alerts = await service(request).alert_store.list(patient_id=patient_id, state=state, kind=kind, limit=limit)
     return [AlertOut(**a.to_dict()) for a in alerts]
 
 

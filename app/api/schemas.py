@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
-from app.alerts.store import STATES
+from app.alerts.store import KINDS, STATES
+from models import news2
 from models.schema import ACVPU_CODES, PATIENT_ID_PATTERN, QUALITY_OK, QUALITY_PATTERN, VITALS
 
 
@@ -41,10 +42,43 @@ class ContributionOut(BaseModel):
 
 
 class News2Out(BaseModel):
+    """NEWS2 with the RCP 2017 chart-4 row for it (derived from ``total`` and ``points``, so scores stored
+    before these fields existed answer them too)."""
+
     points: dict[str, int]
     total: int
     band: Literal["low", "low-medium", "medium", "high"]
     partial: bool
+
+    @computed_field(description="a 3 in any single parameter (the chart's single-parameter trigger)")
+    @property
+    def single_parameter_3(self) -> bool:
+        return any(p == 3 for p in self.points.values())
+
+    @computed_field(description="routine, ward-based, urgent ward-based, urgent or emergency")
+    @property
+    def urgency(self) -> str:
+        return self._row.urgency
+
+    @computed_field(description="the RCP 2017 clinical response for this result (chart 4)")
+    @property
+    def response(self) -> str:
+        return self._row.response
+
+    @computed_field(description="minimum observation frequency: every 12 h, every 4–6 h, every hour or "
+                                "continuous monitoring")
+    @property
+    def monitoring(self) -> str:
+        return self._row.monitoring
+
+    @computed_field(description="the longest wait to the next observation set, in minutes (0: continuous)")
+    @property
+    def observe_within_min(self) -> int:
+        return self._row.observe_within_min
+
+    @property
+    def _row(self) -> news2.ClinicalResponse:
+        return news2.clinical_response(self.total, self.single_parameter_3)
 
 
 class RiskOut(BaseModel):
@@ -89,6 +123,7 @@ class WindowOut(BaseModel):
 
 
 AlertState = Literal[STATES]  # type: ignore[valid-type]
+AlertKind = Literal[KINDS]  # type: ignore[valid-type]
 
 
 class AlertOut(BaseModel):
@@ -106,6 +141,8 @@ class AlertOut(BaseModel):
     escalated_at: datetime | None = None
     resolved_at: datetime | None = None
     resolved_reason: str | None = None
+    kind: AlertKind = Field(description="twin: the twin's risk; news2: the RCP 2017 NEWS2 triggers; "
+                                        "criteria: a deterioration criterion met now")
 
 
 class AcknowledgeIn(BaseModel):

@@ -42,8 +42,13 @@ class CycleResult:
 
 
 def news2_summary(row: pd.Series) -> dict:
+    """NEWS2 of the window with the RCP 2017 chart-4 row for it: clinical response and monitoring frequency."""
     result = news2.from_window(row)
-    return {"total": result.total, "band": result.band, "points": dict(result.points), "partial": result.partial}
+    response = result.clinical_response
+    return {"total": result.total, "band": result.band, "points": dict(result.points), "partial": result.partial,
+            "single_parameter_3": result.single_parameter_3, "urgency": response.urgency,
+            "response": response.response, "monitoring": response.monitoring,
+            "observe_within_min": response.observe_within_min}
 
 
 def to_score(twin_score: TwinScore, window_row: pd.Series, model_version: str, scored_at: datetime,

@@ -8,7 +8,8 @@ Fixtures
 --------
 - ``client``: an empty service in ``tmp_path`` (clock at ``NOW``), for validation and error paths.
 - ``alerting``: ``client`` with the sick patient's three hours ingested and one cycle at ``T0``, which raises one
-  alert (its id is the fixture's value). Function-scoped, so tests may acknowledge and resolve it.
+  alert of each kind (news2, criteria, twin); the twin alert's id is the fixture's value. Function-scoped, so
+  tests may acknowledge and resolve them.
 - ``ward``: a stable and a sick patient, three hours each, scored at every window end: the read-only ward that
   the patient-route tests share (session-scoped; never mutate it).
 """
@@ -49,10 +50,12 @@ def client(tmp_path: Path, clock: FixedClock) -> Iterator[TestClient]:
 
 @pytest.fixture
 def alerting(client: TestClient, sick_readings: list[dict]) -> str:
-    """The sick patient ingested and scored at T0: one alert raised, not yet delivered (nobody listens)."""
+    """The sick patient ingested and scored at T0: one alert of each kind raised, not yet delivered (nobody
+    listens). Returns the twin alert's id."""
     post_readings(client, sick_readings)
-    assert run_cycle(client, T0)["alerts_raised"] == 1
-    (alert,) = client.get("/v1/alerts").json()
+    assert run_cycle(client, T0)["alerts_raised"] == 3
+    assert sorted(a["kind"] for a in client.get("/v1/alerts").json()) == ["criteria", "news2", "twin"]
+    (alert,) = client.get("/v1/alerts", params={"kind": "twin"}).json()
     return alert["id"]
 
 

@@ -1,4 +1,6 @@
-"""Alerts: list and filters, acknowledge, resolve (404 and 409 paths), and the WebSocket stream."""
+"""Alerts: list and filters (state, patient, kind), acknowledge, resolve (404 and 409 paths), and the WebSocket
+stream. The sick patient at T0 raises one alert of each kind: news2 (NEWS2 ≥ 5), criteria (heart rate above 120
+now) and twin (risk ≥ 0.7)."""
 
 from __future__ import annotations
 
@@ -11,24 +13,38 @@ from tests.support.api import NOW, SICK, T0, assert_422, assert_domain_error, pa
 
 
 # -- list ------------------------------------------------------------------------------------------------------------
-def test_a_raised_alert_is_listed_with_its_reasons(client, alerting):
+def test_raised_alerts_are_listed_with_their_kind_and_reasons(client, alerting):
     response = client.get("/v1/alerts")
     assert response.status_code == 200
-    (alert,) = response.json()
-    assert alert["id"] == alerting == f"{SICK}-20260302T1200Z"
-    assert alert["patient_id"] == SICK and alert["state"] == "raised"  # nobody listening: not delivered
-    assert parse(alert["window_end"]) == T0 and parse(alert["raised_at"]) == NOW  # the service clock
-    assert alert["risk"] >= 0.7 and alert["reasons"]
-    assert alert["risk"] == client.get(f"/v1/patients/{SICK}/risk").json()["risk"]
+    alerts = {a["kind"]: a for a in response.json()}
+    assert set(alerts) == {"news2", "criteria", "twin"}
+    assert alerting == alerts["twin"]["id"] == f"{SICK}-20260302T1200Z-twin"
+    risk = client.get(f"/v1/patients/{SICK}/risk").json()
+    for kind, alert in alerts.items():
+        assert alert["id"] == f"{SICK}-20260302T1200Z-{kind}"
+        assert alert["patient_id"] == SICK and alert["state"] == "raised"  # nobody listening: not delivered
+        assert parse(alert["window_end"]) == T0 and parse(alert["raised_at"]) == NOW  # the service clock
+        assert alert["risk"] == risk["risk"] and alert["reasons"]
+    assert alerts["twin"]["risk"] >= 0.7 and alerts["twin"]["reasons"][0].startswith("Twin risk")
+    news2 = risk["news2"]
+    assert alerts["news2"]["reasons"][0].startswith(f"NEWS2 {news2['total']}")
+    assert news2["response"] in alerts["news2"]["reasons"][0] and news2["monitoring"] in alerts["news2"]["reasons"][0]
+    assert alerts["criteria"]["reasons"][0].startswith("Meets the deterioration criterion now")
 
 
-def test_alerts_filter_by_state_and_patient(client, alerting):
+def test_alerts_filter_by_state_patient_and_kind(client, alerting):
     post_readings(client, [reading("bed-2", ts=T0 - timedelta(minutes=1))])
     run_cycle(client, T0)  # bed-2 is scored low: no alert
-    assert [a["id"] for a in client.get("/v1/alerts", params={"state": "raised"}).json()] == [alerting]
-    assert client.get("/v1/alerts", params={"state": "acknowledged"}).json() == []
-    assert [a["id"] for a in client.get("/v1/alerts", params={"patient_id": SICK}).json()] == [alerting]
+    client.post(f"/v1/alerts/{alerting}/acknowledge", json={"by": "nurse-7"})
+    ids = {a["kind"]: a["id"] for a in client.get("/v1/alerts").json()}
+    assert [a["id"] for a in client.get("/v1/alerts", params={"state": "acknowledged"}).json()] == [alerting]
+    assert sorted(a["id"] for a in client.get("/v1/alerts", params={"state": "raised"}).json()) == sorted(
+        [ids["criteria"], ids["news2"]])
+    assert len(client.get("/v1/alerts", params={"patient_id": SICK}).json()) == 3
     assert client.get("/v1/alerts", params={"patient_id": "bed-2"}).json() == []
+    for kind in ("news2", "criteria", "twin"):
+        assert [a["id"] for a in client.get("/v1/alerts", params={"kind": kind}).json()] == [ids[kind]]
+    assert client.get("/v1/alerts", params={"kind": "news2", "state": "acknowledged"}).json() == []
     assert len(client.get("/v1/alerts", params={"limit": 1}).json()) == 1
 
 
@@ -38,6 +54,7 @@ def test_no_alerts_on_an_empty_ward(client):
 
 @pytest.mark.parametrize(("params", "loc"), [
     ({"state": "open"}, ["query", "state"]),
+    ({"kind": "nurse"}, ["query", "kind"]),
     ({"patient_id": "bed 1"}, ["query", "patient_id"]),
     ({"limit": 0}, ["query", "limit"]),
     ({"limit": 1001}, ["query", "limit"]),
@@ -53,8 +70,13 @@ def test_acknowledge_then_resolve(client, alerting, clock):
     response = client.post(f"/v1/alerts/{alerting}/acknowledge", json={"by": "nurse-7"})
     assert response.status_code == 200, response.text
     acked = response.json()
-    assert acked["state"] == "acknowledged" and acked["acknowledged_by"] == "nurse-7"
+    assert acked["state"] == "acknowledged" and acked["acknowledged_by"] == "nurse-7" and acked["kind"] == "twin"
     assert parse(acked["acknowledged_at"]) == parse(acked["updated_at"]) == NOW + timedelta(minutes=2)
+    board = client.get("/v1/patients").json()[0]  # the board shows the open alert most in need of attention
+    assert (board["alert_id"], board["alert_state"]) == (f"{SICK}-20260302T1200Z-news2", "raised")
+    others = [a["id"] for a in client.get("/v1/alerts", params={"state": "raised"}).json()]
+    for alert_id in others:
+        assert client.post(f"/v1/alerts/{alert_id}/acknowledge", json={"by": "nurse-7"}).status_code == 200
     assert client.get("/v1/patients").json()[0]["alert_state"] == "acknowledged"
 
     clock.advance(timedelta(minutes=5))
@@ -63,8 +85,10 @@ def test_acknowledge_then_resolve(client, alerting, clock):
     resolved = response.json()
     assert resolved["state"] == "resolved" and parse(resolved["resolved_at"]) == NOW + timedelta(minutes=7)
     assert "dr-2" in resolved["resolved_reason"] and resolved["acknowledged_by"] == "nurse-7"
+    for alert_id in others:
+        client.post(f"/v1/alerts/{alert_id}/resolve", json={"by": "dr-2"})
     assert client.get("/v1/patients").json()[0]["alert_id"] is None  # no open alert any more
-    assert [a["state"] for a in client.get("/v1/alerts").json()] == ["resolved"]
+    assert [a["state"] for a in client.get("/v1/alerts").json()] == ["resolved"] * 3
 
 
 def test_an_alert_may_be_resolved_without_acknowledgement(client, alerting):
@@ -76,7 +100,7 @@ def test_acknowledging_twice_is_a_conflict(client, alerting):
     assert client.post(f"/v1/alerts/{alerting}/acknowledge", json={"by": "nurse-7"}).status_code == 200
     assert_domain_error(client.post(f"/v1/alerts/{alerting}/acknowledge", json={"by": "nurse-8"}),
                         409, "alert_conflict")
-    assert client.get("/v1/alerts").json()[0]["acknowledged_by"] == "nurse-7"  # unchanged
+    assert client.get("/v1/alerts", params={"kind": "twin"}).json()[0]["acknowledged_by"] == "nurse-7"  # unchanged
 
 
 def test_a_resolved_alert_can_be_neither_acknowledged_nor_resolved(client, alerting):
@@ -99,34 +123,44 @@ def test_acknowledge_and_resolve_need_a_name(client, action, body, loc):
 
 
 # -- the WebSocket stream --------------------------------------------------------------------------------------------
-def test_the_stream_delivers_an_alert_raised_by_a_cycle(client, sick_readings):
+def test_the_stream_delivers_the_alerts_raised_by_a_cycle_with_their_kind(client, sick_readings):
     post_readings(client, sick_readings)
     with client.websocket_connect("/v1/ws/alerts") as ws:
-        assert run_cycle(client, T0)["alerts_raised"] == 1
-        raised, delivered = ws.receive_json(), ws.receive_json()  # blocks until the outbox worker sends
+        assert run_cycle(client, T0)["alerts_raised"] == 3
+        events = [ws.receive_json() for _ in range(6)]  # blocks until the outbox worker sends
         assert client.get("/healthz").json()["websocket_clients"] == 1
-    assert (raised["seq"], raised["event"], delivered["seq"], delivered["event"]) == (1, "raised", 2, "delivered")
-    assert raised["alert"]["patient_id"] == SICK and raised["alert"]["state"] == "raised"
-    assert raised["alert"]["risk"] >= 0.7 and raised["alert"]["reasons"]
-    assert delivered["alert"]["state"] == "delivered" and parse(delivered["alert"]["delivered_at"]) == NOW
-    assert client.get("/v1/alerts").json()[0]["state"] == "delivered"
+    # in sequence; each alert's 'raised' before its 'delivered' (the worker may deliver one while the next is raised)
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5, 6]
+    order = [(e["alert"]["kind"], e["event"]) for e in events]
+    assert sorted(order) == sorted((k, ev) for k in ("news2", "criteria", "twin") for ev in ("raised", "delivered"))
+    for kind in ("news2", "criteria", "twin"):
+        assert order.index((kind, "raised")) < order.index((kind, "delivered"))
+    raised = {e["alert"]["kind"]: e["alert"] for e in events if e["event"] == "raised"}
+    # raised in rule order: the NEWS2 floor first, then the criterion met now, then the twin
+    assert [e["alert"]["kind"] for e in events if e["event"] == "raised"] == ["news2", "criteria", "twin"]
+    for alert in raised.values():
+        assert alert["patient_id"] == SICK and alert["state"] == "raised" and alert["reasons"]
+    assert raised["twin"]["risk"] >= 0.7
+    for delivered in (e for e in events if e["event"] == "delivered"):
+        assert delivered["alert"]["state"] == "delivered" and parse(delivered["alert"]["delivered_at"]) == NOW
+    assert [a["state"] for a in client.get("/v1/alerts").json()] == ["delivered"] * 3
     assert client.get("/healthz").json()["alerts_outbox_backlog"] == 0
 
 
-def test_a_client_connecting_later_receives_the_pending_alert(client, alerting):
-    assert client.get("/healthz").json()["alerts_outbox_backlog"] == 1  # raised, nobody listening
+def test_a_client_connecting_later_receives_the_pending_alerts(client, alerting):
+    assert client.get("/healthz").json()["alerts_outbox_backlog"] == 3  # raised, nobody listening
     with client.websocket_connect("/v1/ws/alerts") as ws:
-        assert ws.receive_json()["event"] == "raised"
-        assert ws.receive_json()["event"] == "delivered"
+        assert [ws.receive_json()["event"] for _ in range(6)] == ["raised"] * 3 + ["delivered"] * 3
 
 
 def test_the_stream_replays_events_after_a_sequence_number(client, alerting):
     with client.websocket_connect("/v1/ws/alerts") as ws:
-        assert [ws.receive_json()["seq"] for _ in range(2)] == [1, 2]
+        assert [ws.receive_json()["seq"] for _ in range(6)] == [1, 2, 3, 4, 5, 6]
     client.post(f"/v1/alerts/{alerting}/acknowledge", json={"by": "nurse-7"})
-    with client.websocket_connect("/v1/ws/alerts?since=1") as ws:
+    with client.websocket_connect("/v1/ws/alerts?since=5") as ws:
         replayed = [ws.receive_json() for _ in range(2)]
-    assert [(e["seq"], e["event"]) for e in replayed] == [(2, "delivered"), (3, "acknowledged")]
+    assert [(e["seq"], e["event"], e["alert"]["kind"]) for e in replayed] == [
+        (6, "delivered", "twin"), (7, "acknowledged", "twin")]
     assert replayed[1]["alert"]["acknowledged_by"] == "nurse-7"
 
 

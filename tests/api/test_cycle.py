@@ -15,7 +15,7 @@ def test_a_cycle_scores_every_fresh_patient_at_its_window_end(client, sick_readi
     assert client.get(f"/v1/patients/{SICK}/risk").status_code == 404  # not scored before a cycle
     result = run_cycle(client, T0)
     assert result["window_end"] == "2026-03-02T12:00:00Z"
-    assert result["patients"] == 2 and result["scored"] == 2 and result["alerts_raised"] == 1
+    assert result["patients"] == 2 and result["scored"] == 2 and result["alerts_raised"] == 3  # news2, criteria, twin
     assert result["took_ms"] >= 0
     for patient_id in (SICK, "bed-9"):
         risk = client.get(f"/v1/patients/{patient_id}/risk").json()
@@ -33,10 +33,10 @@ def test_rerunning_a_cycle_keeps_one_score_per_patient_per_window_end(client, si
     first = run_cycle(client, T0)
     again = run_cycle(client, T0)
     assert again["scored"] == first["scored"] == 1
-    assert again["alerts_raised"] == 0  # this window end already raised its alert
+    assert first["alerts_raised"] == 3 and again["alerts_raised"] == 0  # this window end already raised its alerts
     history = client.get(f"/v1/patients/{SICK}/risk/history").json()
     assert [h["window_end"] for h in history] == ["2026-03-02T12:00:00Z"]
-    assert len(client.get("/v1/alerts").json()) == 1
+    assert len(client.get("/v1/alerts").json()) == 3
 
 
 def test_a_cycle_on_an_empty_ward_scores_nobody(client):

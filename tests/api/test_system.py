@@ -87,6 +87,31 @@ def test_news2_of_a_charted_observation_set(client, body, total, band, partial):
     result = response.json()
     assert (result["total"], result["band"], result["partial"]) == (total, band, partial)
     assert result["total"] == sum(result["points"].values())
+    assert result["single_parameter_3"] == any(p == 3 for p in result["points"].values())
+
+
+@pytest.mark.parametrize(("body", "urgency", "monitoring", "within", "response"), [
+    ({"hr": 70}, "routine", "every 12 h", 720, "routine"),
+    ({"hr": 95, "rr": 22, "temp": 38.5}, "ward-based", "every 4–6 h", 360,
+     "registered nurse assesses, decides on escalation"),  # 4
+    ({"rr": 7}, "urgent ward-based", "every hour", 60, "registered nurse informs the medical team"),  # a single 3
+    ({"hr": 115, "rr": 22, "temp": 38.5}, "urgent", "every hour", 60,
+     "urgent review by a clinician competent in acute illness"),  # 5
+    ({"hr": 115, "rr": 25, "temp": 38.5}, "urgent", "every hour", 60,
+     "urgent review by a clinician competent in acute illness"),  # 6
+    ({"hr": 115, "rr": 25, "on_oxygen": True}, "emergency", "continuous monitoring", 0,
+     "emergency assessment by a critical-care-competent team, consider transfer to level 2/3 care"),  # 7
+])
+def test_news2_answers_the_rcp_clinical_response_and_monitoring(client, body, urgency, monitoring, within, response):
+    result = client.post("/v1/news2", json=body).json()
+    assert (result["urgency"], result["monitoring"], result["observe_within_min"], result["response"]) == (
+        urgency, monitoring, within, response)
+
+
+def test_the_news2_response_fields_are_in_the_openapi_schema(client):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["News2Out"]
+    assert {"response", "monitoring", "urgency", "observe_within_min", "single_parameter_3"} <= set(
+        schema["properties"])
 
 
 @pytest.mark.parametrize(("body", "loc"), [
@@ -140,11 +165,13 @@ def test_a_restart_on_the_same_data_dir_resumes_with_its_history(tmp_path: Path,
         post_readings(client, sick_readings)
         run_cycle(client, T0 - timedelta(minutes=5))
         run_cycle(client, T0)
-        (alert,) = client.get("/v1/alerts").json()
+        (alert,) = client.get("/v1/alerts", params={"kind": "twin"}).json()
         client.post(f"/v1/alerts/{alert['id']}/acknowledge", json={"by": "nurse-7"})
+        alerts = [(a["id"], a["state"]) for a in client.get("/v1/alerts").json()]
+        assert len(alerts) == 3 and (alert["id"], "acknowledged") in alerts
         before = client.get(f"/v1/patients/{SICK}/risk/history").json()
         board = client.get("/v1/patients").json()
     with serve(tmp_path) as client:
         assert client.get("/v1/patients").json() == board
         assert client.get(f"/v1/patients/{SICK}/risk/history").json() == before and len(before) == 2
-        assert [(a["id"], a["state"]) for a in client.get("/v1/alerts").json()] == [(alert["id"], "acknowledged")]
+        assert [(a["id"], a["state"]) for a in client.get("/v1/alerts").json()] == alerts

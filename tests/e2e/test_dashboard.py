@@ -33,7 +33,9 @@ def test_board_sorts_by_risk_shows_live_alert_and_acknowledges(tmp_path, page: P
             client.post("/v1/cycle", params={"window_end": window_end.isoformat()}).raise_for_status()
             window_end += WINDOW
         ack = page.locator("[data-ack]")
-        expect(ack).to_have_count(1)  # the alert reached the board over the WebSocket
+        expect(ack).to_have_count(3)  # the alerts reached the board over the WebSocket: one of each kind
+        for kind, label in (("news2", "NEWS2"), ("criteria", "criterion met"), ("twin", "twin")):
+            expect(page.locator(f'.alert[data-kind="{kind}"] .kind')).to_have_text(label)
         expect(rows.nth(0)).to_have_attribute("data-patient", "sick-1")
         expect(rows.nth(1)).to_have_attribute("data-patient", "stable-1")
         expect(rows.nth(0)).to_have_class("high")
@@ -43,7 +45,8 @@ def test_board_sorts_by_risk_shows_live_alert_and_acknowledges(tmp_path, page: P
             dialog.accept("nurse-7")
 
         page.once("dialog", sign)
-        ack.click()
-        expect(page.locator(".alert.acknowledged")).to_have_count(1)
-        (alert,) = client.get("/v1/alerts").json()
+        page.locator('.alert[data-kind="twin"] [data-ack]').click()
+        expect(page.locator('.alert.acknowledged[data-kind="twin"]')).to_have_count(1)
+        expect(ack).to_have_count(2)  # the NEWS2 and criteria alerts still wait for a nurse
+        (alert,) = client.get("/v1/alerts", params={"kind": "twin"}).json()
         assert alert["state"] == "acknowledged" and alert["acknowledged_by"] == "nurse-7"

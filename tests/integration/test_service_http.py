@@ -48,9 +48,12 @@ def test_a_cycle_scores_the_ward_and_streams_its_alert(store_env, tmp_path):
             assert post_all(client, readings) == len(readings)
             cycle = client.post("/v1/cycle", params={"window_end": end.isoformat()})
             assert cycle.status_code == 200, cycle.text
-            assert cycle.json()["scored"] == 2 and cycle.json()["alerts_raised"] == 1
-            raised, delivered = json.loads(ws.recv()), json.loads(ws.recv())
-        assert (raised["event"], delivered["event"]) == ("raised", "delivered")
+            assert cycle.json()["scored"] == 2 and cycle.json()["alerts_raised"] == 3  # news2, criteria, twin
+            events = [json.loads(ws.recv()) for _ in range(6)]
+        assert sorted(e["event"] for e in events) == ["delivered"] * 3 + ["raised"] * 3
+        alerts = {e["alert"]["kind"]: e["alert"] for e in events if e["event"] == "raised"}
+        assert set(alerts) == {"news2", "criteria", "twin"}
+        raised = {"alert": alerts["twin"]}
         assert raised["alert"]["patient_id"] == "sick-1" and raised["alert"]["risk"] >= 0.7
 
         board = client.get("/v1/patients").json()

@@ -1,5 +1,7 @@
-"""The alert lifecycle and its outbox, on a real SQLite file in a temp dir (no sockets)."""
+"""The alert lifecycle, its kinds and its outbox, on a real SQLite file in a temp dir (no sockets)."""
 
+import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,10 +16,13 @@ from app.errors import AlertConflictError, AlertNotFoundError
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def score(patient_id: str, risk: float, at: datetime = T0) -> Score:
+def score(patient_id: str, risk: float, at: datetime = T0, *, news2: dict[str, int] | None = None,
+          flags: tuple[str, ...] = ()) -> Score:
+    """A score; ``news2`` gives per-parameter points (the total is their sum)."""
+    points = news2 or {}
     return Score(patient_id, at, risk, 0.0, 0.0,
                  (Contribution("hr_trend_1h", 18.0, 1.2, "Heart rate rising: +18 bpm over the last hour"),),
-                 "test")
+                 "test", news2={"total": sum(points.values()), "points": points, "partial": False}, flags=flags)
 
 
 class FakeSocket:
@@ -41,7 +46,8 @@ async def engine(tmp_path):
 async def test_crossing_raises_once_with_reasons_and_hysteresis_resolves(engine):
     assert await engine.evaluate([score("a", 0.5)]) == []
     (alert,) = await engine.evaluate([score("a", 0.8)])
-    assert alert.state == "raised" and alert.reasons == ["Heart rate rising: +18 bpm over the last hour"]
+    assert alert.state == "raised" and alert.kind == "twin" and alert.id == "a-20261124T1200Z-twin"
+    assert alert.reasons == ["Twin risk 80% (alert threshold 70%)", "Heart rate rising: +18 bpm over the last hour"]
     assert await engine.evaluate([score("a", 0.9, T0 + timedelta(minutes=5))]) == []  # still open: no new alert
     await engine.evaluate([score("a", 0.65, T0 + timedelta(minutes=10))])  # between thresholds: stays open
     assert (await engine.store.get(alert.id)).state == "raised"
@@ -98,9 +104,162 @@ async def test_state_survives_reopen(tmp_path):
 async def test_meeting_a_criterion_now_alerts_whatever_the_risk(engine):
     now_bad = Score("c", T0, 0.05, 0.0, 0.0, (), "test", flags=("criteria_met:sbp_low",))
     (alert,) = await engine.evaluate([now_bad])
-    assert alert.reasons[0] == "Meets the deterioration criterion now: systolic BP below 90 mmHg"
+    assert alert.kind == "criteria"
+    assert alert.reasons == ["Meets the deterioration criterion now: systolic BP below 90 mmHg"]
     later = T0 + timedelta(minutes=5)
     await engine.evaluate([Score("c", later, 0.05, 0.0, 0.0, (), "test", flags=("criteria_met:sbp_low",))])
     assert (await engine.store.get(alert.id)).state == "raised"  # still met: stays open at low risk
     await engine.evaluate([Score("c", later + timedelta(minutes=5), 0.05, 0.0, 0.0, (), "test")])
     assert (await engine.store.get(alert.id)).state == "resolved"
+
+
+# -- kinds ---------------------------------------------------------------------------------------------------------
+async def test_news2_of_5_alerts_whatever_the_risk_with_its_clinical_response(engine):
+    (alert,) = await engine.evaluate([score("n", 0.01, news2={"rr": 2, "hr": 1, "temp": 1, "sbp": 1})])
+    assert alert.kind == "news2" and alert.id == "n-20261124T1200Z-news2"
+    assert alert.reasons == ["NEWS2 5, medium clinical risk: urgent review by a clinician competent in acute "
+                             "illness; monitoring: every hour"]
+
+
+async def test_a_single_parameter_of_3_alerts_and_names_it(engine):
+    (alert,) = await engine.evaluate([score("n", 0.01, news2={"rr": 3})])
+    assert alert.kind == "news2"
+    assert alert.reasons == ["NEWS2 3, low-medium clinical risk: registered nurse informs the medical team; "
+                             "monitoring: every hour", "NEWS2 respiration rate scores 3"]
+
+
+async def test_news2_below_both_triggers_raises_nothing(engine):
+    assert await engine.evaluate([score("n", 0.01, news2={"rr": 2, "hr": 2}),
+                                  score("m", 0.01, news2={"hr": 1, "temp": 1, "sbp": 2})]) == []
+
+
+async def test_news2_alert_stays_open_while_either_trigger_holds_and_resolves_below_both(engine):
+    (alert,) = await engine.evaluate([score("n", 0.01, news2={"rr": 3, "hr": 2, "sbp": 2})])
+    later = [T0 + timedelta(minutes=5 * i) for i in range(1, 4)]
+    assert await engine.evaluate([score("n", 0.01, later[0], news2={"rr": 3})]) == []  # single 3 still holds
+    await engine.evaluate([score("n", 0.01, later[1], news2={"rr": 2, "hr": 2, "sbp": 1})])  # aggregate 5 holds
+    assert (await engine.store.get(alert.id)).state == "raised"
+    await engine.evaluate([score("n", 0.01, later[2], news2={"rr": 2, "hr": 2})])
+    resolved = await engine.store.get(alert.id)
+    assert resolved.state == "resolved" and resolved.resolved_reason == "NEWS2 fell to 4, below both triggers"
+
+
+async def test_thresholds_are_configurable(tmp_path):
+    store = AlertStore(tmp_path / "alerts.db")
+    await store.open()
+    strict = AlertEngine(store, AlertHub(), FixedClock(T0), threshold=0.7, clear_threshold=0.6,
+                         escalate_after=timedelta(minutes=15), news2_aggregate=3, news2_single_parameter=2)
+    (a,) = await strict.evaluate([score("a", 0.01, news2={"hr": 1, "temp": 1, "sbp": 1})])
+    (b,) = await strict.evaluate([score("b", 0.01, news2={"o2": 2})])
+    assert (a.kind, b.kind) == ("news2", "news2") and b.reasons[1] == "NEWS2 supplemental oxygen scores 2"
+    await store.close()
+
+
+async def test_one_open_alert_per_patient_and_kind_each_resolving_by_its_own_rule(engine):
+    sick = score("p", 0.9, news2={"rr": 3, "hr": 2, "spo2": 3}, flags=("criteria_met:spo2_low",))
+    raised = await engine.evaluate([sick])
+    assert [a.kind for a in raised] == ["news2", "criteria", "twin"]
+    assert len({a.id for a in raised}) == 3
+    t1, t2, t3 = (T0 + timedelta(minutes=5 * i) for i in (1, 2, 3))
+    assert await engine.evaluate([score("p", 0.9, t1, news2={"rr": 3, "hr": 2, "spo2": 3},
+                                        flags=("criteria_met:spo2_low",))]) == []  # all still open: nothing new
+    await engine.evaluate([score("p", 0.9, t2, news2={"rr": 3, "hr": 2, "spo2": 3})])  # criterion no longer met
+    await engine.evaluate([score("p", 0.5, t3, news2={"rr": 3, "hr": 2, "spo2": 3})])  # twin below clear threshold
+    states = {a.kind: a.state for a in await engine.store.list()}
+    assert states == {"news2": "raised", "criteria": "resolved", "twin": "resolved"}  # NEWS2 still 8: open
+    assert set(await engine.store.open_by_kind()) == {("p", "news2")}
+
+
+async def test_twin_hysteresis_does_not_depend_on_other_kinds(engine):
+    await engine.evaluate([score("p", 0.8, news2={"rr": 3})])
+    await engine.evaluate([score("p", 0.65, T0 + timedelta(minutes=5))])  # NEWS2 cleared; twin between thresholds
+    states = {a.kind: a.state for a in await engine.store.list()}
+    assert states == {"news2": "resolved", "twin": "raised"}
+
+
+async def test_each_kind_escalates_unacknowledged(engine):
+    sick = score("p", 0.9, news2={"rr": 3}, flags=("criteria_met:rr_high",))
+    await engine.evaluate([sick])
+    await engine.store.acknowledge("p-20261124T1200Z-twin", "nurse-7", T0)
+    engine.clock.advance(timedelta(minutes=15))
+    await engine.evaluate([score("p", 0.9, T0 + timedelta(minutes=15), news2={"rr": 3},
+                                 flags=("criteria_met:rr_high",))])
+    states = {a.kind: a.state for a in await engine.store.list()}
+    assert states == {"news2": "escalated", "criteria": "escalated", "twin": "acknowledged"}
+
+
+async def test_a_rerun_raises_no_duplicate_of_any_kind(engine):
+    sick = score("p", 0.9, news2={"rr": 3}, flags=("criteria_met:rr_high",))
+    assert len(await engine.evaluate([sick])) == 3
+    for alert in await engine.store.list():
+        await engine.store.resolve(alert.id, T0, "test")
+    assert await engine.evaluate([sick]) == []
+    assert len(await engine.store.list()) == 3
+
+
+async def test_the_store_keeps_one_open_alert_per_patient_and_kind(engine):
+    store = engine.store
+    first = await store.raise_alert("a", T0, 0.9, ["x"], T0, kind="news2")
+    assert await store.raise_alert("a", T0 + timedelta(minutes=5), 0.9, ["x"], T0, kind="news2") is None
+    assert await store.raise_alert("a", T0 + timedelta(minutes=5), 0.9, ["x"], T0, kind="twin") is not None
+    await store.resolve(first.id, T0, "test")
+    assert await store.raise_alert("a", T0 + timedelta(minutes=10), 0.9, ["x"], T0, kind="news2") is not None
+    with pytest.raises(ValueError, match="kind"):
+        await store.raise_alert("a", T0, 0.9, ["x"], T0, kind="nurse")
+
+
+async def test_list_filters_by_kind_and_the_board_gets_the_most_urgent_open_alert(engine):
+    store = engine.store
+    twin = await store.raise_alert("a", T0, 0.9, ["x"], T0, kind="twin")
+    news2 = await store.raise_alert("a", T0, 0.9, ["x"], T0, kind="news2")
+    assert [a.id for a in await store.list(kind="twin")] == [twin.id]
+    assert (await store.open_alerts())["a"].id == news2.id  # both unacknowledged: NEWS2 first
+    await store.acknowledge(news2.id, "nurse-7", T0)
+    assert (await store.open_alerts())["a"].id == twin.id  # the unacknowledged one
+    await store.escalate(twin.id, T0)
+    await store.acknowledge(twin.id, "nurse-7", T0)
+    assert (await store.open_alerts())["a"].id == news2.id  # both acknowledged: NEWS2 first again
+
+
+async def test_events_carry_the_kind(engine):
+    await engine.evaluate([score("a", 0.01, news2={"acvpu": 3})])
+    (event,) = await engine.store.events_after(0)
+    assert event.payload["event"] == "raised" and event.payload["alert"]["kind"] == "news2"
+
+
+async def test_a_database_from_before_kinds_gains_the_column(tmp_path):
+    path = tmp_path / "alerts.db"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE alerts (
+            id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, window_end TEXT NOT NULL, raised_at TEXT NOT NULL,
+            risk REAL NOT NULL, reasons TEXT NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL,
+            delivered_at TEXT, acknowledged_by TEXT, acknowledged_at TEXT, escalated_at TEXT, resolved_at TEXT,
+            resolved_reason TEXT);
+        CREATE INDEX alerts_patient ON alerts (patient_id, state);
+        CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, event TEXT NOT NULL,
+            payload TEXT NOT NULL, created_at TEXT NOT NULL, delivered_at TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0);""")
+    at = T0.isoformat()
+    row = ("a-20261124T1200Z", "a", at, at, 0.9, '["x"]', "raised", at)
+    old.execute("INSERT INTO alerts (id, patient_id, window_end, raised_at, risk, reasons, state, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+    legacy = {"id": row[0], "patient_id": "a", "state": "raised"}
+    old.execute("INSERT INTO outbox (alert_id, event, payload, created_at) VALUES (?, 'raised', ?, ?)",
+                (row[0], json.dumps({"event": "raised", "alert": legacy}), at))
+    old.commit()
+    old.close()
+    store = AlertStore(path)
+    await store.open()
+    (alert,) = await store.list()
+    assert (alert.id, alert.kind, alert.state) == ("a-20261124T1200Z", "twin", "raised")
+    assert (await store.events_after(0))[0].payload["alert"]["kind"] == "twin"
+    assert await store.raise_alert("a", T0 + timedelta(minutes=5), 0.9, ["y"], T0, kind="twin") is None  # still open
+    assert await store.raise_alert("a", T0 + timedelta(minutes=5), 0.9, ["y"], T0, kind="news2") is not None
+    await store.close()
+    again = AlertStore(path)  # reopening a migrated database changes nothing
+    await again.open()
+    assert sorted((a.id, a.kind) for a in await again.list()) == [
+        ("a-20261124T1200Z", "twin"), ("a-20261124T1205Z-news2", "news2")]
+    await again.close()

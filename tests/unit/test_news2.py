@@ -167,3 +167,70 @@ def test_vectorised_scale_2_matches_the_chart() -> None:
     for row, got in zip(rows, out["news2_spo2"], strict=True):
         expected = score(spo2=row["spo2_mean"], on_oxygen=row["o2"] > 0, spo2_scale=row["spo2_scale"]).points["spo2"]
         assert got == expected, row
+
+
+# -- clinical response and monitoring (chart 4) -------------------------------------------------------------------
+ZERO = ("0", "low", "routine", "every 12 h", 720, "routine")
+LOW = ("1-4", "low", "ward-based", "every 4–6 h", 360, "registered nurse assesses, decides on escalation")
+SINGLE_3 = ("single-3", "low-medium", "urgent ward-based", "every hour", 60,
+            "registered nurse informs the medical team")
+MEDIUM = ("5-6", "medium", "urgent", "every hour", 60, "urgent review by a clinician competent in acute illness")
+HIGH = ("7+", "high", "emergency", "continuous monitoring", 0,
+        "emergency assessment by a critical-care-competent team, consider transfer to level 2/3 care")
+
+
+def _row(r: N.ClinicalResponse) -> tuple:
+    return r.trigger, r.band, r.urgency, r.monitoring, r.observe_within_min, r.response
+
+
+@pytest.mark.parametrize(("changes", "row"), [
+    ({}, ZERO),
+    ({"hr": 95}, LOW),  # aggregate 1: the lower edge of 1–4
+    ({"hr": 95, "rr": 22, "sbp": 105}, LOW),  # aggregate 4: the upper edge
+    ({"rr": 25}, SINGLE_3),  # a 3 alone: aggregate 3
+    ({"acvpu": "C"}, SINGLE_3),  # new confusion alone
+    ({"sbp": 90}, SINGLE_3),
+    ({"rr": 25, "hr": 95}, SINGLE_3),  # a 3 with aggregate 4: still the single-parameter row
+    ({"rr": 22, "hr": 115, "temp": 38.5}, MEDIUM),  # aggregate 5: the lower edge of 5–6
+    ({"rr": 25, "hr": 115}, MEDIUM),  # a 3 with aggregate 5: medium wins
+    ({"rr": 25, "hr": 115, "temp": 38.5}, MEDIUM),  # aggregate 6: the upper edge
+    ({"rr": 25, "hr": 115, "on_oxygen": True}, HIGH),  # aggregate 7: the lower edge of ≥ 7
+    ({"rr": 30, "spo2": 88, "on_oxygen": True, "sbp": 85, "hr": 140, "acvpu": "U", "temp": 34.0}, HIGH),  # 20
+])
+def test_every_result_carries_its_clinical_response_and_monitoring(changes: dict, row: tuple) -> None:
+    s = N.score(**{**FULL, **changes})
+    assert _row(s.clinical_response) == row
+    assert (s.response, s.monitoring, s.urgency) == (row[5], row[3], row[2])
+    assert s.single_parameter_3 == any(p == 3 for p in s.points.values())
+    assert s.clinical_response.band == s.band  # chart 4's clinical risk is the band
+
+
+@pytest.mark.parametrize(("total", "single_3", "row"), [
+    (0, False, ZERO), (1, False, LOW), (2, False, LOW), (4, False, LOW), (3, True, SINGLE_3), (4, True, SINGLE_3),
+    (5, False, MEDIUM), (5, True, MEDIUM), (6, False, MEDIUM), (6, True, MEDIUM), (7, False, HIGH), (7, True, HIGH),
+    (20, True, HIGH),
+])
+def test_clinical_response_at_every_edge(total: int, single_3: bool, row: tuple) -> None:
+    assert _row(N.clinical_response(total, single_3)) == row
+
+
+@pytest.mark.parametrize("total", [-1, 21, 2.0, True, None])
+def test_clinical_response_refuses_an_impossible_aggregate(total) -> None:
+    with pytest.raises(ValueError, match="aggregate"):
+        N.clinical_response(total, False)
+
+
+def test_the_responses_use_the_reference_wording() -> None:
+    assert [_row(r) for r in N.RESPONSES.values()] == [ZERO, LOW, SINGLE_3, MEDIUM, HIGH]
+    assert N.MAX_TOTAL == 20
+
+
+@settings(max_examples=300)
+@given(rr=st.floats(2, 80), spo2=st.floats(50, 100), on_oxygen=st.booleans(), sbp=st.floats(40, 300),
+       hr=st.floats(20, 300), acvpu=st.sampled_from(["A", "C", "V", "P", "U"]), temp=st.floats(25, 45))
+def test_monitoring_never_relaxes_as_the_score_rises(rr, spo2, on_oxygen, sbp, hr, acvpu, temp) -> None:
+    s = N.score(rr=rr, spo2=spo2, on_oxygen=on_oxygen, sbp=sbp, hr=hr, acvpu=acvpu, temp=temp)
+    r = s.clinical_response
+    assert r.band == s.band and 0 <= s.total <= N.MAX_TOTAL
+    assert (r.observe_within_min <= 60) == (s.total >= 5 or s.single_parameter_3)
+    assert (r.observe_within_min == 0) == (s.total >= 7)
