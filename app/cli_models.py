@@ -107,6 +107,8 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--train-seed", type=int, default=7, help="split and estimator seed (default 7)")
     parser.add_argument("--out", type=Path, default=DEFAULT_ARTIFACT, help="artifact path (MODEL_CARD.md beside it)")
     parser.add_argument("--no-challenger", action="store_true", help="skip the gradient-boosting challenger")
+    parser.add_argument("--variant", default=None, help="force a feature variant (models.train.VARIANTS) to study it; "
+                        "default: the stated selection rule chooses (never ship a forced one)")
     args = parser.parse_args(argv)
     from models import train as T
 
@@ -114,7 +116,7 @@ def train_main(argv: list[str]) -> int:
     windows, patients, events, fingerprint = load_cohort_windows(args, progress)
     dataset = T.prepare(windows, patients, events, progress=progress)
     artifact = T.train(windows, events, patients, seed=args.train_seed, cohort_fingerprint=fingerprint,
-                       progress=progress, dataset=dataset)
+                       progress=progress, dataset=dataset, variant=args.variant)
     path = T.write_artifact(artifact, args.out)
     _out(f"twin {artifact['version']} written to {path} (model card {path.parent / 'MODEL_CARD.md'})")
     if not args.no_challenger:

@@ -49,9 +49,10 @@ class WardTwin:
               cycle_interval_s: float | None) -> WardTwin:
         alert_store = AlertStore(settings.alerts_path)
         hub = AlertHub()
+        threshold, clear_threshold = twin.alert_thresholds(settings.alert_threshold, settings.alert_clear_threshold)
         engine = AlertEngine(
-            alert_store, hub, clock, threshold=settings.alert_threshold,
-            clear_threshold=settings.alert_clear_threshold,
+            alert_store, hub, clock, threshold=threshold,
+            clear_threshold=clear_threshold,
             escalate_after=timedelta(minutes=settings.alert_escalate_after_min),
             news2_aggregate=settings.news2_alert_aggregate,
             news2_single_parameter=settings.news2_alert_single_parameter,

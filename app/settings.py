@@ -30,10 +30,13 @@ class Settings(BaseSettings):
     challenger_path: Path | None = None  # None → the shipped models/artifacts/challenger.json
     #: A score is flagged ``challenger_disagrees`` when the two risks differ by at least this.
     challenger_disagreement: Annotated[float, Field(gt=0, le=1)] = 0.3
-    alert_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.7
+    #: Twin alert threshold. None → the artifact's (``operating_points.alert``: derived on development data
+    #: from a stated target, see the model card); a site may override it.
+    alert_threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
     #: An active alert resolves when risk falls below this (hysteresis, so a risk hovering at the
-    #: threshold does not raise a new alert every five minutes).
-    alert_clear_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    #: threshold does not raise a new alert every five minutes). None → ``models.twin.CLEAR_FRACTION`` (0.8)
+    #: of the alert threshold.
+    alert_clear_threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
     #: The NEWS2 floor (RCP 2017, whatever the twin says): a ``news2`` alert when the aggregate reaches this...
     #: (at most 7, the chart's emergency threshold: a higher trigger would stay silent for a high-risk patient)
     news2_alert_aggregate: Annotated[int, Field(ge=1, le=7)] = 5
@@ -54,7 +57,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.alert_clear_threshold > self.alert_threshold:
+        if None not in (self.alert_clear_threshold, self.alert_threshold) \
+                and self.alert_clear_threshold > self.alert_threshold:  # type: ignore[operator]
             raise ValueError("alert_clear_threshold must not exceed alert_threshold")
         if self.influx_token and (self.influx_username or self.influx_password):
             raise ValueError("give either an InfluxDB token or a username/password, not both")

@@ -35,6 +35,15 @@ and training constrains its coefficient to be >= 0.
   5 hours of history exist (NaN before).
 - ``*_missing_min_1h``: minutes of the last hour without any clean reading of the vital.
 - ``not_alert``: last charted ACVPU is not Alert; ``o2_l_min``: last charted oxygen flow.
+- Levels now (twin v3, issue 10), at both cadences: ``*_news2_points`` are the RCP 2017 NEWS2 points
+  (``models.news2.from_windows``, SpO2 scale 1) of the **latest** value of each vital: heart rate, SpO2 and
+  respiratory rate from the newest window that has them within ``LEVEL_CARRY`` (1 h, as ``models.windows``
+  carries SBP and temperature, and as the service's stale rule); SBP and temperature from the window itself
+  (already carried ≤ 1 h). A monitor streaming every second and a nurse charting hourly give the same value.
+  ``on_oxygen``: 1 when the last charted oxygen flow (≤ 12 h, ``models.windows``) is above 0 (oxygen need, NEWS2
+  scores it 2). ``news2_latest``: the NEWS2 aggregate of those latest values (all seven parameters; a
+  parameter not observed scores 0, as a partial NEWS2 does; NaN when none is observed). Missing stays NaN (a
+  zero contribution, "not measured").
 
 Left out on purpose (issue 6): signed distances to the thresholds next to last-hour means (collinear,
 the two HR distances exactly so), signed trends and baseline differences (ambiguous direction), the
@@ -55,6 +64,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from models import news2 as N
 from models.schema import HR_HIGH_BPM, HR_LOW_BPM, SBP_LOW_MMHG, SPO2_LOW_PCT, TEMP_HIGH_C
 from models.windows import WINDOW, WINDOW_COLUMNS
 
@@ -64,6 +74,10 @@ BASELINE: Final[pd.Timedelta] = pd.Timedelta(hours=4)
 _LOOKBACK_N: Final[int] = int(HISTORY / WINDOW)
 _BASELINE_N: Final[int] = int(BASELINE / WINDOW)
 _APPROACH_CAP: Final[float] = 4.0
+#: How long the latest heart rate, SpO2 and respiratory rate stay valid for the NEWS2-points level features
+#: (as ``models.windows.CARRY_FORWARD_LIMITS`` for SBP and temperature).
+LEVEL_CARRY: Final[pd.Timedelta] = pd.Timedelta(hours=1)
+_LEVEL_CARRY_N: Final[int] = int(LEVEL_CARRY / WINDOW)
 
 
 @dataclass(frozen=True)
@@ -233,7 +247,44 @@ def _care_features() -> list[Feature]:
     ]
 
 
-FEATURES: Final[tuple[Feature, ...]] = (*_level_features(), *_dynamic_features(), *_care_features())
+#: NEWS2 points of the latest value: name → (vital, window column, wording, zero-point band, highest points, reason).
+_POINTS: Final[tuple[tuple[str, str, str, str, str, int, str], ...]] = (
+    ("hr_news2_points", "hr", "hr_mean", "heart rate", "51–90 bpm", 3,
+     "NEWS2 scores heart rate from 91 bpm (2 points from 111, 3 from 131) and at 50 bpm and below"),
+    ("spo2_news2_points", "spo2", "spo2_mean", "SpO2", "96 % or more", 3,
+     "NEWS2 (scale 1) scores SpO2 of 95 % and below (3 points at 91 % and below)"),
+    ("rr_news2_points", "rr", "rr_mean", "respiratory rate", "12–20 /min", 3,
+     "NEWS2 scores respiratory rate from 21 /min (3 points from 25) and at 11 /min and below"),
+    ("sbp_news2_points", "sbp", "sbp", "systolic BP", "111–219 mmHg", 3,
+     "NEWS2 scores systolic BP of 110 mmHg and below (3 points at 90 and below)"),
+    ("temp_news2_points", "temp", "temp", "temperature", "36.1–38.0 °C", 3,
+     "NEWS2 scores temperature above 38.0 °C and at 36.0 °C and below"),
+)
+
+
+def _now_features() -> list[Feature]:
+    out: list[Feature] = []
+    for name, v, _, label, band, top, reason in _POINTS:
+        where = "newest value within the last hour" if v in ("hr", "spo2", "rr") else "latest value"
+        out.append(Feature(name, "points", f"NEWS2 points (0–{top}) of the {where} of {label}",
+                           f"{label[0].upper()}{label[1:]} scores {{value:.0f}} of {top} NEWS2 points now "
+                           f"(0 at {band})", f"{label[0].upper()}{label[1:]} in the NEWS2 normal band ({band})", 1,
+                           reason))
+    out.append(Feature("on_oxygen", "", "on supplemental oxygen at the last charting (flow above 0, within 12 h)",
+                       "On supplemental oxygen (oxygen need)", "Breathing room air", 1,
+                       "needing oxygen at all is a sign of respiratory compromise (NEWS2 scores it 2)"))
+    out.append(Feature("news2_latest", "points", "NEWS2 aggregate (0–20) of the latest values (heart rate, SpO2 and "
+                       "respiratory rate within the last hour; unobserved parameters score 0)",
+                       "NEWS2 from the latest observations is {value:.0f}", "NEWS2 from the latest observations is 0",
+                       1, "how sick the patient is now, on the chart every ward uses (5 or more calls for urgent "
+                       "review)"))
+    return out
+
+
+FEATURES: Final[tuple[Feature, ...]] = (*_level_features(), *_dynamic_features(), *_care_features(),
+                                        *_now_features())
+#: The twin-v3 level features ("how sick is the patient now"), working at both cadences.
+NOW_FEATURES: Final[tuple[str, ...]] = tuple(f.name for f in _now_features())
 FEATURE_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in FEATURES)
 _BY_NAME: Final[dict[str, Feature]] = {f.name: f for f in FEATURES}
 #: name → clinically expected sign of its coefficient (+1 / -1 / 0 = unconstrained).
@@ -423,6 +474,27 @@ def _compute(frame: pd.DataFrame) -> pd.DataFrame:
         cols["not_alert"] = np.where(np.isnan(acvpu), np.nan, (acvpu >= 0.5).astype(float))
     cols["o2_l_min"] = frame["o2"].to_numpy(float)
 
+    # Levels now: NEWS2 points of the latest values (both cadences; module docstring).
+    now = pd.DataFrame({
+        "patient_id": frame["patient_id"].to_numpy(),
+        "hr_mean": _latest(frame, "hr_mean", _LEVEL_CARRY_N),
+        "spo2_mean": _latest(frame, "spo2_mean", _LEVEL_CARRY_N),
+        "rr_mean": _latest(frame, "rr_mean", _LEVEL_CARRY_N),
+        "sbp": frame["sbp"].to_numpy(float), "temp": frame["temp"].to_numpy(float),
+        "o2": frame["o2"].to_numpy(float), "acvpu": frame["acvpu"].to_numpy(float),
+    })
+    pts = N.from_windows(now)
+    seen = np.zeros(len(frame), dtype=bool)
+    for name, _, column, *_ in _POINTS:
+        x = now[column].to_numpy(float)
+        seen |= ~np.isnan(x)
+        cols[name] = np.where(np.isnan(x), np.nan, pts[f"news2_{name.split('_')[0]}"].to_numpy(float))
+    o2 = now["o2"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        cols["on_oxygen"] = np.where(np.isnan(o2), np.nan, (o2 > 0).astype(float))
+    seen |= ~np.isnan(o2) | ~np.isnan(now["acvpu"].to_numpy(float))
+    cols["news2_latest"] = np.where(seen, pts["news2"].to_numpy(float), np.nan)
+
     out = pd.DataFrame({name: cols[name] for name in FEATURE_NAMES})
     out.insert(0, "window_end", (frame["start"] + WINDOW).to_numpy())
     out.insert(0, "patient_id", frame["patient_id"].to_numpy())
@@ -493,6 +565,6 @@ def _num(v: object) -> float | None:
 
 
 __all__ = [
-    "BASELINE", "DIRECTIONS", "FEATURES", "FEATURE_NAMES", "HISTORY", "PER_HOUR", "Feature", "build", "feature",
-    "render", "sentence", "sentence_fields",
+    "BASELINE", "DIRECTIONS", "FEATURES", "FEATURE_NAMES", "HISTORY", "LEVEL_CARRY", "NOW_FEATURES", "PER_HOUR",
+    "Feature", "build", "feature", "render", "sentence", "sentence_fields",
 ]

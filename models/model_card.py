@@ -22,7 +22,9 @@ def _criteria_summary() -> str:
 
 def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
     coefs = sorted(zip(artifact["feature_names"], artifact["coefficients"], strict=True), key=lambda t: -abs(t[1]))
-    zero = [n for n, c in coefs if c == 0.0]
+    var = artifact.get("variants") or {}
+    left_out = set(var.get("candidates", {}).get(var.get("chosen"), {}).get("left_out", []))
+    zero = [n for n, c in coefs if c == 0.0 and n not in left_out]
     return {
         "name": "wardtwin deterioration twin",
         "intended_use": ("Decision support on general adult wards: a calibrated probability that a monitored "
@@ -44,25 +46,36 @@ def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
             f"effect: {', '.join(f'`{n}`' for n in zero) if zero else 'none'}. A zero weight means the twin "
             "ignores that feature, not that it is harmless; NEWS2, shown beside the twin, still scores every "
             "vital, new confusion and oxygen — read both."
-            + (" Here that includes " + " and ".join(f"`{n}`" for n in ("not_alert", "o2_l_min") if n in zero)
-               + ": in the simulated ward they are charted mostly during or after an event, so as forward "
-               "predictors they carry no risk signal in the expected direction."
-               if {"not_alert", "o2_l_min"} & set(zero) else ""),
+            + (" Here that includes " + " and ".join(f"`{n}`" for n in ("not_alert", "o2_l_min", "on_oxygen")
+                                                   if n in zero)
+               + ": in the simulated ward oxygen is started during or after an event (and hypercapnic-COPD patients "
+               "live on it without events), so as forward predictors they carry no risk signal in the expected "
+               "direction there (a treatment paradox of the simulator's labels, not evidence that oxygen is safe)."
+               if {"not_alert", "o2_l_min", "on_oxygen"} & set(zero) else "")
+            + (f" Left out by the shipped variant `{var.get('chosen')}` (coefficient fixed at 0 by design, see "
+               "'Choice of the shipped variant'): " + ", ".join(f"`{n}`" for n in sorted(left_out)) + "."
+               if left_out else ""),
             "Vital-sign levels enter as hinges at the edge of the NEWS2 zero-point band (e.g. heart rate above 90 "
-            "or below 60 bpm, SpO2 below 96 %, systolic BP below 110 mmHg): a value inside the band adds nothing, "
-            "so the twin cannot tell 'high-normal' from 'low-normal'. Change from the patient's own baseline counts "
-            "only in the harmful direction and needs 5 hours of history.",
+            "or below 60 bpm, SpO2 below 96 %, systolic BP below 110 mmHg) and, from twin v3, as the NEWS2 points "
+            "of the latest value of each vital (`*_news2_points`, `on_oxygen`, `news2_latest`), which also work "
+            "when vitals are charted every few hours: a value inside the NEWS2 zero band adds nothing, so the twin "
+            "cannot tell 'high-normal' from 'low-normal'. Change from the patient's own baseline counts only in the "
+            "harmful direction and needs 5 hours of history.",
+            "Why the level features weigh 0 (diagnosed when twin v3 was trained, simulator seed 42 cohort, "
+            "development windows): each level alone earns a positive coefficient (univariate AUROC 0.54-0.58 for "
+            "the hinges and points, 0.62 for `news2_latest`), but beside the trends, approach speeds and 4-hour "
+            "times in range (correlation 0.77-0.91 with the 1-hour hinges) its partial effect is zero or negative "
+            "and the sign constraint floors it; oxygen is below 0.5 even alone. Leaving the copies out "
+            "(`v3-levels-once`) lets the respiratory-rate, SBP and temperature points weigh 0.07-0.16 but loses "
+            "development AUROC (0.689 vs 0.696): in the simulator a patient's level adds nothing its trends do "
+            "not already say, so the cause is the simulator's labels, not the constraint; a twin that weighs how "
+            "sick a patient is now needs real training data or a reworked simulator.",
             "Contributions are measured from the average development-cohort window (the standardisation mean), so "
             "a contribution below zero means 'less than a typical ward patient' and its sentence says it lowers "
             "the risk; it is not a statement that the patient is safe.",
             "Linear and additive in its features: interactions the physiology has are only partly captured "
             "(the gradient-boosting challenger in the evaluation shows what a non-linear model reaches).",
-            "Operating point: the service raises an alert at WARDTWIN_ALERT_THRESHOLD (0.7 by default). A calibrated "
-            "6-hour risk on a ward where about 2 % of windows precede an event rarely reaches 0.7, so at 0.7 the twin "
-            "is very specific but misses most events (see the evaluation's operating points). The threshold that "
-            "matches NEWS2 >= 5's sensitivity on development patients is recorded in the artifact "
-            "(operating_points.match_news2_5) and is the one to consider for a ward; patients already meeting a "
-            "deterioration criterion are alerted by the service whatever the risk.",
+            _operating_point_limitation(artifact),
             "Calibration is checked on the independent evaluation cohort (reliability plot in the report); the "
             "highest risk bins hold few windows and were under-predicted there, so read a high risk as 'at least'.",
             "NEWS2 beside the twin uses SpO2 scale 1 in the service (the reading contract carries no prescribed "
@@ -76,6 +89,51 @@ def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
             "NEWS2 is computed from window aggregates with SpO2 scale 1 and no charted new confusion beyond ACVPU.",
         ],
     }
+
+
+def _operating_point_limitation(artifact: dict[str, Any]) -> str:
+    point = (artifact.get("operating_points") or {}).get("alert") or {}
+    if point.get("threshold") is None:
+        return ("Operating point: this artifact records no alert threshold, so the service alerts at 0.7 unless "
+                "WARDTWIN_ALERT_THRESHOLD is set; patients already meeting a deterioration criterion are alerted "
+                "whatever the risk.")
+    lo, hi = point.get("threshold_ci") or (None, None)
+    return (f"Operating point: the service alerts at the artifact's threshold {point['threshold']:g} (development "
+            f"patients' 95 % bootstrap interval {_fmt(lo, '.3f')}–{_fmt(hi, '.3f')}; target: {point['target']}) "
+            "and clears below 0.8 × it, unless a site sets WARDTWIN_ALERT_THRESHOLD / "
+            "WARDTWIN_ALERT_CLEAR_THRESHOLD. It is tuned to NEWS2 >= 5's sensitivity on simulated development "
+            "patients, so on another population its sensitivity and alert rate differ (see the evaluations); "
+            "NEWS2 escalation stays the floor.")
+
+
+def _choice_section(artifact: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    var = artifact.get("variants")
+    if var:
+        lines += ["## Choice of the shipped variant", "",
+                  f"Rule (`models.train.SELECTION_RULE`): {var['rule']}. "
+                  f"Shipped: **{var['chosen']}**.", "",
+                  "| variant | features left out | free features | cross-fitted development AUROC | AUPRC |",
+                  "|---|---|---|---|---|"]
+        for name, v in var["candidates"].items():
+            left = ", ".join(f"`{n}`" for n in v["left_out"]) or "none"
+            lines.append(f"| {name}{' (shipped)' if name == var['chosen'] else ''} | {left} | {v['free_features']} "
+                         f"| {_fmt(v['cross_fitted_auroc'], '.4f')} | {_fmt(v['cross_fitted_auprc'], '.4f')} |")
+        lines.append("")
+    point = (artifact.get("operating_points") or {}).get("alert") or {}
+    if point.get("threshold") is not None:
+        lo, hi = point.get("threshold_ci") or (None, None)
+        lines += ["## Alert threshold", "",
+                  f"Target: {point['target']}. Threshold **{point['threshold']:g}** (patient-bootstrap 95 % interval "
+                  f"{_fmt(lo, '.3f')}–{_fmt(hi, '.3f')}, {point['bootstrap']['draws']} draws over "
+                  f"{point['first_events']} development first events). On the development patients' cross-fitted "
+                  f"risks: twin first-event sensitivity {_fmt(point['twin_sensitivity'], '.2f')} vs NEWS2 >= 5 "
+                  f"{_fmt(point['news2_5_sensitivity'], '.2f')}; alerts per 100 patient-days twin "
+                  f"{_fmt(point['twin_alerts_per_100_patient_days'], '.1f')} vs NEWS2 >= 5 "
+                  f"{_fmt(point['news2_5_alerts_per_100_patient_days'], '.1f')} ({point['alert_counting']}). "
+                  "The service uses it by default (`WARDTWIN_ALERT_THRESHOLD` unset) and clears an alert below "
+                  "0.8 × it; a site may override both.", ""]
+    return lines
 
 
 def render_model_card(artifact: dict[str, Any], report: dict[str, Any] | None = None) -> str:
@@ -121,7 +179,7 @@ def render_model_card(artifact: dict[str, Any], report: dict[str, Any] | None = 
               f"| {_fmt(cv.get('calibration_slope'), '.2f')} / {_fmt(cv.get('calibration_intercept'), '.2f')} |",
               f"| windows / positives | {m['n']} / {m['positives']} | | "
               f"{cv.get('n', '—')} / {cv.get('positives', '—')} |",
-              ""]
+              "", *_choice_section(artifact)]
     if report is not None and report.get("twin_version") == artifact["version"]:
         lines += _evaluation_section(report)
     else:

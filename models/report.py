@@ -200,10 +200,11 @@ def operating_notes(ops: dict[str, Any], news: dict[str, Any], twin: dict[str, A
                 f"PPV {_f(op['ppv'], '.2f')}, {_f(op['alerts_per_patient_day'], '.2f')} alerts/patient-day, "
                 f"median lead {_f(op['median_lead_h'], '.1f')} h")
 
-    out = [f"NEWS2 >= 5: {fmt(news)}.", f"twin >= 0.7 (the service's default alert threshold): {fmt(twin)}."]
+    out = [f"NEWS2 >= 5: {fmt(news)}.", f"twin >= 0.7 (the default alert threshold before twin v3): {fmt(twin)}."]
     if matched is not None and matched in ops:
         m = ops[matched]
-        out.append(f"{matched} (chosen on development patients to match NEWS2 >= 5's sensitivity there): {fmt(m)}.")
+        out.append(f"{matched} (the service's default alert threshold, from the artifact: chosen on development "
+                   f"patients to match NEWS2 >= 5's first-event sensitivity there): {fmt(m)}.")
         if m["sensitivity"] is not None and news["sensitivity"] is not None:
             if m["sensitivity"] >= news["sensitivity"] and m["alerts_per_patient_day"] < news["alerts_per_patient_day"]:
                 out.append("At the matched threshold the twin reaches NEWS2 >= 5's sensitivity with fewer alerts.")

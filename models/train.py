@@ -24,9 +24,22 @@ Calibration
     ``a·s + c = (a·w)·z + (a·b + c)`` and ``a > 0`` (checked), the calibrated model is again linear in
     ``z`` with the same signs: ``a·w`` are the shipped coefficients and ``a·b + c`` the intercept, so
     contributions stay exact and add up to the calibrated logit.
-Operating point
-    The threshold that matches NEWS2 >= 5's event sensitivity is chosen on the development patients'
-    cross-fitted (calibrated) risks, never on test or evaluation patients.
+Variants and the choice of the shipped twin (twin v3, stated before any PhysioNet 2012 set-A result)
+    ``VARIANTS`` name sets of features each variant leaves out (their coefficients are fixed at 0, so every
+    artifact keeps ``FEATURES``). Each variant is cross-fitted on the development patients; the shipped one is
+    chosen by ``SELECTION_RULE``: the highest cross-fitted development AUROC (eligible development windows);
+    variants within ``SELECTION_TIE`` (0.002) of the best are tied, and among tied variants the one with the
+    fewest free features wins (then the order of ``VARIANTS``). Test patients, the evaluation cohort and set A
+    play no part. Every variant's numbers are kept in the artifact (``variants``).
+Operating point (the service's alert threshold)
+    ``ALERT_TARGET``: on the development patients' cross-fitted (calibrated) risks, each patient's first
+    derived event counts as caught when an eligible window ending 6 h to 30 min before its onset is at or
+    above the threshold; the threshold is the *highest* on a 0.005 grid whose first-event sensitivity reaches
+    NEWS2 >= 5's on the same events (so, at NEWS2's sensitivity, the fewest twin alerts). The artifact records
+    the target, the threshold, a patient-bootstrap 95 % interval (resampling the development events,
+    ``THRESHOLD_BOOTSTRAP`` draws) and both policies' alert rates (``models.metrics.alerts``, 1 h re-arm) on
+    the development patients. The service alerts at it unless a site overrides ``WARDTWIN_ALERT_THRESHOLD``;
+    the clear threshold is ``models.twin.CLEAR_FRACTION`` of it.
 Determinism
     Fixed seed, deterministic solvers (L-BFGS-B from zero), no wall clock; the artifact is written with
     sorted keys.
@@ -67,6 +80,37 @@ C_REGULARISATION: Final[float] = 1.0
 CV_FOLDS: Final[int] = 5
 #: Standardised values are winsorised at ±Z_CLIP SD (training and serving alike).
 Z_CLIP: Final[float] = 4.0
+
+#: Variants compared on development patients: name → features left out (coefficient fixed at 0).
+#: ``v2-trends`` is the previous twin's inputs; the ``v3-*`` variants add the levels of ``F.NOW_FEATURES``.
+#: ``v3-levels-once`` removes the cause of the previous twin's zero level coefficients (model card): each vital's
+#: level enters once, as the NEWS2 points of its latest value, instead of three near-copies (a 1-hour hinge, the
+#: 4-hour time in range, correlation 0.77–0.91 on development windows, and the NEWS2 points) between which the
+#: sign-constrained fit floored whichever partial effect came out negative.
+_POINTS_ONLY: Final[tuple[str, ...]] = tuple(n for n in F.NOW_FEATURES if n != "news2_latest")
+_LEVEL_COPIES: Final[tuple[str, ...]] = (
+    "hr_above_90_1h", "hr_below_60_1h", "spo2_below_96_1h", "rr_above_20_1h", "rr_below_12_1h", "sbp_below_110",
+    "temp_above_37_5", "spo2_below_95_min_4h", "hr_above_100_min_4h", "sbp_below_100_min_4h", "rr_above_20_min_4h",
+    "temp_above_38_min_4h", "o2_l_min", "news2_latest")
+VARIANTS: Final[dict[str, tuple[str, ...]]] = {
+    "v2-trends": F.NOW_FEATURES,
+    "v3-points": ("news2_latest",),
+    "v3-aggregate": _POINTS_ONLY,
+    "v3-all": (),
+    "v3-levels-once": _LEVEL_COPIES,
+}
+SELECTION_TIE: Final[float] = 0.002
+SELECTION_RULE: Final[str] = (
+    "highest cross-fitted AUROC on eligible development (train + validation) windows; variants within "
+    f"{SELECTION_TIE} of the best are tied and the tied variant with the fewest free features is shipped; "
+    "stated before any PhysioNet 2012 set-A result was seen")
+#: The alert threshold's target (module docstring, "Operating point").
+ALERT_TARGET: Final[str] = (
+    "catch at least as many first deterioration events (with at least 30 min lead, within 6 h) as NEWS2 >= 5 "
+    "on the development patients, with the fewest twin alerts: the highest threshold on a 0.005 grid whose "
+    "first-event sensitivity reaches NEWS2 >= 5's")
+ALERT_LEAD: Final[pd.Timedelta] = pd.Timedelta(minutes=30)
+THRESHOLD_BOOTSTRAP: Final[int] = 1000
 
 
 def _quiet(_: str) -> None:
@@ -196,8 +240,14 @@ def fold_of(patient_ids: pd.Series | np.ndarray | list[str], seed: int, folds: i
 
 
 def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *, seed: int,
-          cohort_fingerprint: dict, progress: Progress = _quiet, dataset: Dataset | None = None) -> dict:
-    """Train and calibrate the twin; returns the JSON artifact (a plain dict)."""
+          cohort_fingerprint: dict, progress: Progress = _quiet, dataset: Dataset | None = None,
+          variant: str | None = None) -> dict:
+    """Train and calibrate the twin; returns the JSON artifact (a plain dict).
+
+    ``variant`` forces one of ``VARIANTS`` (to study a variant the rule did not choose; never for shipping).
+    """
+    if variant is not None and variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
     ds = dataset if dataset is not None else prepare(windows, patients, events, progress=progress)
     frame = ds.frame
     pids = frame["patient_id"].to_numpy()
@@ -212,16 +262,22 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
     if y[tr].min(initial=1) == y[tr].max(initial=0) or y[va].sum() == 0:
         raise ValueError("the training cohort needs deterioration events in both train and validation patients")
 
-    progress(f"cross-fitting: {CV_FOLDS} patient folds over {dev.sum()} development windows ({y[dev].sum()} positive)")
-    oof = np.full(len(frame), np.nan)
-    for k in range(CV_FOLDS):
-        fit_k, out_k = dev & (fold != k), dev & (fold == k)
-        if y[fit_k].min(initial=1) == y[fit_k].max(initial=0) or not out_k.any():
-            raise ValueError("every cross-fitting fold needs both classes; the cohort is too small")
-        mean_k, scale_k = fit_scaler(x[fit_k])
-        z_k = standardise(x[out_k], mean_k, scale_k)
-        w_k, b_k = fit_constrained(standardise(x[fit_k], mean_k, scale_k), y[fit_k], directions, c_reg=C_REGULARISATION)
-        oof[out_k] = z_k @ w_k + b_k
+    progress(f"cross-fitting: {CV_FOLDS} patient folds over {dev.sum()} development windows ({y[dev].sum()} positive), "
+             f"{len(VARIANTS)} variants")
+    variants: dict[str, dict[str, Any]] = {}
+    oofs: dict[str, np.ndarray] = {}
+    for vname, left_out in VARIANTS.items():
+        free = np.asarray([n not in left_out for n in F.FEATURE_NAMES])
+        oofs[vname] = _cross_fit(x, y, dev, fold, directions, free)
+        variants[vname] = {"left_out": list(left_out), "free_features": int(free.sum()),
+                           "cross_fitted_auroc": M.auroc(y[dev], oofs[vname][dev]),
+                           "cross_fitted_auprc": M.auprc(y[dev], oofs[vname][dev])}
+        progress(f"variant {vname}: {int(free.sum())} features, cross-fitted development AUROC "
+                 f"{variants[vname]['cross_fitted_auroc']:.4f}")
+    chosen = select_variant(variants) if variant is None else variant
+    free = np.asarray([n not in VARIANTS[chosen] for n in F.FEATURE_NAMES])
+    oof = oofs[chosen]
+    progress(f"shipped variant: {chosen} ({SELECTION_RULE})")
     progress("calibrate (Platt on the cross-fitted logits of all development patients)")
     a, c = _platt(oof[dev], y[dev])
     if not a > 0:
@@ -230,7 +286,7 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
     progress(f"fit: {dev.sum()} development windows, sign-constrained; {te.sum()} test windows held out")
     mean, scale = fit_scaler(x[dev])
     z = standardise(x, mean, scale)
-    w, b = fit_constrained(z[dev], y[dev], directions, c_reg=C_REGULARISATION)
+    w, b = _fit_free(z[dev], y[dev], directions, free)
     coef = a * w
     intercept = a * b + c
     bad = [n for n, d, v in zip(F.FEATURE_NAMES, directions, coef, strict=True) if d * v < 0]
@@ -246,9 +302,8 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
         "cross_fitted": M.summary(y[dev], oof_risk[dev], news[dev]),
         "development": M.summary(y[dev], risk[dev], news[dev]),
     }
-    matched = matched_threshold(ds, fold >= 0, np.nan_to_num(oof_risk))
-    progress(f"threshold matching NEWS2 >= 5 sensitivity on development patients (cross-fitted risk): "
-             f"{matched['threshold']}")
+    alert = alert_threshold(ds, fold >= 0, np.nan_to_num(oof_risk), seed=seed)
+    progress(f"alert threshold ({ALERT_TARGET}): {alert['threshold']} (95 % interval {alert['threshold_ci']})")
     n_pat = {s: int(frame.loc[split == s, "patient_id"].nunique()) for s in ("train", "validation", "test")}
     body = {
         "format": ARTIFACT_FORMAT,
@@ -274,17 +329,110 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
                    "refractory_h": L.REFRACTORY / pd.Timedelta(hours=1)},
         "cohort": dict(cohort_fingerprint),
         "metrics": metrics,
-        "operating_points": {"match_news2_5": matched},
+        "operating_points": {"alert": alert, "match_news2_5": alert},
+        "variants": {"candidates": variants, "chosen": chosen,
+                     "rule": SELECTION_RULE if variant is None else f"forced with --variant {variant} (not shipped)"},
         "library_versions": {"python": platform.python_version(), "numpy": np.__version__,
                              "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
                              "scipy": scipy.__version__},
     }
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
-    body["version"] = f"twin-2.{digest}"
+    body["version"] = f"twin-3.{digest}"
     body["card"] = model_card(body)
     progress(f"done: version {body['version']}, test AUROC {metrics['test']['auroc']:.3f} "
              f"(NEWS2 {metrics['test']['news2_auroc']:.3f})")
     return body
+
+
+def _fit_free(z: np.ndarray, y: np.ndarray, directions: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
+    """:func:`fit_constrained` on the free columns only; the left-out features' coefficients are exactly 0."""
+    w = np.zeros(z.shape[1])
+    w_free, b = fit_constrained(z[:, free], y, directions[free], c_reg=C_REGULARISATION)
+    w[free] = w_free
+    return w, b
+
+
+def _cross_fit(x: np.ndarray, y: np.ndarray, dev: np.ndarray, fold: np.ndarray, directions: np.ndarray,
+               free: np.ndarray) -> np.ndarray:
+    """Out-of-fold raw logits of the development windows (NaN elsewhere), ``CV_FOLDS`` patient folds."""
+    oof = np.full(len(y), np.nan)
+    for k in range(CV_FOLDS):
+        fit_k, out_k = dev & (fold != k), dev & (fold == k)
+        if y[fit_k].min(initial=1) == y[fit_k].max(initial=0) or not out_k.any():
+            raise ValueError("every cross-fitting fold needs both classes; the cohort is too small")
+        mean_k, scale_k = fit_scaler(x[fit_k])
+        w_k, b_k = _fit_free(standardise(x[fit_k], mean_k, scale_k), y[fit_k], directions, free)
+        oof[out_k] = standardise(x[out_k], mean_k, scale_k) @ w_k + b_k
+    return oof
+
+
+def select_variant(variants: dict[str, dict[str, Any]]) -> str:
+    """``SELECTION_RULE``: best cross-fitted development AUROC; within ``SELECTION_TIE`` → fewest free features."""
+    best = max(float(v["cross_fitted_auroc"] or 0.0) for v in variants.values())
+    tied = [k for k, v in variants.items() if float(v["cross_fitted_auroc"] or 0.0) >= best - SELECTION_TIE]
+    return min(tied, key=lambda k: (variants[k]["free_features"], list(variants).index(k)))
+
+
+def _first_event_maxima(ds: Dataset, patients_mask: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per patient's first derived event with an eligible window ending in [onset − 6 h, onset − 30 min]:
+    the highest twin risk and the highest NEWS2 in those windows."""
+    frame = ds.frame
+    keep = patients_mask & frame["eligible"].to_numpy(bool)
+    pid = frame["patient_id"].to_numpy()[keep]
+    ns = pd.DatetimeIndex(frame["window_end"].to_numpy()[keep]).as_unit("ns").asi8
+    r, news = risk[keep], frame["news2"].to_numpy(float)[keep]
+    where: dict[object, np.ndarray] = {p: np.flatnonzero(pid == p) for p in pd.unique(pid)} if len(pid) else {}
+    ev = ds.events[ds.events["patient_id"].isin(set(where))]
+    if ev.empty:
+        return np.zeros(0), np.zeros(0)
+    first = ev.assign(onset=pd.to_datetime(ev["onset"], utc=True)).sort_values("onset").drop_duplicates("patient_id")
+    twin_max, news_max = [], []
+    for p, onset in zip(first["patient_id"], first["onset"], strict=True):
+        rows = where[p]
+        t = ns[rows]
+        m = (t >= onset.value - L.HORIZON.value) & (t <= onset.value - ALERT_LEAD.value)
+        if m.any():
+            twin_max.append(float(r[rows][m].max()))
+            news_max.append(float(news[rows][m].max()))
+    return np.asarray(twin_max), np.asarray(news_max)
+
+
+def _highest_threshold(best: np.ndarray, target: float) -> float:
+    need = max(math.ceil(target * len(best) - 1e-9), 1)
+    kth = np.sort(best)[::-1][min(need, len(best)) - 1]
+    return math.floor(kth * 200) / 200  # 0.005 grid, rounded down so the sensitivity is reached
+
+
+def alert_threshold(ds: Dataset, patients_mask: np.ndarray, risk: np.ndarray, *, seed: int,
+                    n_boot: int = THRESHOLD_BOOTSTRAP) -> dict[str, Any]:
+    """The service's twin alert threshold from ``ALERT_TARGET`` on the given (development) patients."""
+    twin_max, news_max = _first_event_maxima(ds, patients_mask, risk)
+    if len(twin_max) == 0:
+        return {"threshold": None, "target": ALERT_TARGET, "rule": "no observable development events"}
+    target = float(np.mean(news_max >= 5))
+    chosen = _highest_threshold(twin_max, target)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(twin_max), len(twin_max))
+        draws.append(_highest_threshold(twin_max[i], float(np.mean(news_max[i] >= 5))))
+    lo, hi = np.percentile(draws, [2.5, 97.5]) if draws else (math.nan, math.nan)
+    frame = ds.frame
+    mon = M.monitored(frame) & patients_mask
+    sub = frame.loc[mon].reset_index(drop=True)
+    days = len(sub) * 5 / 60 / 24
+    twin_alerts = int(M.alerts(sub, risk[mon] >= chosen).sum())
+    news_alerts = int(M.alerts(sub, sub["news2"].to_numpy() >= 5).sum())
+    return {
+        "threshold": chosen, "threshold_ci": [float(lo), float(hi)], "target": ALERT_TARGET,
+        "rule": ALERT_TARGET + "; chosen on the cross-fitted risks of development (train + validation) patients",
+        "first_events": len(twin_max), "news2_5_sensitivity": target,
+        "twin_sensitivity": float(np.mean(twin_max >= chosen)),
+        "twin_alerts_per_100_patient_days": round(100 * twin_alerts / days, 1) if days else None,
+        "news2_5_alerts_per_100_patient_days": round(100 * news_alerts / days, 1) if days else None,
+        "alert_counting": "models.metrics.alerts (a new alert after an hour below), monitored development windows",
+        "bootstrap": {"draws": n_boot, "resampled": "development first events (one per patient)", "seed": seed},
+    }
 
 
 def matched_threshold(ds: Dataset, patients_mask: np.ndarray, risk: np.ndarray) -> dict[str, Any]:
@@ -383,5 +531,8 @@ def write_artifact(artifact: dict[str, Any], path: str | Path) -> Path:
     return p
 
 
-__all__ = ["CV_FOLDS", "Dataset", "export_hgb", "fit_constrained", "fit_scaler", "fold_of", "matched_threshold",
-           "prepare", "split_of", "standardise", "train", "train_challenger", "write_artifact", "write_json"]
+__all__ = [
+    "ALERT_TARGET", "CV_FOLDS", "SELECTION_RULE", "VARIANTS", "Dataset", "alert_threshold", "export_hgb",
+    "fit_constrained", "fit_scaler", "fold_of", "matched_threshold", "prepare", "select_variant", "split_of",
+    "standardise", "train", "train_challenger", "write_artifact", "write_json",
+]

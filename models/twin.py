@@ -24,6 +24,11 @@ the artifact (``directions`` is stored beside the coefficients and checked at lo
 The artifact is JSON only (never pickle); loading refuses feature names that differ from
 ``models.features.FEATURES``.
 
+Alert threshold: the artifact records the twin's alert threshold with its target and interval
+(``operating_points.alert``, derived on development patients by ``models.train.alert_threshold``);
+:meth:`Twin.alert_thresholds` gives the service its raise / clear pair: the artifact's threshold unless a
+site overrides it, and a clear threshold of ``CLEAR_FRACTION`` (0.8) of the raise threshold unless given.
+
 Beside it: :mod:`models.what_if` (rescore with some vitals changed) and :mod:`models.challenger`
 (the gradient-boosting challenger's JSON trees).
 """
@@ -46,6 +51,10 @@ from models import features as F
 DEFAULT_ARTIFACT: Final[Path] = Path(__file__).resolve().parent / "artifacts" / "twin.json"
 ARTIFACT_FORMAT: Final[str] = "wardtwin.twin/2"
 SIGNIFICANT_POINTS: Final[float] = 0.2
+#: An active twin alert clears when the risk falls below this fraction of the raise threshold (hysteresis).
+CLEAR_FRACTION: Final[float] = 0.8
+#: Raise threshold for an artifact that records none (artifacts before twin v3).
+FALLBACK_THRESHOLD: Final[float] = 0.7
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,15 @@ class TwinScore:
     logit: float
     intercept: float
     contributions: tuple[TwinContribution, ...]
+
+
+def _row_sum(pts: np.ndarray) -> np.ndarray:
+    """Row sums added feature by feature in a fixed order, so a row's logit is bit-identical whatever the batch
+    (``ndarray.sum(axis=1)`` may block the additions differently for one row and for many)."""
+    out = np.zeros(pts.shape[0])
+    for j in range(pts.shape[1]):
+        out += pts[:, j]
+    return out
 
 
 class Twin:
@@ -108,6 +126,21 @@ class Twin:
     def coefficients(self) -> dict[str, float]:
         return dict(zip(self.feature_names, self._coef.tolist(), strict=True))
 
+    @property
+    def alert_threshold(self) -> float:
+        """The artifact's alert threshold (``operating_points.alert.threshold``; 0.7 for older artifacts)."""
+        point = (self.artifact.get("operating_points") or {}).get("alert") or {}
+        t = point.get("threshold")
+        return float(t) if t is not None and 0 < float(t) < 1 else FALLBACK_THRESHOLD
+
+    def alert_thresholds(self, threshold: float | None = None, clear: float | None = None) -> tuple[float, float]:
+        """(raise, clear): a site's values where given, else the artifact's threshold and ``CLEAR_FRACTION`` × it."""
+        raise_at = float(threshold) if threshold is not None else self.alert_threshold
+        clear_at = float(clear) if clear is not None else CLEAR_FRACTION * raise_at
+        if clear_at > raise_at:
+            raise ValueError(f"alert clear threshold {clear_at:g} exceeds the alert threshold {raise_at:g}")
+        return raise_at, clear_at
+
     def points(self, features: pd.DataFrame) -> np.ndarray:
         """Per-row, per-feature points (n_rows × n_features): coef × standardised value, 0 when missing."""
         x = features.loc[:, list(self.feature_names)].to_numpy(dtype=float)
@@ -116,7 +149,7 @@ class Twin:
         return z * self._coef
 
     def logit(self, features: pd.DataFrame) -> np.ndarray:
-        return self.intercept + self.points(features).sum(axis=1)
+        return self.intercept + _row_sum(self.points(features))
 
     def risk(self, features: pd.DataFrame) -> np.ndarray:
         return expit(self.logit(features))
@@ -129,7 +162,7 @@ class Twin:
         if features.empty:
             return []
         pts = self.points(features)
-        logits = self.intercept + pts.sum(axis=1)
+        logits = self.intercept + _row_sum(pts)
         risks = expit(logits)
         values = features.loc[:, list(self.feature_names)].to_numpy(dtype=float)
         order = np.argsort(-np.abs(pts), axis=1, kind="stable").tolist()
@@ -152,4 +185,5 @@ class Twin:
         return out
 
 
-__all__ = ["ARTIFACT_FORMAT", "DEFAULT_ARTIFACT", "SIGNIFICANT_POINTS", "Twin", "TwinContribution", "TwinScore"]
+__all__ = ["ARTIFACT_FORMAT", "CLEAR_FRACTION", "DEFAULT_ARTIFACT", "FALLBACK_THRESHOLD", "SIGNIFICANT_POINTS", "Twin",
+           "TwinContribution", "TwinScore"]

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from app.clock import FixedClock
 from app.settings import Settings
+from models.twin import Twin
 from models.windows import WINDOW
 from tests.support.api import T0, iso, parse, post_readings, run_cycle, serve
 
@@ -125,7 +126,7 @@ def safety_ward(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         for end in WINDOW_ENDS:
             clock.set(end + timedelta(minutes=1))
             raised[iso(end)] = run_cycle(client, end)["alerts_raised"]
-        yield SafetyWard(client, raised, request.param.get("alert_threshold", 0.7))
+        yield SafetyWard(client, raised, request.param.get("alert_threshold", Twin.load().alert_threshold))
 
 
 FLAGGED = [p for p in PATIENTS if p.news2_alert]

@@ -112,7 +112,8 @@ def test_evaluate_report_has_both_tasks_with_intervals(evaluated: Path) -> None:
     assert set(events["discrimination"]) == {"twin", "news2"}
     assert len(events["discrimination"]["twin"]["auroc_ci"]) == 2
     assert events["eligible_hours_same"] > 0 and events["events"] > 0
-    assert set(events["sensitivity_30min_lead"]) == {"NEWS2 >= 5", "twin >= 0.075"}
+    threshold = Twin.load().alert_threshold  # the artifact's threshold, as the service alerts on
+    assert set(events["sensitivity_30min_lead"]) == {"NEWS2 >= 5", f"twin >= {threshold:g}"}
     death = report["death"]
     assert set(death["discrimination"]) == {"twin_peak", "twin_last", "news2_peak", "news2_last", "saps1", "sofa"}
     assert death["stays"] == 4 and death["deaths"] == 2  # 132588 has no SAPS-I

@@ -127,3 +127,56 @@ def test_a_contribution_that_lowers_risk_says_so() -> None:
     assert lower.startswith(warning) and "less than a typical ward patient (35 min)" in lower
     assert lower.endswith("which lowers the risk")
     assert F.render("o2_l_min", {"o2_l_min": 0.0}, -0.3, 0.4) == "Breathing room air (lowers the risk)"
+
+
+# --------------------------------------------------------------------------------------------
+# Twin v3: how sick the patient is now (NEWS2 points of the latest values), at both cadences.
+
+_SICK = {"hr_mean": 115.0, "rr_mean": 28.0, "spo2_mean": 91.0, "sbp": 95.0, "temp": 38.5, "o2": 2.0, "acvpu": 1.0}
+
+
+def test_now_features_are_the_news2_points_of_the_latest_values_on_a_monitor_stream() -> None:
+    row = F.build(flat_windows(30, **_SICK)).iloc[-1]
+    # RCP 2017: HR 111–130 → 2; RR ≥ 25 → 3; SpO2 ≤ 91 (scale 1) → 3; SBP 91–100 → 2; T 38.1–39.0 → 1; O2 → 2; C → 3
+    expect = {"hr_news2_points": 2, "rr_news2_points": 3, "spo2_news2_points": 3, "sbp_news2_points": 2,
+              "temp_news2_points": 1, "on_oxygen": 1, "not_alert": 1, "news2_latest": 2 + 3 + 3 + 2 + 1 + 2 + 3}
+    for name, value in expect.items():
+        assert row[name] == value, name
+    normal = F.build(flat_windows(30)).iloc[-1]
+    for name in F.NOW_FEATURES:
+        assert normal[name] == 0.0, name
+    low = F.build(flat_windows(30, hr_mean=45.0, rr_mean=10.0, temp=35.5, sbp=225.0)).iloc[-1]
+    assert (low["hr_news2_points"], low["rr_news2_points"], low["temp_news2_points"], low["sbp_news2_points"]) == \
+        (1, 1, 1, 3)
+
+
+def test_now_features_work_at_charted_cadence_and_missing_stays_missing() -> None:
+    # A nurse charts HR, RR and SpO2 once an hour: one window in twelve has them; SBP/temp carried ≤ 1 h already.
+    n = 36
+    charted = {k: np.full(n, np.nan) for k in ("hr_mean", "rr_mean", "spo2_mean")}
+    for k, v in (("hr_mean", 115.0), ("rr_mean", 28.0), ("spo2_mean", 91.0)):
+        charted[k][::12] = v
+    out = F.build(flat_windows(n, **{**_SICK, **charted, "hr_count": 0}))
+    last = out.iloc[-1]  # 11 windows (55 min) after the last charting: still the latest values
+    assert (last["hr_news2_points"], last["rr_news2_points"], last["spo2_news2_points"]) == (2, 3, 3)
+    assert np.isnan(last["hr_above_90_1h"])  # the last-hour mean needs 3 windows: charted cadence cannot give it
+    assert last["news2_latest"] == 16
+    # More than LEVEL_CARRY after the last charting the value is gone: NaN ("not measured"), never a normal 0.
+    stale = {k: np.r_[v[:13], np.full(n - 13, np.nan)] for k, v in charted.items()}
+    late = F.build(flat_windows(n, **{**_SICK, **stale})).iloc[-1]
+    assert np.isnan(late["hr_news2_points"]) and np.isnan(late["rr_news2_points"])
+    assert late["news2_latest"] == 2 + 1 + 2 + 3  # SBP, temperature, oxygen and ACVPU still charted
+    assert F.sentence("hr_news2_points", late.to_dict()).endswith("not measured")
+    nothing = F.build(flat_windows(3, hr_mean=np.nan, rr_mean=np.nan, spo2_mean=np.nan, sbp=np.nan, temp=np.nan,
+                                   o2=np.nan, acvpu=np.nan)).iloc[-1]
+    for name in (*F.NOW_FEATURES, "not_alert"):
+        assert np.isnan(nothing[name]), name
+
+
+def test_now_feature_sentences_read_like_a_chart() -> None:
+    row = F.build(flat_windows(30, **_SICK)).iloc[-1].to_dict()
+    assert F.sentence("rr_news2_points", row) == "Respiratory rate scores 3 of 3 NEWS2 points now (0 at 12–20 /min)"
+    assert F.sentence("on_oxygen", row) == "On supplemental oxygen (oxygen need)"
+    assert F.sentence("news2_latest", row) == "NEWS2 from the latest observations is 16"
+    calm = F.build(flat_windows(30)).iloc[-1].to_dict()
+    assert F.sentence("hr_news2_points", calm) == "Heart rate in the NEWS2 normal band (51–90 bpm)"

@@ -87,3 +87,33 @@ def test_cross_fitting_folds_cover_development_patients_only() -> None:
     split, fold = T.split_of(ids, 5), T.fold_of(ids, 5)
     assert ((fold == -1) == (split == "test")).all()
     assert set(fold[fold >= 0]) == set(range(T.CV_FOLDS))
+
+
+def test_the_shipped_variant_follows_the_stated_rule(artifact) -> None:
+    var = artifact["variants"]
+    assert var["rule"] == T.SELECTION_RULE and set(var["candidates"]) == set(T.VARIANTS)
+    assert var["chosen"] == T.select_variant(var["candidates"])
+    left_out = set(T.VARIANTS[var["chosen"]])
+    for name, c in zip(artifact["feature_names"], artifact["coefficients"], strict=True):
+        if name in left_out:
+            assert c == 0.0, name
+
+
+def test_selection_prefers_fewer_features_on_a_tie_and_the_best_auroc_otherwise() -> None:
+    cands = {"big": {"cross_fitted_auroc": 0.801, "free_features": 40},
+             "small": {"cross_fitted_auroc": 0.800, "free_features": 30},
+             "worse": {"cross_fitted_auroc": 0.700, "free_features": 10}}
+    assert T.select_variant(cands) == "small"
+    cands["big"]["cross_fitted_auroc"] = 0.81
+    assert T.select_variant(cands) == "big"
+
+
+def test_alert_threshold_is_recorded_with_its_target_and_interval(artifact) -> None:
+    point = artifact["operating_points"]["alert"]
+    assert point["target"] == T.ALERT_TARGET and 0 < point["threshold"] < 1
+    lo, hi = point["threshold_ci"]
+    assert lo <= hi and point["bootstrap"]["draws"] == T.THRESHOLD_BOOTSTRAP
+    assert point["twin_sensitivity"] >= point["news2_5_sensitivity"]  # the target is met on development patients
+    assert round(point["threshold"] * 200) == point["threshold"] * 200  # on the 0.005 grid
+    assert artifact["operating_points"]["match_news2_5"] == point
+    assert Twin.from_dict(artifact).alert_threshold == point["threshold"]

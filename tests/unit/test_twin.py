@@ -103,3 +103,23 @@ def test_feature_mismatch_is_refused() -> None:
     data["format"] = "pickle"
     with pytest.raises(ValueError, match="format"):
         Twin.from_dict(data)
+
+
+def test_alert_thresholds_come_from_the_artifact_unless_a_site_overrides(twin: Twin) -> None:
+    from models.twin import CLEAR_FRACTION
+
+    point = twin.artifact["operating_points"]["alert"]
+    assert point["threshold"] is not None and point["target"] and len(point["threshold_ci"]) == 2
+    assert twin.alert_thresholds() == (point["threshold"], pytest.approx(CLEAR_FRACTION * point["threshold"]))
+    assert twin.alert_thresholds(0.5) == (0.5, pytest.approx(0.4))
+    assert twin.alert_thresholds(0.5, 0.45) == (0.5, 0.45)
+    with pytest.raises(ValueError, match="exceeds"):
+        twin.alert_thresholds(0.3, 0.4)
+    old = {**twin.artifact, "operating_points": {}}
+    assert Twin.from_dict(old).alert_thresholds()[0] == 0.7  # artifacts before v3 record no threshold
+
+
+def test_a_rows_logit_does_not_depend_on_the_batch(twin: Twin, rows) -> None:
+    batch = twin.logit(rows)
+    alone = np.array([twin.logit(rows.iloc[[i]])[0] for i in range(len(rows))])
+    np.testing.assert_array_equal(batch, alone)  # bit-identical: the cycle (many patients) = what-if (one)
