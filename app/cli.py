@@ -37,6 +37,10 @@ def _train(argv: list[str]) -> int:
 
 
 def _evaluate(argv: list[str]) -> int:
+    if argv[:1] == ["alert-burden"]:
+        from app.alert_burden import main as evaluate_alert_burden
+
+        return evaluate_alert_burden(argv[1:])
     if argv[:1] == ["physionet2012"]:
         from app.cli_physionet import evaluate_main as evaluate_physionet
 

@@ -73,7 +73,7 @@ class AlertEngine:
 
     def _twin_reasons(self, score: Score) -> list[str]:
         rising = [c.sentence for c in score.contributions if c.sentence and c.points > 0][:3]
-        return [f"Twin risk {score.risk:.0%} (alert threshold {self.threshold:.0%})", *rising]
+        return [f"Twin risk {score.risk:.0%} (alert threshold {self.threshold:.3g})", *rising]
 
     def _rules(self, score: Score, active: dict[str, Alert]) -> dict[str, tuple[bool, list[str], str]]:
         """Per kind: (raise now?, reasons, why it resolves). Resolution is 'not met' for news2 and criteria,

@@ -26,6 +26,7 @@ async def healthz(request: Request) -> dict:
         "alerts_outbox_backlog": await wt.alert_store.backlog(),
         "websocket_clients": wt.hub.client_count,
         "model_version": wt.twin.version,
+        "twin_alert_threshold": wt.engine.threshold,
         "last_window_end": wt.scheduler.last_window_end if wt.scheduler else None,
         "now": wt.clock.now(),
     }

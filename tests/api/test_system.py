@@ -71,6 +71,12 @@ def test_healthz_reports_the_store_the_clock_and_the_backlogs(client, clock):
     assert parse(client.get("/healthz").json()["now"]) == NOW + timedelta(minutes=5)
 
 
+def test_healthz_reports_the_twin_alert_threshold_from_the_artifact_unless_overridden(client, tmp_path):
+    assert client.get("/healthz").json()["twin_alert_threshold"] == Twin.load().alert_threshold
+    with serve(tmp_path / "site", alert_threshold=0.4, alert_clear_threshold=0.3) as site:
+        assert site.get("/healthz").json()["twin_alert_threshold"] == 0.4
+
+
 # -- NEWS2 ----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("body", "total", "band", "partial"), [
     ({"rr": 16, "spo2": 97, "on_oxygen": False, "sbp": 120, "hr": 70, "acvpu": "A", "temp": 37.0}, 0, "low", False),

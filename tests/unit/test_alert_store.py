@@ -47,7 +47,7 @@ async def test_crossing_raises_once_with_reasons_and_hysteresis_resolves(engine)
     assert await engine.evaluate([score("a", 0.5)]) == []
     (alert,) = await engine.evaluate([score("a", 0.8)])
     assert alert.state == "raised" and alert.kind == "twin" and alert.id == "a-20261124T1200Z-twin"
-    assert alert.reasons == ["Twin risk 80% (alert threshold 70%)", "Heart rate rising: +18 bpm over the last hour"]
+    assert alert.reasons == ["Twin risk 80% (alert threshold 0.7)", "Heart rate rising: +18 bpm over the last hour"]
     assert await engine.evaluate([score("a", 0.9, T0 + timedelta(minutes=5))]) == []  # still open: no new alert
     await engine.evaluate([score("a", 0.65, T0 + timedelta(minutes=10))])  # between thresholds: stays open
     assert (await engine.store.get(alert.id)).state == "raised"
