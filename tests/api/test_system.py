@@ -9,6 +9,7 @@ import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import Mount
 
+from models.twin import Twin
 from tests.support.api import NOW, SICK, T0, assert_422, parse, post_readings, run_cycle, serve
 
 #: Every route the app serves, and the module that tests it. A new route fails ``test_every_route_is_covered``
