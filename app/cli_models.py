@@ -130,15 +130,29 @@ def train_main(argv: list[str]) -> int:
     return 0
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {text!r}") from exc
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds needs distinct seeds, got {text!r}")
+    return seeds
+
+
 def evaluate_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="wardtwin evaluate",
-                                     description="Evaluate the twin against NEWS2 (and the challenger) on held-out "
-                                                 "patients; writes report.json and index.html.")
+                                     description="Evaluate the twin against NEWS2 (charted at the RCP frequency and "
+                                                 "every 5 min) and the challenger on independent simulator cohorts, "
+                                                 "one per seed and pooled; writes report.json, plots and index.html.")
     _cohort_args(parser, patients=600, hours=48, seed=2024)
+    parser.add_argument("--seeds", type=_seeds, default=None,
+                        help="simulator seeds, each an independent evaluation cohort (e.g. 1,2,3); default: --seed")
     parser.add_argument("--artifact", type=Path, default=DEFAULT_ARTIFACT)
     parser.add_argument("--challenger", type=Path, default=None, help="challenger JSON (default: beside the artifact)")
     parser.add_argument("--out", type=Path, default=Path("reports/evaluation"))
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for 95 %% intervals")
+    parser.add_argument("--no-model-card", action="store_true", help="do not rewrite MODEL_CARD.md with the results")
     args = parser.parse_args(argv)
     from models import report as R
     from models import train as T
@@ -148,15 +162,26 @@ def evaluate_main(argv: list[str]) -> int:
     progress = _Progress("evaluate")
     twin = Twin.load(args.artifact)
     challenger_path = args.challenger or args.artifact.parent / DEFAULT_CHALLENGER.name
-    windows, patients, events, fingerprint = load_cohort_windows(args, progress)
-    dataset = T.prepare(windows, patients, events, progress=progress)
-    report = R.evaluate(twin, dataset, cohort_fingerprint=fingerprint,
-                        challenger_path=challenger_path if challenger_path.exists() else None,
-                        n_bootstrap=args.bootstrap, seed=args.seed, progress=progress)
+    seeds = [args.seed] if args.cohort is not None or args.seeds is None else args.seeds
+    datasets, fingerprints = {}, {}
+    for s in seeds:
+        progress(f"cohort seed {s}")
+        windows, patients, events, fingerprint = load_cohort_windows(argparse.Namespace(**{**vars(args), "seed": s}),
+                                                                     progress)
+        datasets[s] = T.prepare(windows, patients, events, progress=progress)
+        fingerprints[s] = fingerprint
+        del windows
+    old_path = args.out / "report.json"
+    previous = R.previous_summary(json.loads(old_path.read_text(encoding="utf-8"))) if old_path.exists() else None
+    report = R.evaluate_seeds(twin, datasets, fingerprints,
+                              challenger_path=challenger_path if challenger_path.exists() else None,
+                              n_bootstrap=args.bootstrap, previous=previous, progress=progress)
     R.write_report(report, args.out)
-    if report["twin_version"] == twin.version and args.artifact.resolve() == DEFAULT_ARTIFACT.resolve() \
-            and args.cohort is None and report["scope"].startswith("an independent cohort"):
-        write_model_card(twin.artifact, args.artifact.parent / "MODEL_CARD.md", report)
+    pooled = report["pooled"]
+    if not args.no_model_card and pooled["twin_version"] == twin.version \
+            and args.artifact.resolve() == DEFAULT_ARTIFACT.resolve() and args.cohort is None \
+            and pooled["scope"].startswith("an independent cohort"):
+        write_model_card(twin.artifact, args.artifact.parent / "MODEL_CARD.md", pooled)
         _out(f"model card updated with this evaluation: {args.artifact.parent / 'MODEL_CARD.md'}")
     _out(R.format_table(report))
     _out(f"report: {args.out / 'report.json'} and {args.out / 'index.html'}")

@@ -186,8 +186,13 @@ def evaluate_main(argv: list[str]) -> int:
     parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for 95 %% intervals")
     parser.add_argument("--seed", type=int, default=2012, help="bootstrap seed")
     parser.add_argument("--batch", type=int, default=200, help="stays scored together (memory vs speed)")
+    parser.add_argument("--cv-variant", action="store_true",
+                        help="also fit the twin's model on these stays with patient-level cross-validation "
+                             "(models.physionet_cv) and write cv_variant.json and its section; never shipped")
+    parser.add_argument("--cv-folds", type=int, default=5, help="outer folds for --cv-variant")
     args = parser.parse_args(argv)
     from models import physionet_eval as E
+    from models.physionet_cv import hour_table
     from models.twin import Twin
 
     progress = _Progress("evaluate")
@@ -198,6 +203,7 @@ def evaluate_main(argv: list[str]) -> int:
     event_parts: list[pd.DataFrame] = []
     missing: Counter[str] = Counter()
     feature_rows = 0
+    table_parts: list[pd.DataFrame] = []
     batch_ids: list[str] = []
     batch_readings: list[Reading] = []
 
@@ -206,7 +212,10 @@ def evaluate_main(argv: list[str]) -> int:
         if not batch_ids:
             return
         frame = pd.DataFrame(batch_readings, columns=list(Reading._fields)).loc[:, list(READING_COLUMNS)]
-        scores, events = E.score_stays(frame, batch_ids, twin)
+        hours, hourly_feats, events = E.stay_hours(frame, batch_ids)
+        scores = E.score_hours(hours, hourly_feats, twin)
+        if args.cv_variant:
+            table_parts.append(hour_table(hours, hourly_feats))
         missing.update(scores.attrs.get("feature_missing", {}))
         feature_rows += int(scores.attrs.get("feature_rows", 0))
         score_parts.append(scores)
@@ -237,16 +246,47 @@ def evaluate_main(argv: list[str]) -> int:
     data["outcome_rows"] = len(outcomes)
     report = E.build_report(scores, events, outcomes, twin, n_bootstrap=args.bootstrap, seed=args.seed, data=data,
                             progress=progress)
+    cv = None
+    if args.cv_variant:
+        cv = _cv_variant(pd.concat(table_parts, ignore_index=True), scores, events, outcomes, report, args, progress)
     args.out.mkdir(parents=True, exist_ok=True)
     E.write_scores_csv(scores, args.out / "scores.csv")
-    E.write_report(report, args.out)
+    E.write_report(report, args.out, cv=cv)
     progress("report written")
     for line in tally.lines():
         _out(line)
     for line in report["summary"]:
         _out(line)
+    if cv is not None:
+        for line in cv["summary"]:
+            _out(line)
     _out(f"scores: {args.out / 'scores.csv'}; report: {args.out / 'report.json'} and {args.out / 'index.html'}")
     return 0
+
+
+def _cv_variant(table: pd.DataFrame, scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int, P.Outcome],
+                report: dict[str, Any], args: argparse.Namespace, progress: _Progress) -> dict[str, Any]:
+    """``--cv-variant``: the twin's model fitted on these stays, patient-level CV; its numbers, never an artifact."""
+    from models import physionet_cv as C
+
+    t0 = time.monotonic()
+    progress(f"cv variant: {args.cv_folds}-fold patient-level cross-validation over {table['patient_id'].nunique()} "
+             "stays")
+    cv_rows, fits = C.cross_validate(table, events, folds=args.cv_folds, seed=args.seed, progress=progress)
+    shipped = cv_rows[["patient_id", "window_end"]].merge(scores[["patient_id", "window_end", "risk"]],
+                                                          on=["patient_id", "window_end"], how="left")["risk"]
+    cv = C.evaluate(cv_rows, events, outcomes, fits, shipped_risk=shipped.to_numpy(float),
+                    n_bootstrap=args.bootstrap, seed=args.seed, progress=progress)
+    cv["seconds_fit_and_evaluate"] = round(time.monotonic() - t0, 1)
+    cv["summary"] = C.summary_lines(cv, report)
+    report["variants"] = {"twin-cv-set-a": {
+        "file": "cv_variant.json", "not_shipped": True,
+        "events_auroc": cv["events_6h"]["discrimination"]["twin_cv"]["auroc"],
+        "events_auroc_minus_news2": cv["events_6h"]["discrimination"]["twin_cv"].get("auroc_minus_news2"),
+        "death_auroc_peak": cv["death"]["discrimination"]["twin_peak"]["auroc"],
+        "death_auroc_last": cv["death"]["discrimination"]["twin_last"]["auroc"],
+        "events_goal_met": cv["events_6h"]["goal"]["met"], "death_goal_met": cv["death"]["goal"]["met"]}}
+    return cv
 
 
 __all__ = ["VALIDATION_NOW", "Tally", "evaluate_main", "import_main", "validated"]

@@ -122,11 +122,13 @@ def _events_frame(rows: list[tuple[str, str, pd.Timestamp, pd.Timestamp]]) -> pd
     return frame
 
 
-def score_stays(readings: pd.DataFrame, patient_ids: Sequence[str], twin: Twin) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Accepted readings of some stays → (one row per stay and hour, the stays' charted events).
+def stay_hours(readings: pd.DataFrame, patient_ids: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Accepted readings of some stays → (hours, feature rows, charted events), everything but the twin.
 
-    Rows: ``record_id, hour, risk, news2_total`` (NaN where empty), then ``patient_id, window_end, news2_partial,
-    label, eligible, onset`` for the report. ``patient_ids`` lists every stay, with or without readings.
+    ``hours``: one row per stay and hour (``patient_id, hour, window_end``) with ``news2_total, news2_partial, label,
+    eligible, onset``. ``feature rows``: ``patient_id, window_end``, ``FEATURE_NAMES`` and ``fresh`` (the service's
+    staleness rule) at every hour end the grid reaches; a stay without readings has none. :func:`score_stays` scores
+    them with the shipped twin; :mod:`models.physionet_cv` fits the twin's model on them.
     """
     ends = hour_ends()
     skeleton = pd.DataFrame({"patient_id": np.repeat(np.asarray(patient_ids, dtype=object), len(HOURS)),
@@ -138,24 +140,25 @@ def score_stays(readings: pd.DataFrame, patient_ids: Sequence[str], twin: Twin) 
     # carries windows forward over [window_end - HISTORY, window_end)), so the features are the service's.
     grid = W.carry_forward(W.aggregate(readings), ADMISSION_AT - F.HISTORY, ends[-1].to_pydatetime())
     if grid.empty:
-        out = skeleton.assign(risk=np.nan, news2_total=np.nan, news2_partial=False, label=0, eligible=False,
-                              onset=pd.NaT, feature_rows=None)
-        return _finish(out), events
+        hours = skeleton.assign(news2_total=np.nan, news2_partial=False, label=0, eligible=False, onset=pd.NaT)
+        empty = pd.DataFrame({"patient_id": pd.Series([], dtype=object),
+                              "window_end": pd.Series([], dtype="datetime64[ns, UTC]"),
+                              **{n: pd.Series([], dtype=float) for n in F.FEATURE_NAMES},
+                              "fresh": pd.Series([], dtype=bool)})
+        return hours, empty, events
     grid = grid.sort_values(["patient_id", "start"], kind="mergesort").reset_index(drop=True)
     grid_end = grid["start"] + W.WINDOW
     at_hour = grid_end.isin(ends).to_numpy()
 
-    # The twin: the serving path, then the service's staleness rule.
+    # The serving path's features, then the service's staleness rule.
     feats = F.build(grid)
     hourly_feats = feats[feats["window_end"].isin(ends)].reset_index(drop=True)
-    risks = [s.risk for s in twin.score(hourly_feats, explain=False)]
-    twin_rows = hourly_feats[["patient_id", "window_end"]].assign(risk=risks)
     has_data = (grid["hr_count"] > 0) | grid[["spo2_mean", "rr_mean"]].notna().any(axis=1)
     seen = grid["start"].where(has_data).groupby(grid["patient_id"], sort=False).ffill()
     fresh = (seen >= grid_end - STALE_AFTER).to_numpy()
     fresh_at = pd.DataFrame({"patient_id": grid["patient_id"], "window_end": grid_end, "fresh": fresh})[at_hour]
-    twin_rows = twin_rows.merge(fresh_at, on=["patient_id", "window_end"], how="left")
-    twin_rows.loc[~twin_rows["fresh"].fillna(False).astype(bool), "risk"] = np.nan
+    hourly_feats = hourly_feats.merge(fresh_at, on=["patient_id", "window_end"], how="left")
+    hourly_feats["fresh"] = hourly_feats["fresh"].fillna(False).astype(bool)
 
     # NEWS2 charted hourly at best: the hour's window, means from the newest window within the hour.
     hour_rows = grid.copy()
@@ -172,16 +175,36 @@ def score_stays(readings: pd.DataFrame, patient_ids: Sequence[str], twin: Twin) 
     lab = L.label(grid[grid["start"] >= pd.Timestamp(ADMISSION_AT)], events)
     lab = lab[lab["window_end"].isin(ends)][["patient_id", "window_end", "label", "eligible", "onset"]]
 
-    out = skeleton.merge(twin_rows[["patient_id", "window_end", "risk"]], on=["patient_id", "window_end"], how="left")
-    out = out.merge(news_rows, on=["patient_id", "window_end"], how="left")
-    out = out.merge(lab, on=["patient_id", "window_end"], how="left")
-    out["label"] = out["label"].fillna(0).astype("int64")
-    out["eligible"] = out["eligible"].fillna(False).astype(bool)
-    out["news2_partial"] = out["news2_partial"].fillna(False).astype(bool)
-    missing = hourly_feats.set_index(["patient_id", "window_end"])[list(F.FEATURE_NAMES)].isna()
-    out.attrs["feature_missing"] = missing.sum().to_dict()
-    out.attrs["feature_rows"] = len(missing)
-    return _finish(out), events
+    hours = skeleton.merge(news_rows, on=["patient_id", "window_end"], how="left")
+    hours = hours.merge(lab, on=["patient_id", "window_end"], how="left")
+    hours["label"] = hours["label"].fillna(0).astype("int64")
+    hours["eligible"] = hours["eligible"].fillna(False).astype(bool)
+    hours["news2_partial"] = hours["news2_partial"].fillna(False).astype(bool)
+    return hours, hourly_feats, events
+
+
+def score_stays(readings: pd.DataFrame, patient_ids: Sequence[str], twin: Twin) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Accepted readings of some stays → (one row per stay and hour, the stays' charted events).
+
+    Rows: ``record_id, hour, risk, news2_total`` (NaN where empty), then ``patient_id, window_end, news2_partial,
+    label, eligible, onset`` for the report. ``patient_ids`` lists every stay, with or without readings.
+    """
+    hours, hourly_feats, events = stay_hours(readings, patient_ids)
+    return score_hours(hours, hourly_feats, twin), events
+
+
+def score_hours(hours: pd.DataFrame, hourly_feats: pd.DataFrame, twin: Twin) -> pd.DataFrame:
+    """:func:`stay_hours` output scored with ``twin`` (risk empty where the service would not score): the rows of
+    :func:`score_stays`."""
+    risks = [s.risk for s in twin.score(hourly_feats, explain=False)]
+    twin_rows = hourly_feats[["patient_id", "window_end"]].assign(risk=np.asarray(risks, dtype=float))
+    twin_rows.loc[~hourly_feats["fresh"].to_numpy(bool), "risk"] = np.nan
+    out = hours.merge(twin_rows, on=["patient_id", "window_end"], how="left")
+    if len(hourly_feats):
+        missing = hourly_feats.set_index(["patient_id", "window_end"])[list(F.FEATURE_NAMES)].isna()
+        out.attrs["feature_missing"] = missing.sum().to_dict()
+        out.attrs["feature_rows"] = len(missing)
+    return _finish(out)
 
 
 def _finish(out: pd.DataFrame) -> pd.DataFrame:
@@ -260,6 +283,48 @@ def twin_threshold(twin: Twin) -> tuple[float, str]:
     return 0.7, "no threshold in the artifact: the service default alert_threshold 0.7"
 
 
+DEATH_PREDICTORS: Final[tuple[str, ...]] = ("twin_peak", "twin_last", "news2_peak", "news2_last", "saps1", "sofa")
+
+
+def per_stay_predictors(scores: pd.DataFrame, outcomes: dict[int, Outcome]) -> pd.DataFrame:
+    """One row per stay (index ``patient_id``): peak and last computed risk and NEWS2 over hours 1..48, SAPS-I, SOFA
+    and in-hospital death from the outcomes (NaN where unknown)."""
+    per_stay = scores.groupby("patient_id", sort=True).agg(
+        twin_peak=("risk", "max"), twin_last=("risk", lambda s: s.dropna().iloc[-1] if s.notna().any() else np.nan),
+        news2_peak=("news2_total", "max"),
+        news2_last=("news2_total", lambda s: s.dropna().iloc[-1] if s.notna().any() else np.nan))
+    per_stay["record_id"] = [record_id(p) for p in per_stay.index]
+    o = [outcomes.get(r) for r in per_stay["record_id"]]
+    per_stay["saps1"] = [np.nan if x is None or x.saps1 is None else x.saps1 for x in o]
+    per_stay["sofa"] = [np.nan if x is None or x.sofa is None else x.sofa for x in o]
+    per_stay["death"] = [np.nan if x is None or x.in_hospital_death is None else x.in_hospital_death for x in o]
+    return per_stay
+
+
+def death_section(per_stay: pd.DataFrame, *, n_bootstrap: int, seed: int) -> dict[str, Any]:
+    """Task (b) on the stays where all of ``DEATH_PREDICTORS`` are known (paired bootstrap against NEWS2 peak); the
+    complete stays are returned under ``_complete`` for the caller to pop."""
+    complete = per_stay.dropna(subset=["death", *DEATH_PREDICTORS])
+    yd = complete["death"].to_numpy(int)
+    death_scores = {k: complete[k].to_numpy(float) for k in DEATH_PREDICTORS}
+    death_scores["news2"] = death_scores.pop("news2_peak")  # the reference for paired differences
+    d_disc = bootstrap(yd, death_scores, complete.index.to_numpy(object), n=n_bootstrap, seed=seed)
+    d_disc["news2_peak"] = d_disc.pop("news2")
+    own = {}
+    for k in DEATH_PREDICTORS:
+        sub = per_stay.dropna(subset=["death", k])
+        own[k] = {"stays": len(sub), "deaths": int(sub["death"].sum()),
+                  "auroc": auroc(sub["death"].to_numpy(int), sub[k].to_numpy(float))}
+    best_twin = max((d_disc[k]["auroc"] or 0.0) for k in ("twin_peak", "twin_last"))
+    death_goal = {"target": f"twin AUROC >= {GOALS['death_auroc']}", "best_twin_auroc": best_twin,
+                  "met": bool(best_twin >= GOALS["death_auroc"])}
+    return {"stays": len(complete), "deaths": int(yd.sum()), "discrimination": d_disc,
+            "each_on_its_own_stays": own, "goal": death_goal,
+            "difference_reference": "auroc_minus_news2 in this section is against NEWS2 peak (paired bootstrap)",
+            "published_reference": {"saps1": GOALS["saps1_published_auroc"], "sofa": GOALS["sofa_published_auroc"]},
+            "_complete": complete}
+
+
 def build_report(scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int, Outcome], twin: Twin, *,
                  n_bootstrap: int = 500, seed: int = 2012, data: dict[str, Any] | None = None,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -284,30 +349,9 @@ def build_report(scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int,
                    "met": bool(margin is not None and margin >= GOALS["events_auroc_margin_over_news2"])}
 
     say("task (b): in-hospital death from the first 48 h")
-    per_stay = scores.groupby("patient_id", sort=True).agg(
-        twin_peak=("risk", "max"), twin_last=("risk", lambda s: s.dropna().iloc[-1] if s.notna().any() else np.nan),
-        news2_peak=("news2_total", "max"),
-        news2_last=("news2_total", lambda s: s.dropna().iloc[-1] if s.notna().any() else np.nan))
-    per_stay["record_id"] = [record_id(p) for p in per_stay.index]
-    o = [outcomes.get(r) for r in per_stay["record_id"]]
-    per_stay["saps1"] = [np.nan if x is None or x.saps1 is None else x.saps1 for x in o]
-    per_stay["sofa"] = [np.nan if x is None or x.sofa is None else x.sofa for x in o]
-    per_stay["death"] = [np.nan if x is None or x.in_hospital_death is None else x.in_hospital_death for x in o]
-    predictors = ("twin_peak", "twin_last", "news2_peak", "news2_last", "saps1", "sofa")
-    complete = per_stay.dropna(subset=["death", *predictors])
+    death = death_section(per_stay_predictors(scores, outcomes), n_bootstrap=n_bootstrap, seed=seed)
+    complete = death.pop("_complete")
     yd = complete["death"].to_numpy(int)
-    death_scores = {k: complete[k].to_numpy(float) for k in predictors}
-    death_scores["news2"] = death_scores.pop("news2_peak")  # the reference for paired differences
-    d_disc = bootstrap(yd, death_scores, complete.index.to_numpy(object), n=n_bootstrap, seed=seed)
-    d_disc["news2_peak"] = d_disc.pop("news2")
-    own = {}
-    for k in predictors:
-        sub = per_stay.dropna(subset=["death", k])
-        own[k] = {"stays": len(sub), "deaths": int(sub["death"].sum()),
-                  "auroc": auroc(sub["death"].to_numpy(int), sub[k].to_numpy(float))}
-    best_twin = max((d_disc[k]["auroc"] or 0.0) for k in ("twin_peak", "twin_last"))
-    death_goal = {"target": f"twin AUROC >= {GOALS['death_auroc']}", "best_twin_auroc": best_twin,
-                  "met": bool(best_twin >= GOALS["death_auroc"])}
 
     feature_rows = int(scores.attrs.get("feature_rows", 0))
     feature_missing = {k: v / feature_rows for k, v in scores.attrs.get("feature_missing", {}).items()} \
@@ -331,16 +375,11 @@ def build_report(scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int,
             "discrimination": disc, "sensitivity_30min_lead": ops, "twin_threshold_source": thr_source,
             "goal": events_goal,
         },
-        "death": {
-            "stays": len(complete), "deaths": int(yd.sum()), "discrimination": d_disc,
-            "each_on_its_own_stays": own, "goal": death_goal,
-            "difference_reference": "auroc_minus_news2 in this section is against NEWS2 peak (paired bootstrap)",
-            "published_reference": {"saps1": GOALS["saps1_published_auroc"], "sofa": GOALS["sofa_published_auroc"]},
-        },
+        "death": death,
         "rules": RULES,
         "curves": {
             "events": {"twin": _curve(y, risk), "news2": _curve(y, news)},
-            "death": {k: _curve(yd, complete[k].to_numpy(float)) for k in predictors},
+            "death": {k: _curve(yd, complete[k].to_numpy(float)) for k in DEATH_PREDICTORS},
         },
         "risk_by_outcome": {
             "death_twin_peak": {str(int(k)): g.to_numpy(float).round(5).tolist()
@@ -414,8 +453,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_report(report: dict[str, Any], out: str | Path) -> None:
-    """``report.json``, ``roc_events.png``, ``roc_death.png``, ``risk_by_outcome.png`` and ``index.html``."""
+def write_report(report: dict[str, Any], out: str | Path, *, cv: dict[str, Any] | None = None) -> None:
+    """``report.json``, ``roc_events.png``, ``roc_death.png``, ``risk_by_outcome.png`` and ``index.html``; with
+    ``cv`` (:func:`models.physionet_cv.evaluate`) also ``cv_variant.json`` and its section in ``index.html``."""
     import json
 
     import matplotlib
@@ -465,14 +505,30 @@ def write_report(report: dict[str, Any], out: str | Path) -> None:
             f"<pre>{escape(chr(10).join(report['summary']))}</pre>",
             "<img src='roc_events.png' alt='ROC, 6-hour events'><img src='roc_death.png' alt='ROC, death'>",
             "<img src='risk_by_outcome.png' alt='risk by outcome' style='max-width:98%'>",
+            *(_cv_section(cv) if cv is not None else []),
             "<h2>Rules</h2><ul>", *(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in report["rules"].items()),
             "</ul>", "<h2>Data</h2><pre>" + escape(json.dumps(report["data"], indent=1, sort_keys=True)) + "</pre>",
             "<p>Data: PhysioNet challenge-2012 1.0.0 (ODC-By 1.0). Silva I, Moody G, Scott DJ, Celi LA, Mark RG. "
             "Computing in Cardiology 2012;39:245-248. Full numbers: <a href='report.json'>report.json</a>.</p>",
             "</body></html>"]
     (out / "index.html").write_text("\n".join(html), encoding="utf-8")
+    if cv is not None:
+        (out / "cv_variant.json").write_text(json.dumps(cv, sort_keys=True, indent=1, allow_nan=False) + "\n",
+                                             encoding="utf-8")
 
 
-__all__ = ["GOALS", "HOURS", "LEAD", "MAX_CHART_GAP", "RULES", "SCORE_COLUMNS", "STALE_AFTER", "build_report",
-           "charted_events", "first_event_sensitivity", "hour_ends", "record_id", "score_stays", "summary_lines",
+def _cv_section(cv: dict[str, Any]) -> list[str]:
+    ev, de = cv["events_6h"], cv["death"]
+    return ["<h2>Variant: the twin fitted on set A (patient-level cross-validation, not shipped)</h2>",
+            f"<p><b>Goals on out-of-fold risks</b>: 6-hour events (twin ≥ NEWS2 + 0.05) "
+            f"<b>{'met' if ev['goal']['met'] else 'not met'}</b>; in-hospital death (≥ 0.75) "
+            f"<b>{'met' if de['goal']['met'] else 'not met'}</b>. {escape(cv['not_shipped'])}</p>",
+            f"<pre>{escape(chr(10).join(cv['summary']))}</pre>",
+            "<p>Design: " + "; ".join(f"<b>{escape(k)}</b>: {escape(str(v))}" for k, v in cv["design"].items())
+            + ". Every number: <a href='cv_variant.json'>cv_variant.json</a>.</p>"]
+
+
+__all__ = ["DEATH_PREDICTORS", "GOALS", "HOURS", "LEAD", "MAX_CHART_GAP", "RULES", "SCORE_COLUMNS", "STALE_AFTER",
+           "build_report", "charted_events", "death_section", "first_event_sensitivity", "hour_ends",
+           "per_stay_predictors", "record_id", "score_hours", "score_stays", "stay_hours", "summary_lines",
            "twin_threshold", "write_report", "write_scores_csv"]

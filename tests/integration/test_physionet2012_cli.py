@@ -139,3 +139,23 @@ def test_evaluate_risk_is_what_the_service_cycle_scores(evaluated: Path) -> None
                 assert mine[hour] == pytest.approx(served[0].risk, rel=1e-5, abs=1e-9)
             else:
                 assert pd.isna(mine[hour])
+
+
+def test_evaluate_cv_variant_writes_its_numbers_beside_the_shipped_twins(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    assert main(["evaluate", "physionet2012", "--records", str(RECORDS), "--outcomes", str(OUTCOMES), "--out",
+                 str(plain), "--bootstrap", "20"]) == 0
+    out = tmp_path / "cv"
+    assert main(["evaluate", "physionet2012", "--records", str(RECORDS), "--outcomes", str(OUTCOMES), "--out",
+                 str(out), "--bootstrap", "20", "--cv-variant", "--cv-folds", "2"]) == 0
+    cv = json.loads((out / "cv_variant.json").read_text(encoding="utf-8"))
+    assert cv["design"]["folds"] == 2 and "not tuned" in cv["design"]["regularisation"]
+    assert {"met", "target"} <= set(cv["events_6h"]["goal"]) and {"met", "target"} <= set(cv["death"]["goal"])
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["variants"]["twin-cv-set-a"]["not_shipped"] is True
+    assert "patient-level cross-validation, not shipped" in (out / "index.html").read_text(encoding="utf-8")
+    # the shipped twin's numbers and scores are unchanged by the flag
+    assert (out / "scores.csv").read_bytes() == (plain / "scores.csv").read_bytes()
+    plain_report = json.loads((plain / "report.json").read_text(encoding="utf-8"))
+    assert {k: v for k, v in report.items() if k != "variants"} == plain_report
+    assert not (plain / "cv_variant.json").exists()
