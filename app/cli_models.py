@@ -153,6 +153,8 @@ def evaluate_main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports/evaluation"))
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for 95 %% intervals")
     parser.add_argument("--no-model-card", action="store_true", help="do not rewrite MODEL_CARD.md with the results")
+    parser.add_argument("--physionet-report", type=Path, default=Path("reports/physionet2012/report.json"),
+                        help="real-data results put in the model card beside these (wardtwin evaluate physionet2012)")
     args = parser.parse_args(argv)
     from models import report as R
     from models import train as T
@@ -181,7 +183,10 @@ def evaluate_main(argv: list[str]) -> int:
     if not args.no_model_card and pooled["twin_version"] == twin.version \
             and args.artifact.resolve() == DEFAULT_ARTIFACT.resolve() and args.cohort is None \
             and pooled["scope"].startswith("an independent cohort"):
-        write_model_card(twin.artifact, args.artifact.parent / "MODEL_CARD.md", pooled)
+        real = (json.loads(args.physionet_report.read_text(encoding="utf-8"))
+                if args.physionet_report.exists() else None)
+        write_model_card(twin.artifact, args.artifact.parent / "MODEL_CARD.md", {**pooled, "seeds": report["seeds"]},
+                         real)
         _out(f"model card updated with this evaluation: {args.artifact.parent / 'MODEL_CARD.md'}")
     _out(R.format_table(report))
     _out(f"report: {args.out / 'report.json'} and {args.out / 'index.html'}")

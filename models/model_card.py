@@ -136,8 +136,10 @@ def _choice_section(artifact: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_model_card(artifact: dict[str, Any], report: dict[str, Any] | None = None) -> str:
-    """The model card as Markdown; with an evaluation ``report`` of this twin, its results are included."""
+def render_model_card(artifact: dict[str, Any], report: dict[str, Any] | None = None,
+                      real: dict[str, Any] | None = None) -> str:
+    """The model card as Markdown; with an evaluation ``report`` of this twin (simulator) and a ``real`` one
+    (``wardtwin evaluate physionet2012``), their results are included."""
     card = artifact["card"]
     m = artifact["metrics"]["test"]
     cv = artifact["metrics"].get("cross_fitted", {})
@@ -185,8 +187,36 @@ def render_model_card(artifact: dict[str, Any], report: dict[str, Any] | None = 
     else:
         lines += ["See `reports/evaluation/` (`wardtwin evaluate`) for bootstrap intervals, operating points, lead "
                   "times, subgroups and the challenger.", ""]
+    if real is not None and real.get("twin_version") == artifact["version"]:
+        lines += _real_section(real)
     lines += ["## Known limitations", "", *(f"- {x}" for x in card["limitations"]), ""]
     return "\n".join(lines)
+
+
+def _ci(d: dict[str, Any], key: str) -> str:
+    lo, hi = d[f"{key}_ci"]
+    return f"{_fmt(d[key])} ({_fmt(lo)}–{_fmt(hi)})"
+
+
+def _real_section(real: dict[str, Any]) -> list[str]:
+    """Results on real patients (PhysioNet 2012 set A), from ``wardtwin evaluate physionet2012``'s report."""
+    ev, death = real["events_6h"]["discrimination"], real["death"]["discrimination"]
+    lines = ["## Real patients: PhysioNet/CinC Challenge 2012 set A", "",
+             f"{real['scope']}. 95 % intervals: patient-level bootstrap. Full report: `reports/physionet2012/`.", "",
+             "| task | twin | NEWS2 | SAPS-I | SOFA |", "|---|---|---|---|---|",
+             f"| 6-hour events (AUROC, same hours) | {_ci(ev['twin'], 'auroc')} | {_ci(ev['news2'], 'auroc')} | | |",
+             f"| in-hospital death, peak over 48 h | {_ci(death['twin_peak'], 'auroc')} | "
+             f"{_ci(death['news2_peak'], 'auroc')} | {_ci(death['saps1'], 'auroc')} | {_ci(death['sofa'], 'auroc')} |",
+             f"| in-hospital death, last at 48 h | {_ci(death['twin_last'], 'auroc')} | "
+             f"{_ci(death['news2_last'], 'auroc')} | | |", ""]
+    for name, v in real.get("variants", {}).items():
+        lines.append(f"- Variant `{name}`{' (not shipped)' if v.get('not_shipped') else ''}: 6-hour events AUROC "
+                     f"{_fmt(v['events_auroc'])} ({v['events_auroc_minus_news2']:+.3f} vs NEWS2), in-hospital death "
+                     f"{_fmt(v['death_auroc_last'])} (last) / {_fmt(v['death_auroc_peak'])} (peak); see "
+                     f"`reports/physionet2012/{v.get('file', '')}`.")
+    lines += ["- This twin is **not** better than NEWS2 on these real patients; the service therefore alerts on "
+              "NEWS2's own escalation rule whatever the twin says (alert kind `news2`).", ""]
+    return lines
 
 
 def _fmt(x: Any, fmt: str = ".3f") -> str:
@@ -198,7 +228,8 @@ def _evaluation_section(report: dict[str, Any]) -> list[str]:
     cohort = report.get("cohort", {})
     lines = ["## Evaluation", "",
              f"`wardtwin evaluate` on {report['patients']} patients ({report['patient_days']:.1f} patient-days; "
-             f"{report['scope']}; simulator {cohort.get('simulator_version', '?')}, seed {cohort.get('seed', '?')}). "
+             f"{report['scope']}; simulator {cohort.get('simulator_version', '?')}, "
+             f"seed {cohort.get('seed') or ', '.join(map(str, report.get('seeds', []))) or '?'}). "
              "95 % intervals: patient-level bootstrap.", "",
              "| model | AUROC (95 % CI) | AUPRC (95 % CI) | Brier | calibration slope / intercept |",
              "|---|---|---|---|---|"]
@@ -223,9 +254,10 @@ def _evaluation_section(report: dict[str, Any]) -> list[str]:
         lines.append("")
     return lines
 
-def write_model_card(artifact: dict[str, Any], path: str | Path, report: dict[str, Any] | None = None) -> Path:
+def write_model_card(artifact: dict[str, Any], path: str | Path, report: dict[str, Any] | None = None,
+                     real: dict[str, Any] | None = None) -> Path:
     p = Path(path)
-    p.write_text(render_model_card(artifact, report), encoding="utf-8")
+    p.write_text(render_model_card(artifact, report, real), encoding="utf-8")
     return p
 
 

@@ -26,3 +26,18 @@ def test_intended_use_states_the_label_thresholds(monkeypatch) -> None:
     assert "HR > 120 or < 50 bpm, SBP < 90 mmHg, SpO2 < 90 %, temperature > 39 °C" in use
     monkeypatch.setitem(L.CRITERIA, "temp_high", ("temp", ">", 38.5, True))
     assert "temperature > 38.5 °C" in model_card(_shipped())["intended_use"]
+
+
+def test_real_patient_results_enter_the_card_only_for_this_twin() -> None:
+    import json
+    from pathlib import Path
+
+    artifact = _shipped()
+    real = json.loads((Path(__file__).parents[2] / "reports/physionet2012/report.json").read_text())
+    real["twin_version"] = artifact["version"]
+    md = render_model_card(artifact, real=real)
+    assert "## Real patients: PhysioNet/CinC Challenge 2012 set A" in md
+    auroc = real["events_6h"]["discrimination"]["twin"]["auroc"]
+    assert f"{auroc:.3f}" in md.split("## Real patients")[1]
+    real["twin_version"] = "another-twin"
+    assert "## Real patients" not in render_model_card(artifact, real=real)
