@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from app.cli_models import _out, _Progress
 from app.domain import Reading
 from app.ingest import validate_batch
 from app.settings import Settings
@@ -37,18 +37,6 @@ VALIDATION_NOW = P.ADMISSION_AT + timedelta(hours=P.STAY_HOURS + 1)
 WRITE_BATCH = 20_000
 
 
-class _Progress:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.t0 = time.monotonic()
-
-    def __call__(self, message: str) -> None:
-        sys.stderr.write(f"[{self.name} {time.monotonic() - self.t0:6.1f}s] {message}\n")
-        sys.stderr.flush()
-
-
-def _out(text: str) -> None:
-    sys.stdout.write(text + "\n")
 
 
 @dataclass
