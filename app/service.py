@@ -56,6 +56,7 @@ class WardTwin:
             escalate_after=timedelta(minutes=settings.alert_escalate_after_min),
             news2_aggregate=settings.news2_alert_aggregate,
             news2_single_parameter=settings.news2_alert_single_parameter,
+            clear_after=timedelta(minutes=settings.alert_clear_after_min),
         )
         cycle = Cycle(store, twin, engine, stale_after=timedelta(minutes=settings.stale_after_min),
                       challenger=load_challenger(settings), disagreement=settings.challenger_disagreement)

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     news2_alert_single_parameter: Annotated[int, Field(ge=1, le=3)] = 3
     #: Unacknowledged alerts escalate after this many (clock) minutes.
     alert_escalate_after_min: PositiveInt = 15
+    #: An open alert resolves only after its rule has not held for this many minutes of window time (0: at the
+    #: first cycle it does not hold). Keeps one alert open while a score flickers across its trigger.
+    alert_clear_after_min: Annotated[int, Field(ge=0, le=720)] = 30
 
     #: Run the five-minute cycle on APScheduler (off: something else calls POST /v1/cycle).
     scheduler_enabled: bool = True

@@ -11,7 +11,10 @@ Three kinds of alert, each with its own rule, at most one open per patient and k
 - ``criteria``: a deterioration criterion is met now (flag ``criteria_met:<kind>`` from the cycle);
   resolves when none is met.
 
-Any open alert not acknowledged within ``escalate_after`` of being raised escalates. The outbox worker
+An open alert resolves only once its rule has not held for ``clear_after`` (measured in window time from the
+last window end at which it held, recorded durably), so a score flickering across a trigger keeps one alert open
+instead of raising a new one every few minutes. Any open alert not acknowledged within ``escalate_after`` of
+being raised escalates. The outbox worker
 delivers every alert event to the WebSocket hub."""
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def news2_points(score: Score) -> tuple[int, dict[str, int]]:
 class AlertEngine:
     def __init__(self, store: AlertStore, hub: AlertHub, clock: Clock, *, threshold: float,
                  clear_threshold: float, escalate_after: timedelta, news2_aggregate: int = 5,
-                 news2_single_parameter: int = 3) -> None:
+                 news2_single_parameter: int = 3, clear_after: timedelta = timedelta(0)) -> None:
         self.store = store
         self.hub = hub
         self.clock = clock
@@ -54,6 +57,7 @@ class AlertEngine:
         self.escalate_after = escalate_after
         self.news2_aggregate = news2_aggregate
         self.news2_single_parameter = news2_single_parameter
+        self.clear_after = clear_after
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -92,6 +96,8 @@ class AlertEngine:
         """Apply the rules to one cycle's scores; returns the alerts raised."""
         now = self.clock.now()
         open_alerts = await self.store.open_by_kind()
+        last_met = await self.store.last_met()
+        still_met: list[tuple[str, datetime]] = []
         raised: list[Alert] = []
         for score in scores:
             active = {kind: a for (pid, kind), a in open_alerts.items() if pid == score.patient_id}
@@ -105,11 +111,16 @@ class AlertEngine:
                             raised.append(new)
                             logger.info("alert raised id=%s kind=%s risk=%.3f", new.id, kind, score.risk)
                 elif not met:
-                    await self.store.resolve(alert.id, now, cleared)
-                elif alert.state in ("raised", "delivered") and now - datetime.fromisoformat(alert.raised_at) >= (
-                    self.escalate_after
-                ):
-                    await self.store.escalate(alert.id, now)
+                    since = last_met.get(alert.id, datetime.fromisoformat(alert.window_end))
+                    if score.window_end - since >= self.clear_after:  # clear for long enough, not a flicker
+                        await self.store.resolve(alert.id, now, cleared)
+                else:
+                    still_met.append((alert.id, score.window_end))
+                    if alert.state in ("raised", "delivered") and now - datetime.fromisoformat(alert.raised_at) >= (
+                        self.escalate_after
+                    ):
+                        await self.store.escalate(alert.id, now)
+        await self.store.mark_met(still_met)
         self._wake.set()
         return raised
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     risk REAL NOT NULL, reasons TEXT NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL,
     delivered_at TEXT, acknowledged_by TEXT, acknowledged_at TEXT, escalated_at TEXT, resolved_at TEXT,
     resolved_reason TEXT, kind TEXT NOT NULL DEFAULT 'twin');
+CREATE TABLE IF NOT EXISTS alert_last_met (alert_id TEXT PRIMARY KEY, window_end TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, event TEXT NOT NULL,
     payload TEXT NOT NULL, created_at TEXT NOT NULL, delivered_at TEXT, attempts INTEGER NOT NULL DEFAULT 0);
@@ -230,6 +232,27 @@ class AlertStore:
         return await self._transition(
             alert_id, OPEN_STATES, "resolved", at, {"resolved_at": _iso(at), "resolved_reason": reason}
         )
+
+    # -- sustained clearing -----------------------------------------------------------------------
+    async def mark_met(self, met: Sequence[tuple[str, datetime]]) -> None:
+        """Record, per open alert, the newest window end at which its rule still held (durable, so a restarted
+        service clears an alert after the same sustained time as an uninterrupted one)."""
+        rows = [(alert_id, _iso(window_end)) for alert_id, window_end in met]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO alert_last_met (alert_id, window_end) VALUES (?, ?) ON CONFLICT (alert_id) DO UPDATE "
+                "SET window_end = MAX(window_end, excluded.window_end)", rows)
+
+        if rows:
+            await self._db.run(lambda c: SqliteDatabase.transaction(c, write))
+
+    async def last_met(self) -> dict[str, datetime]:
+        """The newest window end at which each open alert's rule held (absent: only when it was raised)."""
+        sql = (f"SELECT m.alert_id, m.window_end FROM alert_last_met m JOIN alerts a ON a.id = m.alert_id "
+               f"WHERE a.state IN ({_OPEN_MARKS})")
+        rows = await self._db.run(lambda c: c.execute(sql).fetchall())
+        return {alert_id: datetime.fromisoformat(at) for alert_id, at in rows}
 
     # -- outbox -----------------------------------------------------------------------------------
     async def pending_events(self, limit: int = 500) -> list[OutboxEvent]:

@@ -93,6 +93,10 @@ RECOVERING = Patient("recovering", {"o2": 0, "acvpu": "A"} | {
     for k, bad, ok in (("rr", 28, 16), ("spo2", 91, 97), ("hr", 115, 75), ("sbp", 95, 125), ("temp", 38.5, 37.0))
 }, news2_alert=False)
 
+#: RR 28 (3 NEWS2 points) and 16 in turn, ten minutes each: NEWS2 flickers across its trigger every two windows.
+FLICKER = Patient("flicker", _with(rr=lambda f: 28 if int(f * HOURS * 6) % 2 == 0 else 16), news2_alert=False)
+CLEAR_AFTER = timedelta(minutes=Settings().alert_clear_after_min)
+
 
 @dataclass(frozen=True)
 class SafetyWard:
@@ -120,7 +124,7 @@ def _triggers(news2: dict) -> bool:
 def safety_ward(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SafetyWard]:
     clock = FixedClock(T0 + timedelta(minutes=1))
     with serve(tmp_path_factory.mktemp("safety"), clock, **request.param) as client:
-        for patient in (*PATIENTS, RECOVERING):
+        for patient in (*PATIENTS, RECOVERING, FLICKER):
             post_readings(client, patient.readings())
         raised = {}
         for end in WINDOW_ENDS:
@@ -187,15 +191,37 @@ def test_an_aggregate_of_4_without_a_3_raises_no_news2_alert(safety_ward):
     assert safety_ward.alerts("aggregate-4", "news2") == []
 
 
-def test_the_news2_alert_resolves_at_the_first_cycle_below_both_triggers(safety_ward):
+def test_the_news2_alert_resolves_once_below_both_triggers_for_the_clear_time(safety_ward):
     history = safety_ward.history("recovering")
     (alert,) = safety_ward.alerts("recovering", "news2")
     assert alert["window_end"] == history[0]["window_end"]
     cleared = next(h for h in history if not _triggers(h["news2"]))
     assert all(_triggers(h["news2"]) for h in history if h["window_end"] < cleared["window_end"])
+    assert not any(_triggers(h["news2"]) for h in history if h["window_end"] >= cleared["window_end"])
+    last_held = parse(cleared["window_end"]) - WINDOW
+    resolving = next(h for h in history if parse(h["window_end"]) - last_held >= CLEAR_AFTER)
     assert alert["state"] == "resolved"
-    assert parse(alert["resolved_at"]) == parse(cleared["window_end"]) + timedelta(minutes=1)  # that cycle's clock
-    assert alert["resolved_reason"] == f"NEWS2 fell to {cleared['news2']['total']}, below both triggers"
+    assert parse(alert["resolved_at"]) == parse(resolving["window_end"]) + timedelta(minutes=1)  # that cycle's clock
+    assert alert["resolved_reason"] == f"NEWS2 fell to {resolving['news2']['total']}, below both triggers"
+
+
+def test_a_news2_score_flickering_across_its_trigger_keeps_one_alert_open(safety_ward):
+    history = safety_ward.history("flicker")
+    flags = [_triggers(h["news2"]) for h in history]
+    assert flags[:4] == [True, True, False, False] and sum(flags) == len(flags) // 2  # it does flicker
+    (alert,) = safety_ward.alerts("flicker", "news2")  # one alert, not one per flicker
+    assert alert["window_end"] == history[0]["window_end"] and alert["state"] in OPEN
+
+
+def test_without_a_clear_time_a_flickering_score_raises_an_alert_per_flicker(tmp_path):
+    clock = FixedClock(T0 + timedelta(minutes=1))
+    with serve(tmp_path, clock, alert_clear_after_min=0) as client:
+        post_readings(client, FLICKER.readings())
+        for end in WINDOW_ENDS:
+            clock.set(end + timedelta(minutes=1))
+            run_cycle(client, end)
+        alerts = client.get("/v1/alerts", params={"patient_id": "flicker", "kind": "news2", "limit": 100}).json()
+    assert len(alerts) == len(WINDOW_ENDS) // 4  # raised every time it crosses up: the control above matters
 
 
 def test_each_patient_has_at_most_one_open_alert_per_kind(safety_ward):
