@@ -38,6 +38,7 @@ Out-of-range (``models.schema.PLAUSIBLE_RANGES``) or unknown values raise :class
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -86,6 +87,11 @@ RESPONSES: Final[dict[str, ClinicalResponse]] = {r.trigger: r for r in (
 )}
 
 
+def has_single_parameter_3(points: Mapping[str, int]) -> bool:
+    """A 3 in any single parameter: the chart's key threshold for an urgent ward-based response."""
+    return any(p == 3 for p in points.values())
+
+
 def clinical_response(total: int, single_parameter_3: bool) -> ClinicalResponse:
     """The chart-4 row for an aggregate and whether any single parameter scores 3."""
     if isinstance(total, bool) or not isinstance(total, int | np.integer) or not 0 <= total <= MAX_TOTAL:
@@ -109,7 +115,7 @@ class News2:
     @property
     def single_parameter_3(self) -> bool:
         """A 3 in any single parameter (the chart's key threshold for an urgent ward-based response)."""
-        return any(p == 3 for p in self.points.values())
+        return has_single_parameter_3(self.points)
 
     @property
     def clinical_response(self) -> ClinicalResponse:
@@ -176,7 +182,7 @@ def band(total: int, points: dict[str, int]) -> str:
         return "high"
     if total >= 5:
         return "medium"
-    if any(p == 3 for p in points.values()):
+    if has_single_parameter_3(points):
         return "low-medium"
     return "low"
 

@@ -69,7 +69,7 @@ class AlertEngine:
         high = [k for k, p in points.items() if p >= self.news2_single_parameter]
         if total < self.news2_aggregate and not high:
             return []
-        row = news2.clinical_response(total, any(p == 3 for p in points.values()))
+        row = news2.clinical_response(total, news2.has_single_parameter_3(points))
         partial = " (partial set: unobserved parameters score 0)" if (score.news2 or {}).get("partial") else ""
         reasons = [f"NEWS2 {total}{partial}, {row.band} clinical risk: {row.response}; monitoring: {row.monitoring}"]
         reasons += [f"NEWS2 {_PARAMETER_NAMES.get(k, k)} scores {points[k]}" for k in high]

@@ -53,7 +53,7 @@ class News2Out(BaseModel):
     @computed_field(description="a 3 in any single parameter (the chart's single-parameter trigger)")
     @property
     def single_parameter_3(self) -> bool:
-        return any(p == 3 for p in self.points.values())
+        return news2.has_single_parameter_3(self.points)
 
     @computed_field(description="routine, ward-based, urgent ward-based, urgent or emergency")
     @property
