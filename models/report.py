@@ -77,18 +77,20 @@ def _subgroups(patients: pd.DataFrame, pids: np.ndarray) -> tuple[dict[str, np.n
         else pd.DataFrame()
     groups: dict[str, np.ndarray] = {}
     missing = [what for col, what in SUBGROUP_COLUMNS if col not in table]
+
+    def by_category(column: str) -> None:
+        values = table[column].reindex(pids).to_numpy()
+        for v in sorted({str(x) for x in values if isinstance(x, str)}):
+            groups[f"{column}={v}"] = values == v
+
     if "sex" in table:
-        sex = table["sex"].reindex(pids).to_numpy()
-        for v in sorted({str(x) for x in sex if isinstance(x, str)}):
-            groups[f"sex={v}"] = sex == v
+        by_category("sex")
     if "age" in table:
         age = table["age"].reindex(pids).to_numpy(float)
         for label, lo, hi in AGE_BANDS:
             groups[f"age {label}"] = (age >= lo) & (age < hi)
     if "archetype" in table:
-        arch = table["archetype"].reindex(pids).to_numpy()
-        for v in sorted({str(x) for x in arch if isinstance(x, str)}):
-            groups[f"archetype={v}"] = arch == v
+        by_category("archetype")
     if "spo2_scale" in table:
         scale = table["spo2_scale"].reindex(pids).to_numpy(float)
         groups["SpO2 scale 2"] = scale == 2
