@@ -31,7 +31,6 @@ fold's hours are then alerted at their own fold's threshold.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -83,14 +82,6 @@ def hour_table(hours: pd.DataFrame, hourly_feats: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="fresh")
 
 
-def _scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``models.train.fit_scaler``; a feature never computed at charted cadence (all NaN, e.g. ``spo2_std_1h``) gets
-    mean 0 and scale 1 there, so numpy's empty-slice warning is expected and silenced."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return T.fit_scaler(x)
-
-
 def _inner_logits(x: np.ndarray, y: np.ndarray, fit: np.ndarray, pids: np.ndarray, has_event: dict[str, bool],
                   directions: np.ndarray, free: np.ndarray, seed: int) -> np.ndarray | None:
     """Cross-fitted raw logits of the training rows (NaN elsewhere); None when the training stays are too few for
@@ -102,15 +93,10 @@ def _inner_logits(x: np.ndarray, y: np.ndarray, fit: np.ndarray, pids: np.ndarra
         return None
     inner = patient_folds(stays, events, k, seed)
     fold = np.asarray([inner.get(str(p), -1) for p in pids])
-    oof = np.full(len(y), np.nan)
-    for j in range(k):
-        fit_j, out_j = fit & (fold != j), fit & (fold == j)
-        if y[fit_j].min(initial=1) == y[fit_j].max(initial=0):
-            return None
-        mean_j, scale_j = _scaler(x[fit_j])
-        w_j, b_j = T._fit_free(T.standardise(x[fit_j], mean_j, scale_j), y[fit_j], directions, free)
-        oof[out_j] = T.standardise(x[out_j], mean_j, scale_j) @ w_j + b_j
-    return oof
+    try:
+        return T._cross_fit(x, y, fit, fold, directions, free, folds=k)
+    except ValueError:  # an inner fit saw one class only
+        return None
 
 
 def _threshold(table: pd.DataFrame, events: pd.DataFrame, rows: np.ndarray, risk: np.ndarray) -> dict[str, Any]:
@@ -165,7 +151,7 @@ def cross_validate(table: pd.DataFrame, events: pd.DataFrame, *, folds: int = OU
             if not a > 0:  # would flip the signs (train.py refuses to ship it); only with a handful of stays
                 calibration = f"none: Platt slope {a:.3g} is not positive (too few training stays)"
                 a, c = 1.0, 0.0
-        mean, scale = _scaler(x[fit])
+        mean, scale = T.fit_scaler(x[fit])
         w, b = T._fit_free(T.standardise(x[fit], mean, scale), y[fit], directions, free)
         coef, intercept = a * w, a * b + c
         cv_risk[test] = expit(T.standardise(x[test], mean, scale) @ coef + intercept)

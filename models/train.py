@@ -52,6 +52,7 @@ import json
 import logging
 import math
 import platform
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,9 +175,13 @@ def _platt(s: np.ndarray, y: np.ndarray, iterations: int = 100) -> tuple[float, 
 
 
 def fit_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = np.nanmean(np.where(np.isfinite(x), x, np.nan), axis=0)
+    """Per-feature mean and scale; a feature never computed (all NaN, e.g. SpO2 variability at charted cadence)
+    gets mean 0 and scale 1, so numpy's empty-slice warnings for it are expected and silenced here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(np.where(np.isfinite(x), x, np.nan), axis=0)
+        scale = np.nanstd(x, axis=0)
     mean = np.where(np.isnan(mean), 0.0, mean)
-    scale = np.nanstd(x, axis=0)
     scale = np.where(~np.isfinite(scale) | (scale < 1e-9), 1.0, scale)
     return mean, scale
 
@@ -353,10 +358,11 @@ def _fit_free(z: np.ndarray, y: np.ndarray, directions: np.ndarray, free: np.nda
 
 
 def _cross_fit(x: np.ndarray, y: np.ndarray, dev: np.ndarray, fold: np.ndarray, directions: np.ndarray,
-               free: np.ndarray) -> np.ndarray:
-    """Out-of-fold raw logits of the development windows (NaN elsewhere), ``CV_FOLDS`` patient folds."""
+               free: np.ndarray, folds: int = CV_FOLDS) -> np.ndarray:
+    """Out-of-fold raw logits of the development windows (NaN elsewhere), ``folds`` patient folds numbered
+    ``0 .. folds - 1`` in ``fold``."""
     oof = np.full(len(y), np.nan)
-    for k in range(CV_FOLDS):
+    for k in range(folds):
         fit_k, out_k = dev & (fold != k), dev & (fold == k)
         if y[fit_k].min(initial=1) == y[fit_k].max(initial=0) or not out_k.any():
             raise ValueError("every cross-fitting fold needs both classes; the cohort is too small")
