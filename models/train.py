@@ -192,21 +192,28 @@ def standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, clip: float 
     return z
 
 
-def fit_constrained(z: np.ndarray, y: np.ndarray, directions: np.ndarray, *, c_reg: float = 1.0
-                    ) -> tuple[np.ndarray, float]:
+def fit_constrained(z: np.ndarray, y: np.ndarray, directions: np.ndarray, *, c_reg: float = 1.0,
+                    sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Sign-constrained, L2-penalised, class-balanced logistic regression on standardised features.
 
     Minimises ``Σ_i s_i · logloss_i + ||w||² / (2 C)`` (scikit-learn's objective for
     ``LogisticRegression(C, class_weight="balanced")``, intercept unpenalised) subject to ``w_j >= 0``
     where ``directions[j] = +1``, ``w_j <= 0`` where ``-1`` and no bound where ``0``, with L-BFGS-B
     from zero. The objective is divided by ``Σ s_i`` for conditioning (same minimiser). Deterministic.
+    ``sample_weight`` (e.g. equal total weight per data source) multiplies each row's weight; the class balance is
+    then taken over the weighted rows, and with no weights the fit is exactly the unweighted one.
     """
     from scipy.optimize import minimize
 
     y = np.asarray(y, dtype=float)
-    n_pos = float(y.sum())
-    n_neg = float(len(y) - n_pos)
-    sw = np.where(y == 1, len(y) / (2 * n_pos), len(y) / (2 * n_neg))
+    if sample_weight is None:
+        n_pos = float(y.sum())
+        n_neg = float(len(y) - n_pos)
+        sw = np.where(y == 1, len(y) / (2 * n_pos), len(y) / (2 * n_neg))
+    else:
+        v = np.asarray(sample_weight, dtype=float)
+        n_pos, n_neg = float(v[y == 1].sum()), float(v[y == 0].sum())
+        sw = v * np.where(y == 1, v.sum() / (2 * n_pos), v.sum() / (2 * n_neg))
     total = float(sw.sum())
     lam = 1.0 / (c_reg * total)
     k = z.shape[1]
