@@ -109,14 +109,29 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--no-challenger", action="store_true", help="skip the gradient-boosting challenger")
     parser.add_argument("--variant", default=None, help="force a feature variant (models.train.VARIANTS) to study it; "
                         "default: the stated selection rule chooses (never ship a forced one)")
+    parser.add_argument("--physionet-records", type=Path, default=None,
+                        help="PhysioNet 2012 set-A records (.tar.gz or folder): compare training on the simulator, "
+                             "set A or both (models.source_choice.SOURCE_RULE) and ship the rule's choice")
+    parser.add_argument("--physionet-outcomes", type=Path, default=None,
+                        help="Outcomes-a.txt (with --physionet-records)")
+    parser.add_argument("--sources-report", type=Path, default=Path("reports/sources"),
+                        help="where the training-data comparison is written (with --physionet-records)")
+    parser.add_argument("--physionet-limit", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from models import train as T
 
     progress = _Progress("train")
     windows, patients, events, fingerprint = load_cohort_windows(args, progress)
     dataset = T.prepare(windows, patients, events, progress=progress)
+    pooled = None
+    if args.physionet_records is not None:
+        if args.variant is not None:
+            parser.error("--variant studies simulator-only variants; it cannot be combined with --physionet-records")
+        from app.cli_sources import choose_sources
+
+        pooled, fingerprint = choose_sources(args, dataset, fingerprint, progress, argv)
     artifact = T.train(windows, events, patients, seed=args.train_seed, cohort_fingerprint=fingerprint,
-                       progress=progress, dataset=dataset, variant=args.variant)
+                       progress=progress, dataset=dataset, variant=args.variant, pooled=pooled)
     path = T.write_artifact(artifact, args.out)
     _out(f"twin {artifact['version']} written to {path} (model card {path.parent / 'MODEL_CARD.md'})")
     if not args.no_challenger:

@@ -192,15 +192,7 @@ def evaluate_main(argv: list[str]) -> int:
     missing: Counter[str] = Counter()
     feature_rows = 0
     table_parts: list[pd.DataFrame] = []
-    batch_ids: list[str] = []
-    batch_readings: list[Reading] = []
-
-    def flush() -> None:
-        nonlocal feature_rows
-        if not batch_ids:
-            return
-        frame = pd.DataFrame(batch_readings, columns=list(Reading._fields)).loc[:, list(READING_COLUMNS)]
-        hours, hourly_feats, events = E.stay_hours(frame, batch_ids)
+    for hours, hourly_feats, events in stay_hour_batches(args, tally, progress):
         scores = E.score_hours(hours, hourly_feats, twin)
         if args.cv_variant:
             table_parts.append(hour_table(hours, hourly_feats))
@@ -208,18 +200,6 @@ def evaluate_main(argv: list[str]) -> int:
         feature_rows += int(scores.attrs.get("feature_rows", 0))
         score_parts.append(scores)
         event_parts.append(events)
-        batch_ids.clear()
-        batch_readings.clear()
-
-    for stay, readings in validated(P.iter_stays(args.records, args.limit), tally, _skew()):
-        batch_ids.append(stay.patient_id)
-        batch_readings.extend(readings)
-        if len(batch_ids) >= args.batch:
-            flush()
-        if tally.stays % args.progress_every == 0:
-            progress(f"{tally.stays} stays scored or queued ({tally.accepted} readings accepted, "
-                     f"{tally.rejected} rejected)")
-    flush()
     if not score_parts:
         _out("no stays found")
         return 1
@@ -252,6 +232,33 @@ def evaluate_main(argv: list[str]) -> int:
     return 0
 
 
+def stay_hour_batches(args: argparse.Namespace, tally: Tally, progress: _Progress
+                      ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """``models.physionet_eval.stay_hours`` (hours, hourly features, charted events) of the validated stays of
+    ``args.records``, ``args.batch`` stays at a time."""
+    from models import physionet_eval as E
+
+    batch_ids: list[str] = []
+    batch_readings: list[Reading] = []
+
+    def flush() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        frame = pd.DataFrame(batch_readings, columns=list(Reading._fields)).loc[:, list(READING_COLUMNS)]
+        out = E.stay_hours(frame, batch_ids)
+        batch_ids.clear()
+        batch_readings.clear()
+        return out
+
+    for stay, readings in validated(P.iter_stays(args.records, args.limit), tally, _skew()):
+        batch_ids.append(stay.patient_id)
+        batch_readings.extend(readings)
+        if len(batch_ids) >= args.batch:
+            yield flush()
+        if tally.stays % args.progress_every == 0:
+            progress(f"{tally.stays} stays read ({tally.accepted} readings accepted, {tally.rejected} rejected)")
+    if batch_ids:
+        yield flush()
+
+
 def _cv_variant(table: pd.DataFrame, scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int, P.Outcome],
                 report: dict[str, Any], args: argparse.Namespace, progress: _Progress) -> dict[str, Any]:
     """``--cv-variant``: the twin's model fitted on these stays, patient-level CV; its numbers, never an artifact."""
@@ -277,4 +284,4 @@ def _cv_variant(table: pd.DataFrame, scores: pd.DataFrame, events: pd.DataFrame,
     return cv
 
 
-__all__ = ["VALIDATION_NOW", "Tally", "evaluate_main", "import_main", "validated"]
+__all__ = ["VALIDATION_NOW", "Tally", "evaluate_main", "import_main", "stay_hour_batches", "validated"]

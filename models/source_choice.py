@@ -178,5 +178,26 @@ def compare(by_name: dict[str, SourceRows], *, n_bootstrap: int = 200, seed: int
     return report, logits
 
 
+def pooled_fit(report: dict[str, Any], logits: dict[str, dict[str, np.ndarray]], by_name: dict[str, SourceRows],
+               *, progress: Callable[[str], None] = T._quiet) -> T.PooledFit:
+    """The chosen candidate (one that includes set A) fitted on every fold's rows of its sources, with its
+    out-of-fold simulator logits for :func:`models.train.train` to calibrate and threshold on."""
+    chosen = report["chosen"]
+    own = [by_name[n] for n in CANDIDATES[chosen]]
+    masks = [s.fit & (s.fold >= 0) for s in own]
+    progress(f"fit {chosen} on all its rows: " + ", ".join(f"{s.name} {int(m.sum())}" for s, m in
+                                                            zip(own, masks, strict=True)))
+    mean, scale, w, b = fit_on(own, masks)
+    rows = ", ".join(f"{s.name}: {int(m.sum())} rows of {int(pd.unique(s.patient[m]).size)} patients"
+                     for s, m in zip(own, masks, strict=True))
+    summary = {c: {"sources": r["sources"], "worse_margin": r["worse_margin"],
+                   "margins": {n: {k: v[k] for k in ("auroc", "news2_auroc", "margin", "margin_ci")}
+                               for n, v in r["margins"].items()}}
+               for c, r in report["candidates"].items()}
+    return T.PooledFit(name=chosen, oof=logits[chosen]["simulator"], mean=mean, scale=scale, w=w, b=b,
+                       fitted_on=f"{rows} (each source the same total weight)",
+                       selection={"candidates": summary, "chosen": chosen, "rule": SOURCE_RULE})
+
+
 __all__ = ["CANDIDATES", "FOLDS", "SOURCE_RULE", "SOURCE_TIE", "SourceRows", "choose", "compare", "fit_on",
-           "margins", "out_of_fold", "set_a_rows", "simulator_rows", "source_weights"]
+           "margins", "out_of_fold", "pooled_fit", "set_a_rows", "simulator_rows", "source_weights"]

@@ -251,12 +251,29 @@ def fold_of(patient_ids: pd.Series | np.ndarray | list[str], seed: int, folds: i
     return np.asarray(out, dtype=int)
 
 
+@dataclass(frozen=True)
+class PooledFit:
+    """A model fitted on more than the simulator (``models.source_choice``), handed to :func:`train` to be
+    calibrated, thresholded and written like any other: ``oof`` are its out-of-fold raw logits on the simulator
+    dataset's rows (NaN outside the development folds), ``mean``/``scale``/``w``/``b`` its raw fit on all its rows."""
+
+    name: str
+    oof: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    w: np.ndarray
+    b: float
+    fitted_on: str
+    selection: dict[str, Any]
+
+
 def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *, seed: int,
           cohort_fingerprint: dict, progress: Progress = _quiet, dataset: Dataset | None = None,
-          variant: str | None = None) -> dict:
+          variant: str | None = None, pooled: PooledFit | None = None) -> dict:
     """Train and calibrate the twin; returns the JSON artifact (a plain dict).
 
     ``variant`` forces one of ``VARIANTS`` (to study a variant the rule did not choose; never for shipping).
+    ``pooled``: ship this fit (chosen by ``models.source_choice.SOURCE_RULE``) instead of a simulator-only variant.
     """
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
@@ -274,31 +291,43 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
     if y[tr].min(initial=1) == y[tr].max(initial=0) or y[va].sum() == 0:
         raise ValueError("the training cohort needs deterioration events in both train and validation patients")
 
-    progress(f"cross-fitting: {CV_FOLDS} patient folds over {dev.sum()} development windows ({y[dev].sum()} positive), "
-             f"{len(VARIANTS)} variants")
     variants: dict[str, dict[str, Any]] = {}
     oofs: dict[str, np.ndarray] = {}
-    for vname, left_out in VARIANTS.items():
-        free = np.asarray([n not in left_out for n in F.FEATURE_NAMES])
-        oofs[vname] = _cross_fit(x, y, dev, fold, directions, free)
-        variants[vname] = {"left_out": list(left_out), "free_features": int(free.sum()),
-                           "cross_fitted_auroc": M.auroc(y[dev], oofs[vname][dev]),
-                           "cross_fitted_auprc": M.auprc(y[dev], oofs[vname][dev])}
-        progress(f"variant {vname}: {int(free.sum())} features, cross-fitted development AUROC "
-                 f"{variants[vname]['cross_fitted_auroc']:.4f}")
-    chosen = select_variant(variants) if variant is None else variant
-    free = np.asarray([n not in VARIANTS[chosen] for n in F.FEATURE_NAMES])
-    oof = oofs[chosen]
-    progress(f"shipped variant: {chosen} ({SELECTION_RULE})")
+    if pooled is None:
+        progress(f"cross-fitting: {CV_FOLDS} patient folds over {dev.sum()} development windows "
+                 f"({y[dev].sum()} positive), {len(VARIANTS)} variants")
+        for vname, left_out in VARIANTS.items():
+            free = np.asarray([n not in left_out for n in F.FEATURE_NAMES])
+            oofs[vname] = _cross_fit(x, y, dev, fold, directions, free)
+            variants[vname] = {"left_out": list(left_out), "free_features": int(free.sum()),
+                               "cross_fitted_auroc": M.auroc(y[dev], oofs[vname][dev]),
+                               "cross_fitted_auprc": M.auprc(y[dev], oofs[vname][dev])}
+            progress(f"variant {vname}: {int(free.sum())} features, cross-fitted development AUROC "
+                     f"{variants[vname]['cross_fitted_auroc']:.4f}")
+        chosen = select_variant(variants) if variant is None else variant
+        free = np.asarray([n not in VARIANTS[chosen] for n in F.FEATURE_NAMES])
+        oof = oofs[chosen]
+        progress(f"shipped variant: {chosen} ({SELECTION_RULE})")
+        selection = {"candidates": variants, "chosen": chosen,
+                     "rule": SELECTION_RULE if variant is None else f"forced with --variant {variant} (not shipped)"}
+    else:
+        chosen, oof = pooled.name, np.asarray(pooled.oof, dtype=float)
+        selection = dict(pooled.selection)
+        progress(f"shipped: {chosen}, fitted on {pooled.fitted_on}")
     progress("calibrate (Platt on the cross-fitted logits of all development patients)")
     a, c = _platt(oof[dev], y[dev])
     if not a > 0:
         raise ValueError(f"Platt slope {a:.3g} is not positive: calibration would flip the coefficients' signs")
 
-    progress(f"fit: {dev.sum()} development windows, sign-constrained; {te.sum()} test windows held out")
-    mean, scale = fit_scaler(x[dev])
+    if pooled is None:
+        progress(f"fit: {dev.sum()} development windows, sign-constrained; {te.sum()} test windows held out")
+        mean, scale = fit_scaler(x[dev])
+        w, b = _fit_free(standardise(x[dev], mean, scale), y[dev], directions, free)
+        fitted_on = "eligible development (train + validation) windows"
+    else:
+        mean, scale, w, b = pooled.mean, pooled.scale, np.asarray(pooled.w, dtype=float), float(pooled.b)
+        fitted_on = pooled.fitted_on
     z = standardise(x, mean, scale)
-    w, b = _fit_free(z[dev], y[dev], directions, free)
     coef = a * w
     intercept = a * b + c
     bad = [n for n, d, v in zip(F.FEATURE_NAMES, directions, coef, strict=True) if d * v < 0]
@@ -326,13 +355,13 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
         "scaler": {"mean": mean.tolist(), "scale": scale.tolist(), "clip": Z_CLIP},
         "coefficients": coef.tolist(),
         "intercept": float(intercept),
-        "uncalibrated": {"coefficients": w.tolist(), "intercept": b},
+        "uncalibrated": {"coefficients": w.tolist(), "intercept": float(b)},
         "calibration": {"method": "platt-on-logit", "a": float(a), "c": float(c),
                         "fitted_on": f"cross-fitted logits of eligible development (train + validation) windows, "
                                      f"{CV_FOLDS} patient folds"},
         "estimator": {"kind": "sign-constrained logistic regression", "C": C_REGULARISATION,
                       "class_weight": "balanced", "solver": "scipy L-BFGS-B with bounds", "penalty": "l2",
-                      "fitted_on": "eligible development (train + validation) windows"},
+                      "fitted_on": fitted_on},
         "split": {"rule": "sha256(f'{seed}:{patient_id}') as a fraction: <0.6 train, <0.8 validation, else test; "
                           f"train + validation = development, cut into {CV_FOLDS} folds by the same fraction",
                   "seed": seed, "patients": n_pat, "folds": CV_FOLDS},
@@ -342,8 +371,7 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
         "cohort": dict(cohort_fingerprint),
         "metrics": metrics,
         "operating_points": {"alert": alert, "match_news2_5": alert},
-        "variants": {"candidates": variants, "chosen": chosen,
-                     "rule": SELECTION_RULE if variant is None else f"forced with --variant {variant} (not shipped)"},
+        "variants": selection,
         "library_versions": {"python": platform.python_version(), "numpy": np.__version__,
                              "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
                              "scipy": scipy.__version__},

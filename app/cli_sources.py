@@ -1,0 +1,65 @@
+"""``wardtwin train --physionet-records ...``: build both training sources, run the stated comparison
+(:mod:`models.source_choice`), write ``reports/sources/``, and hand the rule's choice to ``models.train.train``."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from app.cli_models import _out, _Progress
+from app.cli_physionet import Tally, stay_hour_batches
+from models import source_choice as S
+from models import source_report
+from models import train as T
+
+
+def _sha256(path: Path) -> str:
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(path.glob("*.txt")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+        return h.hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def set_a_table(records: Path, limit: int | None, progress: _Progress) -> tuple[pd.DataFrame, pd.DataFrame, Tally]:
+    from models.physionet_cv import hour_table
+
+    args = argparse.Namespace(records=records, limit=limit, batch=200, progress_every=500)
+    tally = Tally()
+    tables, events = [], []
+    for hours, hourly_feats, ev in stay_hour_batches(args, tally, progress):
+        tables.append(hour_table(hours, hourly_feats))
+        events.append(ev)
+    if not tables:
+        raise SystemExit(f"no stays found in {records}")
+    return pd.concat(tables, ignore_index=True), pd.concat(events, ignore_index=True), tally
+
+
+def choose_sources(args: argparse.Namespace, dataset: T.Dataset, fingerprint: dict[str, Any], progress: _Progress,
+                   argv: list[str]) -> tuple[T.PooledFit | None, dict[str, Any]]:
+    """(the pooled fit to ship, or None when the simulator alone wins; the cohort fingerprint, with set A's)."""
+    if args.physionet_outcomes is None:
+        raise SystemExit("--physionet-records needs --physionet-outcomes")
+    table, events, tally = set_a_table(args.physionet_records, args.physionet_limit, progress)
+    progress(f"set A: {tally.stays} stays, {len(table)} stay-hours, {len(events)} charted events")
+    by_name = {"simulator": S.simulator_rows(dataset, seed=args.train_seed), "set-a": S.set_a_rows(table, events)}
+    report, logits = S.compare(by_name, progress=progress)
+    report["command"] = "wardtwin train " + " ".join(argv)
+    source_report.write(report, args.sources_report)
+    for line in source_report.summary_lines(report):
+        _out(line)
+    if report["chosen"] == "simulator":
+        return None, fingerprint
+    real = {"dataset": "PhysioNet/CinC Challenge 2012 set A (1.0.0, ODC-By 1.0)",
+            "records": args.physionet_records.name, "records_sha256": _sha256(args.physionet_records),
+            "stays": tally.stays, "stay_hours": len(table), "limit": args.physionet_limit}
+    return S.pooled_fit(report, logits, by_name, progress=progress), {**fingerprint, "real_data": real}
+
+
+__all__ = ["choose_sources", "set_a_table"]
