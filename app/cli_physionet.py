@@ -52,6 +52,7 @@ class Tally:
     unmapped: Counter[str] = field(default_factory=Counter)
     accepted_sources: Counter[str] = field(default_factory=Counter)
     stays_without_readings: int = 0
+    demographics: dict[str, tuple[float | None, int | None]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,7 @@ def validated(stays: Iterator[P.Stay], tally: Tally, max_future_skew: timedelta
         items = stay.items()
         result = validate_batch(items, VALIDATION_NOW, max_future_skew)
         tally.stays += 1
+        tally.demographics[stay.patient_id] = (stay.age, stay.gender)
         tally.mapped += len(items)
         tally.accepted += len(result.readings)
         tally.unmapped.update(stay.unmapped)
@@ -212,8 +214,10 @@ def evaluate_main(argv: list[str]) -> int:
     data["records"] = args.records.name
     data["limit"] = args.limit
     data["outcome_rows"] = len(outcomes)
+    demographics = pd.DataFrame([(p, a, g) for p, (a, g) in tally.demographics.items()],
+                                columns=["patient_id", "age", "gender"])
     report = E.build_report(scores, events, outcomes, twin, n_bootstrap=args.bootstrap, seed=args.seed, data=data,
-                            progress=progress)
+                            demographics=demographics, progress=progress)
     cv = None
     if args.cv_variant:
         cv = _cv_variant(pd.concat(table_parts, ignore_index=True), scores, events, outcomes, report, args, progress)

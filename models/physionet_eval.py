@@ -45,8 +45,9 @@ from sklearn.metrics import roc_curve
 from models import features as F
 from models import labels as L
 from models import news2 as N
+from models import physionet_subgroups as S
 from models import windows as W
-from models.metrics import auroc, bootstrap
+from models.metrics import auroc, bootstrap, calibration_in_the_large, decision_curve, reliability
 from models.physionet2012 import ADMISSION_AT, PATIENT_PREFIX, STAY_HOURS, Outcome
 from models.twin import Twin
 
@@ -327,8 +328,10 @@ def death_section(per_stay: pd.DataFrame, *, n_bootstrap: int, seed: int) -> dic
 
 def build_report(scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int, Outcome], twin: Twin, *,
                  n_bootstrap: int = 500, seed: int = 2012, data: dict[str, Any] | None = None,
+                 demographics: pd.DataFrame | None = None,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Both tasks as plain data (JSON-ready); the numbers come from ``models.metrics``."""
+    """Both tasks as plain data (JSON-ready); the numbers come from ``models.metrics``. ``demographics``
+    (``patient_id``, ``age``, ``gender``) adds the subgroup section."""
     say = progress or (lambda _: None)
     stays = scores["patient_id"].nunique()
     ids = set(scores["patient_id"])
@@ -353,6 +356,15 @@ def build_report(scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int,
     complete = death.pop("_complete")
     yd = complete["death"].to_numpy(int)
 
+    calibration = {"in_the_large": calibration_in_the_large(y, risk), "by_bin": reliability(y, risk),
+                   "note": "the twin's risk is calibrated on its training data, not on ICU stays charted hourly"}
+    decision = decision_curve(y, risk, {f"NEWS2 >= {NEWS2_THRESHOLD}": news >= NEWS2_THRESHOLD})
+    subgroups = None
+    if demographics is not None:
+        say("subgroups: sex and age band")
+        subgroups = S.section(same, risk, news, per_stay_predictors(scores, outcomes).dropna(
+            subset=["death", "twin_last", "news2_last", "saps1"]), demographics, twin_death="twin_last",
+            n_bootstrap=n_bootstrap, seed=seed)
     feature_rows = int(scores.attrs.get("feature_rows", 0))
     feature_missing = {k: v / feature_rows for k, v in scores.attrs.get("feature_missing", {}).items()} \
         if feature_rows else {}
@@ -373,8 +385,9 @@ def build_report(scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int,
             "eligible_hours_same": len(same), "positive_hours": int(y.sum()),
             "stays": int(same["patient_id"].nunique()),
             "discrimination": disc, "sensitivity_30min_lead": ops, "twin_threshold_source": thr_source,
-            "goal": events_goal,
+            "goal": events_goal, "calibration": calibration, "decision_curve": decision,
         },
+        "subgroups": subgroups,
         "death": death,
         "rules": RULES,
         "curves": {
@@ -439,6 +452,12 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"    {k:<11} {_ci(de['discrimination'][k])}")
     lines.append(f"    Goal (twin ≥ 0.75): {'met' if de['goal']['met'] else 'NOT met'} "
                  f"(best twin {_f(de['goal']['best_twin_auroc'])}); published on set A: SAPS-I 0.650, SOFA 0.623.")
+    cal = ev.get("calibration", {}).get("in_the_large")
+    if cal:
+        lines.append(f"    calibration in the large: mean risk {_f(cal['expected'])} vs event rate "
+                     f"{_f(cal['observed'])} (intercept with slope 1: {_f(cal['intercept_slope_1'], '+.2f')})")
+    if report.get("subgroups"):
+        lines.extend(S.lines(report["subgroups"], twin_death="twin_last"))
     cov = report["coverage"]
     miss = cov["feature_missing_share_at_scored_hours"]
     if miss:

@@ -108,8 +108,17 @@ def source_weights(sources: list[SourceRows], masks: list[np.ndarray]) -> list[n
     return [np.full(int(m.sum()), total / (len(sources) * max(int(m.sum()), 1))) for m in masks]
 
 
-def fit_on(sources: list[SourceRows], masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(scaler mean, scaler scale, coefficients, intercept), raw (uncalibrated), fitted on the masked rows."""
+def fit_on(sources: list[SourceRows], masks: list[np.ndarray]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, dict[str, float]]:
+    """(scaler mean, scaler scale, coefficients, intercept, per-source offsets), raw (uncalibrated), fitted on the
+    masked rows.
+
+    With more than one source, each source after the first gets its own intercept (an unconstrained, unpenalised
+    indicator column, ``offsets``): an ICU's event rate is not a ward's, and without it a feature that differs
+    between the sources only by how they were recorded (SpO2 is charted a few times a day in set A, streamed on
+    the ward) stands in for the source and learns the difference in base rates. The intercept is the first
+    source's.
+    """
     x = np.vstack([s.x[m] for s, m in zip(sources, masks, strict=True)])
     y = np.concatenate([s.y[m] for s, m in zip(sources, masks, strict=True)])
     w = np.concatenate(source_weights(sources, masks))
@@ -117,9 +126,23 @@ def fit_on(sources: list[SourceRows], masks: list[np.ndarray]) -> tuple[np.ndarr
         raise ValueError("a fit needs rows with and without an event")
     directions = np.asarray([F.DIRECTIONS[n] for n in F.FEATURE_NAMES], dtype=int)
     mean, scale = T.fit_scaler(x)
-    coef, intercept = T.fit_constrained(T.standardise(x, mean, scale), y, directions, c_reg=T.C_REGULARISATION,
-                                        sample_weight=w)
-    return mean, scale, coef, intercept
+    z = T.standardise(x, mean, scale)
+    others = sources[1:]
+    if others:
+        sizes = [int(m.sum()) for m in masks]
+        indicator = np.zeros((len(y), len(others)))
+        start = sizes[0]
+        for j, size in enumerate(sizes[1:]):
+            indicator[start:start + size, j] = 1.0
+            start += size
+        z = np.hstack([z, indicator])
+        directions = np.concatenate([directions, np.zeros(len(others), dtype=int)])
+    k = len(F.FEATURE_NAMES)
+    penalised = np.arange(z.shape[1]) < k  # the per-source intercepts are intercepts: not penalised
+    coef, intercept = T.fit_constrained(z, y, directions, c_reg=T.C_REGULARISATION, sample_weight=w,
+                                        penalised=penalised)
+    offsets = {s.name: float(coef[k + j]) for j, s in enumerate(others)}
+    return mean, scale, coef[:k], intercept, offsets
 
 
 def out_of_fold(candidate: str, by_name: dict[str, SourceRows], *,
@@ -128,10 +151,10 @@ def out_of_fold(candidate: str, by_name: dict[str, SourceRows], *,
     own = [by_name[n] for n in CANDIDATES[candidate]]
     out = {n: np.full(len(s.y), np.nan) for n, s in by_name.items()}
     for k in range(FOLDS):
-        mean, scale, coef, b = fit_on(own, [s.fit & (s.fold != k) & (s.fold >= 0) for s in own])
+        mean, scale, coef, b, offsets = fit_on(own, [s.fit & (s.fold != k) & (s.fold >= 0) for s in own])
         for n, s in by_name.items():
             rows = s.fold == k
-            out[n][rows] = T.standardise(s.x[rows], mean, scale) @ coef + b
+            out[n][rows] = T.standardise(s.x[rows], mean, scale) @ coef + b + offsets.get(n, 0.0)
         progress(f"{candidate}: fold {k} fitted")
     return out
 
@@ -187,7 +210,7 @@ def pooled_fit(report: dict[str, Any], logits: dict[str, dict[str, np.ndarray]],
     masks = [s.fit & (s.fold >= 0) for s in own]
     progress(f"fit {chosen} on all its rows: " + ", ".join(f"{s.name} {int(m.sum())}" for s, m in
                                                             zip(own, masks, strict=True)))
-    mean, scale, w, b = fit_on(own, masks)
+    mean, scale, w, b, offsets = fit_on(own, masks)
     rows = ", ".join(f"{s.name}: {int(m.sum())} rows of {int(pd.unique(s.patient[m]).size)} patients"
                      for s, m in zip(own, masks, strict=True))
     summary = {c: {"sources": r["sources"], "worse_margin": r["worse_margin"],
@@ -195,8 +218,10 @@ def pooled_fit(report: dict[str, Any], logits: dict[str, dict[str, np.ndarray]],
                                for n, v in r["margins"].items()}}
                for c, r in report["candidates"].items()}
     return T.PooledFit(name=chosen, oof=logits[chosen]["simulator"], mean=mean, scale=scale, w=w, b=b,
-                       fitted_on=f"{rows} (each source the same total weight)",
-                       selection={"candidates": summary, "chosen": chosen, "rule": SOURCE_RULE})
+                       fitted_on=f"{rows} (each source the same total weight, each its own intercept; the "
+                                 f"shipped intercept is the simulator ward's)",
+                       selection={"candidates": summary, "chosen": chosen, "rule": SOURCE_RULE,
+                                  "source_offsets": offsets})
 
 
 __all__ = ["CANDIDATES", "FOLDS", "SOURCE_RULE", "SOURCE_TIE", "SourceRows", "choose", "compare", "fit_on",

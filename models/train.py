@@ -193,7 +193,8 @@ def standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, clip: float 
 
 
 def fit_constrained(z: np.ndarray, y: np.ndarray, directions: np.ndarray, *, c_reg: float = 1.0,
-                    sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+                    sample_weight: np.ndarray | None = None, penalised: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, float]:
     """Sign-constrained, L2-penalised, class-balanced logistic regression on standardised features.
 
     Minimises ``Σ_i s_i · logloss_i + ||w||² / (2 C)`` (scikit-learn's objective for
@@ -201,7 +202,8 @@ def fit_constrained(z: np.ndarray, y: np.ndarray, directions: np.ndarray, *, c_r
     where ``directions[j] = +1``, ``w_j <= 0`` where ``-1`` and no bound where ``0``, with L-BFGS-B
     from zero. The objective is divided by ``Σ s_i`` for conditioning (same minimiser). Deterministic.
     ``sample_weight`` (e.g. equal total weight per data source) multiplies each row's weight; the class balance is
-    then taken over the weighted rows, and with no weights the fit is exactly the unweighted one.
+    then taken over the weighted rows, and with no weights the fit is exactly the unweighted one. ``penalised``
+    (boolean per column, default all) leaves columns such as per-source intercepts out of the L2 penalty.
     """
     from scipy.optimize import minimize
 
@@ -212,16 +214,18 @@ def fit_constrained(z: np.ndarray, y: np.ndarray, directions: np.ndarray, *, c_r
         sw = np.where(y == 1, len(y) / (2 * n_pos), len(y) / (2 * n_neg))
     else:
         v = np.asarray(sample_weight, dtype=float)
+        v = v / v.mean()  # the penalty's strength stays that of an unweighted fit on as many rows
         n_pos, n_neg = float(v[y == 1].sum()), float(v[y == 0].sum())
         sw = v * np.where(y == 1, v.sum() / (2 * n_pos), v.sum() / (2 * n_neg))
     total = float(sw.sum())
-    lam = 1.0 / (c_reg * total)
     k = z.shape[1]
+    lam = np.where(np.ones(k, dtype=bool) if penalised is None else np.asarray(penalised, dtype=bool),
+                   1.0 / (c_reg * total), 0.0)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[:k], theta[k]
         eta = z @ w + b
-        loss = float(np.sum(sw * (np.logaddexp(0.0, eta) - y * eta))) / total + 0.5 * lam * float(w @ w)
+        loss = float(np.sum(sw * (np.logaddexp(0.0, eta) - y * eta))) / total + 0.5 * float(lam @ (w * w))
         r = sw * (expit(eta) - y) / total
         grad = np.empty(k + 1)
         grad[:k] = z.T @ r + lam * w
