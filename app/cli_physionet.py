@@ -23,6 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from app.cli_models import _out, _Progress
@@ -180,6 +181,9 @@ def evaluate_main(argv: list[str]) -> int:
                         help="also fit the twin's model on these stays with patient-level cross-validation "
                              "(models.physionet_cv) and write cv_variant.json and its section; never shipped")
     parser.add_argument("--cv-folds", type=int, default=5, help="outer folds for --cv-variant")
+    parser.add_argument("--out-of-fold", type=Path, default=Path("reports/sources/set_a_out_of_fold.csv.gz"),
+                        help="when the twin was fitted on these very records: its out-of-fold logits "
+                             "(written by wardtwin train --physionet-records), judged instead of its in-sample risk")
     args = parser.parse_args(argv)
     from models import physionet_eval as E
     from models.physionet_cv import hour_table
@@ -207,6 +211,14 @@ def evaluate_main(argv: list[str]) -> int:
         return 1
     progress(f"scored {tally.stays} stays × {len(E.HOURS)} hours")
     scores = pd.concat(score_parts, ignore_index=True)
+    in_sample = _fitted_on_these(twin.artifact, args.records) if args.limit is None else None
+    if in_sample is not None:
+        if not args.out_of_fold.exists():
+            _out(f"the twin {twin.version} was fitted on {args.records.name} ({in_sample}); judging it there needs "
+                 f"its out-of-fold logits ({args.out_of_fold}, written by wardtwin train --physionet-records)")
+            return 2
+        scores = _with_out_of_fold_risk(scores, twin.artifact, args.out_of_fold)
+        progress(f"the twin was fitted on these stays: judged on its out-of-fold risk ({args.out_of_fold})")
     scores.attrs["feature_missing"] = dict(missing)
     scores.attrs["feature_rows"] = feature_rows
     events = pd.concat(event_parts, ignore_index=True)
@@ -214,6 +226,7 @@ def evaluate_main(argv: list[str]) -> int:
     data["records"] = args.records.name
     data["limit"] = args.limit
     data["outcome_rows"] = len(outcomes)
+    data["risk"] = ("out of fold: " + str(args.out_of_fold)) if in_sample is not None else "the twin as served"
     demographics = pd.DataFrame([(p, a, g) for p, (a, g) in tally.demographics.items()],
                                 columns=["patient_id", "age", "gender"])
     report = E.build_report(scores, events, outcomes, twin, n_bootstrap=args.bootstrap, seed=args.seed, data=data,
@@ -234,6 +247,32 @@ def evaluate_main(argv: list[str]) -> int:
             _out(line)
     _out(f"scores: {args.out / 'scores.csv'}; report: {args.out / 'report.json'} and {args.out / 'index.html'}")
     return 0
+
+
+def _fitted_on_these(artifact: dict[str, Any], records: Path) -> str | None:
+    """How the twin's training data names ``records`` when the twin was fitted on them, else None."""
+    real = artifact.get("cohort", {}).get("real_data")
+    if not real or real.get("limit") is not None:
+        return None
+    from app.cli_sources import records_sha256
+
+    return f"sha256 {real['records_sha256'][:12]}" if records_sha256(records) == real["records_sha256"] else None
+
+
+def _with_out_of_fold_risk(scores: pd.DataFrame, artifact: dict[str, Any], path: Path) -> pd.DataFrame:
+    """``risk`` replaced by the out-of-fold risk, ``expit(a · logit + c)`` with the artifact's Platt map (fitted on
+    the simulator's development patients only, so no set-A label tunes it); empty where the service would not
+    score or no fold model did."""
+    from scipy.special import expit
+
+    oof = pd.read_csv(path, dtype={"record_id": int, "hour": int, "logit": float})
+    cal = artifact["calibration"]
+    merged = scores[["record_id", "hour"]].merge(oof, on=["record_id", "hour"], how="left")
+    risk = expit(cal["a"] * merged["logit"].to_numpy(float) + cal["c"])
+    out = scores.copy()
+    out["risk"] = np.where(scores["risk"].notna().to_numpy(), risk, np.nan)
+    out.attrs.update(scores.attrs)
+    return out
 
 
 def stay_hour_batches(args: argparse.Namespace, tally: Tally, progress: _Progress

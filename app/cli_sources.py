@@ -8,16 +8,20 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from app.cli_models import _out, _Progress
 from app.cli_physionet import Tally, stay_hour_batches
+from models import physionet2012 as P
+from models import physionet_eval as E
 from models import source_choice as S
 from models import source_report
 from models import train as T
 
 
-def _sha256(path: Path) -> str:
+def records_sha256(path: Path) -> str:
+    """sha256 of the records archive (or of a folder's ``*.txt`` names and bytes, in name order)."""
     if path.is_dir():
         h = hashlib.sha256()
         for f in sorted(path.glob("*.txt")):
@@ -41,6 +45,17 @@ def set_a_table(records: Path, limit: int | None, progress: _Progress) -> tuple[
     return pd.concat(tables, ignore_index=True), pd.concat(events, ignore_index=True), tally
 
 
+def write_out_of_fold(table: pd.DataFrame, logit: np.ndarray, path: Path) -> None:
+    """``record_id,hour,logit``: the chosen candidate's out-of-fold raw logit at every set-A stay-hour (empty where
+    no fold model scored it), for ``wardtwin evaluate physionet2012`` to judge a twin that has seen set A."""
+    hours = ((pd.to_datetime(table["window_end"], utc=True) - pd.Timestamp(P.ADMISSION_AT)) / pd.Timedelta(hours=1))
+    frame = pd.DataFrame({"record_id": [E.record_id(p) for p in table["patient_id"]],
+                          "hour": hours.round().astype(int),
+                          "logit": [("" if not np.isfinite(v) else f"{v:.7g}") for v in logit]})
+    frame = frame.sort_values(["record_id", "hour"], kind="mergesort")
+    frame.to_csv(path, index=False, lineterminator="\n", compression={"method": "gzip", "mtime": 0})
+
+
 def choose_sources(args: argparse.Namespace, dataset: T.Dataset, fingerprint: dict[str, Any], progress: _Progress,
                    argv: list[str]) -> tuple[T.PooledFit | None, dict[str, Any]]:
     """(the pooled fit to ship, or None when the simulator alone wins; the cohort fingerprint, with set A's)."""
@@ -56,10 +71,14 @@ def choose_sources(args: argparse.Namespace, dataset: T.Dataset, fingerprint: di
         _out(line)
     if report["chosen"] == "simulator":
         return None, fingerprint
+    write_out_of_fold(table, logits[report["chosen"]]["set-a"], args.sources_report / OUT_OF_FOLD)
     real = {"dataset": "PhysioNet/CinC Challenge 2012 set A (1.0.0, ODC-By 1.0)",
-            "records": args.physionet_records.name, "records_sha256": _sha256(args.physionet_records),
+            "records": args.physionet_records.name, "records_sha256": records_sha256(args.physionet_records),
             "stays": tally.stays, "stay_hours": len(table), "limit": args.physionet_limit}
     return S.pooled_fit(report, logits, by_name, progress=progress), {**fingerprint, "real_data": real}
 
 
-__all__ = ["choose_sources", "set_a_table"]
+#: The chosen candidate's out-of-fold logits on set A, beside ``report.json`` in ``--sources-report``.
+OUT_OF_FOLD = "set_a_out_of_fold.csv.gz"
+
+__all__ = ["OUT_OF_FOLD", "choose_sources", "records_sha256", "set_a_table", "write_out_of_fold"]

@@ -37,8 +37,7 @@ def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
         "features": [{"name": n, "coefficient": round(c, 4)} for n, c in coefs],
         "metrics_test": artifact["metrics"]["test"],
         "limitations": [
-            "Trained and evaluated on simulated patients (wardtwin simulator), not on real ward data; "
-            "performance on real patients is unknown until a prospective silent evaluation.",
+            _data_limitation(artifact),
             "The label is a vital-sign threshold crossing derived from the monitor itself, not a clinical outcome "
             "(ICU admission, cardiac arrest, death).",
             "Every coefficient is constrained to its clinically expected sign (all features here are 'more is "
@@ -61,15 +60,7 @@ def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
             "when vitals are charted every few hours: a value inside the NEWS2 zero band adds nothing, so the twin "
             "cannot tell 'high-normal' from 'low-normal'. Change from the patient's own baseline counts only in the "
             "harmful direction and needs 5 hours of history.",
-            "Why the level features weigh 0 (diagnosed when twin v3 was trained, simulator seed 42 cohort, "
-            "development windows): each level alone earns a positive coefficient (univariate AUROC 0.54-0.58 for "
-            "the hinges and points, 0.62 for `news2_latest`), but beside the trends, approach speeds and 4-hour "
-            "times in range (correlation 0.77-0.91 with the 1-hour hinges) its partial effect is zero or negative "
-            "and the sign constraint floors it; oxygen is below 0.5 even alone. Leaving the copies out "
-            "(`v3-levels-once`) lets the respiratory-rate, SBP and temperature points weigh 0.07-0.16 but loses "
-            "development AUROC (0.689 vs 0.696): in the simulator a patient's level adds nothing its trends do "
-            "not already say, so the cause is the simulator's labels, not the constraint; a twin that weighs how "
-            "sick a patient is now needs real training data or a reworked simulator.",
+            *_levels_limitation(artifact, zero),
             "Contributions are measured from the average development-cohort window (the standardisation mean), so "
             "a contribution below zero means 'less than a typical ward patient' and its sentence says it lowers "
             "the risk; it is not a statement that the patient is safe.",
@@ -91,6 +82,38 @@ def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _data_limitation(artifact: dict[str, Any]) -> str:
+    real = artifact["cohort"].get("real_data")
+    if not real:
+        return ("Trained and evaluated on simulated patients (wardtwin simulator), not on real ward data; "
+                "performance on real patients is unknown until a prospective silent evaluation.")
+    return (f"Trained on simulated ward patients and on {real['stays']} real ICU stays ({real['dataset']}), chosen "
+            "by a rule stated before the comparison (`models.source_choice.SOURCE_RULE`, `reports/sources/`). "
+            "No real *ward* patient was used: set A is an ICU (SpO2 from blood gases, arterial pressures, sedation "
+            "read as confusion, vitals charted hourly at best), so levels are learned from ICU patients and "
+            "trends from the simulator. Calibration and the alert threshold come from the simulated ward only. "
+            "Real-ward performance is unknown until a prospective silent evaluation.")
+
+
+def _levels_limitation(artifact: dict[str, Any], zero: list[str]) -> list[str]:
+    """Why the level features weigh 0, when they do (the simulator-only twin v3)."""
+    levels = ("hr_news2_points", "spo2_news2_points", "rr_news2_points", "sbp_news2_points", "temp_news2_points")
+    if not all(n in zero or c == 0.0 for n, c in zip(artifact["feature_names"], artifact["coefficients"],
+                                                       strict=True) if n in levels):
+        return []
+    return [
+        "Why the level features weigh 0 (diagnosed when twin v3 was trained, simulator seed 42 cohort, "
+        "development windows): each level alone earns a positive coefficient (univariate AUROC 0.54-0.58 for "
+        "the hinges and points, 0.62 for `news2_latest`), but beside the trends, approach speeds and 4-hour "
+        "times in range (correlation 0.77-0.91 with the 1-hour hinges) its partial effect is zero or negative "
+        "and the sign constraint floors it; oxygen is below 0.5 even alone. Leaving the copies out "
+        "(`v3-levels-once`) lets the respiratory-rate, SBP and temperature points weigh 0.07-0.16 but loses "
+        "development AUROC (0.689 vs 0.696): in the simulator a patient's level adds nothing its trends do "
+        "not already say, so the cause is the simulator's labels, not the constraint; a twin that weighs how "
+        "sick a patient is now needs real training data or a reworked simulator.",
+    ]
+
+
 def _operating_point_limitation(artifact: dict[str, Any]) -> str:
     point = (artifact.get("operating_points") or {}).get("alert") or {}
     if point.get("threshold") is None:
@@ -109,7 +132,23 @@ def _operating_point_limitation(artifact: dict[str, Any]) -> str:
 def _choice_section(artifact: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     var = artifact.get("variants")
-    if var:
+    if var and "source_offsets" in var:
+        lines += ["## Choice of the training data", "",
+                  f"Rule (`models.source_choice.SOURCE_RULE`): {var['rule']}. Shipped: **{var['chosen']}** "
+                  f"(per-source intercepts {', '.join(f'{k} {v:+.3f}' for k, v in var['source_offsets'].items())}; "
+                  "the shipped intercept is the simulated ward's).", "",
+                  "| trained on | simulator: AUROC vs NEWS2, margin (95 % CI) "
+                  "| set A: AUROC vs NEWS2, margin (95 % CI) | worse margin |", "|---|---|---|---|"]
+        for name, v in var["candidates"].items():
+            cells = " | ".join(f"{m['auroc']:.3f} vs {m['news2_auroc']:.3f}, {m['margin']:+.3f} "
+                               f"({m['margin_ci'][0]:+.3f} to {m['margin_ci'][1]:+.3f})"
+                               for m in (v["margins"]["simulator"], v["margins"]["set-a"]))
+            lines.append(f"| {name}{' (shipped)' if name == var['chosen'] else ''} | {cells} | "
+                         f"{v['worse_margin']:+.3f} |")
+        lines += ["", "Out-of-fold on both sources (joint 5-fold patient cross-validation; simulator development "
+                  "patients, NEWS2 every 5 min; set A stay-hours, NEWS2 charted hourly). Full comparison: "
+                  "`reports/sources/`.", ""]
+    elif var:
         lines += ["## Choice of the shipped variant", "",
                   f"Rule (`models.train.SELECTION_RULE`): {var['rule']}. "
                   f"Shipped: **{var['chosen']}**.", "",
@@ -214,8 +253,16 @@ def _real_section(real: dict[str, Any]) -> list[str]:
                      f"{_fmt(v['events_auroc'])} ({v['events_auroc_minus_news2']:+.3f} vs NEWS2), in-hospital death "
                      f"{_fmt(v['death_auroc_last'])} (last) / {_fmt(v['death_auroc_peak'])} (peak); see "
                      f"`reports/physionet2012/{v.get('file', '')}`.")
-    lines += ["- This twin is **not** better than NEWS2 on these real patients; the service therefore alerts on "
-              "NEWS2's own escalation rule whatever the twin says (alert kind `news2`).", ""]
+    goal = real["events_6h"]["goal"]
+    lo = (goal.get("margin_ci") or [None])[0]
+    if lo is not None and lo > 0:
+        lines.append(f"- On these real patients the twin ranks 6-hour events better than NEWS2 charted hourly "
+                     f"(difference {goal['margin']:+.3f}, 95 % CI from {lo:+.3f}); NEWS2's own escalation rule still "
+                     "alerts whatever the twin says (alert kind `news2`).")
+    else:
+        lines.append("- This twin is **not** better than NEWS2 on these real patients; the service therefore alerts "
+                     "on NEWS2's own escalation rule whatever the twin says (alert kind `news2`).")
+    lines.append("")
     return lines
 
 

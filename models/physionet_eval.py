@@ -369,8 +369,12 @@ def build_report(scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int,
     feature_missing = {k: v / feature_rows for k, v in scores.attrs.get("feature_missing", {}).items()} \
         if feature_rows else {}
     report: dict[str, Any] = {
-        "scope": f"PhysioNet/CinC Challenge 2012 set A, {stays} real ICU stays, charted vitals; the shipped twin "
-                 "(trained on the simulator only, nothing fitted here) scored hourly through the serving code",
+        "scope": f"PhysioNet/CinC Challenge 2012 set A, {stays} real ICU stays, charted vitals; " + (
+            "the shipped twin (trained on the simulator only, nothing fitted here) scored hourly through the "
+            "serving code" if (data or {}).get("risk", "the twin as served") == "the twin as served" else
+            "the shipped twin was fitted on these stays (with the simulator), so its risk here is out of fold: "
+            "each stay scored by the fold model that did not see it, through the same windows and features, "
+            "calibrated by the artifact's Platt map (fitted on simulated ward patients only)"),
         "twin_version": twin.version, "data": data or {},
         "coverage": {
             "stay_hours": len(scores), "risk_empty_hours": int(scores["risk"].isna().sum()),
@@ -460,7 +464,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.extend(S.lines(report["subgroups"], twin_death="twin_last"))
     cov = report["coverage"]
     miss = cov["feature_missing_share_at_scored_hours"]
-    if miss:
+    if miss and not ev["goal"]["met"]:
         shown = ("hr_above_90_1h", "rr_above_20_1h", "spo2_below_96_1h", "shock_index_above_0_7", "hr_rise_1h",
                  "sbp_below_110", "not_alert")
         lines.append("Why: the twin's features were built for monitor streams; at charted cadence most cannot be "

@@ -147,14 +147,16 @@ def fit_on(sources: list[SourceRows], masks: list[np.ndarray]
 
 def out_of_fold(candidate: str, by_name: dict[str, SourceRows], *,
                 progress: Callable[[str], None] = T._quiet) -> dict[str, np.ndarray]:
-    """Out-of-fold raw logits of ``candidate`` on every source's rows (NaN outside folds 0..FOLDS-1)."""
+    """Out-of-fold raw logits of ``candidate`` on every source's rows (NaN outside folds 0..FOLDS-1), as the
+    service would compute them: with the first source's intercept, no per-source offset (AUROCs within a source
+    do not depend on it)."""
     own = [by_name[n] for n in CANDIDATES[candidate]]
     out = {n: np.full(len(s.y), np.nan) for n, s in by_name.items()}
     for k in range(FOLDS):
-        mean, scale, coef, b, offsets = fit_on(own, [s.fit & (s.fold != k) & (s.fold >= 0) for s in own])
+        mean, scale, coef, b, _ = fit_on(own, [s.fit & (s.fold != k) & (s.fold >= 0) for s in own])
         for n, s in by_name.items():
             rows = s.fold == k
-            out[n][rows] = T.standardise(s.x[rows], mean, scale) @ coef + b + offsets.get(n, 0.0)
+            out[n][rows] = T.standardise(s.x[rows], mean, scale) @ coef + b  # as served: the first source's intercept
         progress(f"{candidate}: fold {k} fitted")
     return out
 
