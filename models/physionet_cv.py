@@ -49,11 +49,10 @@ INNER_FOLDS: Final[int] = T.CV_FOLDS
 CV_SEED: Final[int] = 2012
 #: Where the shipped twin is chosen and served, unchanged by this measurement.
 NOT_SHIPPED: Final[str] = (
-    "Not shipped this session. The shipped artifact was chosen by train.py's SELECTION_RULE, stated before any set-A "
-    "result, among simulator-trained variants, and it serves a monitor-stream ward population; neither changes here. "
-    "A twin fitted on set A was fitted on ICU stays charted hourly at best (SaO2 from blood gases, arterial pressures, "
-    "sedation read as confusion), so shipping it needs a selection rule stated before its held-out results and a "
-    "check on ward-like, monitor-cadence data. The lead decides.")
+    "Not shipped: models.source_choice.SOURCE_RULE (stated before its comparison) weighs training on the simulator, "
+    "on set A and on both by the worse of their two margins over NEWS2 (set A; the simulated ward at monitor "
+    "cadence). Fitted on set A alone, the twin ranks the simulated ward's events worse than NEWS2, so the rule "
+    "ships the twin fitted on both (reports/sources/). This variant stays as the set-A-only reference.")
 
 
 def patient_folds(patient_ids: np.ndarray | list[str], has_event: np.ndarray | list[bool], folds: int, seed: int

@@ -14,6 +14,8 @@ from models.metrics import bootstrap
 AGE_BANDS: Final[tuple[tuple[float, float, str], ...]] = (
     (0, 50, "<50"), (50, 65, "50-64"), (65, 80, "65-79"), (80, 200, ">=80"))
 SEX: Final[dict[int, str]] = {0: "female", 1: "male"}
+#: Fewer stays than this in a group: counts only, no AUROC (an interval from a handful of stays means nothing).
+MIN_STAYS: Final[int] = 30
 
 
 def groups(demographics: pd.DataFrame) -> dict[str, pd.Series]:
@@ -44,14 +46,14 @@ def section(same: pd.DataFrame, risk: np.ndarray, news: np.ndarray, per_stay: pd
             m = hour_level == level
             entry: dict[str, Any] = {"stays": int(pd.unique(pid[m]).size), "hours": int(m.sum()),
                                      "positive_hours": int(y[m].sum())}
-            if m.any() and 0 < y[m].sum() < m.sum():
+            if entry["stays"] >= MIN_STAYS and 0 < y[m].sum() < m.sum():
                 b = bootstrap(y[m], {"twin": risk[m], "news2": news[m]}, pid[m], n=n_bootstrap, seed=seed)
                 entry["events_6h"] = {"twin": b["twin"]["auroc"], "twin_ci": b["twin"]["auroc_ci"],
                                       "news2": b["news2"]["auroc"], "news2_ci": b["news2"]["auroc_ci"],
                                       "margin": b["twin"]["auroc_minus_news2"],
                                       "margin_ci": b["twin"]["auroc_minus_news2_ci"]}
             s = per_stay[stay_level == level]
-            if len(s) and 0 < s["death"].sum() < len(s):
+            if len(s) >= MIN_STAYS and 0 < s["death"].sum() < len(s):
                 yd = s["death"].to_numpy(int)
                 scores = {"twin": s[twin_death].to_numpy(float), "news2": s["news2_last"].to_numpy(float),
                           "saps1": s["saps1"].to_numpy(float)}
@@ -77,4 +79,4 @@ def lines(sub: dict[str, Any], *, twin_death: str) -> list[str]:
     return out
 
 
-__all__ = ["AGE_BANDS", "SEX", "groups", "lines", "section"]
+__all__ = ["AGE_BANDS", "MIN_STAYS", "SEX", "groups", "lines", "section"]

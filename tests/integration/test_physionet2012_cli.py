@@ -9,6 +9,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -159,3 +160,40 @@ def test_evaluate_cv_variant_writes_its_numbers_beside_the_shipped_twins(tmp_pat
     plain_report = json.loads((plain / "report.json").read_text(encoding="utf-8"))
     assert {k: v for k, v in report.items() if k != "variants"} == plain_report
     assert not (plain / "cv_variant.json").exists()
+
+
+def _twin_fitted_on_the_fixtures(tmp_path: Path) -> Path:
+    """The shipped artifact, its cohort saying it was fitted on these very records (what wardtwin train
+    --physionet-records records)."""
+    from app.cli_sources import records_sha256
+
+    artifact = dict(Twin.load().artifact)
+    artifact["cohort"] = {**artifact["cohort"], "real_data": {
+        "records_sha256": records_sha256(RECORDS), "limit": None, "stays": len(STAY_IDS)}}
+    path = tmp_path / "twin.json"
+    path.write_text(json.dumps(artifact), encoding="utf-8")
+    return path
+
+
+def test_a_twin_fitted_on_the_records_is_never_judged_in_sample(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    twin = _twin_fitted_on_the_fixtures(tmp_path)
+    args = ["evaluate", "physionet2012", "--records", str(RECORDS), "--outcomes", str(OUTCOMES), "--artifact",
+            str(twin), "--bootstrap", "20", "--out", str(tmp_path / "out")]
+    rc = main([*args, "--out-of-fold", str(tmp_path / "missing.csv.gz")])
+    assert rc == 2
+    assert "was fitted on set-a" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "scores.csv").exists()
+
+    # with out-of-fold logits, the risk is expit(a · logit + c) where the service would score, else empty
+    logit = 0.5
+    rows = [(rid, hour, logit) for rid in STAY_IDS for hour in range(1, 49)]
+    pd.DataFrame(rows, columns=["record_id", "hour", "logit"]).to_csv(tmp_path / "oof.csv.gz", index=False)
+    assert main([*args, "--out-of-fold", str(tmp_path / "oof.csv.gz")]) == 0
+    cal = json.loads(twin.read_text(encoding="utf-8"))["calibration"]
+    expected = f"{1 / (1 + np.exp(-(cal['a'] * logit + cal['c']))):.6g}"
+    scores = pd.read_csv(tmp_path / "out" / "scores.csv", dtype=str, keep_default_na=False)
+    assert set(scores.loc[scores["risk"] != "", "risk"]) == {expected}
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["data"]["risk"].startswith("out of fold")
+    assert "out of fold" in report["scope"]

@@ -19,7 +19,8 @@ def test_groups_follow_the_stated_bands_and_codes() -> None:
     assert g["age band"].to_dict() == {"a": "<50", "b": "50-64", "c": ">=80", "d": "unknown"}
 
 
-def test_section_measures_each_group_on_its_own_patients() -> None:
+def test_section_measures_each_group_on_its_own_patients(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(S, "MIN_STAYS", 1)
     rng = np.random.default_rng(0)
     pids = np.repeat(["a", "b", "c", "d"], 50)
     y = rng.integers(0, 2, len(pids))
@@ -37,3 +38,12 @@ def test_section_measures_each_group_on_its_own_patients() -> None:
     assert out["sex"]["male"]["death"]["twin"] == 1.0  # c died (0.8) and b survived (0.1)
     assert "death" not in female  # one stay: no AUROC
     assert any("female" in line for line in S.lines(out, twin_death="twin_last"))
+
+
+def test_groups_of_few_stays_get_counts_but_no_auroc() -> None:
+    same = pd.DataFrame({"patient_id": np.repeat(["a", "b"], 10), "label": [0, 1] * 10})
+    per_stay = pd.DataFrame({"death": [1, 0], "twin_last": [0.9, 0.1], "news2_last": [5, 1], "saps1": [20, 10]},
+                            index=pd.Index(["a", "b"], name="patient_id"))
+    out = S.section(same, np.linspace(0, 1, 20), np.zeros(20), per_stay, _demographics(), twin_death="twin_last",
+                    n_bootstrap=5, seed=1)
+    assert out["sex"]["female"] == {"stays": 1, "hours": 10, "positive_hours": 5}
