@@ -248,6 +248,15 @@ def _real_section(real: dict[str, Any]) -> list[str]:
              f"{_ci(death['news2_peak'], 'auroc')} | {_ci(death['saps1'], 'auroc')} | {_ci(death['sofa'], 'auroc')} |",
              f"| in-hospital death, last at 48 h | {_ci(death['twin_last'], 'auroc')} | "
              f"{_ci(death['news2_last'], 'auroc')} | | |", ""]
+    for name, op in real["events_6h"].get("sensitivity_30min_lead", {}).items():
+        lo, hi = op["sensitivity_ci"]
+        lines.append(f"- First-event sensitivity with ≥ 30 min lead, {name}: {_fmt(op['sensitivity'], '.2f')} "
+                     f"({_fmt(lo, '.2f')}–{_fmt(hi, '.2f')}; {op['detected']}/{op['first_events']}).")
+    cal = real["events_6h"].get("calibration", {}).get("in_the_large")
+    if cal:
+        lines.append(f"- Calibration on these stays: mean risk {_fmt(cal['expected'])} against an event rate of "
+                     f"{_fmt(cal['observed'])}; the threshold was set for a ward, so a sicker population needs its "
+                     "own (`WARDTWIN_ALERT_THRESHOLD`).")
     for name, v in real.get("variants", {}).items():
         lines.append(f"- Variant `{name}`{' (not shipped)' if v.get('not_shipped') else ''}: 6-hour events AUROC "
                      f"{_fmt(v['events_auroc'])} ({v['events_auroc_minus_news2']:+.3f} vs NEWS2), in-hospital death "
