@@ -521,6 +521,7 @@ def write_report(report: dict[str, Any], out: str | Path, *, cv: dict[str, Any] 
     fig.tight_layout()
     fig.savefig(out / "risk_by_outcome.png", dpi=100)
     plt.close(fig)
+    _plot_calibration_and_decision(ev, out / "calibration_decision.png")
     html = ["<!doctype html><html><head><meta charset='utf-8'><title>wardtwin on PhysioNet 2012</title>",
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}pre{background:#f6f6f6;padding:1em;"
             "overflow-x:auto}img{max-width:49%}</style></head><body>",
@@ -528,6 +529,7 @@ def write_report(report: dict[str, Any], out: str | Path, *, cv: dict[str, Any] 
             f"<pre>{escape(chr(10).join(report['summary']))}</pre>",
             "<img src='roc_events.png' alt='ROC, 6-hour events'><img src='roc_death.png' alt='ROC, death'>",
             "<img src='risk_by_outcome.png' alt='risk by outcome' style='max-width:98%'>",
+            "<img src='calibration_decision.png' alt='calibration by bin and decision curve' style='max-width:98%'>",
             *(_cv_section(cv) if cv is not None else []),
             "<h2>Rules</h2><ul>", *(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in report["rules"].items()),
             "</ul>", "<h2>Data</h2><pre>" + escape(json.dumps(report["data"], indent=1, sort_keys=True)) + "</pre>",
@@ -538,6 +540,30 @@ def write_report(report: dict[str, Any], out: str | Path, *, cv: dict[str, Any] 
     if cv is not None:
         (out / "cv_variant.json").write_text(json.dumps(cv, sort_keys=True, indent=1, allow_nan=False) + "\n",
                                              encoding="utf-8")
+
+
+def _plot_calibration_and_decision(ev: dict[str, Any], path: Path) -> None:
+    """Task (a): observed event rate by bin of predicted risk, and net benefit against treat-all and NEWS2 >= 5."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    bins = ev.get("calibration", {}).get("by_bin", [])
+    if bins:
+        axes[0].plot([b["mean_predicted"] for b in bins], [b["observed"] for b in bins], "o-", label="twin")
+    axes[0].plot([0, 1], [0, 1], color="grey", lw=0.5)
+    axes[0].set(xlabel="mean predicted risk (bin)", ylabel="observed 6-hour event rate",
+                title="Calibration on set A (ward-calibrated twin)", xlim=(0, 1), ylim=(0, 1))
+    dc = ev.get("decision_curve")
+    if dc:
+        for key, label in (("model", "twin"), ("treat_all", "alert on every hour"),
+                           (f"NEWS2 >= {NEWS2_THRESHOLD}", f"NEWS2 >= {NEWS2_THRESHOLD}"), ("treat_none", "none")):
+            axes[1].plot(dc["thresholds"], dc[key], label=label)
+        axes[1].set(xlabel="threshold probability", ylabel="net benefit per hour", title="Decision curve, set A",
+                    ylim=(-0.05, max(0.12, max(dc["model"]) * 1.1)))
+        axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _cv_section(cv: dict[str, Any]) -> list[str]:

@@ -120,7 +120,7 @@ def test_evaluate_report_has_both_tasks_with_intervals(evaluated: Path) -> None:
     assert death["stays"] == 4 and death["deaths"] == 2  # 132588 has no SAPS-I
     assert report["data"]["readings_rejected"] == 2
     assert {"met", "target"} <= set(events["goal"]) and {"met", "target"} <= set(death["goal"])
-    for name in ("index.html", "roc_events.png", "roc_death.png", "risk_by_outcome.png"):
+    for name in ("index.html", "roc_events.png", "roc_death.png", "risk_by_outcome.png", "calibration_decision.png"):
         assert (evaluated / name).stat().st_size > 0
 
 
