@@ -44,6 +44,8 @@ def _cohort_args(parser: argparse.ArgumentParser, *, patients: int, hours: float
     parser.add_argument("--patients", type=int, default=patients, help=f"generated cohort size (default {patients})")
     parser.add_argument("--hours", type=float, default=hours, help=f"hours per patient (default {hours:g})")
     parser.add_argument("--seed", type=int, default=seed, help=f"simulator seed (default {seed})")
+    parser.add_argument("--mix", default=None, help="generated cohort's archetype mix: 'ward' (default, a general "
+                        "ward), 'enriched' (the training mix) or weights (see `wardtwin simulate cohort --help`)")
 
 
 def _simulator_version() -> str:
@@ -78,11 +80,15 @@ def load_cohort_windows(args: argparse.Namespace, progress: Callable[[str], None
         fingerprint = _fingerprint(manifest, f"cohort directory {root.name}")
     else:
         start = C.DEFAULT_START
-        records = C.iter_cohort(args.patients, args.hours, args.seed, start=start)
+        from simulator.archetypes import normalise_mix, parse_mix
+
+        mix = normalise_mix(parse_mix(args.mix) if getattr(args, "mix", None) else None)
+        records = C.iter_cohort(args.patients, args.hours, args.seed, start=start, archetype_mix=mix)
         total = args.patients
         fingerprint = _fingerprint({"simulator_version": _simulator_version(), "seed": int(args.seed),
                                     "n_patients": int(args.patients), "hours": float(args.hours),
-                                    "start": pd.Timestamp(start).tz_convert("UTC").isoformat()},
+                                    "start": pd.Timestamp(start).tz_convert("UTC").isoformat(),
+                                    "archetype_mix": mix},
                                    "simulator.cohort.iter_cohort")
     frames: list[pd.DataFrame] = []
     patient_rows: list[dict[str, Any]] = []
@@ -118,6 +124,9 @@ def train_main(argv: list[str]) -> int:
                         help="where the training-data comparison is written (with --physionet-records)")
     parser.add_argument("--physionet-limit", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.physionet_records is None and args.out.resolve() == DEFAULT_ARTIFACT.resolve():
+        parser.error("the shipped twin is trained on the simulator and PhysioNet 2012 set A (reports/sources/): pass "
+                     "--physionet-records and --physionet-outcomes, or --out elsewhere for a simulator-only twin")
     from models import train as T
 
     progress = _Progress("train")
