@@ -51,11 +51,13 @@ import pandas as pd
 from app.alerts.store import KINDS
 from app.clock import FixedClock
 from app.main import create_app
+from app.security.keys import new_token
 from app.settings import Settings
 from models.schema import VITALS
 from models.windows import WINDOW
 from simulator.cohort import DEFAULT_START, iter_streams
 from simulator.devices import QUALITIES
+from simulator.patient import PatientStream
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +93,16 @@ async def run_seed(n_patients: int, hours: float, seed: int, data_dir: Path, *, 
                    archetype_mix: dict[str, float] | None = None, progress_every: int = 48,
                    say: Callable[[str], None] = lambda _: None) -> SeedRun:
     """Stream one seed's cohort through the service in process and read every alert back."""
-    t0 = time.perf_counter()
     streams = list(iter_streams(n_patients, hours, seed, start, archetype_mix))
+    return await run_streams(streams, hours, seed, data_dir, start=start, progress_every=progress_every, say=say)
+
+
+async def run_streams(streams: Sequence[PatientStream], hours: float, seed: int, data_dir: Path, *,
+                      start: pd.Timestamp, progress_every: int = 48,
+                      say: Callable[[str], None] = lambda _: None) -> SeedRun:
+    """Deliver ``streams`` (simulated, or real stays in the same shape) to the service in process, a five-minute
+    cycle at a time from ``start`` for ``hours``, and read every alert back. ``seed`` only labels the run."""
+    t0 = time.perf_counter()
     ids = [s.patient["patient_id"] for s in streams]
     sizes = [len(s) for s in streams]
     pidx = np.repeat(np.arange(len(streams)), sizes)
@@ -107,13 +117,15 @@ async def run_seed(n_patients: int, hours: float, seed: int, data_dir: Path, *, 
     start_dt = pd.Timestamp(start).tz_convert("UTC").to_pydatetime()
     end_dt = start_dt + timedelta(hours=hours)
     clock = FixedClock(start_dt)
-    settings = Settings(data_dir=data_dir)
+    key = new_token()  # this in-process session's key with every role; it is the only client, so no rate limit
+    settings = Settings(data_dir=data_dir, demo_key=key, rate_limit_per_s=1e9, rate_limit_burst=10**9)
     grace = timedelta(seconds=settings.cycle_grace_s)
     app = create_app(settings, clock, cycle_interval_s=None)
     sent, windows = 0, 0
     n_windows = int((end_dt - start_dt) / WINDOW)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://alert-burden") as client:
+            transport=httpx.ASGITransport(app=app), base_url="http://alert-burden",
+            headers={"Authorization": f"Bearer {key}"}) as client:
         wt = app.state.wardtwin
         window_end = start_dt + WINDOW
         while window_end <= end_dt:
@@ -150,7 +162,7 @@ async def run_seed(n_patients: int, hours: float, seed: int, data_dir: Path, *, 
     patients, events = [], []
     for s in streams:
         pid = s.patient["patient_id"]
-        patients.append({"patient_id": pid, "archetype": s.patient["archetype"], "start": _ts(s.start_ms),
+        patients.append({"patient_id": pid, "archetype": s.patient.get("archetype"), "start": _ts(s.start_ms),
                          "end": min(_ts(s.end_ms), end_dt)})
         first = sorted(s.events, key=lambda e: pd.Timestamp(e["onset"]))[:1]
         events += [{"patient_id": pid, "kind": e["kind"], "onset": pd.Timestamp(e["onset"]).to_pydatetime()}

@@ -41,6 +41,14 @@ def _evaluate(argv: list[str]) -> int:
         from app.alert_burden import main as evaluate_alert_burden
 
         return evaluate_alert_burden(argv[1:])
+    if argv[:1] == ["alert-day"]:
+        from app.alert_day import main as evaluate_alert_day
+
+        return evaluate_alert_day(argv[1:])
+    if argv[:1] == ["alert-burden-physionet2012"]:
+        from app.alert_burden_physionet import main as evaluate_alert_burden_physionet
+
+        return evaluate_alert_burden_physionet(argv[1:])
     if argv[:1] == ["physionet2012"]:
         from app.cli_physionet import evaluate_main as evaluate_physionet
 
@@ -56,6 +64,12 @@ def _import(argv: list[str]) -> int:
     return import_main(argv)
 
 
+def _keys(argv: list[str]) -> int:
+    from app.cli_keys import main as keys_main
+
+    return keys_main(argv)
+
+
 def _replay(argv: list[str]) -> int:
     from app.replay import main as replay_main
 
@@ -69,6 +83,7 @@ COMMANDS = {
     "train": (_train, "train the twin on a simulated cohort and write its JSON artifact"),
     "evaluate": (_evaluate, "evaluate the twin against NEWS2 on held-out patients (or: evaluate physionet2012)"),
     "import": (_import, "import real ICU stays (import physionet2012 --records PATH --outcomes FILE)"),
+    "keys": (_keys, "API keys: keys create --role clinician --name \"ward 7 board\" | keys list | keys revoke ID"),
     "replay": (_replay, "score a simulated ward's history offline and print a digest of every score"),
 }
 

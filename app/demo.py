@@ -35,6 +35,8 @@ from tenacity import (
 
 from app.clock import AcceleratedClock
 from app.main import create_app
+from app.security.access import Access
+from app.security.keys import ROLES
 from app.service import WardTwin
 from app.settings import Settings
 from models.windows import WINDOW, align
@@ -43,6 +45,19 @@ from simulator.ward import Ward
 logger = logging.getLogger(__name__)
 
 BATCH = 10_000
+DEMO_KEY_PREFIX = "demo session "
+
+
+def session_keys(access: Access, at: datetime) -> dict[str, str]:
+    """One new key per role for this demo session (the previous session's are revoked): role → token."""
+    for key in access.keys.list():
+        if key.name.startswith(DEMO_KEY_PREFIX) and key.revoked_at is None:
+            access.keys.revoke(key.id, at)
+    return {role: access.keys.create(DEMO_KEY_PREFIX + role, role, at)[1] for role in ROLES}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -123,7 +138,8 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.05)
 
     base = f"http://{args.host}:{args.port}"
-    feed = asyncio.create_task(_feed(args, state, state_path, resumed, clock, wt, base))
+    keys = session_keys(app.state.access, datetime.now(UTC))
+    feed = asyncio.create_task(_feed(args, state, state_path, resumed, clock, wt, base, keys))
     stopping = asyncio.create_task(_until_exit_requested(server))
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait({server_task, feed, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -151,7 +167,7 @@ async def _until_exit_requested(server: uvicorn.Server) -> None:
 
 
 async def _feed(args: argparse.Namespace, state: DemoState, state_path: Path, resumed: bool,
-                clock: AcceleratedClock, wt: WardTwin, base: str) -> None:
+                clock: AcceleratedClock, wt: WardTwin, base: str, keys: dict[str, str]) -> None:
     """Post the history and score it through the public API, then stream the ward until cancelled.
 
     APScheduler runs the live cycle from the start (and, after a restart, resumes after the newest window end
@@ -160,7 +176,7 @@ async def _feed(args: argparse.Namespace, state: DemoState, state_path: Path, re
     ward = Ward(args.beds, args.seed, pd.Timestamp(state.epoch))
     if resumed:
         ward.advance(pd.Timestamp(state.acknowledged_until))  # already stored: regenerate and discard
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers=bearer(keys["device"])) as client:
         if state.acknowledged_until < history_end:
             t0 = time.perf_counter()
             history = ward.advance(pd.Timestamp(history_end))
@@ -171,7 +187,8 @@ async def _feed(args: argparse.Namespace, state: DemoState, state_path: Path, re
                   f"in {time.perf_counter() - t0:.1f} s", flush=True)
             window_end = state.epoch + WINDOW
             while window_end <= history_end:
-                response = await client.post("/v1/cycle", params={"window_end": window_end.isoformat()})
+                response = await client.post("/v1/cycle", params={"window_end": window_end.isoformat()},
+                                             headers=bearer(keys["admin"]))
                 response.raise_for_status()
                 window_end += WINDOW
             print(f"history: scored {args.history_hours * 12:.0f} windows for {args.beds} beds "
@@ -179,8 +196,12 @@ async def _feed(args: argparse.Namespace, state: DemoState, state_path: Path, re
         await _stream_until(clock.now(), ward, client, state, state_path)
         print(f"\nwardtwin demo{' (resumed)' if resumed else ''}: {args.beds} beds at {args.speed:g}x, "
               f"store={wt.store.name}, model={wt.twin.version}")
-        print(f"  ward board   {base}/\n  API docs     {base}/docs\n  patients     {base}/v1/patients")
+        print(f"  ward board   {base}/?key={keys['clinician']}\n  API docs     {base}/docs\n"
+              f"  patients     {base}/v1/patients")
         print(f"  alerts       {base}/v1/alerts   (live: ws://{args.host}:{args.port}/v1/ws/alerts)")
+        print("  API keys for this session (Authorization: Bearer <key>; revoked by the next demo start):")
+        for role, token in keys.items():
+            print(f"  {role:<10}   {token}")
         print("  Ctrl-C stops; a restart resumes the same ward.\n", flush=True)
         while True:
             await asyncio.sleep(1.0)

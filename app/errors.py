@@ -6,7 +6,15 @@
     ├── ReadingRejectedError      422  (carries FastAPI-shaped ``detail`` items)
     ├── InvalidRequestError       422
     ├── AlertConflictError        409
-    └── StoreUnavailableError     503
+    ├── WebhookNotFoundError      404  (no such webhook endpoint or delivery)
+    ├── DeliveryConflictError     409  (redeliver a delivery that is not dead-lettered)
+    ├── StoreUnavailableError     503
+    ├── KeyNotFoundError          404
+    ├── AuthenticationError       401  (no, unknown or revoked credential)
+    ├── PermissionDeniedError     403  (a valid key whose role may not do this)
+    ├── RateLimitedError          429  (carries ``retry_after_s``)
+    ├── PayloadTooLargeError      413
+    └── UnsupportedMediaTypeError 415
 """
 
 from __future__ import annotations
@@ -53,3 +61,39 @@ class AlertConflictError(WardTwinError):
 
 class StoreUnavailableError(WardTwinError):
     code = "store_unavailable"
+
+
+class KeyNotFoundError(WardTwinError):
+    code = "key_not_found"
+
+
+class AuthenticationError(WardTwinError):
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(WardTwinError):
+    code = "forbidden"
+
+
+class RateLimitedError(WardTwinError):
+    code = "rate_limited"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"too many requests for this key; retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class PayloadTooLargeError(WardTwinError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(WardTwinError):
+    code = "unsupported_media_type"
+
+
+class WebhookNotFoundError(WardTwinError):
+    code = "webhook_not_found"
+
+
+class DeliveryConflictError(WardTwinError):
+    code = "delivery_conflict"

@@ -35,7 +35,6 @@ from models.schema import (
 _FIELDS = ("patient_id", "vital", "value", "ts", "quality")
 _ACVPU_LETTERS = ", ".join(ACVPU_CODES)
 _ACVPU_LO, _ACVPU_HI = PLAUSIBLE_RANGES["acvpu"]
-_EARLIEST_TEXT = EARLIEST_READING_AT.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +89,14 @@ def _value(vital: str, raw: Any) -> float:
     return value
 
 
-def _fast(item: Any, known_ids: set[str], horizon: datetime) -> Reading | None:
+def check_value(vital: str, raw: Any) -> float:
+    """A value for ``vital`` as ingest accepts it (what-if uses the same rule): the float, or TypeError/ValueError
+    with a message naming the problem."""
+    return _value(vital, raw)
+
+
+def _fast(item: Any, known_ids: set[str], horizon: datetime,
+          earliest: datetime = EARLIEST_READING_AT) -> Reading | None:
     """The common, valid case at about a microsecond an item.
 
     ``None`` means "not obviously valid": the item then goes through ``_check``, which accepts it
@@ -111,8 +117,10 @@ def _fast(item: Any, known_ids: set[str], horizon: datetime) -> Reading | None:
         patient_id, vital, value, raw_ts = item["patient_id"], item["vital"], item["value"], item["ts"]
     except KeyError:
         return None
+    if type(patient_id) is not str or type(vital) is not str:  # a list or object is not hashable: _check names it
+        return None
     if patient_id not in known_ids:
-        if type(patient_id) is not str or not PATIENT_ID_PATTERN.fullmatch(patient_id):
+        if not PATIENT_ID_PATTERN.fullmatch(patient_id):
             return None
         known_ids.add(patient_id)
     bounds = PLAUSIBLE_RANGES.get(vital)
@@ -137,23 +145,26 @@ def _fast(item: Any, known_ids: set[str], horizon: datetime) -> Reading | None:
             return None
     if ts.microsecond % 1000:
         ts = ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
-    if not EARLIEST_READING_AT <= ts <= horizon:
+    if not earliest <= ts <= horizon:
         return None
     return Reading(patient_id, vital, ts, value, quality)
 
 
-def validate_batch(items: Sequence[Any], now: datetime, max_future_skew: timedelta) -> BatchResult:
-    """Split a batch into valid readings and FastAPI-shaped errors (one or more per bad item)."""
+def validate_batch(items: Sequence[Any], now: datetime, max_future_skew: timedelta,
+                   max_age: timedelta | None = None) -> BatchResult:
+    """Split a batch into valid readings and FastAPI-shaped errors (one or more per bad item). A reading older
+    than ``max_age`` before ``now`` (the service's horizon) is refused; never one before ``EARLIEST_READING_AT``."""
     horizon = now + max_future_skew
+    earliest = EARLIEST_READING_AT if max_age is None else max(EARLIEST_READING_AT, now - max_age)
     readings: list[Reading] = []
     errors: list[dict[str, Any]] = []
     known_ids: set[str] = set()
     for index, item in enumerate(items):
-        reading = _fast(item, known_ids, horizon)
+        reading = _fast(item, known_ids, horizon, earliest)
         if reading is not None:
             readings.append(reading)
             continue
-        checked = _check(index, item, horizon)
+        checked = _check(index, item, horizon, earliest)
         if isinstance(checked, Reading):
             readings.append(checked)
         else:
@@ -161,7 +172,8 @@ def validate_batch(items: Sequence[Any], now: datetime, max_future_skew: timedel
     return BatchResult(readings, errors)
 
 
-def _check(index: int, item: Any, horizon: datetime) -> Reading | list[dict[str, Any]]:
+def _check(index: int, item: Any, horizon: datetime,
+           earliest: datetime = EARLIEST_READING_AT) -> Reading | list[dict[str, Any]]:
     """The full check of one item: the reading, or every problem with its location."""
     if not isinstance(item, dict):
         return [_error(index, None, "reading must be an object", "type_error")]
@@ -189,8 +201,9 @@ def _check(index: int, item: Any, horizon: datetime) -> Reading | list[dict[str,
     except ValueError as exc:
         item_errors.append(_error(index, "ts", str(exc), "datetime"))
     else:
-        if ts < EARLIEST_READING_AT:
-            item_errors.append(_error(index, "ts", f"timestamp {ts.isoformat()} is before {_EARLIEST_TEXT}, "
+        if ts < earliest:
+            text = earliest.isoformat().replace("+00:00", "Z")
+            item_errors.append(_error(index, "ts", f"timestamp {ts.isoformat()} is before {text}, "
                                                    "the earliest reading accepted", "too_early"))
         elif ts > horizon:
             item_errors.append(_error(index, "ts", f"timestamp {ts.isoformat()} is in the future", "future"))

@@ -8,10 +8,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from app.api import alerts, errors, patients, readings, system
+from app.api import admin, alerts, errors, patients, readings, system, webhooks
+from app.api.edge import BoardMount, Edge, board_csp, redact_keys_in_access_logs
+from app.api.openapi import document_errors
 from app.clock import Clock, SystemClock
+from app.security.access import Access
 from app.service import WardTwin
 from app.settings import Settings
 from app.storage.base import VitalStore
@@ -45,14 +49,17 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
     clock = clock or SystemClock()
     twin = Twin.load(settings.artifact_path)
     wt = WardTwin.build(settings, clock, store or make_store(settings), twin, cycle_interval_s)
+    access = Access(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        access.open()
         await wt.start()
         try:
             yield
         finally:
             await wt.stop()
+            access.close()
 
     app = FastAPI(
         title="wardtwin",
@@ -61,12 +68,19 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
         lifespan=lifespan,
     )
     app.state.wardtwin = wt
+    app.state.access = access
     errors.register(app)
-    for module in (readings, patients, alerts, system):
+    document_errors(app)
+    for module in (readings, patients, alerts, system, webhooks, admin):
         app.include_router(module.router)
     static = Path(__file__).parent / "static"
     if static.is_dir():
-        app.mount("/", StaticFiles(directory=static, html=True), name="dashboard")
+        app.router.routes.append(BoardMount("/", StaticFiles(directory=static, html=True), name="dashboard"))
+    app.add_middleware(Edge, access=access, max_body_bytes=settings.max_body_bytes, csp=board_csp(static))
+    redact_keys_in_access_logs()
+    if settings.cors_origins:  # closed unless configured
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
     return app
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from app.clock import FixedClock
 from app.main import create_app
+from app.security.keys import new_token
 from app.settings import Settings
 from models.windows import WINDOW
 from simulator.ward import Ward
@@ -38,11 +39,14 @@ async def replay(beds: int, seed: int, hours: float, start: datetime, data_dir: 
     """Every score of a ``beds``-bed ward over ``hours`` as the API serves it, oldest window end first."""
     end = start + timedelta(hours=hours)
     clock = FixedClock(start)
-    settings = Settings(data_dir=data_dir, **({"artifact_path": artifact} if artifact else {}))
+    key = new_token()  # this in-process session's key with every role (nothing else can reach the app)
+    settings = Settings(data_dir=data_dir, demo_key=key, rate_limit_burst=10**9,  # its own, in process: no limit
+                        **({"artifact_path": artifact} if artifact else {}))
     app = create_app(settings, clock, cycle_interval_s=None)
     ward = Ward(beds, seed, pd.Timestamp(start))
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://replay") as client:
+            transport=httpx.ASGITransport(app=app), base_url="http://replay",
+            headers={"Authorization": f"Bearer {key}"}) as client:
         window_end = start + WINDOW
         while window_end <= end:
             clock.set(window_end)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from app.alerts.engine import AlertEngine
 from app.alerts.hub import AlertHub
 from app.alerts.store import AlertStore
+from app.alerts.webhooks import WebhookStore, WebhookWorker
 from app.clock import Clock
 from app.pipeline.cycle import Cycle
 from app.pipeline.scheduler import CycleScheduler
@@ -43,12 +45,19 @@ class WardTwin:
     cycle: Cycle
     scheduler: CycleScheduler | None = None
     started: bool = field(default=False)
+    webhooks: WebhookStore | None = None
+    webhook_worker: WebhookWorker | None = None
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock, store: VitalStore, twin: Twin,
               cycle_interval_s: float | None) -> WardTwin:
         alert_store = AlertStore(settings.alerts_path)
-        hub = AlertHub()
+
+        async def confirm(seqs: Sequence[int], actor: str) -> None:
+            await alert_store.confirm_delivery(seqs, clock.now(), actor)
+
+        hub = AlertHub(alert_store, confirm, page_size=settings.ws_replay_page, max_unacked=settings.ws_max_unacked,
+                       max_behind=settings.ws_max_behind, send_timeout_s=settings.ws_send_timeout_s)
         threshold, clear_threshold = twin.alert_thresholds(settings.alert_threshold, settings.alert_clear_threshold)
         engine = AlertEngine(
             alert_store, hub, clock, threshold=threshold,
@@ -57,19 +66,31 @@ class WardTwin:
             news2_aggregate=settings.news2_alert_aggregate,
             news2_single_parameter=settings.news2_alert_single_parameter,
             clear_after=timedelta(minutes=settings.alert_clear_after_min),
+            renotify_after=timedelta(minutes=settings.alert_renotify_after_min)
+            if settings.alert_renotify_after_min else None,
         )
+        webhooks = WebhookStore(alert_store.db)
+        webhook_worker = WebhookWorker(
+            webhooks, confirm, max_attempts=settings.webhook_max_attempts,
+            backoff_base_s=settings.webhook_backoff_base_s, backoff_max_s=settings.webhook_backoff_max_s,
+            timeout_s=settings.webhook_timeout_s, poll_s=settings.webhook_poll_s)
+        engine.listeners.append(webhook_worker.wake)
         cycle = Cycle(store, twin, engine, stale_after=timedelta(minutes=settings.stale_after_min),
                       challenger=load_challenger(settings), disagreement=settings.challenger_disagreement)
         scheduler = (
             CycleScheduler(cycle, clock, grace_s=settings.cycle_grace_s, interval_s=cycle_interval_s)
             if cycle_interval_s else None
         )
-        return cls(settings, clock, store, alert_store, hub, engine, twin, cycle, scheduler)
+        return cls(settings, clock, store, alert_store, hub, engine, twin, cycle, scheduler,
+                   webhooks=webhooks, webhook_worker=webhook_worker)
 
     async def start(self) -> None:
         await self.store.open()
         await self.alert_store.open()
-        self.engine.start()
+        if self.webhooks is not None and self.webhook_worker is not None:
+            await self.webhooks.open()
+            await self.webhook_worker.start()
+        await self.engine.start()
         if self.scheduler is not None:
             self.scheduler.start()
         self.started = True
@@ -79,6 +100,8 @@ class WardTwin:
         if self.scheduler is not None:
             self.scheduler.shutdown()
         await self.engine.stop()
+        if self.webhook_worker is not None:
+            await self.webhook_worker.stop()
         await self.alert_store.close()
         await self.store.close()
         self.started = False

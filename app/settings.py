@@ -47,6 +47,23 @@ class Settings(BaseSettings):
     #: An open alert resolves only after its rule has not held for this many minutes of window time (0: at the
     #: first cycle it does not hold). Keeps one alert open while a score flickers across its trigger.
     alert_clear_after_min: Annotated[int, Field(ge=0, le=720)] = 30
+    #: An unacknowledged alert is notified again (event ``renotified``) every this many (clock) minutes; 0: never.
+    alert_renotify_after_min: Annotated[int, Field(ge=0, le=1440)] = 10
+
+    #: Alert WebSocket flow control: events in flight to one client before its acks are awaited; live events a
+    #: client may leave unconfirmed before it is told and disconnected; a send blocked this long cuts it off;
+    #: events per replay page.
+    ws_max_unacked: Annotated[int, Field(ge=1, le=10_000)] = 256
+    ws_max_behind: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    ws_send_timeout_s: Annotated[float, Field(gt=0, le=300)] = 5.0
+    ws_replay_page: Annotated[int, Field(ge=1, le=10_000)] = 500
+    #: Webhook delivery: attempts before a delivery is dead-lettered (the retry budget), exponential backoff
+    #: ``base * 2**(attempt-1)`` capped at ``max``, with jitter (50–100 % of it); request timeout; idle poll.
+    webhook_max_attempts: Annotated[int, Field(ge=1, le=100)] = 12
+    webhook_backoff_base_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    webhook_backoff_max_s: Annotated[float, Field(gt=0, le=86_400)] = 4 * 3600.0
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=120)] = 15.0
+    webhook_poll_s: Annotated[float, Field(gt=0, le=60)] = 1.0
 
     #: Run the five-minute cycle on APScheduler (off: something else calls POST /v1/cycle).
     scheduler_enabled: bool = True
@@ -58,11 +75,27 @@ class Settings(BaseSettings):
     #: A patient whose newest window is older than this is not scored (off the ward / monitor off).
     stale_after_min: PositiveInt = 60
 
+    #: A key with every role, for scripts and the demo (never stored; unset outside the demo).
+    demo_key: SecretStr | None = None
+    #: Browser origins allowed to open the alert WebSocket (besides the service's own origin).
+    ws_allowed_origins: list[str] = []
+    #: Origins allowed cross-origin requests (CORS); empty: closed.
+    cors_origins: list[str] = []
+    #: Largest request body accepted (413 above it).
+    max_body_bytes: PositiveInt = 4 * 1024 * 1024
+    #: Per-key rate limit: average requests per second and burst.
+    rate_limit_per_s: Annotated[float, Field(gt=0)] = 50.0
+    rate_limit_burst: PositiveInt = 500
+    #: Readings older than this many days (by the service clock) are refused.
+    reading_horizon_days: Annotated[int, Field(ge=1, le=3650)] = 365
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if None not in (self.alert_clear_threshold, self.alert_threshold) \
                 and self.alert_clear_threshold > self.alert_threshold:  # type: ignore[operator]
             raise ValueError("alert_clear_threshold must not exceed alert_threshold")
+        if self.demo_key is not None and len(self.demo_key.get_secret_value()) < 24:
+            raise ValueError("demo_key must be at least 24 characters (a random token, not a word)")
         if self.influx_token and (self.influx_username or self.influx_password):
             raise ValueError("give either an InfluxDB token or a username/password, not both")
         return self
@@ -74,6 +107,10 @@ class Settings(BaseSettings):
     @property
     def alerts_path(self) -> Path:
         return self.data_dir / "alerts.db"
+
+    @property
+    def access_path(self) -> Path:
+        return self.data_dir / "access.db"
 
     @property
     def spool_path(self) -> Path:

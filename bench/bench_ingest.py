@@ -35,10 +35,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.domain import Reading  # noqa: E402
+from app.security.keys import new_token  # noqa: E402
 from app.storage.influx import InfluxStore  # noqa: E402
 from app.storage.influxd_local import free_port  # noqa: E402
 from bench.influxd_for_bench import influxd_url  # noqa: E402
 from models.line_protocol import ReadingEncoder  # noqa: E402
+
+SERVICE_KEY = new_token()  # the benchmarked service's key with every role (WARDTWIN_DEMO_KEY)
 
 
 def make_readings(points: int, patients: int) -> list[Reading]:
@@ -142,7 +145,7 @@ def start_service(server_url: str, database: str, data_dir: Path) -> tuple[subpr
     port = free_port()
     env = {**os.environ, "WARDTWIN_DATA_DIR": str(data_dir), "WARDTWIN_SCHEDULER_ENABLED": "false",
            "WARDTWIN_INFLUX_URL": server_url, "WARDTWIN_INFLUX_DATABASE": database,
-           "WARDTWIN_MAX_BATCH_READINGS": "10000", "PYTHONPATH": str(ROOT)}
+           "WARDTWIN_MAX_BATCH_READINGS": "10000", "WARDTWIN_DEMO_KEY": SERVICE_KEY, "PYTHONPATH": str(ROOT)}
     log = (data_dir / "uvicorn.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app_from_env", "--factory", "--host", "127.0.0.1",
@@ -225,7 +228,8 @@ def main() -> int:
                     ]
                     meter = CpuMeter(influxd=influxd_pid, service=proc.pid)
                     service_s = run_threads(f"{base}/v1/readings", payloads, args.writers,
-                                            {"content-type": "application/json"}, None, 200)
+                                            {"content-type": "application/json",
+                                             "authorization": f"Bearer {SERVICE_KEY}"}, None, 200)
                     cpu = meter.report(service_s)
                     health = httpx.get(f"{base}/healthz", timeout=10).json()["store"]
                 finally:

@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:
 import app  # noqa: E402
 from app.clock import FixedClock  # noqa: E402
 from app.main import create_app  # noqa: E402
+from app.security.keys import new_token  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from simulator.ward import Ward  # noqa: E402
 
@@ -236,7 +237,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict:
     end = end - (end - START) % STEP  # a window boundary
     first = end - args.repeat * STEP
     clock = FixedClock(end + timedelta(seconds=30))  # after every delivery, like the scheduler's grace
-    application = create_app(Settings(data_dir=data_dir), clock=clock, cycle_interval_s=None)
+    key = new_token()  # the bench's key with every role
+    application = create_app(Settings(data_dir=data_dir, demo_key=key), clock=clock, cycle_interval_s=None)
     interval_s = args.interval_ms / 1000
     phases: list[Phase] = []
     current: list[Phase] = []  # the phase store calls are charted to (none during population)
@@ -245,7 +247,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict:
         time_store_calls(store, current)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=None) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=None,
+                                     headers={"Authorization": f"Bearer {key}"}) as client:
             t0 = time.perf_counter()
             population = await populate(client, args.patients, args.hours, args.seed, end)
             population["total_s"] = round(time.perf_counter() - t0, 1)

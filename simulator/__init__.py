@@ -18,6 +18,6 @@ Modules
 - ``report``      the realism report; ``cli`` the ``wardtwin simulate`` command
 """
 
-__version__ = "0.3.1"
+__version__ = "0.4.0"
 
 __all__ = ["__version__"]

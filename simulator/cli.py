@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from simulator.archetypes import DEFAULT_MIX, parse_mix
+from simulator.archetypes import ENRICHED_MIX, WARD_EVENT_RATE_PER_DAY, mix_for_event_rate, parse_mix
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +29,16 @@ def _cohort(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--start", default=DEFAULT_START.isoformat(), help="admission time of every patient (UTC)")
-    p.add_argument("--mix", help="archetype weights, e.g. 'stable=0.7,sepsis=0.1,...' (default: the ward mix "
-                   + ", ".join(f"{k}={v}" for k, v in DEFAULT_MIX.items()) + ")")
+    p.add_argument("--mix", help="'ward' (the default: a general ward, 0.02 deteriorations per patient-day), "
+                   "'enriched' (the training mix: " + ", ".join(f"{k}={v}" for k, v in ENRICHED_MIX.items())
+                   + ") or archetype weights, e.g. 'stable=0.7,sepsis=0.1,...'")
+    p.add_argument("--event-rate", type=float, help="planned deteriorations per patient-day (overrides --mix; "
+                   f"a general ward: {WARD_EVENT_RATE_PER_DAY})")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     a = p.parse_args(argv)
+    mix = mix_for_event_rate(a.event_rate, a.hours) if a.event_rate is not None else _mix(a.mix)
     summary = write_cohort(a.out, a.patients, a.hours, a.seed, start=pd.Timestamp(a.start),
-                           archetype_mix=_mix(a.mix), progress=not a.quiet)
+                           archetype_mix=mix, progress=not a.quiet)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -58,7 +62,8 @@ def _live(argv: list[str]) -> int:
     p.add_argument("--start", help="simulated start (UTC ISO 8601); default now minus --history-hours")
     p.add_argument("--history-hours", type=float, default=0.0, help="send this much history first, at once")
     p.add_argument("--duration", type=float, help="stop after this many real seconds")
-    p.add_argument("--mix", help="archetype weights (see `simulate cohort --help`)")
+    p.add_argument("--mix", help="'ward', 'enriched' (the default here) or archetype weights (see `simulate cohort "
+                   "--help`)")
     a = p.parse_args(argv)
     sinks = []
     if a.url:

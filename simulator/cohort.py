@@ -12,7 +12,8 @@ wall-clock metadata, byte-identical files for the same arguments:
 - ``patients.parquet``: ``patient_id, age, sex, archetype, spo2_scale`` (the NEWS2 SpO2 scale the ward
   charts the patient on: 2 for hypercapnic COPD with a prescribed 88–92 % target, else 1).
 - ``events.parquet``: ``patient_id, kind, onset, criterion`` — ground truth: the first sustained
-  threshold crossing (``detect``) of every deteriorating patient; ``kind`` is its archetype.
+  threshold crossing (``detect``, the rule of ``models.labels``) of any patient who has one; ``kind`` is the
+  patient's archetype (a ``stable`` kind is a hard negative that crossed).
 - ``manifest.json``: the arguments, the mix and the simulator version (the cohort fingerprint).
 """
 

@@ -5,22 +5,25 @@ device          vitals     rate and behaviour
 ==============  =========  ===================================================================
 ECG monitor     hr         1 Hz; beat-to-beat AR(1) spread 2–4.5 bpm (falls with age and illness);
                            motion artefact spikes flagged ``motion``; leads-off gaps (no readings)
-impedance       rr         every 5 min, from the ECG leads (shares their gaps)
+impedance       rr         every minute, from the ECG leads (shares their gaps); minute-to-minute spread
+                           1.8 /min; talking and moving read 5–18 /min high (unflagged), 4 per day
 pulse oximeter  spo2       every 30 s, whole per cent; probe-off drops read 50–82 % flagged
                            ``probe_off``; motion flagged ``motion``; cold peripheries ``low_perfusion``
 temperature     temp       every 5 min (continuous probe), 0.1 °C; probe gaps
 NIBP cuff       sbp, dbp   every 15 min; 3 % failed cycles (no reading); 1 % motion-flagged
-nurse           acvpu, o2  at NEWS2-paced rounds (``nurse``), charted 1–30 min after the observation
+nurse           acvpu, o2  at NEWS2-paced rounds (``nurse``), stamped when documented (1–30 min after
+                           the observation), forwarded within seconds
 ==============  =========  ===================================================================
 
 Every device has its own phase (ms offset), so timestamps carry milliseconds. The patient also
 leaves the ward now and then (0.15 per day, 30–90 min: no monitor readings at all).
 
 Delivery (``deliver``): monitor readings reach the network after a log-normal latency (median
-0.6 s, so consecutive 1 Hz readings sometimes overtake each other), NIBP after ~2 s, charted
-observations 1–30 min late; network outages (3 per day per monitor, 10 s–5 min) buffer readings
-and flush them late at the outage end; 0.1 % of readings are delivered twice (a retransmission
-1–60 s later: a duplicate row with the same patient, vital, ts, value and quality).
+0.6 s, so consecutive 1 Hz readings sometimes overtake each other), NIBP and charted observations
+after ~2 s (a charted set's ``ts`` is already its documentation time, 1–30 min after the bedside
+observation); network outages (3 per day per monitor, 10 s–5 min) buffer readings and flush them late
+at the outage end; 0.1 % of readings are delivered twice (a retransmission 1–60 s later: a duplicate
+row with the same patient, vital, ts, value and quality).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from models.schema import PLAUSIBLE_RANGES, VITALS
 from simulator.nurse import Charted
 from simulator.physiology import DAY, Baseline, Benign, add_bumps, ar1
 
+HYPOX_RAMP = 1.3  # slow desaturations: gentler flanks than the brief dips (see ``add_bumps``)
+
 QUALITIES: Final[tuple[str, ...]] = ("ok", "probe_off", "motion", "low_perfusion")
 Q_OK, Q_PROBE_OFF, Q_MOTION, Q_LOW_PERFUSION = range(4)
 VCODE: Final[dict[str, int]] = {v: i for i, v in enumerate(VITALS)}
@@ -44,7 +49,9 @@ MONITOR_VITALS: Final[tuple[str, ...]] = ("hr", "spo2", "rr", "temp", "sbp", "db
 class DeviceSpec:
     hr_interval_s: float = 1.0
     spo2_interval_s: float = 30.0
-    rr_interval_s: float = 300.0
+    rr_interval_s: float = 60.0
+    rr_noise_sd: float = 1.8  # /min, minute-to-minute spread of the impedance rate
+    rr_overcount_per_day: float = 4.0  # talking, eating, moving: the impedance rate reads 5–18 /min high
     temp_interval_s: float = 300.0
     nibp_interval_s: float = 900.0
     motion_per_day: float = 8.0
@@ -129,11 +136,16 @@ def sample(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarr
     keep = ~_inside(t, ecg_gaps)
     parts.append(("hr", t[keep], _clip("hr", np.round(hr[keep])), q[keep]))
 
-    # impedance respiratory rate (ECG leads), every 5 min
+    # impedance respiratory rate (ECG leads), every minute: breath-to-breath spread, and talking, eating or
+    # moving read as fast breathing by the impedance monitor (unflagged: what a nurse counting would not see)
     t = _grid(rng, horizon_s, spec.rr_interval_s)
-    rr = np.interp(t, tm, latent["rr"]) + rng.normal(0.0, 1.0, len(t))
+    rr = np.interp(t, tm, latent["rr"])
     add_bumps(t, rr, benign.fast_rr)
     add_bumps(t, rr, benign.slow_rr, multiply=True)
+    rr += ar1(rng, len(t), spec.rr_noise_sd, 2.0)
+    for a, b in _intervals(rng, horizon_s, spec.rr_overcount_per_day, (60.0, 240.0)):
+        i, j = np.searchsorted(t, [a, b])
+        rr[i:j] += rng.uniform(5.0, 18.0)
     keep = ~_inside(t, ecg_gaps)
     parts.append(("rr", t[keep], _clip("rr", np.round(rr[keep])), np.zeros(int(keep.sum()), dtype=np.int8)))
 
@@ -143,6 +155,9 @@ def sample(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarr
     desat = benign.desat.copy()
     desat[:, 2] *= -1.0
     add_bumps(t, spo2, desat)
+    hypox = benign.hypox.copy()
+    hypox[:, 2] *= -1.0
+    add_bumps(t, spo2, hypox, ramp=HYPOX_RAMP)
     spo2 = np.minimum(spo2, 100.0)
     q = np.zeros(len(t), dtype=np.int8)
     for a, b in _intervals(rng, horizon_s, spec.low_perfusion_per_day, (120.0, 900.0)):
@@ -181,8 +196,10 @@ def sample(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarr
 
     # nurse-charted ACVPU and oxygen
     zeros = np.zeros(len(charted.t_s), dtype=np.int8)
-    parts.append(("acvpu", charted.t_s, charted.acvpu, zeros))
-    parts.append(("o2", charted.t_s, charted.o2, zeros))
+    doc_s = charted.doc_s if len(charted.doc_s) == len(charted.t_s) else charted.t_s
+    keep = doc_s < horizon_s
+    parts.append(("acvpu", doc_s[keep], charted.acvpu[keep], zeros[keep]))
+    parts.append(("o2", doc_s[keep], charted.o2[keep], zeros[keep]))
 
     return Samples(
         t_ms=np.concatenate([np.round(p[1] * 1000.0).astype(np.int64) for p in parts]),
@@ -200,7 +217,9 @@ def deliver(rng: np.random.Generator, s: Samples, horizon_s: float,
     nibp = (s.vital == VCODE["sbp"]) | (s.vital == VCODE["dbp"])
     latency = rng.lognormal(np.log(600.0), 0.5, n)
     latency[nibp] = rng.lognormal(np.log(2000.0), 0.4, int(nibp.sum()))
-    latency[nurse] = rng.uniform(60_000.0, 1_800_000.0, int(nurse.sum()))
+    # charted sets are stamped when documented (``nurse.DOCUMENT_DELAY_MIN`` after the observation): the record
+    # system forwards them within seconds, so training and serving see them at the same time
+    latency[nurse] = rng.lognormal(np.log(2000.0), 0.5, int(nurse.sum()))
     at = s.t_ms + np.round(latency).astype(np.int64)
     order = np.argsort(s.t_ms, kind="stable")
     for a, b in _intervals(rng, horizon_s, spec.outages_per_day, (10.0, 300.0)):

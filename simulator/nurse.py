@@ -12,7 +12,7 @@ flow the nurse leaves alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,25 @@ class Charted:
     acvpu: np.ndarray  # 0..4
     o2: np.ndarray  # L/min
     spo2_lift: np.ndarray  # per minute-grid point: SpO2 added by the oxygen the nurse gave
+    doc_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # when the set is documented (its reading ts)
+    rr: np.ndarray = field(default_factory=lambda: np.empty(0))  # respiratory rate the nurse counted, /min
+
+
+#: minutes from the observation at the bedside to the set being documented in the record (its timestamp)
+DOCUMENT_DELAY_MIN = (1.0, 30.0)
+#: next round (RCP 2017 chart 4 minimum frequency) per band of the nurse's NEWS2: 0 → 12-hourly, 1–4 →
+#: 4–6-hourly, 5–6 or a single 3 → hourly, ≥ 7 → continuous (a charted set every 15 min)
+ROUND_H = {"zero": (10.5, 12.0), "low": (4.0, 6.0), "medium": (0.85, 1.0), "high": (0.2, 0.25)}
+DELIRIUM_CHARTED = 0.3  # share of rounds at which a delirious (stable) patient is charted new confusion
+RR_DIGIT_PREFERENCE = 0.35  # share of counts between 14 and 22 written as 18 or 20 (charted digit preference)
+
+
+def nurse_rr(rng: np.random.Generator, true_rr: float) -> float:
+    """A 30-second count doubled, with the digit preference of charted rates (18–20 /min)."""
+    count = 2.0 * round((true_rr + rng.normal(0.0, 1.0)) / 2.0)
+    if 14.0 <= count <= 22.0 and rng.random() < RR_DIGIT_PREFERENCE:
+        return float(rng.choice([18.0, 20.0]))
+    return float(max(count, 4.0))
 
 
 def _band(x: float, edges: list[float], pts: list[int]) -> int:
@@ -64,9 +83,12 @@ def chart(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarra
     ts: list[float] = []
     acvpu: list[int] = []
     o2s: list[float] = []
+    rrs: list[float] = []
     t = float(rng.uniform(0, 0.5 * HOUR))  # admission observations
     flow = base.chronic_o2
     at = {k: latent[k] for k in ("hr", "sbp", "rr", "spo2", "temp", "sev")}
+    if "rr_rest" in latent:
+        at["rr"] = latent["rr_rest"]  # she counts the resting rate, not the monitor's swings
     while t < horizon_s:
         v = {k: float(np.interp(t, tm, y)) for k, y in at.items()}
         spo2 = v["spo2"] + (0.0 if base.chronic_o2 else lift(flow))
@@ -76,20 +98,17 @@ def chart(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarra
             elif flow > 0 and spo2 >= 96.0:
                 flow = max(flow - 2.0, 0.0)
             spo2 = v["spo2"] + lift(flow)
-        confused = int(plan.confused and v["sev"] > 0.85)
-        total, single = news2_estimate(v["rr"], spo2, flow, v["sbp"], v["hr"], confused, v["temp"], base.spo2_scale)
+        confused = int(plan.confused and v["sev"] > plan.confusion_at)
+        if base.delirium and rng.random() < DELIRIUM_CHARTED:
+            confused = 1
+        counted = nurse_rr(rng, v["rr"])
+        total, single = news2_estimate(counted, spo2, flow, v["sbp"], v["hr"], confused, v["temp"], base.spo2_scale)
         ts.append(t)
         acvpu.append(confused)
         o2s.append(flow)
-        if total >= 7:
-            step = 0.5 * HOUR
-        elif total >= 5 or single >= 3:
-            step = 1.0 * HOUR
-        elif total >= 1:
-            step = 4.0 * HOUR
-        else:
-            step = 12.0 * HOUR
-        t += step * float(rng.uniform(0.85, 1.0))
+        rrs.append(counted)
+        band = "high" if total >= 7 else "medium" if total >= 5 or single >= 3 else "low" if total >= 1 else "zero"
+        t += float(rng.uniform(*ROUND_H[band])) * HOUR
     t_s = np.asarray(ts)
     o2 = np.asarray(o2s)
     spo2_lift = np.zeros(len(tm))
@@ -97,4 +116,6 @@ def chart(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarra
         idx = np.searchsorted(t_s, tm, side="right") - 1
         given = np.where(idx >= 0, o2[np.maximum(idx, 0)], 0.0)
         spo2_lift = np.minimum(2.5, given)
-    return Charted(t_s=t_s, acvpu=np.asarray(acvpu, dtype=float), o2=o2, spo2_lift=spo2_lift)
+    doc_s = t_s + rng.uniform(*DOCUMENT_DELAY_MIN, len(t_s)) * 60.0
+    return Charted(t_s=t_s, acvpu=np.asarray(acvpu, dtype=float), o2=o2, spo2_lift=spo2_lift, doc_s=doc_s,
+                   rr=np.asarray(rrs))

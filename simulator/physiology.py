@@ -7,7 +7,7 @@ Model (per patient, minute grid ``t``)::
 
     hr(t)   = hr0   + 5.0 c(t) + AR(2.5 bpm, 5 min) + AR(4 bpm, 45 min) + 2.5 a(t) + s(t) D_hr  + 8 ΔT(t)
     sbp(t)  = sbp0  + 6.0 c(t) + AR(6 mmHg, 60 min)                    + 3.0 a(t) + s(t) D_sbp
-    rr(t)   = rr0   + 0.7 c(t) + AR(1.3 /min, 30 min)                  + 0.8 a(t) + s(t) D_rr  + 1.2 ΔT(t)
+    rr(t)   = rr0 e^AR(0.17, 20 min) + 0.7 c(t)                        + 0.8 a(t) + s(t) D_rr  + 1.2 ΔT(t)
     spo2(t) = spo20            + AR(0.6 %, 20 min)                     - 0.2 a(t) + s(t) D_spo2
     temp(t) = temp0 + 0.25 c(t) + AR(0.12 °C, 90 min)                             + ΔT(t)
 
@@ -17,19 +17,24 @@ Coupling: fever raises HR by 8 bpm/°C (Liebermeister) and RR by 1.2 /min/°C; h
 while SBP falls; respiratory failure lowers SpO2 and raises RR and HR.
 
 Trajectories: ``s(t) ∈ [0, 1]`` is the severity of the patient's episode, an accelerating drift
-``((t − t0) / (t_full − t0))^1.5`` starting 2–6 h (the prodrome) before the planned crossing. The
-primary vital's amplitude ``D`` is solved so that the mean path crosses its threshold at the planned
-time, with ``D`` reaching ``EXCESS`` beyond the threshold at full severity (severity at the crossing
-``s_plan`` ∈ [0.45, 0.85]): the patient keeps worsening after the onset — septic or bleeding tachycardia
-in the 120s–130s, shock, SpO2 in the low 80s — and stays on the ward 3–10 h after it (``TRANSFER_AFTER_H``;
-2–5 h for shock, which is escalated fastest).
+``((t − t0) / (t_full − t0))^1.5`` from the start of the prodrome to the planned crossing. Prodromes vary
+(``PRODROME_SHAPES``): 2–6 h of drift, 15–60 min, 2–6 h that comes and goes, or 2–10 min with nothing visible
+before (most bradyarrhythmias: high-grade block is abrupt). The primary vital's amplitude ``D`` is solved so
+that the mean path crosses its threshold at the planned time, with ``D`` reaching ``EXCESS`` beyond the
+threshold at full severity (severity at the crossing ``s_plan`` ∈ [0.45, 0.85]). Courses vary too: most
+patients keep worsening and leave the ward 3–10 h after the onset (``TRANSFER_AFTER_H``; 2–5 h for shock);
+``RESOLVES_SHARE`` are treated on the ward and recover; ``STOPS_SHORT_SHARE`` peak below their threshold (no
+event unless noise carries them over). New confusion is charted from a severity drawn per patient, often
+before the onset.
 
-Stable patients include (``draw_baseline``) 5 % with hypercapnic COPD on long-term oxygen (SpO2 91.5–93.5 %,
-NEWS2 scale 2), 12 % in atrial fibrillation (irregular R–R intervals: a right-skewed beat-to-beat heart rate,
-mean 90–105 /min) and 15 % with nocturnal intermittent hypoxaemia (sleep apnoea, opioids); none of them
-crosses a threshold in a sustained way (5-minute means).
-The *recorded* onset is not the plan: it is the first sustained crossing that ``detect`` finds on the
-sampled, artefact-free readings.
+Stable patients include (``draw_baseline``) hard negatives that run near a threshold all day — 5 % with
+hypercapnic COPD on long-term oxygen (SpO2 90.6–93 %, NEWS2 scale 2), 5 % with a persistent sinus tachycardia
+(100–108 /min), 6 % on antihypertensives (systolic 102–112 mmHg) — and 12 % in atrial fibrillation (irregular
+R–R intervals: a right-skewed beat-to-beat heart rate, mean 90–105 /min), 15 % with nocturnal intermittent
+hypoxaemia (sleep apnoea), 35 % on parenteral opioids (respiratory depression at night), a few elderly with
+delirium. Every patient has brief benign episodes (``Benign``) at the rates of continuous ward-monitoring
+studies. Nothing is redrawn: the *recorded* onset is the first sustained crossing that ``detect`` finds on the
+sampled, artefact-free readings, whatever the archetype (the label decides, not the plan).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 from scipy.signal import lfilter
@@ -59,8 +65,8 @@ DAY = 86400.0
 GAMMA = 1.5
 FEVER_HR_PER_C = 8.0
 FEVER_RR_PER_C = 1.2
-RR_MEDIAN = 17.5  # /min, personal resting rate of ward patients (log-normal between patients)
-RR_LOG_SD = 0.17
+RR_MEDIAN = 16.8  # /min, personal resting rate of ward patients (log-normal between patients)
+RR_LOG_SD = 0.12
 #: hours from the (recorded) onset to the transfer out (rapid response, review, ICU bed): escalation and
 #: review take hours on a real ward, and some patients are treated on the ward for a while first
 TRANSFER_AFTER_H = (3.0, 10.0)
@@ -69,6 +75,14 @@ COPD_SHARE = 0.05  # stable patients with hypercapnic COPD on long-term oxygen (
 AF_SHARE = 0.12  # stable patients in atrial fibrillation
 NIGHT_DIPS_SHARE = 0.15  # stable patients with nocturnal intermittent hypoxaemia (sleep apnoea, opioids)
 NIGHT_HOURS = (23.0, 6.0)  # clock hours (UTC, as ``circadian``) of sleep
+#: Hard negatives (stable patients near a threshold all day; the label, not the simulator, decides):
+CHRONIC_TACHY_SHARE = 0.05  # persistent sinus tachycardia, resting mean 100–108 /min (HR > 120 line)
+CHRONIC_TACHY_BPM = (100.0, 108.0)
+LOW_BP_SHARE = 0.06  # on antihypertensives: resting systolic 102–112 mmHg (SBP < 90 line), lowest at night
+LOW_BP_MMHG = (102.0, 112.0)
+#: parenteral opioids (PRODIGY: 46 % of such ward patients had ≥ 1 respiratory-depression episode in a median 24 h)
+OPIOID_SHARE = 0.35
+DELIRIUM_SHARE = 0.06  # of stable patients aged ≥ 75 (in the ``more`` draw's band after the opioid share)
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,9 @@ class Baseline:
     spo2_scale: int = 1  # NEWS2 SpO2 scale: 2 for hypercapnic (type 2) failure with a prescribed 88–92 % target
     af_cv: float = 0.0  # atrial fibrillation: coefficient of variation of the beat-to-beat (R–R) interval
     night_dips_per_h: float = 0.0  # sleep-disordered breathing / opioids: brief desaturations per hour at night
+    opioid: bool = False  # parenteral opioids: nocturnal respiratory-depression episodes (``Benign.slow_rr``)
+    delirium: bool = False  # an elderly patient with delirium: new confusion charted at some rounds, no event
+    chronic: str = ""  # hard negative running near a threshold all day: tachycardia | hypotension | copd
 
 
 @dataclass(frozen=True)
@@ -99,11 +116,30 @@ class Plan:
     plateau_s: float = 0.0  # recovery: time at full severity
     recover_s: float = 0.0  # recovery: time back to baseline
     transfer_after_s: float = 2 * HOUR  # transferred archetypes: monitoring ends this long after onset
-    confused: bool = False  # sepsis: new confusion when severe
+    confused: bool = False  # new confusion when the severity passes ``confusion_at``
+    confusion_at: float = 0.85  # severity at which confusion is charted (sometimes before the onset)
+    shape: str = "gradual"  # prodrome shape: one of ``PRODROME_SHAPES``
+    wobble: tuple[float, float, float] = (0.0, HOUR, 0.0)  # fluctuating prodrome: (amplitude, period s, phase)
+    peak: float = 1.0  # highest severity reached (< s_plan: the episode stops short of its threshold)
+    resolves: bool = False  # treated on the ward: back to baseline after ``plateau_s``, no transfer
     fever_peak_c: float = 38.5
     fever_start_s: float = 0.0
     fever_shape_s: tuple[float, float, float] = (2 * HOUR, 6 * HOUR, 3 * HOUR)  # rise, plateau, fall
     deltas: dict[str, float] = field(default_factory=dict)
+
+
+#: Prodrome shapes of a deterioration (the time from the first visible change to the planned crossing):
+#: hours of smooth drift, under an hour, hours that come and go, or nothing visible before the event.
+PRODROME_SHAPES: Final[tuple[str, ...]] = ("gradual", "short", "fluctuating", "abrupt")
+PRODROME_H: Final[dict[str, tuple[float, float]]] = {
+    "gradual": (2.0, 6.0), "short": (0.25, 1.0), "fluctuating": (2.0, 6.0), "abrupt": (1 / 30, 1 / 6),
+}
+SHAPE_WEIGHTS: Final[tuple[float, ...]] = (0.4, 0.2, 0.2, 0.2)
+#: high-grade heart block is usually abrupt (a drifting sinus bradycardia is the minority)
+BRADY_SHAPE_WEIGHTS: Final[tuple[float, ...]] = (0.2, 0.1, 0.0, 0.7)
+STOPS_SHORT_SHARE = 0.12  # treated in time: the episode peaks below its threshold, then resolves (no event)
+RESOLVES_SHARE = 0.2  # crosses, then is treated on the ward and resolves (no transfer)
+CONFUSION_AT = (0.2, 0.9)  # severity at which new confusion is charted: often before the onset (s_plan ≈ 0.45–0.85)
 
 
 def draw_demographics(rng: np.random.Generator) -> tuple[int, str]:
@@ -120,7 +156,7 @@ def draw_plan(rng: np.random.Generator, archetype: str, horizon_s: float,
     if archetype == FEVER:
         rise, plateau, fall = rng.uniform(1, 3) * HOUR, rng.uniform(3, 10) * HOUR, rng.uniform(2, 4) * HOUR
         latest = max(0.0, horizon_s - 0.5 * (rise + plateau))
-        return Plan(archetype, episode=FEVER, fever_peak_c=float(rng.uniform(38.3, 38.8)),
+        return Plan(archetype, episode=FEVER, fever_peak_c=float(rng.uniform(38.3, 39.4)),
                     fever_start_s=float(rng.uniform(0, latest)), fever_shape_s=(rise, plateau, fall))
     episode = archetype
     if archetype == RECOVERY:
@@ -134,31 +170,48 @@ def draw_plan(rng: np.random.Generator, archetype: str, horizon_s: float,
     primary = {SEPSIS: ("hr_high", "sbp_low")[int(rng.integers(2))], RESPIRATORY: "spo2_low",
                HAEMORRHAGE: "sbp_low" if rng.random() < 0.7 else "hr_high", BRADY: "hr_low"}[episode]
     transfer_h = SHOCK_TRANSFER_AFTER_H if primary == "sbp_low" else TRANSFER_AFTER_H
+    weights = BRADY_SHAPE_WEIGHTS if episode == BRADY else SHAPE_WEIGHTS
+    shape = PRODROME_SHAPES[int(rng.choice(len(PRODROME_SHAPES), p=weights))]
+    prodrome_s = float(rng.uniform(*PRODROME_H[shape]) * HOUR)
+    wobble = (float(rng.uniform(0.25, 0.5)), float(rng.uniform(0.5, 1.5) * HOUR), float(rng.uniform(0, 2 * np.pi)))
+    fate = rng.random()
+    # planned crossings inside a caller's window (the live ward's early deteriorations) always reach their peak
+    stops_short = archetype in TRANSFERRED and onset_window_s is None and fate < STOPS_SHORT_SHARE
+    resolves = archetype in TRANSFERRED and (stops_short or fate < STOPS_SHORT_SHARE + RESOLVES_SHARE)
     return Plan(
-        archetype, episode=episode, t_plan_s=float(rng.uniform(lo, hi)), prodrome_s=float(rng.uniform(2, 6) * HOUR),
+        archetype, episode=episode, t_plan_s=float(rng.uniform(lo, hi)), prodrome_s=prodrome_s,
         s_plan=float(rng.uniform(0.6, 0.8)), primary=primary, plateau_s=float(rng.uniform(0.5, 2) * HOUR),
-        recover_s=float(rng.uniform(3, 6) * HOUR),
+        recover_s=float(rng.uniform(1, 3) * HOUR) if resolves else float(rng.uniform(3, 6) * HOUR),
         transfer_after_s=float(rng.uniform(*transfer_h) * HOUR),
-        confused=bool(rng.random() < 0.6),
+        confused=bool(rng.random() < 0.6), confusion_at=float(rng.uniform(*CONFUSION_AT)),
+        shape=shape, wobble=wobble if shape == "fluctuating" else (0.0, HOUR, 0.0),
+        peak=float(rng.uniform(0.5, 0.85)) if stops_short else 1.0, resolves=resolves,
     )
 
 
 def draw_baseline(rng: np.random.Generator, age: int, sex: str, archetype: str) -> Baseline:
     female = sex == "F"
-    hr = rng.normal(82.0 + 3.0 * female - 0.08 * (age - 66), 16.0)
-    hr = float(np.clip(hr, 55.0, 86.0 if archetype == FEVER else 112.0))
-    sbp = float(np.clip(rng.normal(125.0 + 0.35 * (age - 66) - 3.0 * female, 20.0), 100.0, 190.0))
+    hr = rng.normal(80.0 + 3.0 * female - 0.08 * (age - 66), 12.0)
+    # the resting range of patients without a chronic near-threshold condition (those are drawn below)
+    hr = float(np.clip(hr, 62.0, 86.0 if archetype == FEVER else 100.0))
+    sbp = float(np.clip(rng.normal(125.0 + 0.35 * (age - 66) - 3.0 * female, 21.0), 110.0, 200.0))
     rr = float(np.clip(RR_MEDIAN * math.exp(rng.normal(0.0, RR_LOG_SD)), 11.0, 30.0))
-    spo2 = float(np.clip(rng.normal(96.8 - 0.03 * (age - 66), 1.5), 92.5, 99.6))
+    spo2 = float(np.clip(rng.normal(97.2 - 0.03 * (age - 66), 1.3), 93.5, 99.6))
     hr_fast_sd, af_cv = float(np.clip(4.0 - 0.025 * (age - 40), 2.0, 4.5)), 0.0
-    chronic_o2, scale = 0.0, 1
-    kind, dips = rng.random(), rng.random()
+    chronic_o2, scale, chronic = 0.0, 1, ""
+    kind, dips, more = rng.random(), rng.random(), rng.random()
     if archetype == STABLE and kind < COPD_SHARE:
-        # COPD with hypercapnic (type 2) respiratory failure on long-term oxygen: NEWS2 scale 2, target 88–92 %,
-        # kept at the top of the target so that the window mean stays at or above 90 % (no event).
-        chronic_o2, scale = float(rng.choice([1.0, 2.0])), 2
-        spo2 = float(np.clip(rng.normal(92.3, 0.5), 91.5, 93.5))
-    elif archetype == STABLE and kind < COPD_SHARE + AF_SHARE:
+        # COPD with hypercapnic (type 2) respiratory failure on long-term oxygen: NEWS2 scale 2, target 88–92 %;
+        # a hard negative: the window mean runs 1–3 % above the 90 % line all day and sometimes dips below it.
+        chronic_o2, scale, chronic = float(rng.choice([1.0, 2.0])), 2, "copd"
+        spo2 = float(np.clip(rng.normal(91.8, 0.6), 90.6, 93.0))
+    elif archetype == STABLE and kind < COPD_SHARE + CHRONIC_TACHY_SHARE:
+        # persistent sinus tachycardia (pain, anaemia, anxiety, thyrotoxicosis) running below the 120 line
+        hr, chronic = float(rng.uniform(*CHRONIC_TACHY_BPM)), "tachycardia"
+    elif archetype == STABLE and kind < COPD_SHARE + CHRONIC_TACHY_SHARE + LOW_BP_SHARE:
+        # on antihypertensives (or frail and dry): a systolic that runs above the 90 line, lowest at night
+        sbp, chronic = float(rng.uniform(*LOW_BP_MMHG)), "hypotension"
+    elif archetype == STABLE and kind < COPD_SHARE + CHRONIC_TACHY_SHARE + LOW_BP_SHARE + AF_SHARE:
         # atrial fibrillation, partly rate-controlled (mean ventricular rate 88–108 /min): irregularly
         # irregular R–R intervals (CV 10–16 %), so the beat-to-beat heart rate is right-skewed and often above
         # 120 /min for a few seconds while the 5-minute mean stays well below it.
@@ -168,10 +221,13 @@ def draw_baseline(rng: np.random.Generator, age: int, sex: str, archetype: str) 
     if archetype == STABLE and scale == 1 and spo2 >= 94.0 and dips < NIGHT_DIPS_SHARE:
         # sleep-disordered breathing or opioids: repeated brief desaturations at night (obstructive apnoeas)
         night_dips = float(rng.uniform(6.0, 20.0))
+    opioid = archetype == STABLE and more < OPIOID_SHARE
+    delirium = archetype == STABLE and age >= 75 and OPIOID_SHARE <= more < OPIOID_SHARE + DELIRIUM_SHARE
     return Baseline(
         hr=hr, sbp=sbp, dbp_offset=float(rng.normal(15.0, 5.0)), rr=rr, spo2=spo2,
         temp=float(np.clip(rng.normal(36.6, 0.42), 35.3, 37.6)),
         hr_fast_sd=hr_fast_sd, chronic_o2=chronic_o2, spo2_scale=scale, af_cv=af_cv, night_dips_per_h=night_dips,
+        opioid=opioid, delirium=delirium, chronic=chronic,
     )
 
 
@@ -194,9 +250,16 @@ def severity(plan: Plan, t: np.ndarray) -> np.ndarray:
         return np.zeros_like(t, dtype=float)
     t0 = plan.t_plan_s - plan.prodrome_s
     t_full = t0 + plan.prodrome_s / plan.s_plan ** (1.0 / GAMMA)
-    s = np.clip((t - t0) / (t_full - t0), 0.0, 1.0) ** GAMMA
-    if plan.archetype == RECOVERY:
-        u = np.clip((t - (t_full + plan.plateau_s)) / plan.recover_s, 0.0, 1.0)
+    x = np.clip((t - t0) / (t_full - t0), 0.0, 1.0)
+    s = x ** GAMMA
+    amp, period, phase = plan.wobble
+    if amp > 0:  # fluctuating prodrome: comes and goes before the crossing, then settles on the drift
+        fade = np.clip((plan.t_plan_s - t) / (0.25 * plan.prodrome_s), 0.0, 1.0)
+        s = np.clip(s * (1.0 + amp * fade * np.sin(2.0 * np.pi * (t - t0) / period + phase)), 0.0, 1.0)
+    s = np.minimum(s, plan.peak)
+    if plan.archetype == RECOVERY or plan.resolves:
+        t_peak = t0 + (t_full - t0) * plan.peak ** (1.0 / GAMMA)
+        u = np.clip((t - (t_peak + plan.plateau_s)) / plan.recover_s, 0.0, 1.0)
         s = s * (1.0 - u * u * (3.0 - 2.0 * u))
     return s
 
@@ -233,9 +296,9 @@ def episode_course(rng: np.random.Generator, plan: Plan, base: Baseline, c_plan:
     u = rng.uniform
     ep = plan.episode
     if ep == SEPSIS:
-        d = {"temp": u(1.4, 2.2), "rr": u(6, 10), "spo2": -u(2, 5), "sbp": -u(22, 32), "hr": u(16, 28)}
+        d = {"temp": u(1.4, 2.2), "rr": u(8, 14), "spo2": -u(2, 5), "sbp": -u(22, 32), "hr": u(16, 28)}
     elif ep == RESPIRATORY:
-        d = {"temp": u(0, 0.4), "rr": u(10, 16), "spo2": -6.0, "sbp": u(0, 8), "hr": u(12, 20)}
+        d = {"temp": u(0, 0.4), "rr": u(12, 20), "spo2": -6.0, "sbp": u(0, 8), "hr": u(12, 20)}
     elif ep == HAEMORRHAGE:
         d = {"temp": -u(0, 0.4), "rr": u(4, 8), "spo2": -u(0, 1.5), "sbp": -u(30, 42), "hr": u(28, 40)}
     elif ep == BRADY:
@@ -288,22 +351,39 @@ def latent_paths(rng: np.random.Generator, base: Baseline, plan: Plan, tm: np.nd
     hr = (base.hr + 5.0 * c + ar1(rng, n, 2.5, 5.0) + ar1(rng, n, 4.0, 45.0) + 2.5 * arousal
           + sev * deltas.get("hr", 0.0) + FEVER_HR_PER_C * d_temp)
     sbp = base.sbp + 6.0 * c + ar1(rng, n, 6.0, 60.0) + 3.0 * arousal + sev * deltas.get("sbp", 0.0)
-    rr = (base.rr + 0.7 * c + ar1(rng, n, 1.3, 30.0) + 0.8 * arousal + sev * deltas.get("rr", 0.0)
+    # breathing varies a lot within a patient and is right-skewed (Posthuma 2020: median 15, IQR 13–19 /min)
+    rr = (base.rr * np.exp(ar1(rng, n, 0.17, 20.0)) + 0.7 * c + 0.8 * arousal + sev * deltas.get("rr", 0.0)
           + FEVER_RR_PER_C * d_temp)
     spo2 = base.spo2 + ar1(rng, n, 0.6, 20.0) - 0.2 * arousal + sev * deltas.get("spo2", 0.0)
     temp = base.temp + 0.25 * c + ar1(rng, n, 0.12, 90.0) + d_temp
-    return {"hr": hr, "sbp": sbp, "rr": rr, "spo2": spo2, "temp": temp, "sev": sev}
+    # the resting rate a nurse counts over 30 s: without the minute-to-minute swings of the impedance signal
+    rr_rest = base.rr + 0.7 * c + sev * deltas.get("rr", 0.0) + FEVER_RR_PER_C * d_temp
+    return {"hr": hr, "sbp": sbp, "rr": rr, "spo2": spo2, "temp": temp, "sev": sev, "rr_rest": rr_rest}
 
 
 @dataclass(frozen=True)
 class Benign:
-    """Brief physiological events of any ward patient: (start_s, duration_s, amplitude) arrays."""
+    """Brief physiological events of any ward patient: (start_s, duration_s, amplitude) arrays.
+
+    Rates and sizes follow continuous ward-monitoring studies (the realism report states each source
+    and compares the simulated rates with it): most episodes are brief and never make a 15-minute
+    event; a few touch or cross a threshold, and the label (``models.labels``) decides what they are.
+    """
 
     tachy: np.ndarray  # HR +15–35 bpm for 1–4 min (mobilising, toilet, pain), 4 per day
-    desat: np.ndarray  # SpO2 −5 to −14 % for 0.5–3 min (position, sleep apnoea), 6 per day; with
-    #                    ``Baseline.night_dips_per_h``: also −4 to −10 % for 20–60 s, 6–20 per hour of sleep
-    fast_rr: np.ndarray  # RR +12–20 /min for 5–20 min (anxiety, exertion, pain), 1.2 per day
-    slow_rr: np.ndarray  # RR × 0.3–0.5 for 5–30 min (deep sleep, opioids), 1.5 per day
+    desat: np.ndarray  # SpO2 −5 to −14 % for 0.5–2.5 min (position, sleep apnoea), 6 per day; with
+    #                    ``Baseline.night_dips_per_h``: also −4 to −10 % for 20–60 s, 6–20 per hour of sleep;
+    #                    with ``Baseline.opioid``: −6 to −12 % with each respiratory-depression episode
+    hypox: np.ndarray  # SpO2 lowered to a nadir (amplitude = baseline − nadir) for 30–180 min (atelectasis,
+    #                    position, hypoventilation), ``HYPOX_PER_DAY``; nadir 90.5–92.5 %, in 10 % of them 88.5–90.5 %
+    #                    for 6–14 min (a brief touch of the 90 % line)
+    fast_rr: np.ndarray  # RR +6–14 /min for 3–15 min (exertion, pain, anxiety), 1 per day
+    slow_rr: np.ndarray  # RR × factor: × 0.55–0.75 for 5–15 min in sleep (0.3 per day, everyone); with
+    #                      ``Baseline.opioid`` also × 0.2–0.4 for 3–8 min, 0–2 per night (respiratory depression)
+
+
+HYPOX_PER_DAY = 0.7
+HYPOX_TOUCH_SHARE = 0.1
 
 
 def _poisson_events(rng: np.random.Generator, horizon_s: float, per_day: float, dur: tuple[float, float],
@@ -316,30 +396,56 @@ def _poisson_events(rng: np.random.Generator, horizon_s: float, per_day: float, 
     return out
 
 
+def _at_night(events: np.ndarray, start_s: float) -> np.ndarray:
+    hour = ((start_s + events[:, 0]) / HOUR) % 24.0
+    return events[(hour >= NIGHT_HOURS[0]) | (hour < NIGHT_HOURS[1])]
+
+
+def _merge(*parts: np.ndarray) -> np.ndarray:
+    out = np.vstack(parts)
+    return out[np.argsort(out[:, 0], kind="stable")]
+
+
 def draw_benign(rng: np.random.Generator, horizon_s: float, start_s: float = 0.0,
                 base: Baseline | None = None) -> Benign:
-    desat = _poisson_events(rng, horizon_s, 6.0, (30, 180), (5, 14))
+    desat = _poisson_events(rng, horizon_s, 6.0, (30, 150), (5, 14))
+    slow_rr = _at_night(_poisson_events(rng, horizon_s, 0.3 * 24 / 7, (300, 900), (0.55, 0.75)), start_s)
     if base is not None and base.night_dips_per_h > 0:
         dips = _poisson_events(rng, horizon_s, base.night_dips_per_h * 24.0, (20, 60), (5, 14))
-        hour = ((start_s + dips[:, 0]) / HOUR) % 24.0
-        night = (hour >= NIGHT_HOURS[0]) | (hour < NIGHT_HOURS[1])
-        desat = np.vstack([desat, dips[night]])
-        desat = desat[np.argsort(desat[:, 0], kind="stable")]
+        desat = _merge(desat, _at_night(dips, start_s))
+    if base is not None and base.opioid:
+        # opioid-induced respiratory depression: slow shallow breathing for minutes, with a desaturation
+        per_night = float(rng.uniform(0.0, 2.0))
+        rd = _at_night(_poisson_events(rng, horizon_s, per_night * 24 / 7, (180, 480), (0.2, 0.4)), start_s)
+        slow_rr = _merge(slow_rr, rd)
+        with_desat = rd.copy()
+        with_desat[:, 2] = rng.uniform(6, 12, len(rd))
+        desat = _merge(desat, with_desat)
+    hypox = _poisson_events(rng, horizon_s, HYPOX_PER_DAY, (1800, 10800), (0, 0))
+    spo2 = 97.0 if base is None else base.spo2
+    touch = rng.random(len(hypox)) < HYPOX_TOUCH_SHARE
+    nadir = np.where(touch, rng.uniform(88.5, 90.5, len(hypox)), rng.uniform(90.5, 92.5, len(hypox)))
+    hypox[:, 1] = np.where(touch, rng.uniform(360, 840, len(hypox)), hypox[:, 1])
+    hypox[:, 2] = np.maximum(spo2 - nadir, 0.0)
     return Benign(
         tachy=_poisson_events(rng, horizon_s, 4.0, (60, 240), (15, 35)),
         desat=desat,
-        fast_rr=_poisson_events(rng, horizon_s, 2.0, (300, 1200), (12, 20)),
-        slow_rr=_poisson_events(rng, horizon_s, 1.5, (300, 1800), (0.3, 0.5)),
+        hypox=hypox[hypox[:, 2] > 0],
+        fast_rr=_poisson_events(rng, horizon_s, 1.0, (180, 900), (6, 14)),
+        slow_rr=slow_rr,
     )
 
 
-def add_bumps(t: np.ndarray, y: np.ndarray, events: np.ndarray, *, multiply: bool = False) -> None:
-    """Add (or, with ``multiply``, scale toward a factor) a flat-topped bump per event, in place. ``t`` sorted."""
+def add_bumps(t: np.ndarray, y: np.ndarray, events: np.ndarray, *, multiply: bool = False,
+              ramp: float = 3.0) -> None:
+    """Add (or, with ``multiply``, scale toward a factor) a flat-topped bump per event, in place. ``t`` sorted.
+
+    The bump is ``min(1, ramp · sin(π (t − start) / duration))``: ``ramp`` 3 is nearly flat-topped, 1 a sine."""
     for start, dur, amp in events:
         i, j = np.searchsorted(t, [start, start + dur])
         if i == j:
             continue
-        shape = np.clip(3.0 * np.sin(np.pi * (t[i:j] - start) / dur), 0.0, 1.0)
+        shape = np.clip(ramp * np.sin(np.pi * (t[i:j] - start) / dur), 0.0, 1.0)
         if multiply:
             y[i:j] *= 1.0 - shape * (1.0 - amp)
         else:

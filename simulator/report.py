@@ -1,6 +1,6 @@
 """The realism report: simulated wards against the published adult-ward centiles (``/shared/reference``).
 
-For every seed a cohort is generated with the default ward mix (stable and deteriorating patients
+For every seed a cohort is generated with the enriched mix (stable and deteriorating patients
 together, as on a real ward) and its artefact-free readings are pooled per vital (time-weighted, as
 continuous monitoring is). The report states, per statistic, the reference (CEWS, Tarassenko et al.
 2011), the tolerance, every seed's value and whether all seeds are within tolerance of the reference
@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from models.schema import ACVPU_CODES, VITALS
-from simulator import detect
-from simulator.archetypes import ARCHETYPES, DEFAULT_MIX, EVENT_ARCHETYPES
+from simulator import detect, realism
+from simulator.archetypes import ARCHETYPES, DEFAULT_MIX, ENRICHED_MIX, EVENT_ARCHETYPES, WARD_EVENT_RATE_PER_DAY
 from simulator.cohort import DEFAULT_START, iter_streams
 from simulator.devices import Q_OK
 from simulator.patient import PatientStream, generate_patient, to_epoch_ms
@@ -72,6 +72,18 @@ class SeedStats:
     charted_points: Counter = field(default_factory=Counter)  # points per parameter in the sets ≥ 5
     quality: Counter = field(default_factory=Counter)
     rows: int = 0
+    flags: list[dict[str, float]] = field(default_factory=list)  # realism.patient_flags per stable patient
+    charted_ge5_monitor: int = 0  # the same rounds scored with the monitor's RR instead of the nurse's count
+    rr_pairs: list[tuple[float, float]] = field(default_factory=list)  # (nurse count, monitor window mean)
+    chronic: Counter = field(default_factory=Counter)  # (group, "patients" | "events") over stable patients
+    criteria_stable: Counter = field(default_factory=Counter)  # first criterion of stable patients' events
+    shapes: Counter = field(default_factory=Counter)  # (shape, "planned" | "events") over planned episodes
+    fates: Counter = field(default_factory=Counter)  # (fate, "planned" | "events")
+    confusion: Counter = field(default_factory=Counter)  # event patients: "charted", "before_onset"
+    doc_delay_min: list[float] = field(default_factory=list)
+    charted_late_s: float = 0.0  # longest delivery delay of a charted set after its ts
+    ward_days: float = 0.0  # the default (general-ward) mix cohort of the same seed
+    ward_events: Counter = field(default_factory=Counter)  # kind → events in it
 
 
 def _hist(values: np.ndarray) -> np.ndarray:
@@ -115,13 +127,14 @@ def _news2_for(stream: PatientStream) -> tuple[int, int, int] | None:
     return _runs(high), int(high.sum()), len(high)
 
 
-def charted_news2(stream: PatientStream) -> list[tuple[int, int, dict[str, int]]]:
-    """NEWS2 as the nurse meets it: one set per charted observation (the ACVPU/oxygen rounds of ``nurse``).
+def charted_news2(stream: PatientStream, rr_source: str = "nurse") -> list[tuple[int, int, dict[str, int]]]:
+    """NEWS2 as the nurse meets it: one set per observation round (``simulator.nurse``, RCP 2017 frequency).
 
-    Each set is scored with ``models.news2.score`` from the vitals of the last complete 5-minute window
-    before the observation (HR, SpO2, RR window means; SBP and temperature carried forward up to 1 h, as
-    ``models.windows``), the ACVPU and oxygen charted at that round, on the SpO2 scale the patient is
-    charted on. Returns ``(epoch ms, total, points)`` per set, in time order.
+    Each set is scored with ``models.news2.score`` from the vitals of the last complete 5-minute window before
+    the bedside round (HR and SpO2 window means; SBP and temperature carried forward up to 1 h, as
+    ``models.windows``), the respiratory rate the nurse counted (``rr_source="nurse"``; ``"monitor"``: the
+    impedance window mean instead), the ACVPU and oxygen charted at that round, on the patient's SpO2 scale.
+    Returns ``(documentation time in epoch ms, total, points)`` per set, in time order.
     """
     from models import news2
 
@@ -134,34 +147,90 @@ def charted_news2(stream: PatientStream) -> list[tuple[int, int, dict[str, int]]
     if not series:
         return []
     n = len(series["hr"])
-    obs = vital == VITALS.index("acvpu")
-    is_o2 = vital == VITALS.index("o2")
-    o2_at = dict(zip(ts[is_o2].tolist(), value[is_o2].tolist(), strict=True))
+    charted = {}
+    for v in ("acvpu", "o2"):
+        sel = vital == VITALS.index(v)
+        charted[v] = dict(zip(ts[sel].tolist(), value[sel].tolist(), strict=True))
     out = []
-    for t, code in zip(ts[obs].tolist(), value[obs].tolist(), strict=True):
+    for t, doc, counted in zip(stream.nurse_rr_ms.tolist(), stream.nurse_doc_ms.tolist(), stream.nurse_rr.tolist(),
+                               strict=True):
+        if doc not in charted["acvpu"]:
+            continue  # documented after monitoring ended
         k = min(max((t - origin) // WINDOW_MS - 1, 0), n - 1)
         at = {v: series[v][k] for v in ("hr", "spo2", "rr", "sbp", "temp")}
         at = {v: None if np.isnan(x) else float(x) for v, x in at.items()}
-        o2 = o2_at.get(t)
-        got = news2.score(rr=at["rr"], spo2=at["spo2"], spo2_scale=stream.spo2_scale,
+        rr = counted if rr_source == "nurse" else at["rr"]
+        o2 = charted["o2"].get(doc)
+        got = news2.score(rr=rr, spo2=at["spo2"], spo2_scale=stream.spo2_scale,
                           on_oxygen=None if o2 is None else o2 > 0, sbp=at["sbp"], hr=at["hr"],
-                          acvpu=ACVPU_CODES[round(code)], temp=at["temp"])
-        out.append((t, got.total, got.points))
+                          acvpu=ACVPU_CODES[round(charted["acvpu"][doc])], temp=at["temp"])
+        out.append((doc, got.total, got.points))
+    out.sort(key=lambda x: x[0])
     return out
 
 
+def _stable_details(st: SeedStats, s: PatientStream, days: float) -> None:
+    st.flags.append(realism.patient_flags(s))
+    group = str(s.traits.get("chronic") or ("af" if s.traits.get("af") else "none"))
+    st.chronic[(group, "patients")] += 1
+    st.chronic[(group, "events")] += bool(s.events)
+    for e in s.events:
+        st.criteria_stable[e["criterion"]] += 1
+    sets = charted_news2(s)
+    monitor = charted_news2(s, rr_source="monitor")
+    st.charted_days += days
+    st.charted_sets += len(sets)
+    st.charted_ge5_monitor += sum(total >= 5 for _, total, _ in monitor)
+    previous = 0
+    for _t, total, points in sets:
+        if total >= 5:
+            st.charted_ge5 += 1
+            st.charted_triggers += previous < 5
+            st.charted_points.update(points)
+        previous = total
+    ts, vital, value = realism._clean(s)
+    origin, series = detect.window_aggregates(ts, vital, value)
+    if series:
+        for t, counted in zip(s.nurse_rr_ms.tolist(), s.nurse_rr.tolist(), strict=True):
+            k = min(max((t - origin) // WINDOW_MS - 1, 0), len(series["rr"]) - 1)
+            if np.isfinite(series["rr"][k]):
+                st.rr_pairs.append((counted, float(series["rr"][k])))
+
+
+def _event_details(st: SeedStats, s: PatientStream) -> None:
+    shape = str(s.traits.get("shape", ""))
+    fate = "stops short" if s.traits.get("stops_short") else "resolves" if s.traits.get("resolves") else "transferred"
+    if s.patient["archetype"] == "recovery":
+        fate = "recovery"
+    for key, c in ((shape, st.shapes), (fate, st.fates)):
+        c[(key, "planned")] += 1
+        c[(key, "events")] += bool(s.events)
+    if s.events:
+        acvpu = (s.vital == VITALS.index("acvpu")) & (s.value > 0)
+        if acvpu.any():
+            st.confusion["charted"] += 1
+            st.confusion["before_onset"] += int(s.ts_ms[acvpu].min() < to_epoch_ms(s.events[0]["onset"]))
+
+
 def collect(seed: int, n_patients: int, hours: float, progress: bool = False,
-            start: pd.Timestamp = DEFAULT_START) -> SeedStats:
+            start: pd.Timestamp = DEFAULT_START, ward_patients: int | None = None) -> SeedStats:
+    """One seed: the enriched cohort (centiles, stable-patient checks, NEWS2, deteriorations) and, with
+    ``ward_patients``, a general-ward cohort of the same seed for the event rate per patient-day."""
     st = SeedStats(seed)
     for kind in ("ward", "stable", "all_quality"):
         getattr(st, f"hist_{kind}").update({v: np.zeros(NBINS, dtype=np.int64) for v in REPORT_VITALS})
     news2_done = 0
-    for s in iter_streams(n_patients, hours, seed, start, DEFAULT_MIX, progress):
+    for s in iter_streams(n_patients, hours, seed, start, ENRICHED_MIX, progress):
         arche = s.patient["archetype"]
         st.patients.append(s.patient)
         st.events.extend(s.events)
         st.rows += len(s)
         st.quality.update(Counter(s.quality.tolist()))
+        nurse = s.vital == VITALS.index("acvpu")
+        if nurse.any():  # first copy of each set (a retransmitted duplicate arrives up to a minute later)
+            late = pd.Series(s.deliver_ms[nurse] - s.ts_ms[nurse]).groupby(s.ts_ms[nurse]).min()
+            st.charted_late_s = max(st.charted_late_s, float(late.max()) / 1000)
+        st.doc_delay_min.extend(((s.nurse_doc_ms - s.nurse_rr_ms) / 60_000).tolist())
         for v in REPORT_VITALS:
             clean = _series(s, v)
             h = _hist(clean)
@@ -178,26 +247,19 @@ def collect(seed: int, n_patients: int, hours: float, progress: bool = False,
             lo = max(0, onset_w - int(HORIZON / pd.Timedelta(minutes=5)))
             st.pre_windows += max(0, min(onset_w, n_w) - lo)
             st.post_windows += max(0, n_w - onset_w)
+        if arche in EVENT_ARCHETYPES:
+            _event_details(st, s)
         if arche == "stable":
             days = (s.end_ms - s.start_ms) / 86_400_000
             st.stable_days += days
             spo2, rr, hr = _series(s, "spo2"), _series(s, "rr"), _series(s, "hr")
-            st.episodes["short desaturation (SpO2 < 90 %)"] += _runs(spo2 < 90)
-            st.episodes["slow breathing (RR ≤ 8)"] += _runs(rr <= 8)
-            st.episodes["fast breathing (RR ≥ 25)"] += _runs(rr >= 25)
+            st.episodes["short desaturation (30-s SpO2 < 90 %)"] += _runs(spo2 < 90)
+            st.episodes["slow breathing (minute RR ≤ 8)"] += _runs(rr <= 8)
+            st.episodes["fast breathing (minute RR ≥ 25)"] += _runs(rr >= 25)
             st.episodes["tachycardia (HR > 120 for ≥ 10 s)"] += _runs(hr > 120, 10)
             st.episodes["bradycardia (HR < 50 for ≥ 10 s)"] += _runs(hr < 50, 10)
             st.episodes["hypotension (one cuff reading < 90)"] += _runs(_series(s, "sbp") < 90)
-            sets = charted_news2(s)
-            st.charted_days += days
-            st.charted_sets += len(sets)
-            previous = 0
-            for _t, total, points in sets:
-                if total >= 5:
-                    st.charted_ge5 += 1
-                    st.charted_triggers += previous < 5
-                    st.charted_points.update(points)
-                previous = total
+            _stable_details(st, s, days)
             if news2_done < NEWS2_PATIENTS:
                 got = _news2_for(s)
                 if got is not None:
@@ -206,6 +268,10 @@ def collect(seed: int, n_patients: int, hours: float, progress: bool = False,
                     st.news2_triggers += got[0]
                     st.news2_windows_ge5 += got[1]
                     st.news2_windows += got[2]
+    for s in iter_streams(ward_patients or 0, hours, seed, start, DEFAULT_MIX, False):
+        st.ward_days += (s.end_ms - s.start_ms) / 86_400_000
+        for e in s.events:
+            st.ward_events[e["kind"]] += 1
     return st
 
 
@@ -232,7 +298,33 @@ def centile_table(stats: list[SeedStats]) -> tuple[list[str], bool]:
     return lines, ok_all
 
 
-def _plots(out: Path, stats: list[SeedStats], hours: float) -> list[str]:
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def realism_table(stats: list[SeedStats]) -> tuple[list[str], bool, dict[str, list[float | None]]]:
+    """Stable-patient checks (``simulator.realism.CHECKS``) per seed, with reference and accepted range."""
+    values: dict[str, list[float | None]] = {c.key: [] for c in realism.CHECKS}
+    for st in stats:
+        got = realism.summarise(st.flags, {q: centile(st.hist_stable["rr"], q) for q in (25, 50, 75)})
+        for c in realism.CHECKS:
+            values[c.key].append(got[c.key])
+    head = ("| measure (stable patients, 24-h stays) | " + " | ".join(f"seed {st.seed}" for st in stats)
+            + " | reference | accepted | within |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    ok_all = True
+    for c in realism.CHECKS:
+        ok = realism.within(c, values[c.key])
+        ok_all &= ok is not False
+        unit = " /min" if c.unit == "/min" else " %"
+        pop = {"opioid": " (on opioids)", "no_opioid": " (no opioids)"}.get(c.population, "")
+        accepted = "context" if c.low is None else f"{_fmt(c.low)}–{_fmt(c.high)}{unit}"
+        lines.append(f"| {c.measure}{pop} | " + " | ".join(_pct(v) for v in values[c.key])
+                     + f" | {c.reference} | {accepted} | {'' if ok is None else 'yes' if ok else '**no**'} |")
+    return lines, ok_all, values
+
+
+def _plots(out: Path, stats: list[SeedStats], hours: float, values: dict[str, list[float | None]]) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -264,10 +356,51 @@ def _plots(out: Path, stats: list[SeedStats], hours: float) -> list[str]:
     plt.close(fig)
     files.append("histograms.png")
 
+    pinned = [c for c in realism.CHECKS if c.low is not None and c.unit == "%"]
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(pinned) + 1.2))
+    for k, c in enumerate(pinned):
+        ax.plot([c.low, c.high], [k, k], color="#bdc3c7", lw=8, solid_capstyle="butt")
+        if c.ref_value is not None:
+            ax.plot([c.ref_value], [k], marker="|", color="#c0392b", ms=16, mew=2)
+        vals = [v for v in values[c.key] if v is not None]
+        ax.plot(vals, [k] * len(vals), "o", color="#2c3e50", ms=5)
+    ax.set_yticks(range(len(pinned)), [c.key for c in pinned], fontsize=8)
+    ax.set_xlabel("% of stable patients (per 24-h stay); grey = accepted range, red = published figure, "
+                  "dots = seeds")
+    fig.tight_layout()
+    fig.savefig(out / "stable_checks.png", dpi=90)
+    plt.close(fig)
+    files.append("stable_checks.png")
+
+    pairs = np.array([p for st in stats for p in st.rr_pairs]) if any(st.rr_pairs for st in stats) else None
+    if pairs is not None:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        bins = np.arange(4, 41) - 0.5
+        ax.hist(pairs[:, 1], bins=bins, alpha=0.6, density=True, label="monitor (impedance, 5-min mean)")
+        ax.hist(pairs[:, 0], bins=bins, alpha=0.6, density=True, label="nurse count (30 s × 2)")
+        ax.set_xlabel("respiratory rate at the observation round, stable patients (/min)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "rr_monitor_vs_nurse.png", dpi=90)
+        plt.close(fig)
+        files.append("rr_monitor_vs_nurse.png")
+
     start_ms = to_epoch_ms(DEFAULT_START)
-    fig, axes = plt.subplots(len(ARCHETYPES), 1, figsize=(12, 2.2 * len(ARCHETYPES)), sharex=True)
-    for k, (ax, a) in enumerate(zip(axes, ARCHETYPES, strict=True)):
-        s = generate_patient(f"ex-{a[:4]}", (2026, k), start_ms, max(hours, 12.0), archetype=a)
+    examples: list[tuple[str, PatientStream]] = []
+    for a in ARCHETYPES:
+        examples.append((a, generate_patient(f"ex-{a[:4]}", (2026, len(examples)), start_ms, max(hours, 12.0),
+                                             archetype=a)))
+    wanted = {"gradual", "short", "fluctuating", "abrupt"}
+    for k in range(200):  # one sepsis or bradyarrhythmia course of every prodrome shape
+        if not wanted:
+            break
+        a = "bradyarrhythmia" if "abrupt" in wanted and k % 2 else "sepsis"
+        s = generate_patient(f"sh{k}", (2027, k), start_ms, 12.0, archetype=a, onset_window_h=(6.0, 9.0))
+        if s.traits["shape"] in wanted and s.events:
+            wanted.discard(s.traits["shape"])
+            examples.append((f"{a} ({s.traits['shape']} prodrome)", s))
+    fig, axes = plt.subplots(len(examples), 1, figsize=(12, 2.0 * len(examples)), sharex=True)
+    for k, (ax, (name, s)) in enumerate(zip(axes, examples, strict=True)):
         win = W.build(s.frame())
         t = (win["start"] - DEFAULT_START).dt.total_seconds() / 3600
         for col, color in (("hr_mean", "#c0392b"), ("sbp", "#2c3e50"), ("spo2_mean", "#2980b9"),
@@ -275,10 +408,11 @@ def _plots(out: Path, stats: list[SeedStats], hours: float) -> list[str]:
             y = win[col] * (10 if col == "temp" else 1) - (300 if col == "temp" else 0)
             ax.plot(t, y, color=color, lw=0.9, label=col if col != "temp" else "temp×10−300")
         for e in s.events:
-            ax.axvline((e["onset"] - DEFAULT_START).total_seconds() / 3600, color="k", ls="--", lw=1)
-            ax.text((e["onset"] - DEFAULT_START).total_seconds() / 3600, 150, f" onset ({e['criterion']})", fontsize=8)
+            at = (e["onset"] - DEFAULT_START).total_seconds() / 3600
+            ax.axvline(at, color="k", ls="--", lw=1)
+            ax.text(at, 150, f" onset ({e['criterion']})", fontsize=8)
         ax.set_ylim(20, 170)
-        ax.set_ylabel(a, fontsize=8)
+        ax.set_ylabel(name, fontsize=7)
         if k == 0:
             ax.legend(fontsize=7, ncol=5, loc="upper right")
     axes[-1].set_xlabel("hours since admission (5-minute windows)")
@@ -289,91 +423,176 @@ def _plots(out: Path, stats: list[SeedStats], hours: float) -> list[str]:
     return files
 
 
+def _share(c: Counter, key: str) -> str:
+    planned = c[(key, "planned")]
+    return f"{planned} | {c[(key, 'events')]} ({c[(key, 'events')] / planned:.0%})" if planned else "0 | –"
+
+
 def build_report(out: str | Path, n_patients: int = 500, hours: float = 24.0, seeds: list[int] | None = None,
                  progress: bool = False) -> dict:
     seeds = seeds or [1, 2, 3]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stats = []
-    for seed in seeds:
-        stats.append(collect(seed, n_patients, hours, progress))
+    stats = [collect(seed, n_patients, hours, progress, ward_patients=n_patients) for seed in seeds]
     table, ok = centile_table(stats)
+    checks, checks_ok, values = realism_table(stats)
     first = stats[0]
     days = sum(1 for _ in first.patients) * hours / 24.0
     mix = Counter(p["archetype"] for p in first.patients)
     kinds = Counter(e["kind"] for e in first.events)
     criteria = Counter(e.get("criterion", "") for e in first.events)
+    shapes = sum((st.shapes for st in stats), Counter())
+    fates = sum((st.fates for st in stats), Counter())
+    confusion = sum((st.confusion for st in stats), Counter())
+    chronic = sum((st.chronic for st in stats), Counter())
+    crit_stable = sum((st.criteria_stable for st in stats), Counter())
+    pairs = np.array([p for st in stats for p in st.rr_pairs]).reshape(-1, 2)
+    delays = np.array([d for st in stats for d in st.doc_delay_min])
     lines = [
         "# wardtwin simulator — realism report", "",
-        f"Cohorts: {n_patients} patients × {hours:g} h per seed, seeds {', '.join(map(str, seeds))}, default ward mix "
-        f"({', '.join(f'{k} {v:.1%}' for k, v in DEFAULT_MIX.items())}). Readings with a quality flag are excluded "
-        "(they are never scored), except in the column that says so.", "",
-        "## Ward centiles against the reference", "",
+        f"Generated by `wardtwin simulate report --patients {n_patients} --hours {hours:g} --seeds "
+        f"{','.join(map(str, seeds))}` (simulator {simulator_version()}). Per seed: a cohort of {n_patients} "
+        f"patients × {hours:g} h with the enriched mix ({', '.join(f'{k} {v:.1%}' for k, v in ENRICHED_MIX.items())}"
+        ", the population the CEWS centiles were matched on in issue 4) and, for the event rate, a cohort of the "
+        f"same size with the default general-ward mix ({WARD_EVENT_RATE_PER_DAY} planned deteriorations per "
+        "patient-day). Readings with a quality flag are excluded (they are never scored), except in the column "
+        "that says so.", "",
+        "## 1. Ward centiles against the reference", "",
         "Reference: CEWS (Tarassenko et al. 2011, continuous monitoring, 863 acute patients); mCEWS (manual "
         "observations) shown for context. *Within* = every seed within the tolerance of the reference **and** the "
         "spread between seeds at most half the tolerance.", "",
         *table, "",
-        f"All statistics within tolerance: **{'yes' if ok else 'no'}**.", "",
-        f"## Event rate and archetype mix (seed {first.seed}, {len(first.patients)} patients, {days:g} patient-days)",
-        "",
+        f"All centiles within tolerance: **{'yes' if ok else 'no'}**.", "",
+        "## 2. Stable patients against continuous ward-monitoring studies", "",
+        "Brief benign episodes (`simulator.physiology.Benign`, `simulator.devices`): slow desaturations "
+        "(atelectasis, position) to a 90.5–92.5 % nadir for 30–180 min, some touching 88.5–90.5 % for 6–14 min; "
+        "brief dips; opioid respiratory depression at night; brief tachypnoea; the impedance monitor reading "
+        "talking as fast breathing. Multi-day study shares are converted per day (`realism.per_day`). "
+        "*Accepted* ranges were set from the references before tuning; *context* rows are not pinned.", "",
+        *checks, "",
+        f"All pinned stable-patient checks within their range on every seed: **{'yes' if checks_ok else 'no'}**.",
+        "", "Not matched, on purpose: Sun's 37 % (SpO2 < 90 % for an hour in 48 h) and Duus's 52 % (SpO2 < 85 % for "
+        "more than 10 min) are postoperative cohorts; on this ward each such episode would be an *event* by the "
+        "15-minute rule of `models.labels`, so the simulated general ward has far fewer of them (rows above).", "",
+        "### Hard negatives: stable patients near a threshold (all seeds)", "",
+        "Nothing is regenerated: a stable patient who crosses a threshold for 15 minutes keeps the crossing, and the "
+        "label calls it an event (first criterion of those events: "
+        + (", ".join(f"{k} {v}" for k, v in crit_stable.most_common()) or "none") + ").", "",
+        "| stable group | patients | with an event by the label |", "|---|---|---|",
+        *[f"| {g} | {chronic[(g, 'patients')]} | {chronic[(g, 'events')]} "
+          f"({chronic[(g, 'events')] / max(chronic[(g, 'patients')], 1):.0%}) |"
+          for g in ("none", "af", "copd", "tachycardia", "hypotension")], "",
+        "Groups: `copd` hypercapnic COPD on long-term oxygen, NEWS2 scale 2, SpO2 90.6–93 %; `tachycardia` resting "
+        "HR 100–108; `hypotension` resting SBP 102–112 on antihypertensives; `af` atrial fibrillation; fever "
+        "patients peak at 38.3–39.4 °C (they can touch the 39 °C line).", "",
+        "### Monitor RR and nurse-counted RR (stable patients, all rounds, all seeds)", "",
+    ]
+    if len(pairs):
+        diff = pairs[:, 0] - pairs[:, 1]
+        lines += [
+            f"- rounds: {len(pairs):,}; nurse count minus monitor 5-min mean: median {np.median(diff):+.1f} /min, "
+            f"middle 90 % {np.percentile(diff, 5):+.1f} to {np.percentile(diff, 95):+.1f}",
+            f"- nurse counts written as 18 or 20: {np.isin(pairs[:, 0], (18, 20)).mean():.0%} (digit preference; "
+            f"monitor means rounding to 18 or 20: {np.isin(np.round(pairs[:, 1]), (18, 20)).mean():.0%})",
+            f"- NEWS2 RR points ≥ 2: nurse {np.mean(pairs[:, 0] >= 21):.1%} of rounds, monitor "
+            f"{np.mean(np.round(pairs[:, 1]) >= 21):.1%}",
+            "- the reading schema has one `rr` vital (the monitor's); the nurse's count is kept by the simulator "
+            "(`PatientStream.nurse_rr`) and used for the charted NEWS2 below, as on a ward.", "",
+        ]
+    lines += [
+        "## 3. NEWS2 ≥ 5 on stable patients at RCP 2017 charting frequency", "",
+        "| NEWS2 ≥ 5 on stable patients | " + " | ".join(f"seed {st.seed}" for st in stats) + " | real wards |",
+        "|---|" + "---|" * (len(stats) + 1),
+        "| **charted sets ≥ 5 per 100 patient-days** (nurse's rounds, nurse-counted RR) | " + " | ".join(
+            f"**{100 * st.charted_ge5 / max(st.charted_days, 1e-9):.1f}**" for st in stats) + " | 2–5.5 alerts |",
+        "| the same rounds with the monitor's RR instead | " + " | ".join(
+            f"{100 * st.charted_ge5_monitor / max(st.charted_days, 1e-9):.1f}" for st in stats) + " | |",
+        "| new triggers at charting (a set ≥ 5 after one < 5) per 100 patient-days | " + " | ".join(
+            f"{100 * st.charted_triggers / max(st.charted_days, 1e-9):.1f}" for st in stats) + " | |",
+        "| charted observation sets per patient-day | " + " | ".join(
+            f"{st.charted_sets / max(st.charted_days, 1e-9):.1f}" for st in stats) + " | 2–6 |",
+    ]
+    if first.news2_windows:
+        lines.append("| per 5-minute window: entering ≥ 5 per 100 patient-days (not what a ward sees) | " + " | ".join(
+            f"{100 * st.news2_triggers / st.news2_days:.0f}" if st.news2_days else "–" for st in stats) + " | |")
+        lines.append("| per 5-minute window: share of windows with NEWS2 ≥ 5 | " + " | ".join(
+            f"{st.news2_windows_ge5 / st.news2_windows:.2%}" if st.news2_windows else "–" for st in stats) + " | |")
+    points = sum((st.charted_points for st in stats), Counter())
+    lines += ["", "*Charted*: the simulated nurse (`simulator.nurse`) charts a full set at the RCP 2017 minimum "
+              "frequency for the band she sees: 10.5–12 h at 0, 4–6 h at 1–4, hourly at 5–6 or a single 3, every "
+              "15 min (continuous) at ≥ 7; each set is scored with `models.news2.score` from the last complete "
+              "5-minute window before the round (HR, SpO2 means; SBP and temperature carried forward), the RR the "
+              "nurse counted, the charted ACVPU and oxygen, on the patient's SpO2 scale; all stable patients of each "
+              f"seed. *Per 5-minute window*: `models.news2.from_windows` on the first {NEWS2_PATIENTS} stable "
+              "patients of each seed — a continuous score, not an alert rate. Real wards: about 2–5.5 alerts per "
+              "100 patient-days (`reference/news2.md`).",
+              "", "Points per parameter in the charted sets ≥ 5 (all seeds): "
+              + (", ".join(f"{k} {v}" for k, v in points.most_common()) or "none") + "."]
+    ward_days = sum(st.ward_days for st in stats)
+    ward_events = sum((st.ward_events for st in stats), Counter())
+    n_ward = sum(ward_events.values())
+    planned = sum(v for k, v in ward_events.items() if k in EVENT_ARCHETYPES)
+    lines += [
+        "", "## 4. Deterioration: event rate, prodromes, resolution, charting", "",
+        f"- **general-ward default** (`--mix ward`, {WARD_EVENT_RATE_PER_DAY} planned deteriorations per patient-day,"
+        " `reference/news2.md`): recorded events per patient-day by seed "
+        + ", ".join(f"{sum(st.ward_events.values()) / max(st.ward_days, 1e-9):.3f}" for st in stats)
+        + f" (pooled {n_ward / max(ward_days, 1e-9):.3f}: planned deteriorations {planned / max(ward_days, 1e-9):.3f}"
+        f", stable or fever crossings {(n_ward - planned) / max(ward_days, 1e-9):.3f})."
+        " Configurable: `wardtwin simulate cohort --event-rate R` or `--mix enriched` (the training mix).",
+        "", "| prodrome shape (all seeds) | planned episodes | recorded events |", "|---|---|---|",
+        *[f"| {k} | {_share(shapes, k)} |" for k in ("gradual", "short", "fluctuating", "abrupt")],
+        "", "| course (all seeds) | planned episodes | recorded events |", "|---|---|---|",
+        *[f"| {k} | {_share(fates, k)} |" for k in ("transferred", "resolves", "stops short", "recovery")],
+        "", "Shapes: `gradual` 2–6 h of accelerating drift; `short` 15–60 min; `fluctuating` 2–6 h that comes and "
+        "goes (±25–50 % of the severity, 0.5–1.5 h period); `abrupt` 2–10 min (nothing visible before: 70 % of "
+        "bradyarrhythmias, as high-grade block). Courses: `resolves` crosses and is treated on the ward; `stops "
+        "short` peaks below its threshold (treated in time) — no event unless noise carries it over.",
+        f"- new confusion charted in {confusion['charted']} deteriorating patients with an event; in "
+        f"{confusion['before_onset']} of them ({confusion['before_onset'] / max(confusion['charted'], 1):.0%}) "
+        "first charted before the onset (the severity at which it appears is drawn per patient, 0.2–0.9).",
+        f"- charting latency: a set is documented {np.percentile(delays, 5):.0f}–{np.percentile(delays, 95):.0f} min "
+        f"(middle 90 %) after the bedside round and its readings carry that time; the longest delivery of a set's "
+        f"first copy after it is {max(st.charted_late_s for st in stats):.1f} s (the cycle's grace: 30 s), so training "
+        "(windows by "
+        "`ts`) and serving see every set at the same moment.",
+        "", f"## 5. Cohort detail (seed {first.seed}, enriched mix, {len(first.patients)} patients, {days:g} "
+        "patient-days)", "",
         "| archetype | patients | share | events |", "|---|---|---|---|",
         *[f"| {a} | {mix.get(a, 0)} | {mix.get(a, 0) / max(len(first.patients), 1):.1%} | {kinds.get(a, 0)} |"
           for a in ARCHETYPES],
         "",
-        f"- events: {len(first.events)} = {len(first.events) / max(len(first.patients), 1):.3f} per patient, "
-        f"{len(first.events) / days:.3f} per patient-day (a real ward: ~0.02 per patient-day; the default mix is "
-        "enriched for training, see `simulator.archetypes`)",
+        f"- events: {len(first.events)} = {len(first.events) / max(len(first.patients), 1):.3f} per patient-day",
         f"- first criterion crossed: {', '.join(f'{k} {v}' for k, v in sorted(criteria.items()))}",
-        f"- 5-minute windows monitored: {first.windows:,}; pre-deterioration (an onset within the next 6 h: "
-        f"`window_end ≤ onset < window_end + 6 h`): {first.pre_windows:,} = **{first.pre_windows / first.windows:.2%}**"
-        f"; at or after an onset (before transfer): {first.post_windows:,} = {first.post_windows / first.windows:.2%}",
+        f"- 5-minute windows monitored: {first.windows:,}; pre-deterioration (an onset within the next 6 h): "
+        f"{first.pre_windows:,} = **{first.pre_windows / first.windows:.2%}**; at or after an onset (before "
+        f"transfer): {first.post_windows:,} = {first.post_windows / first.windows:.2%}",
         f"- rows: {first.rows:,}; quality flags: "
         + ", ".join(f"{q} {n / first.rows:.2%}" for q, n in sorted(
             ((("ok", "probe_off", "motion", "low_perfusion")[k], v) for k, v in first.quality.items()),
             key=lambda kv: -kv[1])),
-        "", "## What a ward nurse would recognise (stable patients)", "",
-        "| per stable patient-day | " + " | ".join(f"seed {s.seed}" for s in stats) + " |",
+        "", "| episodes per stable patient-day (raw readings) | "
+        + " | ".join(f"seed {st.seed}" for st in stats) + " |",
         "|---|" + "---|" * len(stats),
     ]
-    for name in stats[0].episodes:
-        lines.append(f"| {name} | " + " | ".join(f"{s.episodes[name] / max(s.stable_days, 1e-9):.2f}" for s in stats)
-                     + " |")
-    lines += [
-        "", "## NEWS2 ≥ 5 on stable patients", "",
-        "| NEWS2 ≥ 5 on stable patients | " + " | ".join(f"seed {s.seed}" for s in stats) + " | real wards |",
-        "|---|" + "---|" * (len(stats) + 1),
-        "| **charted observation sets per 100 patient-days** (nurse's rounds) | " + " | ".join(
-            f"{100 * s.charted_ge5 / max(s.charted_days, 1e-9):.1f}" for s in stats) + " | 2–5.5 alerts |",
-        "| new triggers at charting (a set ≥ 5 after one < 5) per 100 patient-days | " + " | ".join(
-            f"{100 * s.charted_triggers / max(s.charted_days, 1e-9):.1f}" for s in stats) + " | |",
-        "| charted observation sets per patient-day | " + " | ".join(
-            f"{s.charted_sets / max(s.charted_days, 1e-9):.1f}" for s in stats) + " | 2–6 |",
-    ]
-    if first.news2_windows:
-        lines.append("| per 5-minute window: entering ≥ 5 per 100 patient-days (not what a ward sees) | " + " | ".join(
-            f"{100 * s.news2_triggers / s.news2_days:.0f}" if s.news2_days else "–" for s in stats) + " | |")
-        lines.append("| per 5-minute window: share of windows with NEWS2 ≥ 5 | " + " | ".join(
-            f"{s.news2_windows_ge5 / s.news2_windows:.2%}" if s.news2_windows else "–" for s in stats) + " | |")
-    points = sum((s.charted_points for s in stats), Counter())
-    lines += ["", "*Charted*: NEWS2 at the times the simulated nurse charts a full observation set (`simulator.nurse`: "
-              "every 12 h at 0, 4 h at 1–4, hourly at 5–6 or a single 3, 30 min at ≥ 7), scored with "
-              "`models.news2.score` from the last complete 5-minute window before the round (HR, SpO2, RR means; "
-              "SBP and temperature carried forward), the charted ACVPU and oxygen, on the patient's SpO2 scale "
-              "(scale 2 for hypercapnic COPD on long-term oxygen); all stable patients of each seed. *Per "
-              "5-minute window*: `models.news2.from_windows` (scale 1) on every `models.windows.build` window of "
-              f"the first {NEWS2_PATIENTS} stable patients of each seed — a continuous score, not an alert rate. "
-              "Reported NEWS2 alert burden on real wards: about 2–5.5 per 100 patient-days (`reference/news2.md`).",
-              "", "Points per parameter in the charted sets ≥ 5 (all seeds): "
-              + (", ".join(f"{k} {v}" for k, v in points.most_common()) or "none") + "."]
-    lines += ["", "## Plots", "", "![histograms](histograms.png)", "", "![trajectories](trajectories.png)", ""]
-    _plots(out_dir, stats, hours)
+    for name in first.episodes:
+        lines.append(f"| {name} | " + " | ".join(f"{st.episodes[name] / max(st.stable_days, 1e-9):.2f}"
+                                                for st in stats) + " |")
+    files = _plots(out_dir, stats, hours, values)
+    lines += ["", "## Plots", "", *[f"![{f[:-4]}]({f})" for f in files], ""]
     markdown = "\n".join(lines)
     path = out_dir / "README.md"
     path.write_text(markdown + "\n")
-    return {"markdown": markdown, "path": str(path), "all_within_tolerance": ok, "stats": stats,
-            "events_per_patient": len(first.events) / max(len(first.patients), 1),
+    return {"markdown": markdown, "path": str(path), "all_within_tolerance": ok and checks_ok, "stats": stats,
+            "checks": values, "events_per_patient": len(first.events) / max(len(first.patients), 1),
             "pre_deterioration_fraction": first.pre_windows / max(first.windows, 1),
             "event_archetypes": sorted(EVENT_ARCHETYPES)}
 
 
-__all__ = ["REFERENCE", "build_report", "centile", "collect"]
+def simulator_version() -> str:
+    import simulator
+
+    return simulator.__version__
+
+
+__all__ = ["REFERENCE", "build_report", "centile", "charted_news2", "collect", "realism_table"]

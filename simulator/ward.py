@@ -1,9 +1,10 @@
 """Live mode: a ward of beds whose readings are handed out by *delivery* time.
 
 Each bed holds a sequence of admissions. The first admission of every bed starts at ``start``;
-its archetype comes from a quota of the mix (a 24-bed ward with the default mix has 20 stable,
-one fever and three deteriorating patients), and deteriorating first admissions are planned to
-cross a threshold 2–8 h after ``start`` so a demo shows alerts early. An admission is monitored
+its archetype comes from a quota of the mix (default: the enriched mix, so that a demo shows
+deteriorations within hours; a 24-bed ward then has 20 stable, one fever and three deteriorating
+patients), and deteriorating first admissions are planned to cross a threshold 2–8 h after ``start``
+so a demo shows alerts early. An admission is monitored
 for ``block_hours`` (default 24 h); a deteriorating patient is transferred out 3–10 h after onset
 (``physiology.TRANSFER_AFTER_H``: escalation, review and an ICU bed take hours).
 The bed is then taken by a new admission (after 30–90 min when someone was transferred) whose
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from models.schema import VITALS
-from simulator.archetypes import EVENT_ARCHETYPES, normalise_mix, quota_archetypes
+from simulator.archetypes import ENRICHED_MIX, EVENT_ARCHETYPES, normalise_mix, quota_archetypes
 from simulator.devices import QUALITIES
 from simulator.patient import PatientStream, generate_patient, to_epoch_ms
 
@@ -39,7 +40,7 @@ class Ward:
             raise ValueError("n_beds must be 1..99")
         self.n_beds, self.seed, self.block_hours = n_beds, int(seed), float(block_hours)
         self.start = pd.Timestamp(start).tz_convert("UTC")
-        self.mix = normalise_mix(archetype_mix)
+        self.mix = normalise_mix(ENRICHED_MIX if archetype_mix is None else archetype_mix)
         self.bed_ids = [f"bed-{b + 1:02d}" for b in range(n_beds)]
         first = quota_archetypes(n_beds, self.mix, np.random.default_rng([self.seed, _QUOTA_KEY]))
         self._until_ms = to_epoch_ms(self.start)

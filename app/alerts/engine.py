@@ -1,4 +1,4 @@
-"""Alert rules and delivery.
+"""Alert rules, timers and the outbox worker.
 
 Three kinds of alert, each with its own rule, at most one open per patient and kind:
 
@@ -11,24 +11,33 @@ Three kinds of alert, each with its own rule, at most one open per patient and k
 - ``criteria``: a deterioration criterion is met now (flag ``criteria_met:<kind>`` from the cycle);
   resolves when none is met.
 
-An open alert resolves only once its rule has not held for ``clear_after`` (measured in window time from the
-last window end at which it held, recorded durably), so a score flickering across a trigger keeps one alert open
-instead of raising a new one every few minutes. Any open alert not acknowledged within ``escalate_after`` of
-being raised escalates. The outbox worker
-delivers every alert event to the WebSocket hub."""
+Only the cycle for the newest window end drives alert state: ``evaluate`` first claims its window end
+(``AlertStore.claim_window``, durable); a cycle for a past window (backfill, late data, a manual trigger) has
+already written its scores and changes no alert. An open alert resolves only once its rule has not held for
+``clear_after`` (measured in window time from the last window end at which it held, recorded durably), so a
+score flickering across a trigger keeps one alert open instead of raising a new one every few minutes.
+
+Timers run on the service clock (``sweep``, from every driving cycle and from the worker loop): an alert not
+acknowledged within ``escalate_after`` of being raised escalates; while unacknowledged it is re-notified every
+``renotify_after`` since it was last notified (raised, escalated or re-notified).
+
+The outbox worker publishes every new outbox event to the WebSocket hub and wakes the webhook worker; what
+counts as delivered is decided by the subscribers' confirmations (``AlertStore.confirm_delivery``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from app.alerts.hub import AlertHub
 from app.alerts.store import Alert, AlertStore
 from app.clock import Clock
 from app.domain import Score
+from app.errors import AlertConflictError
 from app.pipeline.criteria import criteria_reasons
 from models import news2
 
@@ -37,6 +46,19 @@ logger = logging.getLogger(__name__)
 #: NEWS2 parameters in words, for the reasons of a ``news2`` alert.
 _PARAMETER_NAMES = {"rr": "respiration rate", "spo2": "SpO2", "o2": "supplemental oxygen", "sbp": "systolic BP",
                     "hr": "pulse", "acvpu": "consciousness (new confusion, V, P or U)", "temp": "temperature"}
+
+
+def news2_brief(score: Score) -> dict[str, Any] | None:
+    """The NEWS2 of the score that raised an alert, as a nurse-call system needs it: total, band, the RCP 2017
+    clinical response and monitoring frequency."""
+    summary = score.news2
+    if not summary:
+        return None
+    total, points = news2_points(score)
+    row = news2.clinical_response(total, news2.has_single_parameter_3(points))
+    return {"total": total, "band": summary.get("band") or row.band,
+            "response": summary.get("response") or row.response,
+            "monitoring": summary.get("monitoring") or row.monitoring, "partial": bool(summary.get("partial"))}
 
 
 def news2_points(score: Score) -> tuple[int, dict[str, int]]:
@@ -48,18 +70,25 @@ def news2_points(score: Score) -> tuple[int, dict[str, int]]:
 class AlertEngine:
     def __init__(self, store: AlertStore, hub: AlertHub, clock: Clock, *, threshold: float,
                  clear_threshold: float, escalate_after: timedelta, news2_aggregate: int = 5,
-                 news2_single_parameter: int = 3, clear_after: timedelta = timedelta(0)) -> None:
+                 news2_single_parameter: int = 3, clear_after: timedelta = timedelta(0),
+                 renotify_after: timedelta | None = None, poll_s: float = 2.0) -> None:
         self.store = store
         self.hub = hub
         self.clock = clock
         self.threshold = threshold
         self.clear_threshold = clear_threshold
         self.escalate_after = escalate_after
+        self.renotify_after = renotify_after
         self.news2_aggregate = news2_aggregate
         self.news2_single_parameter = news2_single_parameter
         self.clear_after = clear_after
+        self.poll_s = poll_s
+        #: Woken after every new outbox event (the webhook worker's ``wake``).
+        self.listeners: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._sweeping = asyncio.Lock()  # the cycle and the worker loop both sweep: never at once (no double notice)
+        store.on_event = self.wake
 
     # -- the rules --------------------------------------------------------------------------------
     def news2_reasons(self, score: Score) -> list[str]:
@@ -92,8 +121,17 @@ class AlertEngine:
             "twin": (twin_on, self._twin_reasons(score), f"risk fell to {score.risk:.2f}"),
         }
 
-    async def evaluate(self, scores: Sequence[Score]) -> list[Alert]:
-        """Apply the rules to one cycle's scores; returns the alerts raised."""
+    async def evaluate(self, scores: Sequence[Score], window_end: datetime | None = None) -> list[Alert] | None:
+        """Apply the rules to one cycle's scores (all at ``window_end``, by default theirs); returns the alerts
+        raised, or ``None`` when ``window_end`` is older than the newest window that drove the rules (a past
+        window: nothing changes)."""
+        if window_end is None:
+            if not scores:
+                return []
+            window_end = max(s.window_end for s in scores)
+        if not await self.store.claim_window(window_end):
+            logger.info("alerts untouched for past window_end=%s", window_end.isoformat())
+            return None
         now = self.clock.now()
         open_alerts = await self.store.open_by_kind()
         last_met = await self.store.last_met()
@@ -106,7 +144,7 @@ class AlertEngine:
                 if alert is None:
                     if met:
                         new = await self.store.raise_alert(score.patient_id, score.window_end, score.risk, reasons,
-                                                           now, kind=kind)
+                                                           now, kind=kind, news2=news2_brief(score))
                         if new is not None:
                             raised.append(new)
                             logger.info("alert raised id=%s kind=%s risk=%.3f", new.id, kind, score.risk)
@@ -116,32 +154,44 @@ class AlertEngine:
                         await self.store.resolve(alert.id, now, cleared)
                 else:
                     still_met.append((alert.id, score.window_end))
-                    if alert.state in ("raised", "delivered") and now - datetime.fromisoformat(alert.raised_at) >= (
-                        self.escalate_after
-                    ):
-                        await self.store.escalate(alert.id, now)
         await self.store.mark_met(still_met)
-        self._wake.set()
+        await self.sweep(now)
+        self.wake()
         return raised
 
-    # -- delivery ---------------------------------------------------------------------------------
-    async def deliver_pending(self) -> int:
-        """Push undelivered outbox events, oldest first, until none is left or one reaches nobody.
+    async def sweep(self, now: datetime) -> tuple[int, int]:
+        """Escalate alerts unacknowledged for ``escalate_after`` and re-notify those unacknowledged for
+        ``renotify_after`` since their last notification. Returns (escalated, re-notified)."""
+        async with self._sweeping:
+            return await self._sweep(now)
 
-        Delivering a ``raised`` event moves its alert to ``delivered``, which is itself an event for
-        the dashboards; the loop sends that too.
-        """
-        sent = 0
-        while events := await self.store.pending_events():
-            for event in events:
-                if await self.hub.broadcast({"seq": event.seq, **event.payload}) == 0:
-                    return sent
-                now = self.clock.now()
-                await self.store.mark_event_delivered(event.seq, now)
-                if event.event == "raised":
-                    await self.store.mark_delivered(event.alert_id, now)
-                sent += 1
-        return sent
+    async def _sweep(self, now: datetime) -> tuple[int, int]:
+        escalated = renotified = 0
+        for alert in await self.store.unacknowledged():
+            if alert.state in ("raised", "delivered") and now - datetime.fromisoformat(alert.raised_at) >= (
+                    self.escalate_after):
+                with contextlib.suppress(AlertConflictError):  # acknowledged meanwhile
+                    await self.store.escalate(alert.id, now)
+                    escalated += 1
+                    logger.info("alert escalated id=%s", alert.id)
+                continue
+            last = datetime.fromisoformat(alert.last_notified_at or alert.raised_at)
+            due = self.renotify_after is not None and now - last >= self.renotify_after
+            if due and await self.store.renotify(alert.id, now) is not None:
+                renotified += 1
+        return escalated, renotified
+
+    # -- delivery ---------------------------------------------------------------------------------
+    async def publish_pending(self) -> int:
+        """Hand every outbox event newer than the hub's head to the hub (which fans it out to each client at
+        that client's own pace), then wake the other subscribers' workers. Returns how many were published."""
+        published = 0
+        while events := await self.store.events_after(self.hub.head, 500):
+            self.hub.publish(events)
+            published += len(events)
+        for listener in self.listeners:
+            listener()
+        return published
 
     def wake(self) -> None:
         self._wake.set()
@@ -149,16 +199,19 @@ class AlertEngine:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
             self._wake.clear()
             try:
-                await self.deliver_pending()
+                await self.sweep(self.clock.now())
+                await self.publish_pending()
             except Exception:
                 logger.exception("alert delivery failed; will retry")
 
-    def start(self) -> None:
+    async def start(self) -> None:
         if self._task is None:
+            self.hub.reset(await self.store.last_seq())  # older events reach clients by replay from the store
             self._task = asyncio.create_task(self._run(), name="alert-delivery")
+            self.wake()
 
     async def stop(self) -> None:
         if self._task is not None:

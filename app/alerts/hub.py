@@ -1,40 +1,265 @@
-"""WebSocket fan-out of alert events to every connected client (ward dashboards, nurse stations)."""
+"""WebSocket fan-out of alert events: every client has its own cursor, its own sender task and a bounded window.
+
+Protocol on ``/v1/ws/alerts[?since=SEQ]`` (JSON text frames):
+
+server → client
+  ``{"type": "event", "seq": N, "event": "raised", "actor": ..., "alert": {...}}``  one outbox event
+  ``{"type": "replay", "through": N, "more": true|false}``  after each replayed page; ``more: false`` ends the
+  replay (every event up to ``through`` has been sent) and the client is live from then on
+  ``{"type": "too_slow", "acked": N, "reconnect": "?since=N"}``  then close code 4008
+client → server
+  ``{"type": "ack", "seq": N}``  cumulative: confirms receipt of every event up to ``N`` sent to this client.
+  Anything else (a ping) is ignored.
+
+Replay: with ``?since=SEQ`` every event after ``SEQ``; without it, every event no subscriber has confirmed yet
+(then live). Replay and live read one cursor per client, so the switch has neither a gap nor a duplicate.
+
+Flow control: at most ``max_unacked`` events are in flight to a client; further events wait for its acks.
+A client whose unconfirmed live events exceed ``max_behind``, or whose send blocks past ``send_timeout_s``, is
+told and disconnected; each client's sends run in its own task, so it never delays the others. Close codes:
+4400 bad request (malformed ``since``, ack of an unsent seq), 4008 too slow.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
+import itertools
 import json
 import logging
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from fastapi import WebSocket
+from app.alerts.store import OutboxEvent
 
 logger = logging.getLogger(__name__)
 
+CLOSE_BAD_REQUEST = 4400
+CLOSE_TOO_SLOW = 4008
+
+
+class EventSource(Protocol):
+    async def events_after(self, seq: int, limit: int = 500) -> list[OutboxEvent]: ...
+    async def first_pending_seq(self) -> int | None: ...
+    async def last_seq(self) -> int: ...
+
+
+#: ``confirm(seqs, actor)``: a subscriber confirmed these events.
+Confirm = Callable[[Sequence[int], str], Awaitable[Any]]
+
+
+class TooSlowError(Exception):
+    pass
+
+
+def parse_since(raw: str | None) -> int | None:
+    """``?since=`` as a sequence number (None: absent). Raises ValueError with a reason a client can show."""
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise ValueError(f"since must be a non-negative integer seq, got {raw[:40]!r}")
+    return int(raw)
+
+
+def parse_ack(text: str | None) -> int | None:
+    """The seq of an ack message, None for anything that is not an ack. Raises ValueError for a malformed ack."""
+    if not text or '"ack"' not in text:
+        return None
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "ack":
+        return None
+    seq = message.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise ValueError(f"ack needs an integer seq >= 0, got {seq!r}")
+    return seq
+
+
+def event_message(event: OutboxEvent) -> str:
+    return json.dumps({"type": "event", "seq": event.seq, **event.payload}, sort_keys=True)
+
+
+@dataclass(eq=False)
+class Client:
+    id: str
+    ws: Any
+    joined_head: int
+    acked: int = 0
+    sent: int = 0
+    inflight: deque[int] = field(default_factory=deque)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
 
 class AlertHub:
-    def __init__(self) -> None:
-        self._clients: set[WebSocket] = set()
+    def __init__(self, source: EventSource | None = None, confirm: Confirm | None = None, *, page_size: int = 500,
+                 max_unacked: int = 256, max_behind: int = 1000, send_timeout_s: float = 5.0,
+                 ring_size: int = 2000) -> None:
+        self.source = source
+        self.confirm = confirm
+        self.page_size = page_size
+        self.max_unacked = max_unacked
+        self.max_behind = max_behind
+        self.send_timeout_s = send_timeout_s
+        self.ring_size = ring_size
+        #: The newest seq published to the hub; the ring holds every event after ``_complete_after``.
+        self.head = 0
+        self._complete_after = 0
+        self._ring: deque[OutboxEvent] = deque()
+        self._clients: set[Client] = set()
+        self._ids = itertools.count(1)
 
     @property
     def client_count(self) -> int:
         return len(self._clients)
 
-    def add(self, ws: WebSocket) -> None:
-        self._clients.add(ws)
+    def reset(self, head: int) -> None:
+        """Start publishing after ``head`` (events up to it reach clients by replay from the store)."""
+        self.head = self._complete_after = head
+        self._ring.clear()
 
-    def remove(self, ws: WebSocket) -> None:
-        self._clients.discard(ws)
+    def publish(self, events: Sequence[OutboxEvent]) -> None:
+        """Add new events (in seq order) and wake every client's sender. Never waits for a client."""
+        for event in events:
+            if event.seq <= self.head:
+                continue
+            self._ring.append(event)
+            self.head = event.seq
+        while len(self._ring) > self.ring_size:
+            self._complete_after = self._ring.popleft().seq
+        for client in self._clients:
+            client.changed.set()
 
-    async def broadcast(self, message: dict[str, Any]) -> int:
-        """Send to every client; returns how many received it. A client that fails is dropped."""
-        text = json.dumps(message, sort_keys=True)
-        delivered = 0
-        for ws in list(self._clients):
+    # -- one connection -----------------------------------------------------------------------------
+    async def serve(self, ws: Any, since: int | None) -> None:
+        """Run one accepted WebSocket until it disconnects or is cut off."""
+        assert self.source is not None, "hub not bound to an event source"
+        last = await self.source.last_seq()  # read before the pending seq, so no event falls between the two
+        if since is not None and since > last:
+            with contextlib.suppress(Exception):
+                await ws.close(CLOSE_BAD_REQUEST, f"since {since} is after the newest event, seq {last}")
+            return
+        client = Client(f"ws-{next(self._ids)}", ws, joined_head=max(self.head, last))
+        if since is None:
+            pending = await self.source.first_pending_seq()
+            since = min(pending - 1, last) if pending is not None else last
+        client.acked = client.sent = since
+        self._clients.add(client)
+        sender = asyncio.create_task(self._send_loop(client, since), name=f"ws-send-{client.id}")
+        receiver = asyncio.create_task(self._receive_loop(client), name=f"ws-recv-{client.id}")
+        try:
+            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._clients.discard(client)
+            for task in (sender, receiver):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), self.send_timeout_s)
+
+    async def _send_loop(self, client: Client, cursor: int) -> None:
+        try:
+            cursor = await self._replay(client, cursor)
+            while True:
+                client.changed.clear()
+                if self.head > cursor:
+                    events = self._from_ring(cursor)
+                    if events is None:
+                        events = await self.source.events_after(cursor, self.page_size)  # type: ignore[union-attr]
+                    for event in events:
+                        await self._send_event(client, event)
+                        cursor = event.seq
+                    continue
+                await client.changed.wait()
+        except TooSlowError as exc:
+            await self._cut_off(client, str(exc))
+        except Exception as exc:  # a broken socket ends this client only
+            logger.info("websocket client %s dropped: %s", client.id, exc)
+
+    async def _replay(self, client: Client, cursor: int) -> int:
+        """Send every stored event after ``cursor`` in pages, each followed by a ``replay`` marker."""
+        while True:
+            page = await self.source.events_after(cursor, self.page_size + 1)  # type: ignore[union-attr]
+            more = len(page) > self.page_size
+            for event in page[:self.page_size]:
+                await self._send_event(client, event, live=False)
+                cursor = event.seq
+            await self._send(client, json.dumps({"type": "replay", "through": cursor, "more": more}))
+            if not more:
+                return cursor
+
+    def _from_ring(self, cursor: int) -> list[OutboxEvent] | None:
+        if cursor < self._complete_after:
+            return None  # the ring no longer holds everything after the cursor: read the store
+        i = bisect.bisect_right(self._ring, cursor, key=lambda e: e.seq)
+        return list(itertools.islice(self._ring, i, None))
+
+    def _behind(self, client: Client) -> int:
+        """Live events (published after the client joined) that the client has not confirmed."""
+        return self.head - max(client.acked, client.joined_head)
+
+    async def _send_event(self, client: Client, event: OutboxEvent, *, live: bool = True) -> None:
+        while len(client.inflight) >= self.max_unacked:
+            if self._behind(client) > self.max_behind:
+                raise TooSlowError(f"too slow: {self._behind(client)} events unacknowledged")
+            client.changed.clear()
+            await client.changed.wait()
+        if live and self._behind(client) > self.max_behind:
+            raise TooSlowError(f"too slow: {self._behind(client)} events unacknowledged")
+        client.inflight.append(event.seq)  # before the send: its ack may be handled before the send returns
+        client.sent = event.seq
+        await self._send(client, event_message(event))
+
+    async def _send(self, client: Client, text: str) -> None:
+        try:
+            await asyncio.wait_for(client.ws.send_text(text), self.send_timeout_s)
+        except TimeoutError:
+            raise TooSlowError(f"too slow: a send blocked for {self.send_timeout_s:g} s") from None
+
+    async def _cut_off(self, client: Client, reason: str) -> None:
+        logger.warning("websocket client %s cut off: %s (acked seq %d)", client.id, reason, client.acked)
+        self._clients.discard(client)
+        told = {"type": "too_slow", "acked": client.acked, "reconnect": f"?since={client.acked}", "reason": reason}
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.ws.send_text(json.dumps(told)), self.send_timeout_s)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.ws.close(CLOSE_TOO_SLOW, f"{reason}; reconnect with ?since={client.acked}"),
+                                   self.send_timeout_s)
+
+    async def _receive_loop(self, client: Client) -> None:
+        while True:
+            message = await client.ws.receive()
+            if message.get("type") == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None and message.get("bytes") is not None:
+                text = message["bytes"].decode("utf-8", "replace")
             try:
-                await asyncio.wait_for(ws.send_text(text), timeout=5)
-                delivered += 1
-            except Exception:  # a dead socket must not stop delivery to the others
-                logger.info("websocket client dropped during broadcast")
-                self.remove(ws)
-        return delivered
+                seq = parse_ack(text)
+            except ValueError as exc:
+                await self._refuse(client, str(exc))
+                return
+            if seq is None:
+                continue
+            if seq > client.sent:
+                await self._refuse(client, f"ack of seq {seq}, which was not sent (last sent {client.sent})")
+                return
+            await self.ack(client, seq)
+
+    async def ack(self, client: Client, seq: int) -> None:
+        confirmed = []
+        while client.inflight and client.inflight[0] <= seq:
+            confirmed.append(client.inflight.popleft())
+        client.acked = max(client.acked, seq)
+        client.changed.set()
+        if confirmed and self.confirm is not None:
+            await self.confirm(confirmed, f"websocket:{client.id}")
+
+    async def _refuse(self, client: Client, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await client.ws.close(CLOSE_BAD_REQUEST, reason[:120])

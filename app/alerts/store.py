@@ -8,13 +8,21 @@ Every alert has a ``kind`` (``KINDS``): ``twin`` (the twin's risk), ``news2`` (t
 triggers) or ``criteria`` (a deterioration criterion met now). A patient has at most one open alert
 per kind (a partial unique index holds it durably). Databases from before kinds existed gain the
 column on open, their alerts as ``twin``.
+
+Delivery: ``delivered_at`` is set when at least one subscriber (a WebSocket client that acknowledged the
+event's ``seq``, a webhook endpoint that answered 2xx) confirmed one of the alert's notifications
+(``raised``, ``escalated``, ``renotified``); until then an open, unacknowledged alert is *pending*
+(``Alert.delivery_pending``, counted in ``/healthz``). Every transition, and every re-notification, is also
+written to ``alert_transitions`` with its time and actor (``engine``, a nurse's name, ``websocket:<id>``,
+``webhook:<id>``). ``alert_clock`` holds the newest window end whose cycle drove the alert rules: only a
+cycle at or after it may raise, resolve or escalate (a cycle for a past window writes scores only).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +33,11 @@ from app.storage.sqlite_db import SqliteDatabase
 
 STATES = ("raised", "delivered", "acknowledged", "resolved", "escalated")
 OPEN_STATES = ("raised", "delivered", "escalated", "acknowledged")
+#: Open and not acknowledged: escalates, is re-notified, and is pending until a subscriber confirms it.
+UNACKNOWLEDGED = ("raised", "delivered", "escalated")
+PENDING_STATES = ("raised", "escalated")
+#: The events whose confirmation by a subscriber counts as the alert reaching someone.
+NOTIFYING_EVENTS = ("raised", "escalated", "renotified")
 #: Alert kinds, most urgent first (the order the ward board picks a patient's open alert by).
 KINDS = ("news2", "criteria", "twin")
 
@@ -35,6 +48,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     delivered_at TEXT, acknowledged_by TEXT, acknowledged_at TEXT, escalated_at TEXT, resolved_at TEXT,
     resolved_reason TEXT, kind TEXT NOT NULL DEFAULT 'twin');
 CREATE TABLE IF NOT EXISTS alert_last_met (alert_id TEXT PRIMARY KEY, window_end TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alert_transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, from_state TEXT, to_state TEXT NOT NULL,
+    event TEXT NOT NULL, at TEXT NOT NULL, actor TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS alert_transitions_alert ON alert_transitions (alert_id, id);
+CREATE TABLE IF NOT EXISTS alert_clock (id INTEGER PRIMARY KEY CHECK (id = 1), newest_window_end TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, event TEXT NOT NULL,
     payload TEXT NOT NULL, created_at TEXT NOT NULL, delivered_at TEXT, attempts INTEGER NOT NULL DEFAULT 0);
@@ -58,9 +76,18 @@ class Alert:
     resolved_at: str | None = None
     resolved_reason: str | None = None
     kind: str = "twin"
+    #: NEWS2 of the score that raised the alert: total, band, RCP clinical response, monitoring.
+    news2: dict[str, Any] | None = None
+    last_notified_at: str | None = None
+    renotifications: int = 0
+
+    @property
+    def delivery_pending(self) -> bool:
+        """Open, not acknowledged, and no subscriber has confirmed any notification of it yet."""
+        return self.delivered_at is None and self.state in PENDING_STATES
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "delivery_pending": self.delivery_pending}
 
 
 @dataclass(frozen=True)
@@ -78,6 +105,7 @@ def _iso(ts: datetime) -> str:
 def _row_to_alert(row: sqlite3.Row | tuple) -> Alert:
     values = list(row)
     values[5] = json.loads(values[5])
+    values[15] = json.loads(values[15]) if values[15] else None
     return Alert(*values)
 
 
@@ -94,7 +122,7 @@ def _with_kind(payload: dict[str, Any]) -> dict[str, Any]:
 
 _COLUMNS = (
     "id, patient_id, window_end, raised_at, risk, reasons, state, updated_at, delivered_at, acknowledged_by, "
-    "acknowledged_at, escalated_at, resolved_at, resolved_reason, kind"
+    "acknowledged_at, escalated_at, resolved_at, resolved_reason, kind, news2, last_notified_at, renotifications"
 )
 _OPEN_MARKS = ", ".join(f"'{s}'" for s in OPEN_STATES)
 #: Run after the schema on every open: databases from before alert kinds gain the column (their alerts are
@@ -112,12 +140,18 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(alerts)")}
     if "kind" not in columns:
         conn.execute("ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'twin'")
+    for column, ddl in (("news2", "TEXT"), ("last_notified_at", "TEXT"),
+                        ("renotifications", "INTEGER NOT NULL DEFAULT 0")):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE alerts ADD COLUMN {column} {ddl}")
     conn.executescript(_MIGRATE_INDEXES)
 
 
 class AlertStore:
     def __init__(self, path: Path) -> None:
         self._db = SqliteDatabase(path, _SCHEMA)
+        #: Called after every committed event (the delivery worker's wake-up).
+        self.on_event: Callable[[], None] | None = None
 
     async def open(self) -> None:
         self._db.open()
@@ -169,16 +203,27 @@ class AlertStore:
         return best
 
     # -- transitions ------------------------------------------------------------------------------
-    def _emit(self, conn: sqlite3.Connection, alert_id: str, event: str, at: datetime) -> None:
+    def _emit(self, conn: sqlite3.Connection, alert_id: str, event: str, at: datetime, actor: str,
+              from_state: str | None) -> None:
+        """Append the event to the outbox and the transition log (inside the caller's transaction)."""
         alert = _row_to_alert(conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone())
-        payload = json.dumps({"event": event, "alert": alert.to_dict()}, sort_keys=True)
+        payload = json.dumps({"event": event, "actor": actor, "alert": alert.to_dict()}, sort_keys=True)
         conn.execute(
             "INSERT INTO outbox (alert_id, event, payload, created_at) VALUES (?, ?, ?, ?)",
             (alert_id, event, payload, _iso(at)),
         )
+        conn.execute(
+            "INSERT INTO alert_transitions (alert_id, from_state, to_state, event, at, actor) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (alert_id, from_state, alert.state, event, _iso(at), actor),
+        )
+
+    def _notify(self) -> None:
+        if self.on_event is not None:
+            self.on_event()
 
     async def raise_alert(self, patient_id: str, window_end: datetime, risk: float, reasons: list[str],
-                          at: datetime, kind: str = "twin") -> Alert | None:
+                          at: datetime, kind: str = "twin", news2: dict[str, Any] | None = None,
+                          actor: str = "engine") -> Alert | None:
         """Raise an alert of ``kind``; ``None`` if this (patient, window end, kind) already raised one (cycle
         rerun) or the patient already has an open alert of this kind. The id is ``<patient>-<window end>-<kind>``."""
         if kind not in KINDS:
@@ -188,18 +233,21 @@ class AlertStore:
         def raise_(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO alerts (id, patient_id, window_end, raised_at, risk, reasons, state, updated_at,"
-                " kind) VALUES (?, ?, ?, ?, ?, ?, 'raised', ?, ?)",
-                (alert_id, patient_id, _iso(window_end), _iso(at), risk, json.dumps(reasons), _iso(at), kind),
+                " kind, news2, last_notified_at) VALUES (?, ?, ?, ?, ?, ?, 'raised', ?, ?, ?, ?)",
+                (alert_id, patient_id, _iso(window_end), _iso(at), risk, json.dumps(reasons), _iso(at), kind,
+                 json.dumps(news2) if news2 is not None else None, _iso(at)),
             )
             if cur.rowcount:
-                self._emit(conn, alert_id, "raised", at)
+                self._emit(conn, alert_id, "raised", at, actor, None)
             return bool(cur.rowcount)
 
         created = await self._db.run(lambda c: SqliteDatabase.transaction(c, raise_))
+        if created:
+            self._notify()
         return await self.get(alert_id) if created else None
 
     async def _transition(self, alert_id: str, allowed_from: tuple[str, ...], to: str, at: datetime,
-                          extra: dict[str, Any]) -> Alert:
+                          extra: dict[str, Any], actor: str) -> Alert:
         def move(conn: sqlite3.Connection) -> None:
             row = conn.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
             if row is None:
@@ -208,30 +256,106 @@ class AlertStore:
                 raise AlertConflictError(f"alert {alert_id} is {row[0]}; cannot become {to}")
             sets = ", ".join(f"{k} = ?" for k in ("state", "updated_at", *extra))
             conn.execute(f"UPDATE alerts SET {sets} WHERE id = ?", (to, _iso(at), *extra.values(), alert_id))
-            self._emit(conn, alert_id, to, at)
+            self._emit(conn, alert_id, to, at, actor, row[0])
 
         await self._db.run(lambda c: SqliteDatabase.transaction(c, move))
+        self._notify()
         return await self.get(alert_id)
 
-    async def mark_delivered(self, alert_id: str, at: datetime) -> Alert | None:
-        try:
-            return await self._transition(alert_id, ("raised",), "delivered", at, {"delivered_at": _iso(at)})
-        except AlertConflictError:
-            return None  # already further along (acknowledged, escalated, resolved): nothing to do
+    async def confirm_delivery(self, seqs: Sequence[int], at: datetime, actor: str) -> list[str]:
+        """A subscriber (``actor``) confirmed these outbox events: mark each event delivered (first confirmation
+        wins) and every alert they notify about delivered (``raised`` becomes ``delivered``, with its event; an
+        escalated alert keeps its state and gains ``delivered_at``). Returns the ids of alerts newly delivered."""
+        if not seqs:
+            return []
+        marks = ", ".join("?" * len(seqs))
+
+        def confirm(conn: sqlite3.Connection) -> list[str]:
+            conn.execute(f"UPDATE outbox SET delivered_at = COALESCE(delivered_at, ?), attempts = attempts + 1 "
+                         f"WHERE seq IN ({marks})", (_iso(at), *seqs))
+            notifying = ", ".join(f"'{e}'" for e in NOTIFYING_EVENTS)
+            ids = [r[0] for r in conn.execute(
+                f"SELECT DISTINCT o.alert_id FROM outbox o JOIN alerts a ON a.id = o.alert_id WHERE o.seq IN "
+                f"({marks}) AND o.event IN ({notifying}) AND a.delivered_at IS NULL", tuple(seqs))]
+            for alert_id in ids:
+                (state,) = conn.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+                if state == "raised":
+                    conn.execute("UPDATE alerts SET state = 'delivered', delivered_at = ?, updated_at = ? WHERE id = ?",
+                                 (_iso(at), _iso(at), alert_id))
+                    self._emit(conn, alert_id, "delivered", at, actor, state)
+                else:
+                    conn.execute("UPDATE alerts SET delivered_at = ? WHERE id = ?", (_iso(at), alert_id))
+                    conn.execute("INSERT INTO alert_transitions (alert_id, from_state, to_state, event, at, actor) "
+                                 "VALUES (?, ?, ?, 'delivered', ?, ?)", (alert_id, state, state, _iso(at), actor))
+            return ids
+
+        delivered = await self._db.run(lambda c: SqliteDatabase.transaction(c, confirm))
+        if delivered:
+            self._notify()
+        return delivered
 
     async def acknowledge(self, alert_id: str, by: str, at: datetime) -> Alert:
         return await self._transition(
-            alert_id, ("raised", "delivered", "escalated"), "acknowledged", at,
-            {"acknowledged_by": by, "acknowledged_at": _iso(at)},
+            alert_id, UNACKNOWLEDGED, "acknowledged", at,
+            {"acknowledged_by": by, "acknowledged_at": _iso(at)}, by,
         )
 
-    async def escalate(self, alert_id: str, at: datetime) -> Alert:
-        return await self._transition(alert_id, ("raised", "delivered"), "escalated", at, {"escalated_at": _iso(at)})
+    async def escalate(self, alert_id: str, at: datetime, actor: str = "engine") -> Alert:
+        return await self._transition(alert_id, ("raised", "delivered"), "escalated", at,
+                                      {"escalated_at": _iso(at), "last_notified_at": _iso(at)}, actor)
 
-    async def resolve(self, alert_id: str, at: datetime, reason: str) -> Alert:
+    async def resolve(self, alert_id: str, at: datetime, reason: str, actor: str = "engine") -> Alert:
         return await self._transition(
-            alert_id, OPEN_STATES, "resolved", at, {"resolved_at": _iso(at), "resolved_reason": reason}
+            alert_id, OPEN_STATES, "resolved", at, {"resolved_at": _iso(at), "resolved_reason": reason}, actor
         )
+
+    async def renotify(self, alert_id: str, at: datetime, actor: str = "engine") -> Alert | None:
+        """Notify again about an alert still unacknowledged (no state change; a ``renotified`` event)."""
+        def again(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            if row is None or row[0] not in UNACKNOWLEDGED:
+                return False
+            conn.execute("UPDATE alerts SET last_notified_at = ?, renotifications = renotifications + 1 "
+                         "WHERE id = ?", (_iso(at), alert_id))
+            self._emit(conn, alert_id, "renotified", at, actor, row[0])
+            return True
+
+        if not await self._db.run(lambda c: SqliteDatabase.transaction(c, again)):
+            return None
+        self._notify()
+        return await self.get(alert_id)
+
+    async def unacknowledged(self) -> list[Alert]:
+        """Open alerts nobody has acknowledged (for escalation and re-notification)."""
+        marks = ", ".join("?" * len(UNACKNOWLEDGED))
+        sql = f"SELECT {_COLUMNS} FROM alerts WHERE state IN ({marks}) ORDER BY raised_at, id"
+        rows = await self._db.run(lambda c: c.execute(sql, UNACKNOWLEDGED).fetchall())
+        return [_row_to_alert(r) for r in rows]
+
+    async def transitions(self, alert_id: str) -> list[dict[str, Any]]:
+        """Every transition of one alert, oldest first: from, to, event, at, actor."""
+        sql = ("SELECT from_state, to_state, event, at, actor FROM alert_transitions WHERE alert_id = ? "
+               "ORDER BY id")
+        rows = await self._db.run(lambda c: c.execute(sql, (alert_id,)).fetchall())
+        return [dict(zip(("from_state", "to_state", "event", "at", "actor"), r, strict=True)) for r in rows]
+
+    # -- which window drives the alert rules ------------------------------------------------------
+    async def claim_window(self, window_end: datetime) -> bool:
+        """True (and recorded durably) when ``window_end`` is at or after the newest window end that has driven
+        the alert rules; False for a past window, whose cycle must leave alert state alone."""
+        def claim(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT newest_window_end FROM alert_clock WHERE id = 1").fetchone()
+            if row is not None and datetime.fromisoformat(row[0]) > window_end:
+                return False
+            conn.execute("INSERT INTO alert_clock (id, newest_window_end) VALUES (1, ?) ON CONFLICT (id) DO UPDATE "
+                         "SET newest_window_end = excluded.newest_window_end", (_iso(window_end),))
+            return True
+
+        return await self._db.run(lambda c: SqliteDatabase.transaction(c, claim))
+
+    async def newest_window_end(self) -> datetime | None:
+        row = await self._db.run(lambda c: c.execute("SELECT newest_window_end FROM alert_clock").fetchone())
+        return datetime.fromisoformat(row[0]) if row else None
 
     # -- sustained clearing -----------------------------------------------------------------------
     async def mark_met(self, met: Sequence[tuple[str, datetime]]) -> None:
@@ -256,21 +380,39 @@ class AlertStore:
 
     # -- outbox -----------------------------------------------------------------------------------
     async def pending_events(self, limit: int = 500) -> list[OutboxEvent]:
+        """Events no subscriber has confirmed yet, oldest first."""
         sql = "SELECT seq, alert_id, event, payload FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?"
-        rows = await self._db.run(lambda c: c.execute(sql, (limit,)).fetchall())
+        rows = await self._db.run_read(lambda c: c.execute(sql, (limit,)).fetchall())
         return [OutboxEvent(s, a, e, _with_kind(json.loads(p))) for s, a, e, p in rows]
 
     async def events_after(self, seq: int, limit: int = 500) -> list[OutboxEvent]:
         sql = "SELECT seq, alert_id, event, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
-        rows = await self._db.run(lambda c: c.execute(sql, (seq, limit)).fetchall())
+        rows = await self._db.run_read(lambda c: c.execute(sql, (seq, limit)).fetchall())
         return [OutboxEvent(s, a, e, _with_kind(json.loads(p))) for s, a, e, p in rows]
 
-    async def mark_event_delivered(self, seq: int, at: datetime) -> None:
-        await self._db.run(lambda c: c.execute(
-            "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE seq = ?", (_iso(at), seq)
-        ))
+    async def last_seq(self) -> int:
+        row = await self._db.run_read(lambda c: c.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone())
+        return int(row[0])
+
+    async def first_pending_seq(self) -> int | None:
+        sql = "SELECT MIN(seq) FROM outbox WHERE delivered_at IS NULL"
+        row = await self._db.run_read(lambda c: c.execute(sql).fetchone())
+        return None if row[0] is None else int(row[0])
 
     async def backlog(self) -> int:
+        """Outbox events no subscriber has confirmed."""
         sql = "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL"
-        row = await self._db.run(lambda c: c.execute(sql).fetchone())
+        row = await self._db.run_read(lambda c: c.execute(sql).fetchone())
         return int(row[0])
+
+    async def pending_delivery(self) -> int:
+        """Open, unacknowledged alerts that no subscriber has confirmed (``Alert.delivery_pending``)."""
+        marks = ", ".join("?" * len(PENDING_STATES))
+        sql = f"SELECT COUNT(*) FROM alerts WHERE delivered_at IS NULL AND state IN ({marks})"
+        row = await self._db.run_read(lambda c: c.execute(sql, PENDING_STATES).fetchone())
+        return int(row[0])
+
+    @property
+    def db(self) -> SqliteDatabase:
+        """The database the alerts live in (the webhook outbox shares it)."""
+        return self._db

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, Request, WebSocket
 
+from app.alerts.hub import CLOSE_BAD_REQUEST, parse_since
+from app.api.auth import Caller, authenticate_websocket, requires
 from app.api.deps import service
-from app.api.schemas import AcknowledgeIn, AlertKind, AlertOut, AlertState
+from app.api.schemas import AlertKind, AlertOut, AlertState, TransitionOut
 from models.schema import PATIENT_ID_PATTERN
 
 router = APIRouter(tags=["alerts"])
+CLINICIAN = [Depends(requires("clinician"))]
 
 
-@router.get("/v1/alerts", response_model=list[AlertOut], summary="Alerts, newest first")
+@router.get("/v1/alerts", dependencies=CLINICIAN, response_model=list[AlertOut], summary="Alerts, newest first")
 async def list_alerts(
     request: Request,
     state: AlertState | None = None,
@@ -26,38 +28,43 @@ async def list_alerts(
     return [AlertOut(**a.to_dict()) for a in alerts]
 
 
-@router.post("/v1/alerts/{alert_id}/acknowledge", response_model=AlertOut, summary="A nurse takes the alert")
-async def acknowledge(request: Request, alert_id: str, body: AcknowledgeIn) -> AlertOut:
+@router.post("/v1/alerts/{alert_id}/acknowledge", dependencies=CLINICIAN, response_model=AlertOut,
+             summary="A nurse takes the alert (the acknowledger is the key's name)")
+async def acknowledge(request: Request, alert_id: str, who: Caller) -> AlertOut:
     wt = service(request)
-    alert = await wt.alert_store.acknowledge(alert_id, body.by, wt.clock.now())
+    alert = await wt.alert_store.acknowledge(alert_id, who.name, wt.clock.now())
     wt.engine.wake()
     return AlertOut(**alert.to_dict())
 
 
-@router.post("/v1/alerts/{alert_id}/resolve", response_model=AlertOut, summary="Close the alert")
-async def resolve(request: Request, alert_id: str, body: AcknowledgeIn) -> AlertOut:
+@router.post("/v1/alerts/{alert_id}/resolve", dependencies=CLINICIAN, response_model=AlertOut,
+             summary="Close the alert (recorded as resolved by the key's name)")
+async def resolve(request: Request, alert_id: str, who: Caller) -> AlertOut:
     wt = service(request)
-    alert = await wt.alert_store.resolve(alert_id, wt.clock.now(), f"resolved by {body.by}")
+    alert = await wt.alert_store.resolve(alert_id, wt.clock.now(), f"resolved by {who.name}", actor=who.name)
     wt.engine.wake()
     return AlertOut(**alert.to_dict())
+
+
+@router.get("/v1/alerts/{alert_id}/transitions", dependencies=CLINICIAN, response_model=list[TransitionOut],
+            summary="Every transition of one alert, oldest first, with its time and actor")
+async def transitions(request: Request, alert_id: str) -> list[TransitionOut]:
+    store = service(request).alert_store
+    await store.get(alert_id)  # 404 for an unknown alert
+    return [TransitionOut(**t) for t in await store.transitions(alert_id)]
 
 
 @router.websocket("/v1/ws/alerts")
-async def alerts_socket(websocket: WebSocket, since: int | None = None) -> None:
-    """Every alert event as JSON ``{"seq", "event", "alert"}``. ``?since=SEQ`` first replays later events."""
+async def alerts_socket(websocket: WebSocket, since: str | None = None) -> None:
+    """Every alert event as JSON ``{"type": "event", "seq", "event", "alert"}``; the client acknowledges receipt
+    with ``{"type": "ack", "seq": N}``. ``?since=SEQ`` first replays every later event in pages, each followed by
+    ``{"type": "replay", "through", "more"}`` (protocol: ``app.alerts.hub``)."""
+    if await authenticate_websocket(websocket) is None:  # checks Origin and key; accepts the socket on success
+        return
     wt = websocket.app.state.wardtwin
-    await websocket.accept()
-    if since is not None:
-        for event in await wt.alert_store.events_after(since):
-            await websocket.send_json({"seq": event.seq, **event.payload})
-    wt.hub.add(websocket)
-    wt.engine.wake()
     try:
-        while True:
-            await websocket.receive_text()  # clients may send pings; we only need to notice the close
-    except WebSocketDisconnect:
-        pass
-    finally:
-        wt.hub.remove(websocket)
-        with contextlib.suppress(Exception):
-            await websocket.close()
+        cursor = parse_since(since)
+    except ValueError as exc:
+        await websocket.close(code=CLOSE_BAD_REQUEST, reason=str(exc))
+        return
+    await wt.hub.serve(websocket, cursor)

@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import pandas as pd
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
+from app.api.auth import requires
 from app.api.deps import service
-from app.api.schemas import PatientSummary, RiskOut, WhatIfIn, WindowOut
+from app.api.schemas import IsoDatetime, PatientSummary, RiskOut, WhatIfIn, WindowOut
 from app.domain import Score
 from app.errors import InvalidRequestError, PatientNotFoundError
+from app.ingest import check_value
 from app.pipeline.criteria import criteria_reasons
 from app.pipeline.cycle import to_score
 from app.service import WardTwin
@@ -23,6 +25,8 @@ from models.what_if import what_if
 from models.windows import WINDOW
 
 router = APIRouter(tags=["patients"])
+#: Reading a patient's data: the ward board (clinician) and the record system (ehr).
+READ = [Depends(requires("clinician", "ehr"))]
 
 PatientId = Annotated[str, Path(pattern=PATIENT_ID_PATTERN.pattern, description="the patient's (pseudonymous) id")]
 
@@ -98,7 +102,8 @@ async def _latest(wt: WardTwin, patient_id: str) -> Score:
     raise PatientNotFoundError(patient_id)
 
 
-@router.get("/v1/patients", response_model=list[PatientSummary], summary="The ward, highest risk first")
+@router.get("/v1/patients", dependencies=READ, response_model=list[PatientSummary],
+            summary="The ward, highest risk first")
 async def list_patients(request: Request) -> list[PatientSummary]:
     wt = service(request)
     scores = {s.patient_id: s for s in await wt.store.latest_scores()}
@@ -118,16 +123,18 @@ async def list_patients(request: Request) -> list[PatientSummary]:
     return sorted(rows, key=lambda r: (r.risk is None, -(r.risk or 0.0), r.patient_id))
 
 
-@router.get("/v1/patients/{patient_id}/risk", response_model=RiskOut, summary="Latest risk with its explanation")
+@router.get("/v1/patients/{patient_id}/risk", dependencies=READ, response_model=RiskOut,
+            summary="Latest risk with its explanation")
 async def get_risk(request: Request, patient_id: PatientId) -> RiskOut:
     return risk_out(await _latest(service(request), patient_id))
 
 
-@router.get("/v1/patients/{patient_id}/risk/history", response_model=list[RiskOut], summary="Scores over time")
+@router.get("/v1/patients/{patient_id}/risk/history", dependencies=READ, response_model=list[RiskOut],
+            summary="Scores over time")
 async def get_risk_history(
     request: Request, patient_id: PatientId,
-    since: Annotated[datetime | None, Query(description="ISO 8601 with offset; default until − 24 h")] = None,
-    until: Annotated[datetime | None, Query(description="ISO 8601 with offset; default now")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default until − 24 h")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default now")] = None,
 ) -> list[RiskOut]:
     wt = service(request)
     since, until = _range(since, until, timedelta(hours=24), wt.clock.now(), timedelta(days=31))
@@ -139,12 +146,12 @@ def _none_if_nan(value: object) -> object:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-@router.get("/v1/patients/{patient_id}/windows", response_model=list[WindowOut],
+@router.get("/v1/patients/{patient_id}/windows", dependencies=READ, response_model=list[WindowOut],
             summary="5-minute windows as the twin sees them (last readings carried forward within their limit)")
 async def get_windows(
     request: Request, patient_id: PatientId,
-    since: Annotated[datetime | None, Query(description="ISO 8601 with offset; default until − 4 h")] = None,
-    until: Annotated[datetime | None, Query(description="ISO 8601 with offset; default now")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default until − 4 h")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default now")] = None,
 ) -> list[WindowOut]:
     wt = service(request)
     since, until = _range(since, until, timedelta(hours=4), wt.clock.now(), timedelta(days=7))
@@ -158,14 +165,21 @@ async def get_windows(
     ]
 
 
-@router.post("/v1/patients/{patient_id}/what-if", summary="Rescore the latest window with stated vitals changed")
+@router.post("/v1/patients/{patient_id}/what-if", dependencies=[Depends(requires("clinician"))],
+             summary="Rescore the latest window with stated vitals changed")
 async def post_what_if(request: Request, patient_id: PatientId, body: WhatIfIn) -> dict:
+    changes = {}
+    for vital, raw in body.changes.model_dump(exclude_none=True).items():
+        try:
+            changes[vital] = check_value(vital, raw)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequestError(["body", "changes", vital], str(exc), "implausible") from None
     wt = service(request)
     latest = await _latest(wt, patient_id)
     window_end = latest.window_end
     grid = await wt.cycle.grid([patient_id], window_end, features.HISTORY)
     try:
-        before, after, changed = what_if(wt.twin, grid, patient_id, dict(body.changes))
+        before, after, changed = what_if(wt.twin, grid, patient_id, changes)
     except ValueError as exc:
         raise InvalidRequestError(["body", "changes"], str(exc)) from None
     last_row = grid[grid["start"] == pd.Timestamp(window_end) - WINDOW].iloc[-1]

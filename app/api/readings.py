@@ -6,15 +6,17 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
+from app.api.auth import requires
 from app.api.deps import service
 from app.api.schemas import IngestResult, ReadingsBatch
 from app.errors import InvalidRequestError, ReadingRejectedError
 from app.ingest import validate_batch
+from models.schema import ACVPU_CODES, PLAUSIBLE_RANGES, VITALS
 
-router = APIRouter(tags=["readings"])
+router = APIRouter(tags=["readings"], dependencies=[Depends(requires("device", audited=False))])
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -36,6 +38,27 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     return resolve(schema)
 
 
+def batch_schema() -> dict[str, Any]:
+    """``ReadingsBatch``'s schema with each item's rules as ingest applies them: one branch per vital with its
+    plausible range (``models.schema.PLAUSIBLE_RANGES``; acvpu also a letter, either case), no other fields."""
+    schema = inline_schema(ReadingsBatch)
+    item = schema["properties"]["readings"]["items"]
+    branches = []
+    for vital in VITALS:
+        lo, hi = PLAUSIBLE_RANGES[vital]
+        number: dict[str, Any] = {"type": "number", "minimum": lo, "maximum": hi}
+        if vital == "acvpu":
+            letters = [*ACVPU_CODES, *(c.lower() for c in ACVPU_CODES)]
+            value: dict[str, Any] = {"anyOf": [{**number, "multipleOf": 1}, {"type": "string", "enum": letters}]}
+        else:
+            value = number
+        branches.append({"properties": {"vital": {"const": vital}, "value": value}})
+    item["properties"]["value"] = {"description": item["properties"]["value"]["description"]}  # the branches type it
+    item["oneOf"] = branches
+    item["additionalProperties"] = False
+    return schema
+
+
 @router.post(
     "/v1/readings",
     response_model=IngestResult,
@@ -46,7 +69,7 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
         "with `accepted` = how many of the batch's good items were stored anyway."
     ),
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": inline_schema(ReadingsBatch)}}}},
+        "schema": batch_schema()}}}},
 )
 async def post_readings(request: Request) -> IngestResult:
     wt = service(request)
@@ -62,7 +85,8 @@ async def post_readings(request: Request) -> IngestResult:
             ["body", "readings"], f"at most {wt.settings.max_batch_readings} readings per batch, got {len(items)}",
             "too_long",
         )
-    result = validate_batch(items, wt.clock.now(), timedelta(seconds=wt.settings.max_future_skew_s))
+    result = validate_batch(items, wt.clock.now(), timedelta(seconds=wt.settings.max_future_skew_s),
+                            timedelta(days=wt.settings.reading_horizon_days))
     if result.readings:
         await wt.store.write_readings(result.readings)
     if result.errors:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field, create_model, model_validator
 
 from app.alerts.store import KINDS, STATES
 from models import news2
-from models.schema import ACVPU_CODES, PATIENT_ID_PATTERN, QUALITY_OK, QUALITY_PATTERN, VITALS
+from models.schema import ACVPU_CODES, PATIENT_ID_PATTERN, PLAUSIBLE_RANGES, QUALITY_OK, QUALITY_PATTERN, VITALS
 
 
 class ReadingIn(BaseModel):
@@ -143,31 +144,74 @@ class AlertOut(BaseModel):
     resolved_reason: str | None = None
     kind: AlertKind = Field(description="twin: the twin's risk; news2: the RCP 2017 NEWS2 triggers; "
                                         "criteria: a deterioration criterion met now")
+    delivery_pending: bool = Field(False, description="open, unacknowledged and not yet confirmed by any "
+                                                      "subscriber (WebSocket ack or webhook 2xx)")
+    news2: dict | None = Field(None, description="NEWS2 of the score that raised it: total, band, response")
+    last_notified_at: datetime | None = None
+    renotifications: int = 0
 
 
-class AcknowledgeIn(BaseModel):
-    by: str = Field(min_length=1, max_length=64, description="who acknowledged (name or staff id)")
+class TransitionOut(BaseModel):
+    from_state: AlertState | None = Field(description="None for the raise")
+    to_state: AlertState
+    event: str = Field(description="raised, delivered, escalated, renotified, acknowledged or resolved")
+    at: datetime
+    actor: str = Field(description="engine, the key's name, websocket:<client> or webhook:<endpoint>")
+
+
+def ranged(vital: str) -> Any:
+    """A number within the vital's plausible range (``models.schema.PLAUSIBLE_RANGES``): the range ingest and NEWS2
+    enforce, stated in the schema."""
+    lo, hi = PLAUSIBLE_RANGES[vital]
+    return Annotated[float, Field(ge=lo, le=hi)]
+
+
+RrValue, SpO2Value, SbpValue, HrValue, TempValue = (ranged(v) for v in ("rr", "spo2", "sbp", "hr", "temp"))
 
 
 class News2In(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "strict": True}  # numbers are numbers, booleans booleans ("yes" is 422)
 
-    rr: float | None = None
-    spo2: float | None = None
+    rr: RrValue | None = None
+    spo2: SpO2Value | None = None
     spo2_scale: Literal[1, 2] = 1
     on_oxygen: bool | None = None
-    sbp: float | None = None
-    hr: float | None = None
+    sbp: SbpValue | None = None
+    hr: HrValue | None = None
     acvpu: Literal[ACVPU_CODES] | None = None  # type: ignore[valid-type]
-    temp: float | None = None
+    temp: TempValue | None = None
+
+
+def _change(vital: str) -> tuple[Any, Any]:
+    lo, hi = PLAUSIBLE_RANGES[vital]
+    if vital == "acvpu":  # a letter, or its code as a whole number (2.0 is 2, as ingest takes it)
+        code = Annotated[float, Field(ge=lo, le=hi, multiple_of=1)]
+        return code | Literal[ACVPU_CODES] | None, None  # type: ignore[valid-type]
+    return ranged(vital) | None, None
+
+
+class _ChangesBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"minProperties": 1})
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> _ChangesBase:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("give at least one vital to change")
+        return self
+
+
+#: One optional field per vital, with the plausible range ingest enforces (``models.schema.PLAUSIBLE_RANGES``).
+WhatIfChanges = create_model("WhatIfChanges", __base__=_ChangesBase, **{v: _change(v) for v in VITALS})
 
 
 class WhatIfIn(BaseModel):
-    model_config = {"extra": "forbid"}
+    """Each change obeys the ingest rules (same ranges; ``app.ingest.check_value`` is applied too): what-if accepts
+    exactly what ``POST /v1/readings`` accepts for that vital."""
 
-    changes: dict[Literal[VITALS], float] = Field(  # type: ignore[valid-type]
-        min_length=1, examples=[{"spo2": 96}]
-    )
+    model_config = {"extra": "forbid", "strict": True}
+
+    changes: WhatIfChanges = Field(examples=[{"spo2": 96}],  # type: ignore[valid-type]
+                                   description="vital → value in its unit (acvpu: a letter or its code 0–4)")
 
 
 class CycleOut(BaseModel):
@@ -176,3 +220,16 @@ class CycleOut(BaseModel):
     scored: int
     alerts_raised: int
     took_ms: float
+    alerts_evaluated: bool = Field(True, description="false: a past window end; its scores were written and no "
+                                                     "alert changed (only the newest window end drives alerts)")
+
+
+def _iso_only(value: object) -> object:
+    """A query date-time must be ISO 8601 text: a bare number (``0.5``) would otherwise be read as Unix time."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", value):
+        raise ValueError("must be an ISO 8601 date-time with an offset (e.g. 2026-03-02T12:00:00Z), not a number")
+    return value
+
+
+#: A date-time query parameter: ISO 8601 only (offset checked by the route, range by the route).
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
+from app.api.auth import requires
 from app.api.deps import service
-from app.api.schemas import CycleOut, News2In, News2Out
+from app.api.schemas import CycleOut, IsoDatetime, News2In, News2Out
 from app.errors import InvalidRequestError
 from models import news2
 from models.schema import EARLIEST_READING_AT, WINDOW_MINUTES
 
 router = APIRouter()
+#: Health fields that would disclose the host's layout (the database file's path): never served.
+_INTERNAL = frozenset({"path", "spool_path"})
 
 
 @router.get("/healthz", tags=["system"], summary="Liveness, store state and backlogs")
 async def healthz(request: Request) -> dict:
     wt = service(request)
-    store = await wt.store.health()
+    store = {k: v for k, v in (await wt.store.health()).items() if k not in _INTERNAL}
     return {
         "ok": bool(store.get("ok")),
         "store": store,
         "alerts_outbox_backlog": await wt.alert_store.backlog(),
+        "alerts_pending_delivery": await wt.alert_store.pending_delivery(),
         "websocket_clients": wt.hub.client_count,
         "model_version": wt.twin.version,
         "twin_alert_threshold": wt.engine.threshold,
@@ -32,7 +36,8 @@ async def healthz(request: Request) -> dict:
     }
 
 
-@router.post("/v1/news2", response_model=News2Out, tags=["news2"], summary="NEWS2 of one charted observation set")
+@router.post("/v1/news2", dependencies=[Depends(requires("clinician", "ehr"))], response_model=News2Out,
+             tags=["news2"], summary="NEWS2 of one charted observation set")
 async def post_news2(body: News2In) -> News2Out:
     try:
         result = news2.score(**body.model_dump())
@@ -42,11 +47,11 @@ async def post_news2(body: News2In) -> News2Out:
     return News2Out(points=dict(result.points), total=result.total, band=result.band, partial=result.partial)
 
 
-@router.post("/v1/cycle", response_model=CycleOut, tags=["system"],
+@router.post("/v1/cycle", dependencies=[Depends(requires("admin"))], response_model=CycleOut, tags=["system"],
              summary="Run the five-minute cycle for a given window end (idempotent)")
 async def run_cycle(
     request: Request,
-    window_end: Annotated[datetime, Query(description=f"aligned or not; from {EARLIEST_READING_AT:%Y-%m-%d} UTC "
+    window_end: Annotated[IsoDatetime, Query(description=f"aligned or not; from {EARLIEST_READING_AT:%Y-%m-%d} UTC "
                                                       "to the service clock's now + one window")],
 ) -> CycleOut:
     """A window end before the readings' floor, or more than one window past the service clock (a window that

@@ -6,7 +6,9 @@ picked up after a restart or by another instance), read the windows the features
 readings forward, build features with the one feature module, score every patient seen within
 ``stale_after`` with the twin, put NEWS2 beside each score (and, in shadow, the challenger's risk,
 flagging large disagreements), persist the scores (idempotent per patient and window end) and apply
-the alert rules. The result depends only on the stored readings and ``W`` (and ``scored_at``).
+the alert rules, which only the cycle for the newest window end so far may do (``AlertEngine.evaluate``): a
+cycle for a past window end (backfill, late data, a manual trigger) writes its scores and nothing else.
+The result depends only on the stored readings and ``W`` (and ``scored_at``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class CycleResult:
     scored: int
     alerts_raised: int
     took_ms: float
+    #: Whether this cycle drove alert state (False: a past window end, whose scores were written and nothing else).
+    alerts_evaluated: bool = True
 
 
 def news2_summary(row: pd.Series) -> dict:
@@ -140,8 +144,8 @@ class Cycle:
                 patient_ids, window_end - features.HISTORY - MAX_CARRY_FORWARD, window_end)
             scores = await asyncio.to_thread(self.score_windows, stored, window_end, scored_at or window_end)
             await self.store.save_scores(scores)
-            raised = await self.alerts.evaluate(scores) if self.alerts else []
+            raised = await self.alerts.evaluate(scores, window_end) if self.alerts else []
             took_ms = (time.perf_counter() - started) * 1000
         logger.info("cycle window_end=%s patients=%d scored=%d alerts=%d took_ms=%.0f",
-                    window_end.isoformat(), len(patient_ids), len(scores), len(raised), took_ms)
-        return CycleResult(window_end, len(patient_ids), len(scores), len(raised), took_ms)
+                    window_end.isoformat(), len(patient_ids), len(scores), len(raised or ()), took_ms)
+        return CycleResult(window_end, len(patient_ids), len(scores), len(raised or ()), took_ms, raised is not None)

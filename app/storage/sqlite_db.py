@@ -29,6 +29,9 @@ class SqliteDatabase:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()  # never the write lock: a reader must not wait for a writer
         self._generation = 0  # bumped on close, so a thread never reuses a closed reader
+        #: reads in flight; close() waits for them, so no connection is closed under a running query (a segfault)
+        self._in_flight = 0
+        self._idle = threading.Condition(threading.Lock())
 
     def open(self) -> None:
         if self._conn is not None:
@@ -43,13 +46,15 @@ class SqliteDatabase:
 
     def close(self) -> None:
         if self._conn is not None:
+            with self._idle:
+                conn, self._conn = self._conn, None  # new reads are refused from here
+                self._idle.wait_for(lambda: self._in_flight == 0)
             with self._lock, self._readers_lock:
-                self._conn.close()
+                conn.close()
                 self._generation += 1
                 readers, self._readers = self._readers, []
             for reader in readers:
                 reader.close()
-            self._conn = None
 
     def _reader(self) -> sqlite3.Connection:
         cached = getattr(self._local, "reader", None)
@@ -64,23 +69,30 @@ class SqliteDatabase:
 
     def call_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read-only ``fn`` on this thread's reader connection (no lock: WAL readers see the last commit)."""
-        if self._conn is None:
-            raise StoreUnavailableError(f"{self.path.name} is not open")
+        with self._idle:
+            if self._conn is None:
+                raise StoreUnavailableError(f"{self.path.name} is not open")
+            self._in_flight += 1
         try:
             return fn(self._reader())
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"sqlite {self.path.name}: {exc}") from exc
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     async def run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.to_thread(self.call_read, fn)
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` with the connection under the lock (in the calling thread)."""
-        if self._conn is None:
-            raise StoreUnavailableError(f"{self.path.name} is not open")
         with self._lock:
+            conn = self._conn  # read under the lock: close() clears it before taking the lock
+            if conn is None:
+                raise StoreUnavailableError(f"{self.path.name} is not open")
             try:
-                return fn(self._conn)
+                return fn(conn)
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailableError(f"sqlite {self.path.name}: {exc}") from exc
 

@@ -7,6 +7,8 @@ process exited). ``HANG_S`` only stops a hung run; the time to a full board is p
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from tests.support.server import ROOT, free_port
+from tests.support.server import AUTH, ROOT, SERVICE_KEY, free_port
 
 HANG_S = 600.0
 T = TypeVar("T")
@@ -29,7 +31,7 @@ def start_demo(data_dir: Path, port: int, *args: str) -> subprocess.Popen:
     with (data_dir / f"demo-{port}.log").open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "demo", "--port", str(port), "--data-dir", str(data_dir), *args],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "WARDTWIN_DEMO_KEY": SERVICE_KEY},
         )
     proc.log_path = data_dir / f"demo-{port}.log"  # type: ignore[attr-defined]
     return proc
@@ -63,7 +65,7 @@ def full_board(base: str, beds: int, proc: subprocess.Popen) -> Callable[[], lis
         if f"{base}/docs" not in output(proc):
             return None
         live = httpx.get(f"{base}/healthz", timeout=30).json()["last_window_end"] is not None
-        board = httpx.get(f"{base}/v1/patients", timeout=30).json()
+        board = httpx.get(f"{base}/v1/patients", timeout=30, headers=AUTH).json()
         return board if live and len(board) == beds and all(p["risk"] is not None for p in board) else None
     return check
 
@@ -89,12 +91,18 @@ def test_demo_serves_the_ward_keeps_scoring_and_resumes_after_ctrl_c(tmp_path):
         first_end = max(p["window_end"] for p in board)
 
         def later_window() -> list[dict] | None:  # the live stream goes on: a later window gets scored
-            later = httpx.get(f"{base}/v1/patients", timeout=30).json()
+            later = httpx.get(f"{base}/v1/patients", timeout=30, headers=AUTH).json()
             return later if max(p["window_end"] for p in later) > first_end else None
 
         poll_until("later window scored", later_window, proc)
         health = httpx.get(f"{base}/healthz", timeout=30).json()
         assert health["ok"] and health["store"]["store"] == "sqlite"
+        keys = dict(re.findall(r"^  (device|clinician|ehr|admin) +(wt_\S+)", output(proc), re.MULTILINE))
+        assert set(keys) == {"device", "clinician", "ehr", "admin"}  # one key per role, printed for the session
+        as_ehr, as_device = {"Authorization": f"Bearer {keys['ehr']}"}, {"Authorization": f"Bearer {keys['device']}"}
+        assert httpx.get(f"{base}/v1/patients", timeout=30, headers=as_ehr).status_code == 200
+        assert httpx.get(f"{base}/v1/patients", timeout=30, headers=as_device).status_code == 403
+        assert httpx.get(f"{base}/v1/patients", timeout=30).status_code == 401
     finally:
         out = stop(proc)
     assert proc.returncode == 0, out
@@ -109,7 +117,8 @@ def test_demo_serves_the_ward_keeps_scoring_and_resumes_after_ctrl_c(tmp_path):
     try:
         poll_until("full board after the restart", full_board(base2, 24, proc), proc)
         history = httpx.get(f"{base2}/v1/patients/bed-01/risk/history",
-                            params={"since": state["epoch"], "until": state["acknowledged_until"]}, timeout=30).json()
+                            params={"since": state["epoch"], "until": state["acknowledged_until"]}, timeout=30,
+                            headers=AUTH).json()
         assert len(history) >= 48  # the first run's scores are still there
     finally:
         out = stop(proc)
@@ -127,7 +136,7 @@ def test_ctrl_c_during_the_history_backfill_stops_cleanly(tmp_path, phase):
 
     def in_phase() -> bool | None:
         if phase == "posting":
-            return True if httpx.get(f"{base}/v1/patients", timeout=30).json() else None
+            return True if httpx.get(f"{base}/v1/patients", timeout=30, headers=AUTH).json() else None
         return True if "readings of 12 h posted" in output(proc) else None
 
     try:

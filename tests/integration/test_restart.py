@@ -26,6 +26,7 @@ from app.main import create_app
 from app.settings import Settings
 from models.windows import WINDOW
 from simulator.ward import Ward
+from tests.support.server import AUTH, SERVICE_KEY
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 HOURS = 3
@@ -57,7 +58,8 @@ class Service:
     def __init__(self, settings: Settings, clock: FixedClock) -> None:
         self.app: FastAPI = create_app(settings, clock, cycle_interval_s=None)
         self._lifespan = self.app.router.lifespan_context(self.app)
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://wardtwin")
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://wardtwin",
+                                        headers=AUTH)
 
     async def __aenter__(self) -> Service:
         await self._lifespan.__aenter__()
@@ -112,10 +114,11 @@ def settings_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable
     def factory(run: str) -> Callable[[], Settings]:
         data_dir = tmp_path / run
         if request.param == "sqlite":
-            return lambda: Settings(data_dir=data_dir)
+            return lambda: Settings(data_dir=data_dir, demo_key=SERVICE_KEY)
         server = request.getfixturevalue("influxd")
         database = f"restart_{run}_{uuid.uuid4().hex[:8]}"
-        return lambda: Settings(data_dir=data_dir, influx_url=server.url, influx_database=database)
+        return lambda: Settings(data_dir=data_dir, influx_url=server.url, influx_database=database,
+                                demo_key=SERVICE_KEY)
 
     return factory
 

@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 
 from models.windows import align
 from tests.support.ids import unique
-from tests.support.server import uvicorn_service
+from tests.support.server import AUTH, SERVICE_KEY, uvicorn_service
 from tests.support.synthetic_readings import post_all, trajectory
 
 
@@ -38,18 +38,24 @@ def store_env(request: pytest.FixtureRequest) -> tuple[str, dict[str, str]]:
 
 def test_a_cycle_scores_the_ward_and_streams_its_alert(store_env, tmp_path):
     store_name, env = store_env
-    with uvicorn_service(tmp_path, env) as base, httpx.Client(base_url=base, timeout=None) as client:
+    with uvicorn_service(tmp_path, env) as base, httpx.Client(base_url=base, timeout=None, headers=AUTH) as client:
         health = client.get("/healthz").json()
         assert health["ok"] and health["store"]["store"] == store_name and health["last_window_end"] is None
         end = align(datetime.fromisoformat(health["now"])).to_pydatetime()
         readings = trajectory("stable-1", end, False, 1) + trajectory("sick-1", end, True, 2)
 
         with connect(base.replace("http", "ws", 1) + "/v1/ws/alerts", open_timeout=None) as ws:
+            ws.send(json.dumps({"key": SERVICE_KEY}))  # the key in the first message, as the board sends it
             assert post_all(client, readings) == len(readings)
             cycle = client.post("/v1/cycle", params={"window_end": end.isoformat()})
             assert cycle.status_code == 200, cycle.text
             assert cycle.json()["scored"] == 2 and cycle.json()["alerts_raised"] == 3  # news2, criteria, twin
-            events = [json.loads(ws.recv()) for _ in range(6)]
+            events = []
+            while len(events) < 6:  # 3 raised, then the 3 'delivered' our acknowledgements cause
+                message = json.loads(ws.recv())
+                if message["type"] == "event":
+                    events.append(message)
+                    ws.send(json.dumps({"type": "ack", "seq": message["seq"]}))
         assert sorted(e["event"] for e in events) == ["delivered"] * 3 + ["raised"] * 3
         alerts = {e["alert"]["kind"]: e["alert"] for e in events if e["event"] == "raised"}
         assert set(alerts) == {"news2", "criteria", "twin"}
@@ -61,8 +67,14 @@ def test_a_cycle_scores_the_ward_and_streams_its_alert(store_env, tmp_path):
         assert board[0]["alert_state"] == "delivered" and board[0]["news2_band"] == "high"
         risk = client.get("/v1/patients/sick-1/risk").json()
         assert datetime.fromisoformat(risk["window_end"]) == end and risk["risk"] == board[0]["risk"]
-        acked = client.post(f"/v1/alerts/{raised['alert']['id']}/acknowledge", json={"by": "nurse-7"})
+        acked = client.post(f"/v1/alerts/{raised['alert']['id']}/acknowledge")
         assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
-        assert client.post("/v1/readings", content=b"{not json").status_code == 422  # the error mapping is wired
-        assert client.get("/").status_code == 200  # the dashboard is packaged
+        assert acked.json()["acknowledged_by"] == "demo"  # the key's name
+        assert client.post("/v1/readings", content=b"{not json",
+                           headers={"Content-Type": "application/json"}).status_code == 422  # errors mapped
+        assert httpx.get(f"{base}/v1/patients").status_code == 401  # no key, no patients
+        board_page = client.get("/")
+        assert board_page.status_code == 200  # the dashboard is packaged, with its security headers
+        assert board_page.headers["x-frame-options"] == "DENY" and "script-src" in board_page.headers[
+            "content-security-policy"]
         assert client.get("/healthz").json()["ok"]

@@ -17,6 +17,7 @@ from app.clock import FixedClock
 from app.main import create_app
 from app.settings import Settings
 from models.windows import WINDOW
+from tests.support.server import SERVICE_KEY
 from tests.support.synthetic_readings import HOURS, post_all
 
 #: The newest window end of the synthetic ward; the readings run over the three hours before it.
@@ -42,12 +43,36 @@ def reading(patient_id: str = "bed-1", vital: str = "hr", value: Any = 80, ts: d
             "ts": iso(ts) if isinstance(ts, datetime) else ts, **extra}
 
 
+#: The tests' key with every role (the service's ``demo_key``); ``serve`` gives its client this credential.
+EVERY_ROLE_KEY = SERVICE_KEY
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @contextmanager
 def serve(data_dir: Path, clock: FixedClock | None = None, **settings: Any) -> Iterator[TestClient]:
-    """The service on ``data_dir`` (embedded SQLite store), its lifespan running, no scheduler."""
+    """The service on ``data_dir`` (embedded SQLite store), its lifespan running, no scheduler. The client holds
+    ``EVERY_ROLE_KEY`` (a key with every role); ``client_as`` builds clients with one role or none."""
+    settings.setdefault("demo_key", EVERY_ROLE_KEY)
     app = create_app(Settings(data_dir=data_dir, **settings), clock=clock or FixedClock(NOW), cycle_interval_s=None)
-    with TestClient(app) as client:
+    with TestClient(app, headers=bearer(EVERY_ROLE_KEY)) as client:
         yield client
+
+
+def create_key(client: TestClient, role: str, name: str | None = None) -> str:
+    """A new stored key of ``role`` on ``client``'s service (the service must be running); its token."""
+    access = client.app.state.access  # type: ignore[attr-defined]
+    _, token = access.keys.create(name or f"test {role}", role, NOW)
+    return token
+
+
+def client_as(client: TestClient, role: str | None, name: str | None = None) -> TestClient:
+    """Another client on the same running service: with a new key of ``role`` (named ``name``), or with no
+    credential when ``role`` is None. Not a context manager: the service's lifespan is ``client``'s."""
+    headers = bearer(create_key(client, role, name)) if role else {}
+    return TestClient(client.app, headers=headers)
 
 
 #: Post in batches of at most 10,000; every batch must be accepted whole.

@@ -14,6 +14,10 @@ import httpx
 
 from app.storage.influxd_local import free_port
 
+#: The served process's key with every role (``WARDTWIN_DEMO_KEY``); ``AUTH`` is the header that carries it.
+SERVICE_KEY = "wt_tests-every-role-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {SERVICE_KEY}"}
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -45,10 +49,11 @@ def terminate(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 @contextmanager
 def uvicorn_service(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start ``uvicorn app.main:app_from_env --factory`` on a free port; yield its base URL."""
+    """Start ``uvicorn app.main:app_from_env --factory`` on a free port; yield its base URL. Requests need
+    ``AUTH`` (the process's ``WARDTWIN_DEMO_KEY``, a key with every role)."""
     port = free_port()
     full_env = {**os.environ, "WARDTWIN_DATA_DIR": str(data_dir), "WARDTWIN_SCHEDULER_ENABLED": "false",
-                **(env or {})}
+                "WARDTWIN_DEMO_KEY": SERVICE_KEY, **(env or {})}
     log = open(data_dir / "uvicorn.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app_from_env", "--factory", "--host", "127.0.0.1",

@@ -25,14 +25,6 @@ def score(patient_id: str, risk: float, at: datetime = T0, *, news2: dict[str, i
                  "test", news2={"total": sum(points.values()), "points": points, "partial": False}, flags=flags)
 
 
-class FakeSocket:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def send_text(self, text: str) -> None:
-        self.sent.append(text)
-
-
 @pytest.fixture
 async def engine(tmp_path):
     store = AlertStore(tmp_path / "alerts.db")
@@ -62,16 +54,58 @@ async def test_rerun_of_same_window_does_not_duplicate(engine):
     assert len(await engine.store.list()) == 1
 
 
-async def test_outbox_waits_for_a_client_then_delivers_in_order(engine):
+async def test_outbox_stays_pending_until_a_subscriber_confirms(engine):
     await engine.evaluate([score("a", 0.8), score("b", 0.9)])
-    assert await engine.deliver_pending() == 0  # nobody connected: stays pending, visibly
-    assert await engine.store.backlog() == 2
-    ws = FakeSocket()
-    engine.hub.add(ws)
-    assert await engine.deliver_pending() == 4  # two raised, then the two 'delivered' state changes
-    assert await engine.store.backlog() == 0
-    assert [a.state for a in await engine.store.list()] == ["delivered", "delivered"]
-    assert ['"seq": 1' in ws.sent[0], '"seq": 2' in ws.sent[1], '"delivered"' in ws.sent[2]] == [True] * 3
+    assert await engine.store.backlog() == 2 and await engine.store.pending_delivery() == 2
+    assert all(a.delivery_pending and a.to_dict()["delivery_pending"] for a in await engine.store.list())
+    (first, second) = await engine.store.events_after(0)
+    assert await engine.store.confirm_delivery([first.seq], T0, "websocket:ws-1") == [first.alert_id]
+    assert await engine.store.confirm_delivery([first.seq], T0, "webhook:ep_x") == []  # first confirmation wins
+    delivered = await engine.store.get(first.alert_id)
+    assert delivered.state == "delivered" and not delivered.delivery_pending and delivered.delivered_at
+    assert (await engine.store.get(second.alert_id)).delivery_pending
+    assert await engine.store.pending_delivery() == 1
+    events = [(e.seq, e.event) for e in await engine.store.events_after(0)]
+    assert events == [(1, "raised"), (2, "raised"), (3, "delivered")]
+    assert [(t["event"], t["actor"]) for t in await engine.store.transitions(first.alert_id)] == [
+        ("raised", "engine"), ("delivered", "websocket:ws-1")]
+
+
+async def test_a_past_window_cycle_leaves_open_alerts_untouched(engine):
+    """H13: a cycle for an old window end (backfill, a manual trigger) must not resolve or raise anything."""
+    (alert,) = await engine.evaluate([score("a", 0.8, T0 + timedelta(hours=7))])
+    old = T0  # seven hours earlier, risk low: would resolve the alert if it drove state
+    assert await engine.evaluate([score("a", 0.05, old), score("z", 0.95, old)], old) is None
+    assert (await engine.store.get(alert.id)).state == "raised"
+    assert [a.id for a in await engine.store.list()] == [alert.id]  # and nothing raised from old data
+    assert await engine.store.newest_window_end() == T0 + timedelta(hours=7)
+    # the newest window end (and a rerun of it) still drives the rules
+    assert await engine.evaluate([score("a", 0.05, T0 + timedelta(hours=7, minutes=5))]) == []
+    assert (await engine.store.get(alert.id)).state == "resolved"
+
+
+async def test_unacknowledged_alerts_escalate_and_are_renotified_on_the_clock(tmp_path):
+    store = AlertStore(tmp_path / "alerts.db")
+    await store.open()
+    clock = FixedClock(T0)
+    engine = AlertEngine(store, AlertHub(), clock, threshold=0.7, clear_threshold=0.6,
+                         escalate_after=timedelta(minutes=15), renotify_after=timedelta(minutes=5))
+    (alert,) = await engine.evaluate([score("a", 0.8)])
+    (other,) = await engine.evaluate([score("b", 0.8)])
+    await store.acknowledge(other.id, "nurse-7", T0)
+    assert await engine.sweep(T0 + timedelta(minutes=4)) == (0, 0)
+    assert await engine.sweep(T0 + timedelta(minutes=5)) == (0, 1)
+    assert await engine.sweep(T0 + timedelta(minutes=9)) == (0, 0)  # 4 min since the last notification
+    assert await engine.sweep(T0 + timedelta(minutes=10)) == (0, 1)
+    assert await engine.sweep(T0 + timedelta(minutes=15)) == (1, 0)  # escalation is itself a notification
+    assert await engine.sweep(T0 + timedelta(minutes=20)) == (0, 1)
+    escalated = await store.get(alert.id)
+    assert escalated.state == "escalated" and escalated.renotifications == 3
+    assert [(t["event"], t["at"][11:16], t["actor"]) for t in await store.transitions(alert.id)] == [
+        ("raised", "12:00", "engine"), ("renotified", "12:05", "engine"), ("renotified", "12:10", "engine"),
+        ("escalated", "12:15", "engine"), ("renotified", "12:20", "engine")]
+    assert [t["event"] for t in await store.transitions(other.id)] == ["raised", "acknowledged"]  # acked: quiet
+    await store.close()
 
 
 async def test_acknowledge_escalate_and_conflicts(engine):

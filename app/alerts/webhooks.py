@@ -1,0 +1,437 @@
+"""Webhook delivery to nurse-call systems: a durable outbox per endpoint, Standard Webhooks signatures, retries.
+
+Registered endpoints (``webhook_endpoints``) each keep a cursor into the alert outbox. The worker copies every new
+outbox event an endpoint subscribed to into ``webhook_deliveries`` (one row per endpoint and event, in the alert
+database, so a delivery survives a restart or a SIGKILL) and advances the cursor in the same transaction. Each row
+is then POSTed, signed per the Standard Webhooks specification:
+
+- ``webhook-id``: the row's id, ``msg_<endpoint>_<seq>``, the same on every retry (the receiver's idempotency key);
+- ``webhook-timestamp``: the attempt's time (integer seconds, wall clock);
+- ``webhook-signature``: ``v1,`` + base64 HMAC-SHA256 of ``{id}.{timestamp}.{body}`` under the base64-decoded
+  ``whsec_`` secret.
+
+A 2xx answer delivers the row and confirms the event (``AlertStore.confirm_delivery``: the alert is delivered).
+Anything else (non-2xx, timeout, connection error) schedules the next attempt after an exponential backoff with
+jitter; after ``max_attempts`` (the retry budget) the row is dead-lettered, and an admin may redeliver it.
+A 410 Gone dead-letters at once. Deliveries run in tasks of their own (at most ``per_endpoint`` in flight per
+endpoint): a slow or dead receiver delays neither scoring nor the other endpoints. Retry timing uses the wall
+clock, not the service's (possibly simulated) clock: it is about real receivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import random
+import secrets
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from app.errors import DeliveryConflictError, InvalidRequestError, WebhookNotFoundError
+from app.storage.sqlite_db import SqliteDatabase
+
+logger = logging.getLogger(__name__)
+
+#: Outbox event → webhook event type (``delivered`` is the service's own bookkeeping, not sent).
+EVENT_TYPES: dict[str, str] = {"raised": "alert.raised", "escalated": "alert.escalated",
+                               "renotified": "alert.renotified", "acknowledged": "alert.acknowledged",
+                               "resolved": "alert.resolved"}
+SECRET_PREFIX = "whsec_"
+MAX_REASONS = 5
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, events TEXT NOT NULL, created_at TEXT NOT NULL,
+    cursor INTEGER NOT NULL, deleted_at TEXT);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id TEXT PRIMARY KEY, endpoint_id TEXT NOT NULL, seq INTEGER NOT NULL, alert_id TEXT NOT NULL,
+    event_type TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL, last_status INTEGER, last_error TEXT, created_at TEXT NOT NULL,
+    delivered_at TEXT, dead_at TEXT, UNIQUE (endpoint_id, seq));
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+"""
+STATUSES = ("pending", "delivered", "dead", "cancelled")
+
+
+# -- signing --------------------------------------------------------------------------------------------------------
+def secret_bytes(secret: str) -> bytes:
+    """The key of a ``whsec_`` secret (base64 after the prefix, 24–64 bytes). Raises ValueError naming the fault."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError("secret must start with 'whsec_' (Standard Webhooks symmetric secret)")
+    raw = secret[len(SECRET_PREFIX):]
+    try:
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("secret after 'whsec_' must be base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"secret must decode to 24–64 bytes, got {len(key)}")
+    return key
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
+    """The ``webhook-signature`` header value: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``."""
+    digest = hmac.new(secret_bytes(secret), f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def headers(secret: str, msg_id: str, timestamp: int, body: str) -> dict[str, str]:
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, msg_id, timestamp, body), "content-type": "application/json"}
+
+
+# -- payloads -------------------------------------------------------------------------------------------------------
+def payload(event: str, seq: int, created_at: str, outbox_payload: dict[str, Any]) -> dict[str, Any]:
+    """What a nurse-call system acts on: patient, bed, kind, risk, NEWS2 with band and clinical response, the
+    reasons as sentences, state, and the API path of the patient's record."""
+    alert = outbox_payload["alert"]
+    patient_id = alert["patient_id"]
+    return {
+        "type": EVENT_TYPES[event],
+        "timestamp": created_at,
+        "data": {
+            "seq": seq,
+            "alert_id": alert["id"],
+            "patient_id": patient_id,
+            "bed": patient_id,  # the ward identifies a patient by bed (e.g. "bed-07"); no separate bed registry yet
+            "kind": alert.get("kind", "twin"),
+            "state": alert["state"],
+            "risk": alert["risk"],
+            "news2": alert.get("news2"),
+            "reasons": list(alert["reasons"])[:MAX_REASONS],
+            "raised_at": alert["raised_at"],
+            "window_end": alert["window_end"],
+            "escalated_at": alert.get("escalated_at"),
+            "acknowledged_by": alert.get("acknowledged_by"),
+            "acknowledged_at": alert.get("acknowledged_at"),
+            "resolved_at": alert.get("resolved_at"),
+            "resolved_reason": alert.get("resolved_reason"),
+            "actor": outbox_payload.get("actor"),
+            "patient_url": f"/v1/patients/{patient_id}",
+            "alerts_url": f"/v1/alerts?patient_id={patient_id}",
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    url: str
+    events: list[str]
+    created_at: str
+    cursor: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    endpoint_id: str
+    seq: int
+    alert_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: float
+    last_status: int | None
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+    dead_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_DELIVERY_COLUMNS = ("id, endpoint_id, seq, alert_id, event_type, status, attempts, next_attempt_at, last_status, "
+                     "last_error, created_at, delivered_at, dead_at")
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+class WebhookStore:
+    """Endpoints and their deliveries, in the alert database (``db``), so fan-out reads the outbox in the same
+    transaction that records the deliveries."""
+
+    def __init__(self, db: SqliteDatabase, wall: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._wall = wall
+
+    async def open(self) -> None:
+        await self._db.run(lambda c: c.executescript(_SCHEMA))
+
+    # -- endpoints ------------------------------------------------------------------------------------------------
+    async def create(self, url: str, secret: str, events: Sequence[str]) -> Endpoint:
+        """Register an endpoint; it receives events raised from now on."""
+        try:
+            secret_bytes(secret)
+        except ValueError as exc:
+            raise InvalidRequestError(["body", "secret"], str(exc), "webhook_secret") from None
+        endpoint_id = "ep_" + secrets.token_hex(8)
+        created = _iso(self._wall())
+
+        def insert(conn: sqlite3.Connection) -> int:
+            (cursor,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()
+            conn.execute("INSERT INTO webhook_endpoints (id, url, secret, events, created_at, cursor) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (endpoint_id, url, secret, json.dumps(list(events)), created,
+                                                       cursor))
+            return int(cursor)
+
+        cursor = await self._db.run(lambda c: SqliteDatabase.transaction(c, insert))
+        return Endpoint(endpoint_id, url, list(events), created, cursor)
+
+    async def endpoints(self) -> list[Endpoint]:
+        sql = "SELECT id, url, events, created_at, cursor FROM webhook_endpoints WHERE deleted_at IS NULL ORDER BY id"
+        rows = await self._db.run_read(lambda c: c.execute(sql).fetchall())
+        return [Endpoint(i, u, json.loads(e), c, k) for i, u, e, c, k in rows]
+
+    async def counts(self) -> dict[str, Counter[str]]:
+        """Per endpoint, deliveries by status."""
+        sql = "SELECT endpoint_id, status, COUNT(*) FROM webhook_deliveries GROUP BY endpoint_id, status"
+        rows = await self._db.run_read(lambda c: c.execute(sql).fetchall())
+        out: dict[str, Counter[str]] = {}
+        for endpoint_id, status, n in rows:
+            out.setdefault(endpoint_id, Counter())[status] = n
+        return out
+
+    async def delete(self, endpoint_id: str) -> None:
+        """Stop delivering to an endpoint; its pending deliveries are cancelled."""
+        def remove(conn: sqlite3.Connection) -> None:
+            cur = conn.execute("UPDATE webhook_endpoints SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                               (_iso(self._wall()), endpoint_id))
+            if not cur.rowcount:
+                raise WebhookNotFoundError(f"no webhook {endpoint_id!r}")
+            conn.execute("UPDATE webhook_deliveries SET status = 'cancelled' WHERE endpoint_id = ? "
+                         "AND status = 'pending'", (endpoint_id,))
+
+        await self._db.run(lambda c: SqliteDatabase.transaction(c, remove))
+
+    # -- deliveries -----------------------------------------------------------------------------------------------
+    async def fan_out(self, batch: int = 500) -> int:
+        """Copy new outbox events into each endpoint's deliveries (its subscribed types only), advancing its
+        cursor in the same transaction. Returns how many deliveries were created."""
+        behind_sql = ("SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL AND cursor < "
+                      "(SELECT COALESCE(MAX(seq), 0) FROM outbox)")
+        (behind,) = await self._db.run_read(lambda c: c.execute(behind_sql).fetchone())
+        if not behind:  # nothing new for anyone: no write transaction
+            return 0
+        now = self._wall()
+
+        def copy(conn: sqlite3.Connection) -> int:
+            created = 0
+            endpoints = conn.execute(
+                "SELECT id, events, cursor FROM webhook_endpoints WHERE deleted_at IS NULL").fetchall()
+            for endpoint_id, events, cursor in endpoints:
+                wanted = set(json.loads(events))
+                rows = conn.execute("SELECT seq, alert_id, event, payload, created_at FROM outbox WHERE seq > ? "
+                                    "ORDER BY seq LIMIT ?", (cursor, batch)).fetchall()
+                for seq, alert_id, event, raw, created_at in rows:
+                    if EVENT_TYPES.get(event) not in wanted:
+                        continue
+                    body = json.dumps(payload(event, seq, created_at, json.loads(raw)), separators=(",", ":"),
+                                      sort_keys=True)
+                    created += conn.execute(
+                        "INSERT OR IGNORE INTO webhook_deliveries (id, endpoint_id, seq, alert_id, event_type, body, "
+                        "status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                        (f"msg_{endpoint_id[3:]}_{seq}", endpoint_id, seq, alert_id, EVENT_TYPES[event], body, now,
+                         _iso(now))).rowcount
+                if rows:
+                    conn.execute("UPDATE webhook_endpoints SET cursor = ? WHERE id = ?", (rows[-1][0], endpoint_id))
+            return created
+
+        return await self._db.run(lambda c: SqliteDatabase.transaction(c, copy))
+
+    async def due(self, now: float, limit: int = 200) -> list[tuple[Delivery, str, str, str]]:
+        """Pending deliveries whose time has come, oldest first, with their endpoint's url and secret and body."""
+        sql = (f"SELECT {', '.join('d.' + c.strip() for c in _DELIVERY_COLUMNS.split(','))}, e.url, e.secret, d.body "
+               "FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+               "WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND e.deleted_at IS NULL "
+               "ORDER BY d.next_attempt_at, d.seq LIMIT ?")
+        rows = await self._db.run_read(lambda c: c.execute(sql, (now, limit)).fetchall())
+        return [(Delivery(*r[:13]), r[13], r[14], r[15]) for r in rows]
+
+    async def next_due_at(self) -> float | None:
+        sql = "SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'"
+        row = await self._db.run_read(lambda c: c.execute(sql).fetchone())
+        return row[0]
+
+    async def succeeded(self, delivery_id: str, status: int) -> None:
+        await self._db.run(lambda c: c.execute(
+            "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_status = ?, "
+            "last_error = NULL, delivered_at = ? WHERE id = ? AND status = 'pending'",
+            (status, _iso(self._wall()), delivery_id)))
+
+    async def failed(self, delivery_id: str, status: int | None, error: str, next_attempt_at: float | None) -> None:
+        """Record a failed attempt: retry at ``next_attempt_at``, or dead-letter when it is None."""
+        if next_attempt_at is None:
+            sql = ("UPDATE webhook_deliveries SET status = 'dead', attempts = attempts + 1, last_status = ?, "
+                   "last_error = ?, dead_at = ? WHERE id = ? AND status = 'pending'")
+            params: tuple = (status, error[:500], _iso(self._wall()), delivery_id)
+        else:
+            sql = ("UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = ?, last_error = ?, "
+                   "next_attempt_at = ? WHERE id = ? AND status = 'pending'")
+            params = (status, error[:500], next_attempt_at, delivery_id)
+        await self._db.run(lambda c: c.execute(sql, params))
+
+    async def list(self, status: str, limit: int = 500) -> list[Delivery]:
+        sql = f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE status = ? ORDER BY seq, id LIMIT ?"
+        rows = await self._db.run_read(lambda c: c.execute(sql, (status, limit)).fetchall())
+        return [Delivery(*r) for r in rows]
+
+    async def get(self, delivery_id: str) -> Delivery:
+        sql = f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?"
+        row = await self._db.run_read(lambda c: c.execute(sql, (delivery_id,)).fetchone())
+        if row is None:
+            raise WebhookNotFoundError(f"no webhook delivery {delivery_id!r}")
+        return Delivery(*row)
+
+    async def redeliver(self, delivery_id: str) -> Delivery:
+        """Put a dead letter back in the queue, with a fresh retry budget and the same ``webhook-id``."""
+        def again(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT d.status, e.deleted_at FROM webhook_deliveries d JOIN webhook_endpoints e "
+                               "ON e.id = d.endpoint_id WHERE d.id = ?", (delivery_id,)).fetchone()
+            if row is None:
+                raise WebhookNotFoundError(f"no webhook delivery {delivery_id!r}")
+            if row[0] != "dead":
+                raise DeliveryConflictError(f"delivery {delivery_id} is {row[0]}, not dead-lettered")
+            if row[1] is not None:
+                raise DeliveryConflictError(f"delivery {delivery_id}'s webhook was deleted")
+            conn.execute("UPDATE webhook_deliveries SET status = 'pending', attempts = 0, dead_at = NULL, "
+                         "next_attempt_at = ? WHERE id = ?", (self._wall(), delivery_id))
+
+        await self._db.run(lambda c: SqliteDatabase.transaction(c, again))
+        return await self.get(delivery_id)
+
+
+class WebhookWorker:
+    """Fans the outbox out to endpoints and sends due deliveries, each in its own task."""
+
+    def __init__(self, store: WebhookStore, confirm: Callable[[Sequence[int], str], Awaitable[Any]], *,
+                 max_attempts: int, backoff_base_s: float, backoff_max_s: float, timeout_s: float,
+                 poll_s: float = 1.0, per_endpoint: int = 4, wall: Callable[[], float] = time.time,
+                 jitter: Callable[[], float] = random.random,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.store = store
+        self.confirm = confirm
+        self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.timeout_s = timeout_s
+        self.poll_s = poll_s
+        self.per_endpoint = per_endpoint
+        self._wall = wall
+        self._jitter = jitter
+        self._transport = transport
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._in_flight: dict[str, str] = {}  # delivery id → endpoint id
+        self._sends: set[asyncio.Task] = set()
+
+    def backoff_s(self, attempts: int) -> float:
+        """Delay before the next attempt after ``attempts`` failures: exponential, capped, 50–100 % jitter."""
+        return min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempts - 1)) * (0.5 + 0.5 * self._jitter())
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Fan out, then start every due delivery not already in flight; returns how many were started."""
+        await self.store.fan_out()
+        busy = Counter(self._in_flight.values())
+        started = 0
+        for delivery, url, secret, body in await self.store.due(self._wall()):
+            if delivery.id in self._in_flight or busy[delivery.endpoint_id] >= self.per_endpoint:
+                continue
+            busy[delivery.endpoint_id] += 1
+            self._in_flight[delivery.id] = delivery.endpoint_id
+            task = asyncio.create_task(self._attempt(delivery, url, secret, body), name=f"webhook-{delivery.id}")
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+            started += 1
+        return started
+
+    async def _attempt(self, delivery: Delivery, url: str, secret: str, body: str) -> None:
+        try:
+            await self._send(delivery, url, secret, body)
+        except Exception:  # never let one delivery kill the worker; the row stays pending and is retried
+            logger.exception("webhook attempt failed unexpectedly id=%s", delivery.id)
+        finally:
+            self._in_flight.pop(delivery.id, None)  # only once the outcome is recorded: no double send
+            self._wake.set()
+
+    async def _send(self, delivery: Delivery, url: str, secret: str, body: str) -> None:
+        status: int | None = None
+        try:
+            assert self._client is not None
+            response = await self._client.post(url, content=body.encode(),
+                                               headers=headers(secret, delivery.id, int(self._wall()), body))
+            status = response.status_code
+            error = f"HTTP {status}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        if status is not None and 200 <= status < 300:
+            await self.store.succeeded(delivery.id, status)
+            await self.confirm([delivery.seq], f"webhook:{delivery.endpoint_id}")
+            logger.info("webhook delivered id=%s type=%s attempts=%d", delivery.id, delivery.event_type,
+                        delivery.attempts + 1)
+            return
+        attempts = delivery.attempts + 1
+        gone = status == 410
+        next_at = None if gone or attempts >= self.max_attempts else self._wall() + self.backoff_s(attempts)
+        await self.store.failed(delivery.id, status, error, next_at)
+        if next_at is None:
+            logger.warning("webhook dead-lettered id=%s after %d attempts: %s", delivery.id, attempts, error)
+        else:
+            logger.info("webhook retry id=%s attempt=%d in %.2fs: %s", delivery.id, attempts,
+                        next_at - self._wall(), error)
+
+    async def _run(self) -> None:
+        while True:
+            started = 0
+            try:
+                started = await self.run_once()
+                next_due = await self.store.next_due_at()
+            except Exception:
+                logger.exception("webhook worker round failed; will retry")
+                next_due = None
+            wait = self.poll_s if next_due is None else max(0.0, min(self.poll_s, next_due - self._wall()))
+            if wait == 0 and not started:  # what is due is in flight or its endpoint is busy: a finish wakes us
+                wait = self.poll_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            self._wake.clear()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False,
+                                             transport=self._transport)
+            self._task = asyncio.create_task(self._run(), name="webhook-delivery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for task in list(self._sends):
+            task.cancel()
+        for task in list(self._sends):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,166 @@
+"""The hardened edge, one ASGI middleware in front of every route: request-size limit (413), JSON-only bodies
+(415), security headers on every answer, and the audit entry of an audited request once its status is known.
+
+Bodies are buffered up to ``max_body_bytes`` (a declared ``Content-Length`` above it is refused unread), so an
+oversized body is never parsed and never echoed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from base64 import b64encode
+from pathlib import Path
+
+from starlette.datastructures import Headers
+from starlette.routing import Match, Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PayloadTooLargeError, UnsupportedMediaTypeError, WardTwinError
+from app.security.access import Access
+
+logger = logging.getLogger(__name__)
+
+_JSON = re.compile(r"^application/(?:[\w.+-]+\+)?json\s*(?:;.*)?$", re.IGNORECASE)
+_TARGETS = ("patient_id", "alert_id", "key_id", "webhook_id")
+#: Swagger UI and ReDoc load their scripts from jsDelivr and start them inline.
+_DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+             "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+             "img-src 'self' data: https://fastapi.tiangolo.com; font-src 'self' https://fonts.gstatic.com; "
+             "worker-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+def board_csp(static_dir: Path) -> str:
+    """The board's CSP: its own inline scripts by hash (read at start-up), nothing from elsewhere."""
+    index = static_dir / "index.html"
+    scripts = re.findall(r"<script>(.*?)</script>", index.read_text(), re.DOTALL) if index.is_file() else []
+    hashes = " ".join(f"'sha256-{b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
+    return (f"default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+_KEY_IN_QUERY = re.compile(r"([?&]key=)[^&\s\"]*")
+
+
+class RedactKeys(logging.Filter):
+    """Removes the value of a ``key=`` query parameter (the board's one-time ``/?key=``) from access-log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_KEY_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+def redact_keys_in_access_logs() -> None:
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactKeys) for f in access_log.filters):
+        access_log.addFilter(RedactKeys())
+
+
+def _error(exc: WardTwinError, status: int) -> tuple[int, bytes]:
+    import orjson
+
+    return status, orjson.dumps({"detail": str(exc), "code": exc.code})
+
+
+class BoardMount(Mount):
+    """The board's static files at ``/``, except under ``/v1/`` and ``/healthz``: there the API's router answers
+    (a wrong method on an API path is a 405 with ``Allow``, an unknown API path a JSON 404)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        path = scope.get("path", "")
+        if path.startswith("/v1/") or path == "/healthz":
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+class Edge:
+    def __init__(self, app: ASGIApp, *, access: Access, max_body_bytes: int, csp: str) -> None:
+        self.app, self.access = app, access
+        self.max_body, self.csp = max_body_bytes, csp
+
+    def _headers(self, path: str) -> list[tuple[bytes, bytes]]:
+        csp = _DOCS_CSP if path in ("/docs", "/redoc") else self.csp
+        return [(b"content-security-policy", csp.encode()), (b"x-frame-options", b"DENY"),
+                (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                (b"cache-control", b"no-store")]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = self._headers(scope["path"])
+        status_seen: list[int] = []
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_seen.append(message["status"])
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []), *(h for h in extra if h[0] not in names)]
+            await send(message)
+
+        refusal = None
+        headers = Headers(scope=scope)
+        if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            refusal, receive = await self._check_body(headers, receive)
+        if refusal is not None:
+            await self._refuse(refusal, send_with_headers)
+        else:
+            await self.app(scope, receive, send_with_headers)
+        await self._audit(scope, status_seen[0] if status_seen else None)
+
+    async def _check_body(self, headers: Headers, receive: Receive) -> tuple[tuple[int, bytes] | None, Receive]:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            return _error(PayloadTooLargeError(f"the body is larger than {self.max_body} bytes"), 413), receive
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None, receive  # the client went away; let the app see the disconnect
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return _error(PayloadTooLargeError(f"the body is larger than {self.max_body} bytes"), 413), receive
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        content_type = headers.get("content-type", "")
+        if body and not _JSON.match(content_type):
+            return _error(UnsupportedMediaTypeError("the body must be JSON (Content-Type: application/json)"),
+                          415), receive
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return None, replay
+
+    @staticmethod
+    async def _refuse(refusal: tuple[int, bytes], send: Send) -> None:
+        status, body = refusal
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _audit(self, scope: Scope, status: int | None) -> None:
+        state = scope.get("state") or {}
+        if not state.get("audit"):
+            return
+        route = scope.get("route")
+        action = f"{scope['method']} {getattr(route, 'path', scope['path'])}"
+        params = scope.get("path_params") or {}
+        target = state.get("audit_target") or next(
+            (f"{name.removesuffix('_id')}:{params[name]}" for name in _TARGETS if name in params), None)
+        client = scope.get("client")
+        try:
+            await self.access.record(state.get("principal"), action, target, status, client[0] if client else None)
+        except WardTwinError:
+            logger.exception("audit entry not written action=%s", action)

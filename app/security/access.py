@@ -1,0 +1,42 @@
+"""The service's access control, wired once by ``create_app``: keys, the demo key, rate limits, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from datetime import UTC, datetime
+
+from app.security.audit import AuditLog
+from app.security.keys import ROLES, KeyStore, Principal
+from app.security.ratelimit import RateLimiter
+from app.settings import Settings
+
+DEMO_KEY_ID = "demo"
+
+
+class Access:
+    def __init__(self, settings: Settings) -> None:
+        self.keys = KeyStore(settings.access_path)
+        self.audit = AuditLog(self.keys)
+        self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self._demo = settings.demo_key.get_secret_value() if settings.demo_key else None
+        self.ws_origins = tuple(settings.ws_allowed_origins)
+
+    def open(self) -> None:
+        self.keys.open()
+
+    def close(self) -> None:
+        self.keys.close()
+
+    async def authenticate(self, token: str | None) -> Principal | None:
+        """The principal holding ``token``, or None (missing, unknown, revoked)."""
+        if not token:
+            return None
+        if self._demo and hmac.compare_digest(token.encode(), self._demo.encode()):
+            return Principal(DEMO_KEY_ID, "demo", frozenset(ROLES))
+        return await asyncio.to_thread(self.keys.lookup, token)
+
+    async def record(self, who: Principal | None, action: str, target: str | None, status: int | None,
+                     remote: str | None) -> None:
+        """Append to the audit trail, stamped with the wall clock (the service clock may be simulated)."""
+        await asyncio.to_thread(self.audit.append, datetime.now(UTC), who, action, target, status, remote)

@@ -1,0 +1,53 @@
+"""The audit trail: who did what, to what, when, from where. Append-only (SQLite triggers refuse UPDATE and
+DELETE), shared ``access.db`` with the keys; read by admins through ``GET /v1/audit``."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from app.security.keys import KeyStore, Principal
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at: str
+    key_id: str | None
+    key_name: str | None
+    role: str | None
+    action: str
+    target: str | None
+    status: int | None
+    remote: str | None
+
+
+class AuditLog:
+    def __init__(self, keys: KeyStore) -> None:
+        self.db = keys.db
+
+    def append(self, at: datetime, who: Principal | None, action: str, target: str | None, status: int | None,
+               remote: str | None) -> None:
+        row = (at.astimezone(UTC).isoformat(), who.key_id if who else None, who.name if who else None,
+               who.role if who else None, action, target, status, remote)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO audit (at, key_id, key_name, role, action, target, status, remote) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+        self.db.call(insert)
+
+    def query(self, *, key_name: str | None = None, target: str | None = None, after: int = 0,
+              limit: int = 200) -> list[AuditEntry]:
+        sql = "SELECT seq, at, key_id, key_name, role, action, target, status, remote FROM audit WHERE seq > ?"
+        params: list[object] = [after]
+        if key_name is not None:
+            sql += " AND key_name = ?"
+            params.append(key_name)
+        if target is not None:
+            sql += " AND target = ?"
+            params.append(target)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        return self.db.call_read(lambda conn: [AuditEntry(*r) for r in conn.execute(sql, params)])

@@ -1,0 +1,228 @@
+"""The alert WebSocket: per-client cursor and acks, delivery only on confirmation, replay in pages, slow clients.
+
+Protocol (``app.alerts.hub``): events ``{"type": "event", "seq", "event", "alert"}``; after each replayed page
+``{"type": "replay", "through", "more"}``; the client confirms with ``{"type": "ack", "seq": N}``. No test sleeps:
+each waits for a condition (the hub's or the API's state) with a generous timeout."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import timedelta
+
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from tests.support.api import NOW, SICK, T0, client_as, parse, post_readings, run_cycle, serve
+from tests.support.wait import wait_until
+
+
+def ack(ws, seq: int) -> None:
+    ws.send_json({"type": "ack", "seq": seq})
+
+
+def until_live(ws, *, ack_every: int = 100) -> list[dict]:
+    """Read the replay (acknowledging as it goes) up to the marker with ``more: false``; return its events."""
+    events: list[dict] = []
+    while True:
+        message = ws.receive_json()
+        if message["type"] == "replay":
+            if events:
+                ack(ws, events[-1]["seq"])
+            if not message["more"]:
+                assert message["through"] == (events[-1]["seq"] if events else message["through"])
+                return events
+            continue
+        assert message["type"] == "event"
+        events.append(message)
+        if len(events) % ack_every == 0:
+            ack(ws, message["seq"])
+
+
+def take(ws, n: int, *, acknowledge: bool = True) -> list[dict]:
+    """The next ``n`` events (markers skipped), each acknowledged unless told otherwise."""
+    events = []
+    while len(events) < n:
+        message = ws.receive_json()
+        if message["type"] != "event":
+            continue
+        events.append(message)
+        if acknowledge:
+            ack(ws, message["seq"])
+    return events
+
+
+def hub_clients(client) -> list:
+    return list(client.app.state.wardtwin.hub._clients)
+
+
+def states(client) -> dict[str, tuple[str, bool]]:
+    return {a["kind"]: (a["state"], a["delivery_pending"]) for a in client.get("/v1/alerts").json()}
+
+
+def test_an_alert_is_delivered_when_a_client_acknowledges_it_not_when_it_is_sent(client, sick_readings):
+    post_readings(client, sick_readings)
+    with client.websocket_connect("/v1/ws/alerts") as ws:
+        assert until_live(ws) == []  # nothing pending: an empty replay, then live
+        assert run_cycle(client, T0)["alerts_raised"] == 3
+        raised = take(ws, 3, acknowledge=False)
+        # sent, not confirmed: still raised and visibly pending
+        assert states(client) == {k: ("raised", True) for k in ("news2", "criteria", "twin")}
+        assert client.get("/healthz").json()["alerts_pending_delivery"] == 3
+        ack(ws, raised[-1]["seq"])  # cumulative: confirms all three
+        delivered = take(ws, 3)
+        assert client.get("/healthz").json()["websocket_clients"] == 1
+        # its acks of the 'delivered' events confirm those too (waited for before the socket closes)
+        wait_until(lambda: client.get("/healthz").json()["alerts_outbox_backlog"] == 0, "the backlog to drain")
+    assert [e["seq"] for e in raised + delivered] == [1, 2, 3, 4, 5, 6]
+    # raised in rule order: the NEWS2 floor first, then the criterion met now, then the twin
+    assert [e["alert"]["kind"] for e in raised] == ["news2", "criteria", "twin"]
+    for event in raised:
+        assert event["event"] == "raised" and event["alert"]["patient_id"] == SICK and event["alert"]["reasons"]
+        assert event["actor"] == "engine" and event["alert"]["delivery_pending"] is True
+    assert raised[2]["alert"]["risk"] >= 0.7 and raised[0]["alert"]["news2"]["band"] in ("medium", "high")
+    for event in delivered:
+        assert event["event"] == "delivered" and event["actor"].startswith("websocket:")
+        assert parse(event["alert"]["delivered_at"]) == NOW and event["alert"]["delivery_pending"] is False
+    assert states(client) == {k: ("delivered", False) for k in ("news2", "criteria", "twin")}
+    assert client.get("/healthz").json()["alerts_pending_delivery"] == 0
+
+
+def test_a_never_reading_client_leaves_the_alerts_pending(client, alerting):
+    """Reproduction: one connected client that never reads; the alerts were delivered by being written to it."""
+    with client.websocket_connect("/v1/ws/alerts") as silent:
+        wait_until(lambda: [c.sent for c in hub_clients(client)] == [3], "the hub to send the three events")
+        assert states(client) == {k: ("raised", True) for k in ("news2", "criteria", "twin")}
+        health = client.get("/healthz").json()
+        assert health["alerts_pending_delivery"] == 3 and health["alerts_outbox_backlog"] == 3
+        with client.websocket_connect("/v1/ws/alerts") as reader:  # a second client is not held up by the first
+            assert [e["event"] for e in until_live(reader)] == ["raised"] * 3
+            take(reader, 3)  # the three 'delivered' events its acknowledgement caused
+        assert states(client) == {k: ("delivered", False) for k in ("news2", "criteria", "twin")}
+        # the silent client was sent the three alerts all along (written to its socket, never confirmed)
+        assert [silent.receive_json().get("event") for _ in range(4)] == ["raised"] * 3 + [None]
+
+
+def test_a_client_that_falls_behind_is_told_and_disconnected_without_delaying_the_others(tmp_path, clock,
+                                                                                          sick_readings):
+    with serve(tmp_path, clock, ws_max_unacked=2, ws_max_behind=5) as client:
+        post_readings(client, sick_readings)
+        with client.websocket_connect("/v1/ws/alerts") as slow, client.websocket_connect("/v1/ws/alerts") as good:
+            assert until_live(slow) == [] and until_live(good) == []
+            run_cycle(client, T0)
+            seen = take(good, 6)  # 3 raised, then the 3 'delivered' its acks caused
+            nurse = client_as(client, "clinician", "nurse-7")
+            for alert in client.get("/v1/alerts").json():
+                assert nurse.post(f"/v1/alerts/{alert['id']}/acknowledge").status_code == 200
+            seen += take(good, 3)
+            assert [e["seq"] for e in seen] == list(range(1, 10))  # no gap, no duplicate
+            first = [slow.receive_json(), slow.receive_json()]  # its window: two events, never acknowledged
+            assert [m["seq"] for m in first] == [1, 2]
+            told = slow.receive_json()
+            assert told["type"] == "too_slow" and told["acked"] == 0 and told["reconnect"] == "?since=0"
+            with pytest.raises(WebSocketDisconnect) as closed:
+                slow.receive_json()
+            assert closed.value.code == 4008 and "since=0" in closed.value.reason
+        wait_until(lambda: client.get("/healthz").json()["websocket_clients"] == 0, "both clients to be gone")
+
+
+def test_the_stream_replays_events_after_a_sequence_number(client, alerting):
+    with client.websocket_connect("/v1/ws/alerts") as ws:
+        assert [e["seq"] for e in until_live(ws)] == [1, 2, 3]
+        assert [e["seq"] for e in take(ws, 3)] == [4, 5, 6]
+    client_as(client, "clinician", "nurse-7").post(f"/v1/alerts/{alerting}/acknowledge")
+    with client.websocket_connect("/v1/ws/alerts?since=5") as ws:
+        replayed = until_live(ws)
+    assert [(e["seq"], e["event"], e["alert"]["kind"]) for e in replayed] == [
+        (6, "delivered", "twin"), (7, "acknowledged", "twin")]
+    assert replayed[1]["alert"]["acknowledged_by"] == "nurse-7" and replayed[1]["actor"] == "nurse-7"
+
+
+@pytest.mark.parametrize("since", ["first", "-1", "1.5", "", "9" * 30])
+def test_the_stream_refuses_a_bad_since_with_a_reason(client, since):
+    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(f"/v1/ws/alerts?since={since}") as ws:
+        ws.receive_json()
+    assert closed.value.code == 4400 and "since must be a non-negative integer" in closed.value.reason
+
+
+def test_the_stream_refuses_a_since_after_the_newest_event(client, alerting):
+    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/v1/ws/alerts?since=4") as ws:
+        ws.receive_json()
+    assert closed.value.code == 4400 and "after the newest event, seq 3" in closed.value.reason
+
+
+def test_an_ack_for_a_seq_never_sent_is_refused(client, alerting):
+    with client.websocket_connect("/v1/ws/alerts") as ws:
+        assert [ws.receive_json()["type"] for _ in range(4)] == ["event"] * 3 + ["replay"]  # none acknowledged
+        ack(ws, 99)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                ws.receive_json()
+    assert closed.value.code == 4400 and "99" in closed.value.reason
+    assert all(pending for _, pending in states(client).values())  # nothing confirmed
+
+
+def _bulk_events(client, n: int) -> None:
+    """``n`` outbox events written in one transaction beside the service (the store's own payload shape)."""
+    path = client.app.state.wardtwin.settings.alerts_path
+    alert = {"id": "bulk-20260302T1200Z-twin", "patient_id": "bulk", "kind": "twin", "state": "raised",
+             "risk": 0.9, "reasons": ["Twin risk 90%"], "window_end": T0.isoformat(), "raised_at": NOW.isoformat()}
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO outbox (alert_id, event, payload, created_at) VALUES (?, ?, ?, ?)",
+            [(alert["id"], "renotified", json.dumps({"event": "renotified", "actor": "bulk", "alert": alert}),
+              NOW.isoformat())] * n)
+
+
+def test_since_0_replays_4000_events_in_pages_then_goes_live_without_duplicate_or_gap(client, sick_readings):
+    """Reproduction: ``?since=0`` returned only the oldest 500 of 4,236 events and did not say more existed."""
+    _bulk_events(client, 4236)
+    with client.websocket_connect("/v1/ws/alerts?since=0") as ws:
+        markers, events = [], []
+        while True:
+            message = ws.receive_json()
+            if message["type"] == "replay":
+                markers.append(message)
+                ack(ws, message["through"])
+                if len(markers) == 1:  # live events arrive while the replay is under way
+                    post_readings(client, sick_readings)
+                    assert run_cycle(client, T0)["alerts_raised"] == 3
+                if not message["more"]:
+                    break
+            else:
+                events.append(message)
+                if len(events) % 100 == 0:
+                    ack(ws, message["seq"])
+        events += take(ws, 3 + 3 - (len(events) - 4236))  # whatever of the cycle's events was not in the replay
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, 4236 + 7)) and len(set(seqs)) == len(seqs)  # every event once, in order
+    assert len(markers) >= 9 and all(m["more"] for m in markers[:-1]) and not markers[-1]["more"]
+    assert [m["through"] for m in markers] == sorted(m["through"] for m in markers)
+    assert markers[-1]["through"] >= 4236
+
+
+def test_the_outbox_survives_a_restart_and_reaches_the_next_client(tmp_path, clock, sick_readings):
+    with serve(tmp_path, clock) as client:
+        post_readings(client, sick_readings)
+        assert run_cycle(client, T0)["alerts_raised"] == 3
+    with serve(tmp_path, clock) as client, client.websocket_connect("/v1/ws/alerts") as ws:
+        assert [e["event"] for e in until_live(ws)] == ["raised"] * 3
+        take(ws, 3)
+        assert states(client) == {k: ("delivered", False) for k in ("news2", "criteria", "twin")}
+
+
+def test_an_unacknowledged_alert_is_renotified_and_escalates(tmp_path, clock, sick_readings):
+    with serve(tmp_path, clock, alert_renotify_after_min=5) as client:
+        post_readings(client, sick_readings)
+        run_cycle(client, T0)
+        clock.advance(timedelta(minutes=5))
+        client.app.state.wardtwin.engine.wake()
+        wait_until(lambda: all(a["renotifications"] == 1 for a in client.get("/v1/alerts").json()),
+                   "the re-notification sweep")
+        clock.advance(timedelta(minutes=10))
+        client.app.state.wardtwin.engine.wake()
+        wait_until(lambda: {a["state"] for a in client.get("/v1/alerts").json()} == {"escalated"}, "escalation")
+        with client.websocket_connect("/v1/ws/alerts?since=0") as ws:
+            events = [(e["event"], e["alert"]["kind"]) for e in until_live(ws)]
+    for kind in ("news2", "criteria", "twin"):
+        assert [ev for ev, k in events if k == kind] == ["raised", "renotified", "escalated"]

@@ -1,0 +1,21 @@
+"""``wardtwin evaluate alert-day`` on a small ward: the counts it prints are consistent with the service's alerts."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.alert_day import DEFAULT_START, measure, render
+from app.alerts.store import KINDS
+
+
+def test_the_alert_day_measurement_counts_what_the_service_did(tmp_path):
+    result = asyncio.run(measure(6, 7, 3.0, DEFAULT_START, tmp_path))
+    assert result["ward"]["patient_days"] == 6 * 3.0 / 24
+    alerts, naive = result["alerts"], result["naive_every_cycle_above_threshold"]
+    assert alerts["all"] == sum(alerts[k] for k in KINDS) > 0
+    for kind in (*KINDS, "all"):
+        assert naive[kind] >= alerts[kind]  # every raised alert was a cycle whose rule held
+        assert result["suppressed_by_lifecycle"][kind] == naive[kind] - alerts[kind]
+        assert result["alerts_per_patient_day"][kind] == alerts[kind] / result["ward"]["patient_days"]
+    assert result["escalations"] <= alerts["all"]  # nobody acknowledges: at most one escalation per alert
+    assert "suppressed" in render(result)

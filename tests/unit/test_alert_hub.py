@@ -1,0 +1,115 @@
+"""The WebSocket hub's fan-out on fake sockets (our own logic, no server): independence of clients, acks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from app.alerts.hub import AlertHub, parse_ack, parse_since
+from app.alerts.store import OutboxEvent
+
+
+class Source:
+    def __init__(self) -> None:
+        self.events: list[OutboxEvent] = []
+
+    def add(self, n: int) -> list[OutboxEvent]:
+        new = [OutboxEvent(len(self.events) + i + 1, "a", "raised", {"event": "raised", "alert": {"id": "a"}})
+               for i in range(n)]
+        self.events += new
+        return new
+
+    async def events_after(self, seq: int, limit: int = 500) -> list[OutboxEvent]:
+        return [e for e in self.events if e.seq > seq][:limit]
+
+    async def first_pending_seq(self) -> int | None:
+        return None
+
+    async def last_seq(self) -> int:
+        return len(self.events)
+
+
+class FakeSocket:
+    def __init__(self, *, stuck: bool = False) -> None:
+        self.stuck = stuck
+        self.received: list[dict] = []
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.got = asyncio.Event()
+
+    async def send_text(self, text: str) -> None:
+        if self.stuck:  # a peer whose TCP window is closed: the send never completes
+            await asyncio.Event().wait()
+        self.received.append(json.loads(text))
+        self.got.set()
+
+    async def receive(self) -> dict:
+        return await self.inbox.get()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self.inbox.put({"type": "websocket.disconnect", "code": code})
+
+    def events(self) -> list[int]:
+        return [m["seq"] for m in self.received if m["type"] == "event"]
+
+
+async def until(condition) -> None:
+    while not condition():
+        await asyncio.sleep(0)
+
+
+async def test_a_stuck_client_never_delays_another():
+    source, confirmed = Source(), []
+
+    async def confirm(seqs, actor):
+        confirmed.append((list(seqs), actor))
+
+    hub = AlertHub(source, confirm, send_timeout_s=3600)  # the stuck send would block for an hour
+    stuck, live = FakeSocket(stuck=True), FakeSocket()
+    tasks = [asyncio.create_task(hub.serve(ws, 0)) for ws in (stuck, live)]
+    await until(lambda: hub.client_count == 2 and live.received)  # the live one's (empty) replay marker
+    hub.publish(source.add(50))
+    await asyncio.wait_for(until(lambda: len(live.events()) == 50), timeout=60)
+    assert live.events() == list(range(1, 51)) and stuck.received == []
+    await live.inbox.put({"type": "websocket.receive", "text": json.dumps({"type": "ack", "seq": 50})})
+    await asyncio.wait_for(until(lambda: confirmed), timeout=60)
+    assert confirmed == [(list(range(1, 51)), "websocket:ws-2")]
+    for ws in (stuck, live):
+        await ws.inbox.put({"type": "websocket.disconnect"})
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+    assert hub.client_count == 0
+
+
+async def test_unacknowledged_events_stop_at_the_window():
+    source = Source()
+    source.add(10)
+    hub = AlertHub(source, None, max_unacked=4, max_behind=1000)
+    ws = FakeSocket()
+    task = asyncio.create_task(hub.serve(ws, 0))
+    await until(lambda: len(ws.events()) == 4)
+    for _ in range(200):  # give the sender many turns of the loop to overrun the window, were it not enforced
+        await asyncio.sleep(0)
+    assert ws.events() == [1, 2, 3, 4]
+    await ws.inbox.put({"type": "websocket.receive", "text": json.dumps({"type": "ack", "seq": 4})})
+    await asyncio.wait_for(until(lambda: len(ws.events()) == 8), timeout=60)
+    await ws.inbox.put({"type": "websocket.disconnect"})
+    await asyncio.wait_for(task, timeout=60)
+
+
+def test_since_and_ack_parsing():
+    assert parse_since(None) is None and parse_since("0") == 0 and parse_since("4236") == 4236
+    for bad in ("", "-1", "abc", "1e3", " 1", "9" * 19):
+        try:
+            parse_since(bad)
+        except ValueError as exc:
+            assert "since must be a non-negative integer" in str(exc)
+        else:
+            raise AssertionError(bad)
+    assert parse_ack('{"type": "ack", "seq": 7}') == 7
+    assert parse_ack("ping") is None and parse_ack('{"type": "hello"}') is None and parse_ack(None) is None
+    for bad in ('{"type": "ack", "seq": "7"}', '{"type": "ack", "seq": -1}', '{"type": "ack", "seq": true}'):
+        try:
+            parse_ack(bad)
+        except ValueError as exc:
+            assert "ack needs an integer seq" in str(exc)
+        else:
+            raise AssertionError(bad)
