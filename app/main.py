@@ -13,12 +13,14 @@ from fastapi.staticfiles import StaticFiles
 
 from app.api import admin, alerts, errors, patients, readings, system, webhooks
 from app.api.edge import BoardMount, Edge, board_csp, redact_keys_in_access_logs
+from app.api.latest import LatestView, follow_alerts
 from app.api.openapi import document_errors
 from app.clock import Clock, SystemClock
 from app.security.access import Access
 from app.service import WardTwin
 from app.settings import Settings
 from app.storage.base import VitalStore
+from app.storage.observed import ObservedStore
 from app.storage.sqlite import SqliteStore
 from models.twin import Twin
 from models.windows import WINDOW
@@ -48,7 +50,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
     settings = settings or Settings()
     clock = clock or SystemClock()
     twin = Twin.load(settings.artifact_path)
-    wt = WardTwin.build(settings, clock, store or make_store(settings), twin, cycle_interval_s)
+    latest = LatestView(patients.risk_out, patients.summary)  # the reads' view, fed by the store it observes
+    wt = WardTwin.build(settings, clock, ObservedStore(store or make_store(settings), latest), twin, cycle_interval_s)
+    follow_alerts(latest, wt.alert_store)
     access = Access(settings)
 
     @asynccontextmanager
@@ -68,6 +72,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
         lifespan=lifespan,
     )
     app.state.wardtwin = wt
+    app.state.latest = latest
     app.state.access = access
     errors.register(app)
     document_errors(app)

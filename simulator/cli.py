@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +51,8 @@ def _live(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="wardtwin simulate live", description="Stream a simulated ward.")
     p.add_argument("--url", help="service base URL (POST {url}/v1/readings)")
+    p.add_argument("--key", default=os.environ.get("WARDTWIN_API_KEY"),
+                   help="API key with the device role for --url (default: $WARDTWIN_API_KEY; never printed)")
     p.add_argument("--influx-url", help="InfluxDB base URL (v1 /write)")
     p.add_argument("--database", default="wardtwin", help="InfluxDB database (with --influx-url)")
     p.add_argument("--parquet-out", type=Path, help="also append readings to DIR/readings.parquet")
@@ -67,7 +70,9 @@ def _live(argv: list[str]) -> int:
     a = p.parse_args(argv)
     sinks = []
     if a.url:
-        sinks.append(HttpSink(a.url))
+        if not a.key:
+            p.error("--url needs a device key: --key or WARDTWIN_API_KEY (wardtwin keys create --role device ...)")
+        sinks.append(HttpSink(a.url, headers={"Authorization": f"Bearer {a.key}"}))
     if a.influx_url:
         sinks.append(InfluxLineSink(a.influx_url, a.database))
     if a.parquet_out:

@@ -7,17 +7,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from app.alerts.store import Alert
 from app.api.auth import requires
 from app.api.deps import service
+from app.api.latest import LatestView
 from app.api.schemas import IsoDatetime, PatientSummary, RiskOut, WhatIfIn, WindowOut
 from app.domain import Score
 from app.errors import InvalidRequestError, PatientNotFoundError
 from app.ingest import check_value
 from app.pipeline.criteria import criteria_reasons
 from app.pipeline.cycle import to_score
-from app.service import WardTwin
 from app.storage.codec import score_to_dict
 from models import features
 from models.schema import EARLIEST_READING_AT, PATIENT_ID_PATTERN
@@ -89,44 +90,61 @@ def _range(since: datetime | None, until: datetime | None, default: timedelta, n
     return since, until
 
 
-async def _require_patient(wt: WardTwin, patient_id: str) -> None:
-    if patient_id not in await wt.store.patient_ids():
-        raise PatientNotFoundError(patient_id)
+def latest_view(request: Request) -> LatestView:
+    return request.app.state.latest
 
 
-async def _latest(wt: WardTwin, patient_id: str) -> Score:
-    await _require_patient(wt, patient_id)
-    for score in await wt.store.latest_scores():
-        if score.patient_id == patient_id:
-            return score
+def summary(patient_id: str, score: Score | None, alert: Alert | None) -> PatientSummary:
+    """One row of the ward board."""
+    return PatientSummary(
+        patient_id=patient_id, risk=score.risk if score else None,
+        window_end=score.window_end if score else None,
+        news2_total=score.news2.get("total") if score else None,
+        news2_band=score.news2.get("band") if score else None, top_reason=top_reason(score) if score else None,
+        alert_id=alert.id if alert else None, alert_state=alert.state if alert else None,
+        flags=list(score.flags) if score else [],
+    )
+
+
+async def _require_patient(request: Request, patient_id: str) -> None:
+    """404 unless the patient has readings: the view knows every patient this service wrote or found in the store
+    at start-up; one it does not know is looked up in the store (written by another instance) before the 404."""
+    view = latest_view(request)
+    if view.knows(patient_id):
+        return
+    if patient_id in await service(request).store.patient_ids():
+        view.patients_seen([patient_id])
+        return
     raise PatientNotFoundError(patient_id)
+
+
+async def _latest(request: Request, patient_id: str) -> Score:
+    score = latest_view(request).latest(patient_id)
+    if score is None:
+        await _require_patient(request, patient_id)
+        raise PatientNotFoundError(patient_id)
+    return score
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 @router.get("/v1/patients", dependencies=READ, response_model=list[PatientSummary],
             summary="The ward, highest risk first")
-async def list_patients(request: Request) -> list[PatientSummary]:
-    wt = service(request)
-    scores = {s.patient_id: s for s in await wt.store.latest_scores()}
-    open_alerts = await wt.alert_store.open_alerts()
-    rows = []
-    for patient_id in await wt.store.patient_ids():
-        score, alert = scores.get(patient_id), open_alerts.get(patient_id)
-        reason = top_reason(score) if score else None
-        rows.append(PatientSummary(
-            patient_id=patient_id, risk=score.risk if score else None,
-            window_end=score.window_end if score else None,
-            news2_total=score.news2.get("total") if score else None,
-            news2_band=score.news2.get("band") if score else None, top_reason=reason,
-            alert_id=alert.id if alert else None, alert_state=alert.state if alert else None,
-            flags=list(score.flags) if score else [],
-        ))
-    return sorted(rows, key=lambda r: (r.risk is None, -(r.risk or 0.0), r.patient_id))
+async def list_patients(request: Request) -> Response:
+    """Served from the latest-score view (``app.api.latest``), encoded once per change of the ward."""
+    return _json(await latest_view(request).board_body(service(request).alert_store.open_alerts))
 
 
 @router.get("/v1/patients/{patient_id}/risk", dependencies=READ, response_model=RiskOut,
             summary="Latest risk with its explanation")
-async def get_risk(request: Request, patient_id: PatientId) -> RiskOut:
-    return risk_out(await _latest(service(request), patient_id))
+async def get_risk(request: Request, patient_id: PatientId) -> Response:
+    """Served from the latest-score view (``app.api.latest``), encoded once per score."""
+    body = latest_view(request).risk_body(patient_id)
+    if body is None:
+        await _latest(request, patient_id)  # 404: unknown, or not scored yet
+    return _json(body)
 
 
 @router.get("/v1/patients/{patient_id}/risk/history", dependencies=READ, response_model=list[RiskOut],
@@ -138,7 +156,7 @@ async def get_risk_history(
 ) -> list[RiskOut]:
     wt = service(request)
     since, until = _range(since, until, timedelta(hours=24), wt.clock.now(), timedelta(days=31))
-    await _require_patient(wt, patient_id)
+    await _require_patient(request, patient_id)
     return [risk_out(s) for s in await wt.store.score_history(patient_id, since, until + timedelta(milliseconds=1))]
 
 
@@ -155,7 +173,7 @@ async def get_windows(
 ) -> list[WindowOut]:
     wt = service(request)
     since, until = _range(since, until, timedelta(hours=4), wt.clock.now(), timedelta(days=7))
-    await _require_patient(wt, patient_id)
+    await _require_patient(request, patient_id)
     start = pd.Timestamp(since).floor(WINDOW).to_pydatetime()
     end = pd.Timestamp(until).ceil(WINDOW).to_pydatetime()
     grid = await wt.cycle.grid([patient_id], end, end - start)
@@ -175,7 +193,7 @@ async def post_what_if(request: Request, patient_id: PatientId, body: WhatIfIn) 
         except (TypeError, ValueError) as exc:
             raise InvalidRequestError(["body", "changes", vital], str(exc), "implausible") from None
     wt = service(request)
-    latest = await _latest(wt, patient_id)
+    latest = await _latest(request, patient_id)
     window_end = latest.window_end
     grid = await wt.cycle.grid([patient_id], window_end, features.HISTORY)
     try:

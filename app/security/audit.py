@@ -4,10 +4,12 @@ DELETE), shared ``access.db`` with the keys; read by admins through ``GET /v1/au
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.security.keys import KeyStore, Principal
+from app.storage.sqlite_db import SqliteDatabase
 
 
 @dataclass(frozen=True)
@@ -23,20 +25,31 @@ class AuditEntry:
     remote: str | None
 
 
+AuditRow = tuple[str, str | None, str | None, str | None, str, str | None, int | None, str | None]
+
+
+def audit_row(at: datetime, who: Principal | None, action: str, target: str | None, status: int | None,
+              remote: str | None) -> AuditRow:
+    return (at.astimezone(UTC).isoformat(), who.key_id if who else None, who.name if who else None,
+            who.role if who else None, action, target, status, remote)
+
+
 class AuditLog:
     def __init__(self, keys: KeyStore) -> None:
         self.db = keys.db
 
     def append(self, at: datetime, who: Principal | None, action: str, target: str | None, status: int | None,
                remote: str | None) -> None:
-        row = (at.astimezone(UTC).isoformat(), who.key_id if who else None, who.name if who else None,
-               who.role if who else None, action, target, status, remote)
+        self.append_rows([audit_row(at, who, action, target, status, remote)])
+
+    def append_rows(self, rows: Sequence[AuditRow]) -> None:
+        """Append ``rows`` (``audit_row``) in one transaction, in order: all of them or none."""
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO audit (at, key_id, key_name, role, action, target, status, remote) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+            conn.executemany("INSERT INTO audit (at, key_id, key_name, role, action, target, status, remote) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-        self.db.call(insert)
+        self.db.call(lambda conn: SqliteDatabase.transaction(conn, insert))
 
     def query(self, *, key_name: str | None = None, target: str | None = None, after: int = 0,
               limit: int = 200) -> list[AuditEntry]:

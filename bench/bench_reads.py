@@ -1,0 +1,268 @@
+"""Read path: ``GET /v1/patients/{id}/risk`` and ``GET /v1/patients`` of a real ``wardtwin`` service versus a bare
+FastAPI endpoint returning a body of the same size, measured with wrk in the same run (issue 14).
+
+Three uvicorn processes, started alike (``--no-access-log``, uvloop/httptools as installed, one worker):
+
+  service  ``app.main:app_from_env`` on the embedded SQLite store, scheduler off, the rate limit out of the way;
+           ``--patients`` beds (ids ``bed-NNNN``) with ``--minutes`` of 1-a-minute vitals each, posted through
+           ``POST /v1/readings``, scored by one ``POST /v1/cycle``; requests carry a **stored clinician key**
+           (looked up per request, every read audited, as in production)
+  bare     a FastAPI app with no middleware whose ``GET /risk`` and ``GET /board`` return a dict that FastAPI
+           encodes per request (``bare-json``; the issue's ceiling) and ``GET /risk.raw``, ``GET /board.raw`` the
+           same bytes pre-encoded (``bare-bytes``); each body is the service's own answer for that route
+  before   optional (``--before DIR``): the service from another source tree, e.g. the commit before the view
+           (``git archive HEAD | tar -x -C DIR``), on a copy of the same data directory
+
+For each route and server, in turns (``--rounds``): wrk ``-t1 -c{--connections} -d{--seconds}s --latency``
+(saturated), then the service again at half the throughput it just reached (a wrk Lua ``delay`` paces each
+connection) for p99 at half load. Prints the table, the ratios service / bare of the same round, the machine and
+its load average.
+
+    python bench/bench_reads.py                                   # 24 beds
+    python bench/bench_reads.py --patients 500 --seconds 10 --rounds 2
+    python bench/bench_reads.py --before /tmp/wardtwin-before
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.security.keys import new_token  # noqa: E402
+from app.storage.influxd_local import free_port  # noqa: E402
+
+ADMIN_KEY = new_token()  # the service's demo key: only to populate it and create the clinician key
+
+BARE_APP = textwrap.dedent('''
+    """A bare FastAPI app: the ceiling. Bodies from BARE_BODIES (a JSON file: route -> the service's answer)."""
+    import json, os
+    from fastapi import FastAPI, Response
+    BODIES = json.load(open(os.environ["BARE_BODIES"]))
+    RAW = {k: json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode() for k, v in BODIES.items()}
+    app = FastAPI()
+
+    @app.get("/risk")
+    async def risk() -> dict:
+        return BODIES["risk"]
+
+    @app.get("/board")
+    async def board() -> list:
+        return BODIES["board"]
+
+    @app.get("/risk.raw")
+    async def risk_raw() -> Response:
+        return Response(RAW["risk"], media_type="application/json")
+
+    @app.get("/board.raw")
+    async def board_raw() -> Response:
+        return Response(RAW["board"], media_type="application/json")
+''')
+
+PACED_LUA = textwrap.dedent('''
+    local delay_ms = tonumber(os.getenv("WRK_DELAY_MS"))
+    function delay() return delay_ms end
+''')
+
+VITALS = (("hr", 60, 40), ("spo2", 92, 7), ("rr", 12, 10), ("sbp", 100, 40), ("temp", 36.5, 2.0))
+
+
+def machine() -> str:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return (f"machine: {platform.machine()} {model}, cpus={os.cpu_count()}, python={platform.python_version()}, "
+            f"load average {load}")
+
+
+def start(cmd: list[str], env: dict[str, str], cwd: Path, log: Path, probe: str) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd} exited; see {log}")
+        try:
+            if httpx.get(probe, timeout=2).status_code < 500:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{cmd} did not start; see {log}")
+
+
+def uvicorn(target: str, port: int, factory: bool) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", target, *(["--factory"] if factory else []), "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning", "--no-access-log"]
+
+
+def service_env(data_dir: Path, source: Path) -> dict[str, str]:
+    return {**os.environ, "WARDTWIN_DATA_DIR": str(data_dir), "WARDTWIN_SCHEDULER_ENABLED": "false",
+            "WARDTWIN_DEMO_KEY": ADMIN_KEY, "WARDTWIN_RATE_LIMIT_PER_S": "1000000000",
+            "WARDTWIN_RATE_LIMIT_BURST": "1000000000", "WARDTWIN_MAX_BATCH_READINGS": "10000",
+            "PYTHONPATH": str(source)}
+
+
+def populate(base: str, patients: int, minutes: int) -> datetime:
+    """``minutes`` of vitals a minute for each bed, ending a minute ago; one cycle at the last window end."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    window_end = now.replace(minute=now.minute - now.minute % 5)
+    items = []
+    for p in range(patients):
+        for m in range(minutes):
+            ts = (window_end - timedelta(minutes=minutes - m)).isoformat().replace("+00:00", "Z")
+            for k, (vital, lo, span) in enumerate(VITALS):
+                value = lo + span * (((p * 7 + m * 3 + k * 5) % 11) / 10)
+                items.append({"patient_id": f"bed-{p:04d}", "vital": vital, "value": round(value, 1), "ts": ts})
+    headers = {"authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"}
+    with httpx.Client(timeout=300, headers=headers) as client:
+        for i in range(0, len(items), 10_000):
+            response = client.post(f"{base}/v1/readings", content=orjson.dumps({"readings": items[i:i + 10_000]}))
+            response.raise_for_status()
+        client.post(f"{base}/v1/cycle", params={"window_end": window_end.isoformat()}).raise_for_status()
+    return window_end
+
+
+def clinician_key(base: str) -> str:
+    response = httpx.post(f"{base}/v1/keys", json={"name": "bench board", "role": "clinician"},
+                          headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+    response.raise_for_status()
+    return response.json()["token"]
+
+
+def wrk(url: str, key: str | None, connections: int, seconds: int, delay_ms: float | None, lua: Path) -> dict:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s", url]
+    if key:
+        cmd[1:1] = ["-H", f"Authorization: Bearer {key}"]
+    env = dict(os.environ)
+    if delay_ms is not None:
+        cmd[1:1] = ["-s", str(lua)]
+        env["WRK_DELAY_MS"] = f"{delay_ms:.3f}"
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} non-2xx answers\n{out}")
+    return {"rps": rate, "p50": pct("50"), "p99": pct("99")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--patients", type=int, default=24)
+    parser.add_argument("--minutes", type=int, default=30, help="minutes of vitals per bed before the cycle")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--before", type=Path, default=None, help="source tree of the service before the change")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found (apt-get install wrk)")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-reads-"))
+    procs: list[subprocess.Popen] = []
+    try:
+        print(machine())
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        procs.append(start(uvicorn("app.main:app_from_env", port, True), service_env(work / "data", ROOT), ROOT,
+                           work / "service.log", f"{base}/healthz"))
+        t0 = time.perf_counter()
+        populate(base, args.patients, args.minutes)
+        key = clinician_key(base)
+        auth = {"authorization": f"Bearer {key}"}
+        risk_body = httpx.get(f"{base}/v1/patients/bed-0000/risk", headers=auth).content
+        board_body = httpx.get(f"{base}/v1/patients", headers=auth).content
+        print(f"populated {args.patients} beds in {time.perf_counter() - t0:.1f} s; body sizes: risk "
+              f"{len(risk_body):,} B, board {len(board_body):,} B")
+
+        servers = {"service": base}
+        if args.before is not None:  # the old tree on a copy of the same data (same keys, same scores)
+            procs[0].terminate()
+            procs[0].wait(timeout=30)
+            shutil.copytree(work / "data", work / "data-before")
+            before_port = free_port()
+            procs.append(start(uvicorn("app.main:app_from_env", before_port, True),
+                               service_env(work / "data-before", args.before.resolve()), args.before.resolve(),
+                               work / "before.log", f"http://127.0.0.1:{before_port}/healthz"))
+            procs.append(start(uvicorn("app.main:app_from_env", port, True), service_env(work / "data", ROOT),
+                               ROOT, work / "service2.log", f"{base}/healthz"))
+            servers["before"] = f"http://127.0.0.1:{before_port}"
+            for name in ("service", "before"):
+                got = httpx.get(f"{servers[name]}/v1/patients/bed-0000/risk", headers=auth).content
+                assert got == risk_body, f"{name} answers a different risk body"
+
+        bodies = work / "bodies.json"
+        bodies.write_bytes(orjson.dumps({"risk": orjson.loads(risk_body), "board": orjson.loads(board_body)}))
+        (work / "bare_app.py").write_text(BARE_APP)
+        bare_port = free_port()
+        procs.append(start(uvicorn("bare_app:app", bare_port, False), {**os.environ, "BARE_BODIES": str(bodies)},
+                           work, work / "bare.log", f"http://127.0.0.1:{bare_port}/risk"))
+        bare = f"http://127.0.0.1:{bare_port}"
+        assert orjson.loads(httpx.get(f"{bare}/board").content) == orjson.loads(board_body)
+        lua = work / "paced.lua"
+        lua.write_text(PACED_LUA)
+
+        routes = {"risk": ("/v1/patients/bed-0000/risk", "/risk"), "board": ("/v1/patients", "/board")}
+        results: dict[tuple[str, str], list[dict]] = {}
+        for _ in range(args.rounds):
+            for route, (path, bare_path) in routes.items():
+                runs = {"bare-json": (f"{bare}{bare_path}", None), "bare-bytes": (f"{bare}{bare_path}.raw", None)}
+                runs.update({name: (f"{url}{path}", key) for name, url in servers.items()})
+                for name, (url, run_key) in runs.items():
+                    results.setdefault((route, name), []).append(
+                        wrk(url, run_key, args.connections, args.seconds, None, lua))
+                for name, url in servers.items():  # half the throughput just reached, paced
+                    rate = results[(route, name)][-1]["rps"] / 2
+                    delay_ms = 1000 * args.connections / rate
+                    results.setdefault((route, f"{name} @ half"), []).append(
+                        wrk(f"{url}{path}", key, args.connections, args.seconds, delay_ms, lua))
+
+        print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} round(s), median; "
+              f"{args.patients} beds; {machine().split(', ', 1)[1]}")
+        print(f"{'route':6} {'server':18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  ratios (same round)")
+        for route in routes:
+            for name in ["bare-json", "bare-bytes", *servers, *(f"{s} @ half" for s in servers)]:
+                runs = results[(route, name)]
+                rps = statistics.median(r["rps"] for r in runs)
+                line = (f"{route:6} {name:18} {rps:9,.0f} {statistics.median(r['p50'] for r in runs):8.2f} "
+                        f"{statistics.median(r['p99'] for r in runs):8.2f}")
+                if name in servers:
+                    for ceiling in ("bare-json", "bare-bytes"):
+                        ratios = [s["rps"] / c["rps"] for s, c in zip(runs, results[(route, ceiling)], strict=True)]
+                        line += f"  /{ceiling} {statistics.median(ratios):.2f}"
+                print(line)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
