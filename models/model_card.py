@@ -59,7 +59,9 @@ def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
             "of the latest value of each vital (`*_news2_points`, `on_oxygen`, `news2_latest`), which also work "
             "when vitals are charted every few hours: a value inside the NEWS2 zero band adds nothing, so the twin "
             "cannot tell 'high-normal' from 'low-normal'. Change from the patient's own baseline counts only in the "
-            "harmful direction and needs 5 hours of history.",
+            "harmful direction and needs 5 hours of history; for the respiratory rate that direction is up, so a rate "
+            "recovering from bradypnoea (say 9 to 16 /min) reads as a rising rate and raises the risk a little, "
+            "while NEWS2 beside it scores the low rate.",
             *_levels_limitation(artifact, zero),
             "Contributions are measured from the average development-cohort window (the standardisation mean), so "
             "a contribution below zero means 'less than a typical ward patient' and its sentence says it lowers "
