@@ -3,6 +3,7 @@
 #   docker build -t wardtwin .
 #   docker run -p 8000:8000 -v wardtwin-data:/data wardtwin                       # embedded SQLite store
 #   docker run -e WARDTWIN_INFLUX_URL=http://influxdb:8086 ... wardtwin             # InfluxDB store (+ local spool)
+#   docker exec CONTAINER wardtwin keys create --role admin --name "ops"             # API keys (hashes in /data)
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
