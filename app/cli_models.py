@@ -39,13 +39,15 @@ def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
-def _cohort_args(parser: argparse.ArgumentParser, *, patients: int, hours: float, seed: int) -> None:
+def _cohort_args(parser: argparse.ArgumentParser, *, patients: int, hours: float, seed: int,
+                 mix: str | None = None) -> None:
     parser.add_argument("--cohort", type=Path, help="cohort directory written by the simulator")
     parser.add_argument("--patients", type=int, default=patients, help=f"generated cohort size (default {patients})")
     parser.add_argument("--hours", type=float, default=hours, help=f"hours per patient (default {hours:g})")
     parser.add_argument("--seed", type=int, default=seed, help=f"simulator seed (default {seed})")
-    parser.add_argument("--mix", default=None, help="generated cohort's archetype mix: 'ward' (default, a general "
-                        "ward), 'enriched' (the training mix) or weights (see `wardtwin simulate cohort --help`)")
+    parser.add_argument("--mix", default=mix, help="generated cohort's archetype mix: 'ward' (a general ward), "
+                        "'enriched' (the training mix) or weights (see `wardtwin simulate cohort --help`); default "
+                        f"{mix or 'ward'}")
 
 
 def _simulator_version() -> str:
@@ -109,7 +111,7 @@ def load_cohort_windows(args: argparse.Namespace, progress: Callable[[str], None
 
 def train_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="wardtwin train", description="Train the twin and write its JSON artifact.")
-    _cohort_args(parser, patients=1500, hours=48, seed=42)
+    _cohort_args(parser, patients=1500, hours=48, seed=42, mix="enriched")  # events enough to learn from
     parser.add_argument("--train-seed", type=int, default=7, help="split and estimator seed (default 7)")
     parser.add_argument("--out", type=Path, default=DEFAULT_ARTIFACT, help="artifact path (MODEL_CARD.md beside it)")
     parser.add_argument("--no-challenger", action="store_true", help="skip the gradient-boosting challenger")

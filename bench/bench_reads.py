@@ -14,9 +14,9 @@ Three uvicorn processes, started alike (``--no-access-log``, uvloop/httptools as
            (``git archive HEAD | tar -x -C DIR``), on a copy of the same data directory
 
 For each route and server, in turns (``--rounds``): wrk ``-t1 -c{--connections} -d{--seconds}s --latency``
-(saturated), then the service again at half the throughput it just reached (a wrk Lua ``delay`` paces each
-connection) for p99 at half load. Prints the table, the ratios service / bare of the same round, the machine and
-its load average.
+(saturated), then each again (bare-bytes aside) at half the throughput it just reached (a wrk Lua ``delay``
+paces each connection) for p99 at half load; bare-json's p99 at half load is the machine's own floor.
+Prints the table, the ratios service / bare of the same round, the machine and its load average.
 
     python bench/bench_reads.py                                   # 24 beds
     python bench/bench_reads.py --patients 500 --seconds 10 --rounds 2
@@ -232,17 +232,18 @@ def main() -> int:
                 for name, (url, run_key) in runs.items():
                     results.setdefault((route, name), []).append(
                         wrk(url, run_key, args.connections, args.seconds, None, lua))
-                for name, url in servers.items():  # half the throughput just reached, paced
-                    rate = results[(route, name)][-1]["rps"] / 2
-                    delay_ms = 1000 * args.connections / rate
+                for name, (url, run_key) in runs.items():  # half the throughput just reached, paced
+                    if name == "bare-bytes":
+                        continue
+                    delay_ms = 1000 * args.connections / (results[(route, name)][-1]["rps"] / 2)
                     results.setdefault((route, f"{name} @ half"), []).append(
-                        wrk(f"{url}{path}", key, args.connections, args.seconds, delay_ms, lua))
+                        wrk(url, run_key, args.connections, args.seconds, delay_ms, lua))
 
         print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} round(s), median; "
               f"{args.patients} beds; {machine().split(', ', 1)[1]}")
         print(f"{'route':6} {'server':18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  ratios (same round)")
         for route in routes:
-            for name in ["bare-json", "bare-bytes", *servers, *(f"{s} @ half" for s in servers)]:
+            for name in ["bare-json", "bare-bytes", *servers, *(f"{s} @ half" for s in ["bare-json", *servers])]:
                 runs = results[(route, name)]
                 rps = statistics.median(r["rps"] for r in runs)
                 line = (f"{route:6} {name:18} {rps:9,.0f} {statistics.median(r['p50'] for r in runs):8.2f} "

@@ -23,6 +23,10 @@ from app.security.access import Access
 logger = logging.getLogger(__name__)
 
 _JSON = re.compile(r"^application/(?:[\w.+-]+\+)?json\s*(?:;.*)?$", re.IGNORECASE)
+#: Routes that also take ``text/plain`` (InfluxDB line protocol). Still no cross-site risk: a browser's "simple"
+#: cross-origin post cannot carry the ``Authorization`` header every such route requires.
+_TEXT = re.compile(r"^text/plain\s*(?:;.*)?$", re.IGNORECASE)
+TEXT_PATHS = frozenset({"/v1/write"})
 _TARGETS = ("patient_id", "alert_id", "key_id", "webhook_id")
 #: Swagger UI and ReDoc load their scripts from jsDelivr and start them inline.
 _DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
@@ -104,14 +108,15 @@ class Edge:
         refusal = None
         headers = Headers(scope=scope)
         if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
-            refusal, receive = await self._check_body(headers, receive)
+            refusal, receive = await self._check_body(headers, receive, scope["path"] in TEXT_PATHS)
         if refusal is not None:
             await self._refuse(refusal, send_with_headers)
         else:
             await self.app(scope, receive, send_with_headers)
         await self._audit(scope, status_seen[0] if status_seen else None)
 
-    async def _check_body(self, headers: Headers, receive: Receive) -> tuple[tuple[int, bytes] | None, Receive]:
+    async def _check_body(self, headers: Headers, receive: Receive,
+                          text_ok: bool = False) -> tuple[tuple[int, bytes] | None, Receive]:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             return _error(PayloadTooLargeError(f"the body is larger than {self.max_body} bytes"), 413), receive
@@ -128,7 +133,7 @@ class Edge:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         content_type = headers.get("content-type", "")
-        if body and not _JSON.match(content_type):
+        if body and not _JSON.match(content_type) and not (text_ok and _TEXT.match(content_type)):
             return _error(UnsupportedMediaTypeError("the body must be JSON (Content-Type: application/json)"),
                           415), receive
         sent = False

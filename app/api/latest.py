@@ -42,13 +42,16 @@ class LatestView:
         self._risk_bodies: dict[str, bytes] = {}
         self._board: bytes | None = None
         self._generation = 0  # bumped on every change the board shows
+        self.loaded = False  # the store's state merged in (``reset``)
         self.encodings = 0  # bodies encoded so far (tests check "once per change", not per request)
 
     # -- feed (ObservedStore's listener, and the alert store's hook) --------------------------------------------
     def reset(self, patient_ids: Iterable[str], scores: Iterable[Score]) -> None:
-        self._patients = set(patient_ids)
-        self._scores, self._stored, self._risk_bodies = {}, {}, {}
+        """The store's state, merged into what the view holds (empty at start-up; if the store was unreachable
+        then, readings spooled meanwhile may have added patients the store does not list yet)."""
+        self._patients.update(patient_ids)
         self.scores_saved(list(scores))
+        self.loaded = True
         self._changed()
 
     def patients_seen(self, patient_ids: Iterable[str]) -> None:

@@ -36,6 +36,10 @@ def _response(description: str, schema: dict[str, Any], headers: dict[str, Any] 
     return out
 
 
+#: The ingest routes: their 422 names the bad items and counts the good ones stored.
+INGEST_PATHS = ("/v1/readings", "/v1/write")
+
+
 def _errors_for(method: str, path: str, op: dict[str, Any]) -> dict[str, dict[str, Any]]:
     errors: dict[str, dict[str, Any]] = {}
     if op.get("security"):
@@ -47,14 +51,15 @@ def _errors_for(method: str, path: str, op: dict[str, Any]) -> dict[str, dict[st
         errors["503"] = _response("The store is unavailable", ERROR)
     if method in ("post", "put", "patch", "delete"):
         errors["413"] = _response("The body is larger than the service accepts", ERROR)
-        errors["415"] = _response("The body is not JSON", ERROR)
+        errors["415"] = _response("The body is not JSON (nor, on /v1/write, text/plain line protocol)"
+                                  if path == "/v1/write" else "The body is not JSON", ERROR)
     if "{" in path:
         errors["404"] = _response("No such resource", ERROR)
     if path.startswith("/v1/alerts/") or path.startswith("/v1/webhooks/"):
         errors["409"] = _response("The resource's state does not allow this", ERROR)
     if op.get("parameters") or "requestBody" in op:
         errors["422"] = _response("Invalid request: every problem with its location", _VALIDATION)
-    if path == "/v1/readings":
+    if path in INGEST_PATHS:
         errors["422"] = _response("Some items are invalid (named by index and field); the good ones were stored",
                                   {"anyOf": [{"$ref": "#/components/schemas/ReadingsRejected"}, _VALIDATION]})
     return errors
@@ -79,7 +84,7 @@ def document_errors(app: FastAPI) -> None:
             for path, operations in schema.get("paths", {}).items():
                 for method, op in operations.items():
                     for status, response in _errors_for(method, path, op).items():
-                        if path == "/v1/readings" or status not in op["responses"]:
+                        if path in INGEST_PATHS or status not in op["responses"]:
                             op["responses"][status] = response
             app.openapi_schema = schema
         return app.openapi_schema

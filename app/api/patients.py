@@ -94,6 +94,15 @@ def latest_view(request: Request) -> LatestView:
     return request.app.state.latest
 
 
+async def loaded_view(request: Request) -> LatestView:
+    """The view, with the store's state in it: loaded at start-up, or now if the store was unreachable then
+    (``StoreUnavailableError``, a 503, while it still is)."""
+    view = latest_view(request)
+    if not view.loaded:
+        await service(request).store.load()  # type: ignore[attr-defined]  # an ObservedStore (app.main)
+    return view
+
+
 def summary(patient_id: str, score: Score | None, alert: Alert | None) -> PatientSummary:
     """One row of the ward board."""
     return PatientSummary(
@@ -109,7 +118,7 @@ def summary(patient_id: str, score: Score | None, alert: Alert | None) -> Patien
 async def _require_patient(request: Request, patient_id: str) -> None:
     """404 unless the patient has readings: the view knows every patient this service wrote or found in the store
     at start-up; one it does not know is looked up in the store (written by another instance) before the 404."""
-    view = latest_view(request)
+    view = await loaded_view(request)
     if view.knows(patient_id):
         return
     if patient_id in await service(request).store.patient_ids():
@@ -119,7 +128,7 @@ async def _require_patient(request: Request, patient_id: str) -> None:
 
 
 async def _latest(request: Request, patient_id: str) -> Score:
-    score = latest_view(request).latest(patient_id)
+    score = (await loaded_view(request)).latest(patient_id)
     if score is None:
         await _require_patient(request, patient_id)
         raise PatientNotFoundError(patient_id)
@@ -134,14 +143,14 @@ def _json(body: bytes) -> Response:
             summary="The ward, highest risk first")
 async def list_patients(request: Request) -> Response:
     """Served from the latest-score view (``app.api.latest``), encoded once per change of the ward."""
-    return _json(await latest_view(request).board_body(service(request).alert_store.open_alerts))
+    return _json(await (await loaded_view(request)).board_body(service(request).alert_store.open_alerts))
 
 
 @router.get("/v1/patients/{patient_id}/risk", dependencies=READ, response_model=RiskOut,
             summary="Latest risk with its explanation")
 async def get_risk(request: Request, patient_id: PatientId) -> Response:
     """Served from the latest-score view (``app.api.latest``), encoded once per score."""
-    body = latest_view(request).risk_body(patient_id)
+    body = (await loaded_view(request)).risk_body(patient_id)
     if body is None:
         await _latest(request, patient_id)  # 404: unknown, or not scored yet
     return _json(body)

@@ -1,19 +1,23 @@
-"""POST /v1/readings: validate a batch item by item, store the valid ones, name every bad one."""
+"""POST /v1/readings (JSON) and POST /v1/write (InfluxDB line protocol): validate item by item, store the valid
+ones, name every bad one."""
 
 from __future__ import annotations
 
+import zlib
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from app.api.auth import requires
 from app.api.deps import service
 from app.api.schemas import IngestResult, ReadingsBatch
-from app.errors import InvalidRequestError, ReadingRejectedError
+from app.errors import InvalidRequestError, PayloadTooLargeError, ReadingRejectedError
 from app.ingest import validate_batch
+from app.ingest_decoder import decode_batch
+from app.ingest_lines import PRECISIONS, reading_lines, validate_lines
 from models.schema import ACVPU_CODES, PLAUSIBLE_RANGES, VITALS
 
 router = APIRouter(tags=["readings"], dependencies=[Depends(requires("device", audited=False))])
@@ -73,8 +77,14 @@ def batch_schema() -> dict[str, Any]:
 )
 async def post_readings(request: Request) -> IngestResult:
     wt = service(request)
+    raw = await request.body()
+    skew, age = timedelta(seconds=wt.settings.max_future_skew_s), timedelta(days=wt.settings.reading_horizon_days)
+    readings = decode_batch(raw, wt.clock.now(), skew, age, wt.settings.max_batch_readings)
+    if readings is not None:  # the typed fast path: every item valid (app/ingest_decoder.py)
+        await wt.store.write_readings(readings)
+        return IngestResult(accepted=len(readings))
     try:
-        body = orjson.loads(await request.body())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(["body"], f"body is not valid JSON: {exc}", "json_invalid") from None
     items = body.get("readings") if isinstance(body, dict) else None
@@ -85,8 +95,7 @@ async def post_readings(request: Request) -> IngestResult:
             ["body", "readings"], f"at most {wt.settings.max_batch_readings} readings per batch, got {len(items)}",
             "too_long",
         )
-    result = validate_batch(items, wt.clock.now(), timedelta(seconds=wt.settings.max_future_skew_s),
-                            timedelta(days=wt.settings.reading_horizon_days))
+    result = validate_batch(items, wt.clock.now(), skew, age)
     if result.readings:
         await wt.store.write_readings(result.readings)
     if result.errors:
@@ -94,3 +103,58 @@ async def post_readings(request: Request) -> IngestResult:
     return IngestResult(accepted=len(result.readings))
 
 
+@router.post(
+    "/v1/write",
+    status_code=204,
+    response_class=Response,
+    summary="Ingest readings as InfluxDB line protocol (≤ 10,000 lines)",
+    description=(
+        "For gateways and Telegraf that speak InfluxDB line protocol (v1 `/write`): one line per reading, "
+        "`vitals,patient_id=<id>,vital=<vital> value=<number>[,quality=\"<flag>\"] [<timestamp>]`, the timestamp in "
+        "`precision` (default `ns`; none: the service's clock). `Content-Type: text/plain`, optionally "
+        "`Content-Encoding: gzip`. The rules of `POST /v1/readings` apply line by line: **204** when every line is "
+        "stored; otherwise **422** listing every bad line (`loc` = body, lines, 0-based line index, field) with "
+        "`accepted` = how many good lines were stored anyway."
+    ),
+    responses={204: {"description": "Every line stored"}},
+    openapi_extra={"requestBody": {"required": True, "content": {"text/plain": {
+        "schema": {"type": "string"}, "example": 'vitals,patient_id=bed-01,vital=hr value=88 1764237600000000000'}}}},
+)
+async def post_write(
+    request: Request,
+    precision: Annotated[Literal[tuple(PRECISIONS)], Query(  # type: ignore[valid-type]
+        description="the timestamps' unit, as InfluxDB 1.x names it")] = "ns",
+) -> Response:
+    wt = service(request)
+    raw = await request.body()
+    if request.headers.get("content-encoding", "").strip().lower() == "gzip":
+        raw = _gunzip(raw, wt.settings.max_body_bytes)
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(["body"], f"the body is not UTF-8 text: {exc.reason} at byte {exc.start}",
+                                  "unicode") from None
+    lines = reading_lines(text)
+    if len(lines) > wt.settings.max_batch_readings:
+        raise InvalidRequestError(
+            ["body", "lines"], f"at most {wt.settings.max_batch_readings} lines per request, got {len(lines)}",
+            "too_long")
+    result = validate_lines(lines, precision, wt.clock.now(), timedelta(seconds=wt.settings.max_future_skew_s),
+                            timedelta(days=wt.settings.reading_horizon_days))
+    if result.readings:
+        await wt.store.write_readings(result.readings)
+    if result.errors:
+        raise ReadingRejectedError(result.errors, accepted=len(result.readings))
+    return Response(status_code=204)
+
+
+def _gunzip(raw: bytes, limit: int) -> bytes:
+    """A gzip body inflated to at most ``limit`` bytes (413 beyond: no decompression bomb)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise InvalidRequestError(["body"], f"the body is not valid gzip: {exc}", "gzip") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLargeError(f"the inflated body is larger than {limit} bytes")
+    return out

@@ -8,6 +8,7 @@ the store (the cycle, ingest, replay, tests) keeps the view current without know
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -15,7 +16,10 @@ from typing import Any, Protocol
 import pandas as pd
 
 from app.domain import Reading, Score
+from app.errors import StoreUnavailableError
 from app.storage.base import VitalStore
+
+logger = logging.getLogger(__name__)
 
 
 class StoreListener(Protocol):
@@ -41,7 +45,16 @@ class ObservedStore:
         return getattr(self.inner, attr)
 
     async def open(self) -> None:
+        """Open the store and hand the listener its state; a store unreachable now (InfluxDB down: the adapter
+        spools) is not fatal, ``load`` is tried again by whoever needs the state."""
         await self.inner.open()
+        try:
+            await self.load()
+        except StoreUnavailableError as exc:
+            logger.warning("store state not loaded at open, retried on first read: %s", exc)
+
+    async def load(self) -> None:
+        """Hand the listener every patient and every latest score the store holds."""
         ids = await self.inner.patient_ids()
         self.listener.reset(ids, await self.inner.latest_scores())
 

@@ -20,7 +20,7 @@ PUBLIC = "public"
 
 #: route group → (the roles allowed, the (method, path template) routes in it). The README's table.
 ROUTE_GROUPS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
-    "readings (write)": (("device",), (("POST", "/v1/readings"),)),
+    "readings (write)": (("device",), (("POST", "/v1/readings"), ("POST", "/v1/write"))),
     "patients (read)": (("clinician", "ehr"), (
         ("GET", "/v1/patients"), ("GET", "/v1/patients/{patient_id}/risk"),
         ("GET", "/v1/patients/{patient_id}/risk/history"), ("GET", "/v1/patients/{patient_id}/windows"))),

@@ -15,7 +15,25 @@ from fastapi.testclient import TestClient
 
 from app.api.patients import risk_out, summary
 from app.api.schemas import PatientSummary, RiskOut
-from tests.support.api import NOW, SICK, STABLE, T0, WINDOW_ENDS, client_as, post_readings, reading, run_cycle, serve
+from app.clock import FixedClock
+from app.errors import StoreUnavailableError
+from app.main import create_app
+from app.settings import Settings
+from app.storage.sqlite import SqliteStore
+from tests.support.api import (
+    EVERY_ROLE_KEY,
+    NOW,
+    SICK,
+    STABLE,
+    T0,
+    WINDOW_ENDS,
+    bearer,
+    client_as,
+    post_readings,
+    reading,
+    run_cycle,
+    serve,
+)
 
 
 def reference_bodies(client: TestClient) -> tuple[dict[str, bytes], bytes]:
@@ -115,3 +133,27 @@ def test_the_ward_fixture_history_agrees_with_the_view(ward):
     history = ward.client.get(f"/v1/patients/{SICK}/risk/history").json()
     assert len(history) == len(WINDOW_ENDS)
     assert history[-1] == ward.client.get(f"/v1/patients/{SICK}/risk").json()
+
+
+def test_a_store_unreachable_at_start_up_is_loaded_at_the_first_read_it_answers(tmp_path, sick_readings):
+    with serve(tmp_path) as client:  # a scored ward in the store
+        post_readings(client, sick_readings)
+        run_cycle(client, T0)
+        expected = client.get(f"/v1/patients/{SICK}/risk").content
+
+    class Unreachable(SqliteStore):  # as InfluxDB down: the adapter opens (and spools), its reads fail
+        down = True
+
+        async def patient_ids(self) -> list[str]:
+            if self.down:
+                raise StoreUnavailableError("store down")
+            return await super().patient_ids()
+
+    settings = Settings(data_dir=tmp_path, demo_key=EVERY_ROLE_KEY)
+    store = Unreachable(settings.sqlite_path)
+    app = create_app(settings, clock=FixedClock(NOW), cycle_interval_s=None, store=store)
+    with TestClient(app, headers=bearer(EVERY_ROLE_KEY)) as client:  # the service starts
+        assert client.get(f"/v1/patients/{SICK}/risk").status_code == 503
+        store.down = False
+        assert client.get(f"/v1/patients/{SICK}/risk").content == expected
+        assert_same_as_store(client)

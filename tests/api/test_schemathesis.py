@@ -34,8 +34,10 @@ ALL_CHECKS = CHECKS.get_all()
 #: the future skew; ranges and cycles: 2000 to now + a day / a window). JSON Schema cannot state a window relative
 #: to "now", so a schema-valid year 1474 is rightly refused with a 422 naming the field: the check that every
 #: schema-valid request is accepted is skipped for these, and test_hardening.py tests those 422s one by one.
+#: ``POST /v1/write`` too, and its body is line protocol, a grammar a JSON Schema string cannot state (its 422s are
+#: tested in tests/api/test_write.py).
 CLOCK_RELATIVE = {("POST", "/v1/readings"), ("POST", "/v1/cycle"), ("GET", "/v1/patients/{patient_id}/risk/history"),
-                  ("GET", "/v1/patients/{patient_id}/windows")}
+                  ("GET", "/v1/patients/{patient_id}/windows"), ("POST", "/v1/write")}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,9 @@ def test_stateful_sequences_follow_the_links(schema, role):
     loaded, tokens = schema
     steps = Counter()
 
-    class Workflow(loaded.as_state_machine()):  # type: ignore[misc]
+    # POST /v1/write links to nothing (no id in its answer) and takes line protocol, not JSON: left to
+    # test_every_operation_as_each_role and tests/api/test_write.py.
+    class Workflow(loaded.exclude(path="/v1/write").as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case):
             return {"headers": bearer(tokens[role])}
 

@@ -16,6 +16,7 @@ from tests.support.api import NOW, SICK, T0, assert_422, parse, post_readings, r
 #: until its success and error paths are tested and it is named here.
 COVERED = {
     ("POST", "/v1/readings"): "test_readings",
+    ("POST", "/v1/write"): "test_write",
     ("POST", "/v1/cycle"): "test_cycle",
     ("GET", "/v1/patients"): "test_patients",
     ("GET", "/v1/patients/{patient_id}/risk"): "test_patients",

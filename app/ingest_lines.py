@@ -1,0 +1,128 @@
+"""InfluxDB line protocol as a second ingest format (``POST /v1/write``), validated like ``POST /v1/readings``.
+
+One line is one reading, in the form the service itself writes to InfluxDB (``models.line_protocol``, the one
+definition of the format, parses it)::
+
+    vitals,patient_id=bed-01,vital=hr value=88,quality="ok" 1764237600000000000
+
+measurement ``vitals``; tags ``patient_id`` and ``vital``; fields ``value`` (a float or an ``i`` integer; for
+``acvpu`` also a quoted letter) and, optionally, ``quality`` (a string); the timestamp in the request's
+``precision`` (``ns`` by default, as InfluxDB; ``u``, ``ms``, ``s``), or none: the service's clock, as InfluxDB
+stamps a point without one. Blank lines and ``#`` comments are skipped.
+
+Each line becomes the JSON item it stands for and goes through ``app.ingest.validate_batch``: the same rules, the
+same messages; a problem is located at ``["body", "lines", i, field]`` with ``i`` the 0-based line index in the
+body, and the good lines of a body are stored exactly once, as with a JSON batch.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from app.ingest import BatchResult, validate_batch
+from models.line_protocol import FieldValue, parse_line
+from models.line_protocol import _parse_field as parse_field  # the one reading of a field value
+
+MEASUREMENT: Final = "vitals"
+#: ``precision`` → nanoseconds per unit (InfluxDB 1.x names; ``n`` and ``ns`` both mean nanoseconds).
+PRECISIONS: Final[dict[str, int]] = {"n": 1, "ns": 1, "u": 1_000, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _LineError(ValueError):
+    def __init__(self, field: str | None, msg: str, type_: str) -> None:
+        super().__init__(msg)
+        self.field, self.type = field, type_
+
+
+def _error(line: int, field: str | None, msg: str, type_: str) -> dict[str, Any]:
+    loc: list[str | int] = ["body", "lines", line]
+    if field:
+        loc.append(field)
+    return {"loc": loc, "msg": msg, "type": type_}
+
+
+_Parsed = tuple[str, dict[str, str], dict[str, FieldValue], int | None]
+
+
+def parse_plain(line: str) -> _Parsed | None:
+    """``parse_line``'s answer for a line without escapes or separators inside quotes (every line the service's
+    encoder writes for a valid reading), by ``str.split``; None for any other line, which then goes to
+    ``models.line_protocol.parse_line`` (a character loop, ~30 times slower). Raises ValueError where it would.
+    ``tests/unit/test_ingest_lines.py`` checks the two agree (Hypothesis)."""
+    if "\\" in line:
+        return None
+    if '"' in line:
+        quoted = line.split('"')
+        if len(quoted) % 2 == 0 or any(c in q for q in quoted[1::2] for c in " ,="):
+            return None
+    parts = line.split(" ")
+    if len(parts) == 3:
+        stamp: int | None = int(parts[2])
+    elif len(parts) == 2:
+        stamp = None
+    else:
+        return None
+    if not all(parts):
+        return None
+    measurement, *pairs = parts[0].split(",")
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "=" in value:
+            return None
+        tags[key] = value
+    fields: dict[str, FieldValue] = {}
+    for pair in parts[1].split(","):
+        key, sep, value = pair.partition("=")
+        if not sep or "=" in value:
+            return None
+        fields[key] = parse_field(value)
+    return measurement, tags, fields, stamp
+
+
+def _item(line: str, ns_per_unit: int, now: datetime) -> dict[str, Any]:
+    """The reading a line stands for, as a JSON item; ``_LineError`` for a line that is not one reading."""
+    try:
+        measurement, tags, fields, stamp = parse_plain(line) or parse_line(line)
+    except (ValueError, IndexError):
+        raise _LineError(None, f"line {line[:60]!r} is not InfluxDB line protocol", "line_protocol") from None
+    if measurement != MEASUREMENT:
+        raise _LineError(None, f"measurement must be {MEASUREMENT!r}, got {measurement[:40]!r}", "measurement")
+    item: dict[str, Any] = {**tags, **fields}
+    if stamp is None:
+        item["ts"] = now.astimezone(UTC).isoformat()
+    else:
+        try:
+            item["ts"] = (_EPOCH + timedelta(microseconds=stamp * ns_per_unit // 1000)).isoformat()
+        except OverflowError:
+            raise _LineError("ts", f"timestamp {stamp} is out of range", "datetime") from None
+    return item
+
+
+def reading_lines(body: str) -> list[tuple[int, str]]:
+    """(0-based line index, text) of every line that should hold a reading (not blank, not a ``#`` comment)."""
+    return [(i, text) for i, line in enumerate(body.split("\n")) if (text := line.strip()) and text[0] != "#"]
+
+
+def validate_lines(lines: list[tuple[int, str]], precision: str, now: datetime, max_future_skew: timedelta,
+                   max_age: timedelta | None = None) -> BatchResult:
+    """Every good reading of ``reading_lines(body)`` and every problem, located by line (see the module)."""
+    ns_per_unit = PRECISIONS[precision]
+    items: list[dict[str, Any]] = []
+    where: list[int] = []  # items[k] came from line where[k]
+    errors: list[dict[str, Any]] = []
+    for index, text in lines:
+        try:
+            items.append(_item(text, ns_per_unit, now))
+        except _LineError as exc:
+            errors.append(_error(index, exc.field, str(exc), exc.type))
+            continue
+        where.append(index)
+    checked = validate_batch(items, now, max_future_skew, max_age)
+    for error in checked.errors:  # ["body", "readings", k, field?] → ["body", "lines", line, field?]
+        loc = error["loc"]
+        errors.append({**error, "loc": ["body", "lines", where[loc[2]], *loc[3:]]})
+    errors.sort(key=lambda e: e["loc"][2])
+    return BatchResult(checked.readings, errors)
