@@ -352,9 +352,14 @@ class WebhookWorker:
         """Fan out, then start every due delivery not already in flight; returns how many were started."""
         await self.store.fan_out()
         busy = Counter(self._in_flight.values())
+        # A delivery in flight while ``due`` reads may finish during the read: its row as read is then stale (one
+        # attempt short), and starting it again would count an attempt twice. Skip it this round; its finish
+        # wakes the worker, which reads it afresh.
+        in_flight_at_read = set(self._in_flight)
         started = 0
         for delivery, url, secret, body in await self.store.due(self._wall()):
-            if delivery.id in self._in_flight or busy[delivery.endpoint_id] >= self.per_endpoint:
+            if delivery.id in self._in_flight or delivery.id in in_flight_at_read \
+                    or busy[delivery.endpoint_id] >= self.per_endpoint:
                 continue
             busy[delivery.endpoint_id] += 1
             self._in_flight[delivery.id] = delivery.endpoint_id
