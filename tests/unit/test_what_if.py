@@ -25,16 +25,14 @@ NORMAL_BAND = {"hr": (51.0, 90.0, 75.0), "spo2": (96.0, 100.0, 97.0), "rr": (12.
 def _normalising_changes(windows: pd.DataFrame) -> dict[str, float]:
     """Every vital whose last-hour value lies outside its normal band → its normal value (the others stay).
 
-    Except a respiratory rate *below* its band: the baseline-change features count only rises (model card,
-    "Known limitations"), so bradypnoea brought to 16 /min reads as a rising rate and the twin's risk goes up a
-    little; NEWS2 beside it scores the low rate. That known exception is pinned by its own test below."""
+    (The twin fitted on simulator 0.3.1 failed this for bradypnoea brought to 16 /min, which its RR-rise-from-
+    baseline weight read as a rising rate; the shipped twin weighs that feature 0. The model card keeps the
+    limitation: the remaining RR-rise weight can still read a recovering rate as a rise.)"""
     starts = pd.to_datetime(windows["start"], utc=True)
     last_hour = windows[starts > starts.max() - pd.Timedelta(hours=1)]
     changes = {}
     for key, (lo, hi, normal) in NORMAL_BAND.items():
         values = last_hour[WHAT_IF_COLUMNS[key]].dropna()
-        if key == "rr" and len(values) and float(values.iloc[-1]) < lo:
-            continue
         if len(values) and not (lo <= float(values.mean()) <= hi and lo <= float(values.iloc[-1]) <= hi):
             changes[key] = normal
     return changes
@@ -63,18 +61,6 @@ def test_bringing_every_vital_to_normal_never_raises_the_risk(twin: Twin) -> Non
             checked += 1
             lowered += after.risk < before.risk
     assert checked >= 20 and lowered >= checked // 2
-
-
-def test_bradypnoea_brought_to_normal_reads_as_a_rising_rate(twin: Twin) -> None:
-    """The known exception above, pinned: RR held at 9 /min for 6 h, then a what-if to 16 /min. The baseline-change
-    feature sees a rise (so the twin's risk goes up), while RR's NEWS2 points fall from 1 to 0."""
-    w, _ = synthetic_windows(1, 6, seed=3, frac_deteriorating=0.0)
-    w["rr_mean"] = 9.0
-    before, after, changed = what_if(twin, w, "p0000", {"rr": 16.0})
-    feats = changed["features"]
-    assert feats["rr_news2_points"]["before"] == 1 and feats["rr_news2_points"]["after"] == 0
-    assert feats["rr_rise_vs_baseline"]["after"] > feats["rr_rise_vs_baseline"]["before"]
-    assert after.risk > before.risk  # if this ever fails, the limitation is gone: drop the exception above
 
 
 def test_what_if_overrides_the_last_hour_and_rescores(twin: Twin) -> None:
