@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
+from models.twin import Twin
 from tests.support.api import NOW, SICK, T0, client_as, parse, post_readings, run_cycle, serve
 from tests.support.wait import wait_until
 
@@ -80,7 +81,8 @@ def test_an_alert_is_delivered_when_a_client_acknowledges_it_not_when_it_is_sent
     for event in raised:
         assert event["event"] == "raised" and event["alert"]["patient_id"] == SICK and event["alert"]["reasons"]
         assert event["actor"] == "engine" and event["alert"]["delivery_pending"] is True
-    assert raised[2]["alert"]["risk"] >= 0.7 and raised[0]["alert"]["news2"]["band"] in ("medium", "high")
+    assert raised[2]["alert"]["risk"] >= 5 * Twin.load().alert_threshold
+    assert raised[0]["alert"]["news2"]["band"] in ("medium", "high")
     for event in delivered:
         assert event["event"] == "delivered" and event["actor"].startswith("websocket:")
         assert parse(event["alert"]["delivered_at"]) == NOW and event["alert"]["delivery_pending"] is False

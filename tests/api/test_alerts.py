@@ -1,6 +1,6 @@
 """Alerts: list and filters (state, patient, kind), acknowledge, resolve (404 and 409 paths), and the WebSocket
 stream. The sick patient at T0 raises one alert of each kind: news2 (NEWS2 ≥ 5), criteria (heart rate above 120
-now) and twin (risk ≥ 0.7)."""
+now) and twin (risk at or above the artifact's threshold)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from models.twin import Twin
 from tests.support.api import (
     NOW,
     SICK,
@@ -35,7 +36,8 @@ def test_raised_alerts_are_listed_with_their_kind_and_reasons(client, alerting):
         assert alert["patient_id"] == SICK and alert["state"] == "raised"  # nobody listening: not delivered
         assert parse(alert["window_end"]) == T0 and parse(alert["raised_at"]) == NOW  # the service clock
         assert alert["risk"] == risk["risk"] and alert["reasons"]
-    assert alerts["twin"]["risk"] >= 0.7 and alerts["twin"]["reasons"][0].startswith("Twin risk")
+    assert alerts["twin"]["risk"] >= 5 * Twin.load().alert_threshold
+    assert alerts["twin"]["reasons"][0].startswith("Twin risk")
     news2 = risk["news2"]
     assert alerts["news2"]["reasons"][0].startswith(f"NEWS2 {news2['total']}")
     assert news2["response"] in alerts["news2"]["reasons"][0] and news2["monitoring"] in alerts["news2"]["reasons"][0]
