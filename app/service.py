@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from models.challenger import Challenger
 from models.twin import Twin
 
 logger = logging.getLogger(__name__)
+#: How long each part may take to stop (``WardTwin.stop``).
+STOP_TIMEOUT_S = 10.0
 
 
 def load_challenger(settings: Settings) -> Challenger | None:
@@ -97,12 +100,18 @@ class WardTwin:
         logger.info("service started store=%s model=%s", self.store.name, self.twin.version)
 
     async def stop(self) -> None:
+        """Stop every part, each within ``STOP_TIMEOUT_S``: a part that does not stop is logged and left behind, so
+        one stuck task can never hold the process (and the stores after it) open."""
         if self.scheduler is not None:
             self.scheduler.shutdown()
-        await self.engine.stop()
+        steps = [("alert engine", self.engine.stop)]
         if self.webhook_worker is not None:
-            await self.webhook_worker.stop()
-        await self.alert_store.close()
-        await self.store.close()
+            steps.append(("webhook worker", self.webhook_worker.stop))
+        steps += [("alert store", self.alert_store.close), ("vital store", self.store.close)]
+        for name, stop in steps:
+            try:
+                await asyncio.wait_for(stop(), timeout=STOP_TIMEOUT_S)
+            except TimeoutError:
+                logger.error("%s did not stop within %.0f s; shutting down without it", name, STOP_TIMEOUT_S)
         self.started = False
         logger.info("service stopped")
