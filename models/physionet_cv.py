@@ -72,6 +72,14 @@ def patient_folds(patient_ids: np.ndarray | list[str], has_event: np.ndarray | l
     return out
 
 
+def row_folds(pids: np.ndarray, events: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
+    """Each row's fold: its stay's :func:`patient_folds` fold, stratified by whether the stay has an event."""
+    stays = pd.unique(pids)
+    with_event = set(events["patient_id"])
+    fold_of = patient_folds(stays, [p in with_event for p in stays], folds, seed)
+    return np.asarray([fold_of[str(p)] for p in pids], dtype=int)
+
+
 def hour_table(hours: pd.DataFrame, hourly_feats: pd.DataFrame) -> pd.DataFrame:
     """``stay_hours``' hours with their feature values and ``scorable`` (one row per stay and hour)."""
     cols = ["patient_id", "window_end", *F.FEATURE_NAMES, "fresh"]
@@ -121,11 +129,9 @@ def cross_validate(table: pd.DataFrame, events: pd.DataFrame, *, folds: int = OU
     say = progress or (lambda _: None)
     table = table.reset_index(drop=True)
     pids = table["patient_id"].to_numpy(object)
-    stays = pd.unique(pids)
     with_event = set(events["patient_id"])
-    has_event = {str(p): p in with_event for p in stays}
-    fold_of = patient_folds(stays, [has_event[str(p)] for p in stays], folds, seed)
-    fold = np.asarray([fold_of[str(p)] for p in pids], dtype=int)
+    has_event = {str(p): p in with_event for p in pd.unique(pids)}
+    fold = row_folds(pids, events, folds, seed)
     x = table.loc[:, list(F.FEATURE_NAMES)].to_numpy(float)
     y = table["label"].to_numpy(int)
     scorable = table["scorable"].to_numpy(bool)
@@ -306,4 +312,4 @@ def summary_lines(cv: dict[str, Any], shipped: dict[str, Any] | None = None) -> 
 
 
 __all__ = ["CV_SEED", "INNER_FOLDS", "NOT_SHIPPED", "OUTER_FOLDS", "coefficient_summary", "cross_validate",
-           "evaluate", "hour_table", "patient_folds", "summary_lines"]
+           "evaluate", "hour_table", "patient_folds", "row_folds", "summary_lines"]

@@ -90,10 +90,7 @@ def set_a_rows(table: pd.DataFrame, events: pd.DataFrame, *, seed: int = C.CV_SE
     """Set A's stay-hours (``physionet_cv.hour_table``) with ``physionet_cv.patient_folds``."""
     table = table.reset_index(drop=True)
     pids = table["patient_id"].to_numpy(object)
-    stays = pd.unique(pids)
-    with_event = set(events["patient_id"])
-    folds = C.patient_folds(stays, [p in with_event for p in stays], FOLDS, seed)
-    fold = np.asarray([folds[str(p)] for p in pids], dtype=int)
+    fold = C.row_folds(pids, events, FOLDS, seed)
     fit = table["scorable"].to_numpy(bool) & table["eligible"].to_numpy(bool)
     news = table["news2_total"].to_numpy(float)
     return SourceRows("set-a", table.loc[:, list(F.FEATURE_NAMES)].to_numpy(float), table["label"].to_numpy(int),
