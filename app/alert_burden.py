@@ -248,7 +248,7 @@ def _stats(t: pd.DataFrame) -> dict[str, float | None]:
     return out
 
 
-def _summary(t: pd.DataFrame, rng: np.random.Generator, n_boot: int) -> dict[str, Any]:
+def summarise(t: pd.DataFrame, rng: np.random.Generator, n_boot: int) -> dict[str, Any]:
     point = _stats(t)
     boots: dict[str, list[float]] = {k: [] for k in point}
     for _ in range(n_boot):
@@ -281,7 +281,7 @@ def _summary(t: pd.DataFrame, rng: np.random.Generator, n_boot: int) -> dict[str
 
 
 # -- outputs ----------------------------------------------------------------------------------------
-def _fmt(est: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:
+def fmt(est: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:
     v = est["value"]
     if v is None:
         return "–"
@@ -313,17 +313,17 @@ def _readme(report: dict[str, Any]) -> str:
     rows = [
         ("patient-days", lambda s: f"{s['patient_days']:.1f}"),
         ("first events / stable patients", lambda s: f"{s['first_events']} / {s['stable_patients']}"),
-        *[(f"{p} alerts / 100 patient-days", lambda s, p=p: _fmt(s["estimates"][f"per100d_{p}"]))
+        *[(f"{p} alerts / 100 patient-days", lambda s, p=p: fmt(s["estimates"][f"per100d_{p}"]))
           for p in ("news2", "twin", "criteria")],
-        ("**combined (any kind) alerts / 100 patient-days**", lambda s: _fmt(s["estimates"]["per100d_combined"])),
-        ("combined alert episodes / 100 patient-days", lambda s: _fmt(s["estimates"]["per100d_episodes"])),
-        *[(f"first events warned ≥ 30 min, {p} (%)", lambda s, p=p: _fmt(s["estimates"][f"sens_{p}"], 100, 0))
+        ("**combined (any kind) alerts / 100 patient-days**", lambda s: fmt(s["estimates"]["per100d_combined"])),
+        ("combined alert episodes / 100 patient-days", lambda s: fmt(s["estimates"]["per100d_episodes"])),
+        *[(f"first events warned ≥ 30 min, {p} (%)", lambda s, p=p: fmt(s["estimates"][f"sens_{p}"], 100, 0))
           for p in POLICIES],
         *[(f"lead h, {p}: median [IQR] (n)", lambda s, p=p: _lead_cell(s["lead_time_h"][p]))
           for p in ("news2", "combined")],
         ("lead added by twin + criteria over NEWS2, h: median [IQR]; mean (CI)", lambda s: (
             f"{s['twin_added_lead_h']['median']:.2f} [{s['twin_added_lead_h']['q1']:.2f}–"
-            f"{s['twin_added_lead_h']['q3']:.2f}]; {_fmt(s['estimates']['lead_gain_mean_h'], 1, 2)}"
+            f"{s['twin_added_lead_h']['q3']:.2f}]; {fmt(s['estimates']['lead_gain_mean_h'], 1, 2)}"
             if s["twin_added_lead_h"]["n_events"] else "–")),
         ("events warned by combined but not NEWS2", lambda s: str(
             s["twin_added_lead_h"].get("events_warned_by_combined_not_news2", "–"))),
@@ -338,7 +338,7 @@ def _readme(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plot(table: pd.DataFrame, path: Path) -> None:
+def plot_lead_time(table: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -406,9 +406,9 @@ def evaluate(n_patients: int, hours: float, seeds: Sequence[int], out: Path, *,
         "model_version": runs[0].model_version, "twin_threshold": runs[0].twin_threshold,
         "definitions": DEFINITIONS,
         "groups": [f"seed {s}" for s in seeds] + ["pooled"],
-        "per_seed": {f"seed {r.seed}": _summary(tables[r.seed], rng, n_boot) | {
+        "per_seed": {f"seed {r.seed}": summarise(tables[r.seed], rng, n_boot) | {
             "seconds": r.seconds, "windows": r.windows, "readings": r.readings} for r in runs},
-        "pooled": _summary(pooled, rng, n_boot),
+        "pooled": summarise(pooled, rng, n_boot),
     }
     report["seconds"] = time.perf_counter() - t0
     alerts = pd.DataFrame([{"seed": r.seed, **{k: a.get(k) for k in (
@@ -416,7 +416,7 @@ def evaluate(n_patients: int, hours: float, seeds: Sequence[int], out: Path, *,
         for r in runs for a in r.alerts])
     alerts.to_csv(out / "alerts.csv", index=False)
     pooled.to_csv(out / "patients.csv", index=False)
-    _plot(pooled, out / "lead_time.png")
+    plot_lead_time(pooled, out / "lead_time.png")
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "README.md").write_text(_readme(report))
     return report
@@ -443,7 +443,7 @@ def main(argv: list[str]) -> int:
     report = evaluate(args.patients, args.hours, seeds, args.out, n_boot=args.bootstrap,
                       progress_every=args.progress_every, say=say, command=command)
     pooled = report["pooled"]["estimates"]
-    sys.stdout.write(f"pooled alerts/100 patient-days: news2 {_fmt(pooled['per100d_news2'])}, combined "
-                     f"{_fmt(pooled['per100d_combined'])}, episodes {_fmt(pooled['per100d_episodes'])}; "
+    sys.stdout.write(f"pooled alerts/100 patient-days: news2 {fmt(pooled['per100d_news2'])}, combined "
+                     f"{fmt(pooled['per100d_combined'])}, episodes {fmt(pooled['per100d_episodes'])}; "
                      f"report in {args.out}\n")
     return 0

@@ -71,7 +71,7 @@ def evaluate(records: Path, limit: int | None, out: Path, *, hours: float = HOUR
         run = asyncio.run(B.run_streams(streams, hours, 0, Path(tmp), start=pd.Timestamp(P.ADMISSION_AT),
                                         progress_every=progress_every, say=say))
     table = B.patient_table(run)
-    summary = B._summary(table, np.random.default_rng(20120101), n_boot)
+    summary = B.summarise(table, np.random.default_rng(20120101), n_boot)
     report = {"command": command, "scope": f"PhysioNet/CinC Challenge 2012 set A, first {tally.stays} stays of "
                                            f"{records.name}, {len(streams)} with an accepted reading",
               "model_version": run.model_version, "twin_threshold": run.twin_threshold,
@@ -96,7 +96,7 @@ def write(report: dict[str, Any], table: pd.DataFrame, alerts: list[dict[str, An
         "Definitions: `report.json` (`definitions`) and `app/alert_burden.py` (the simulator's report uses the same "
         "code). ICU stays are sicker than a ward's patients: NEWS2 alerts most of them, events included.", "",
         "![lead time](lead_time.png)", ""]), encoding="utf-8")
-    B._plot(table, out / "lead_time.png")
+    B.plot_lead_time(table, out / "lead_time.png")
     table.to_csv(out / "patients.csv", index=False)
     pd.DataFrame([{k: a.get(k) for k in ("id", "patient_id", "kind", "window_end", "raised_at", "resolved_at",
                                           "state", "risk")} for a in alerts]).to_csv(out / "alerts.csv", index=False)
@@ -107,11 +107,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     est = p["estimates"]
     return [f"{report['scope']}; twin {report['model_version']} at {report['twin_threshold']:g}; "
             f"{p['patients']} stays, {p['patient_days']:.0f} patient-days, {p['first_events']} first events.",
-            "alerts per 100 patient-days: " + ", ".join(f"{k} {B._fmt(est[f'per100d_{k}'])}" for k in B.POLICIES)
-            + f"; episodes {B._fmt(est['per100d_episodes'])}",
+            "alerts per 100 patient-days: " + ", ".join(f"{k} {B.fmt(est[f'per100d_{k}'])}" for k in B.POLICIES)
+            + f"; episodes {B.fmt(est['per100d_episodes'])}",
             "first events warned >= 30 min ahead: " + ", ".join(
-                f"{k} {B._fmt(est[f'sens_{k}'], 100, 0)} %" for k in B.POLICIES)
-            + f"; twin-added lead per event, mean {B._fmt(est['lead_gain_mean_h'], 1, 2)} h",
+                f"{k} {B.fmt(est[f'sens_{k}'], 100, 0)} %" for k in B.POLICIES)
+            + f"; twin-added lead per event, mean {B.fmt(est['lead_gain_mean_h'], 1, 2)} h",
             "stays without an event that got an alert: " + ", ".join(
                 f"{k} {p['stable_patients_alerted'][k]}/{p['stable_patients']}" for k in B.POLICIES)]
 
