@@ -14,7 +14,10 @@ def _serve(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     import uvicorn
 
-    uvicorn.run("app.main:app_from_env", factory=True, host=args.host, port=args.port, log_level="info")
+    # permessage-deflate off: it compresses every frame once per client (the alert fan-out's largest cost at
+    # 1,000 clients after the store writes, issue 14); alert frames are ~1 kB of JSON on a hospital LAN.
+    uvicorn.run("app.main:app_from_env", factory=True, host=args.host, port=args.port, log_level="info",
+                ws_per_message_deflate=False)
     return 0
 
 

@@ -1,167 +1,239 @@
-"""The five-minute cycle for a 1,000-bed population: InfluxDB store versus the embedded SQLite store.
+"""The five-minute cycle at 100 to 10,000 patients, 6 h and 24 h of history, on SQLite and InfluxDB.
 
-Both stores get the same readings: ``--patients`` beds over ``--hours`` hours, monitor-rate (HR 1 Hz, SpO2 every 5 s)
-for the newest 15 minutes (the windows each cycle re-aggregates) and a sparser rate before (HR every 30 s, SpO2 and RR
-every minute, temperature every 5 min, NIBP every 15 min, ACVPU/O2 hourly). History is materialized once (not timed)
-by ``materialize_pending``, as the first cycle after a backfill does.
-Then, per store, ``--repeat`` times (median reported):
+Each configuration runs in a process of its own through the service's own wiring
+(``create_app`` with a fixed clock, scheduler off, the shipped twin and challenger, the alert engine, the
+latest-score view): the cycle windows, featurises, scores (twin, challenger, NEWS2), persists and publishes.
 
-  materialize  ``materialize_windows(W - 15 min, W)``            the push-down of the newest three windows
-  windows      ``patient_ids()`` + ``windows(all, W - 24 h, W)``   what the cycle reads (12 h features + 12 h carry)
-  cycle        ``Cycle.run(W)`` end to end: the newest window's readings re-delivered first (not timed), so the
-               cycle aggregates one marked window, reads, scores in its worker thread, saves (no alert engine)
+Set-up, not timed: ``--hours`` of history per patient is seeded as stored 5-minute windows (what the aggregation
+leaves after a backfill; written with the store's own window encoding), then the newest window's readings are
+written as the monitors send them (HR every ``--hr-period`` s, SpO2 every 30 s, RR every minute, temperature
+every 5 min, NIBP every 15 min; 1 % of patients deteriorating). A first cycle starts the service's ward grid
+(``cold``: it reads the whole span). Then ``--cycles`` times: the next window's readings arrive (not timed) and
+the cycle for its window end runs (timed, ``steady``), stage by stage as ``CycleResult.stages`` reports.
+Memory: the process's resident set before the steady cycles and its peak during them (``VmHWM``, reset after the
+set-up), and the ward grid's own arrays.
 
-    python bench/bench_cycle.py                          # starts its own influxd
-    python bench/bench_cycle.py --patients 1000 --hours 3 --repeat 3
+    python bench/bench_cycle.py                                   # the issue-14 table (about 15 min)
+    python bench/bench_cycle.py --patients 1000 --hours 6 --stores sqlite --cycles 2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import json
 import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.clock import FixedClock  # noqa: E402
 from app.domain import Reading  # noqa: E402
-from app.storage.base import VitalStore  # noqa: E402
-from app.storage.influx import InfluxStore  # noqa: E402
-from app.storage.sqlite import SqliteStore  # noqa: E402
-from bench.influxd_for_bench import influxd_url  # noqa: E402
+from app.main import create_app  # noqa: E402
+from app.settings import Settings  # noqa: E402
 from models.windows import WINDOW  # noqa: E402
 
-WINDOW_END = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-RECENT = timedelta(minutes=15)
+FIRST_END = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+STEP = WINDOW.to_pytimedelta()
+SICK_EVERY = 100  # one patient in a hundred deteriorates over the last hours
 
 
-def readings_for(p: int, hours: float) -> list[Reading]:
-    pid = f"bed-{p:04d}"
-    start = WINDOW_END - timedelta(hours=hours)
-    dense_from = WINDOW_END - RECENT
+def _pid(p: int) -> str:
+    return f"bed-{p:05d}"
+
+
+def history_rows(patients: int, hours: float, end: datetime) -> list[tuple]:
+    """Stored windows of ``[end - hours, end)``: (patient_id, start_ms, hr_mean, hr_std, hr_count, spo2_mean, rr_mean,
+    sbp, dbp, temp, acvpu, o2), deterministic per patient and window."""
+    n = int(hours * 12)
+    p = np.repeat(np.arange(patients), n)
+    k = np.tile(np.arange(n), patients)
+    start_ms = int(end.timestamp() * 1000) - (n - k) * 300_000
+    wave = np.sin((k + p) / 7.0)
+    sick = (p % SICK_EVERY == 0) & (k > n - 36)
+    ramp = np.where(sick, (k - (n - 36)) / 36.0, 0.0)
+    hr = 78 + 8 * wave + (p % 17) + 45 * ramp
+    spo2 = np.minimum(100.0, 96 + 1.5 * np.cos((k + 2 * p) / 9.0) - 6 * ramp)
+    rr = 16 + 2 * wave + 8 * ramp
+    sbp = np.where(k % 3 == 0, 122 - 6 * wave - (p % 13) - 30 * ramp, np.nan)
+    dbp = np.where(k % 3 == 0, 74 - 3 * wave, np.nan)
+    temp = 36.8 + 0.3 * wave + 1.5 * ramp
+    acvpu = np.where(k % 12 == 0, 0.0, np.nan)
+    o2 = np.where(k % 12 == 0, np.where(sick, 2.0, 0.0), np.nan)
+    cols = [hr, 2.5 + np.abs(wave), np.full(len(p), 10.0), spo2, rr, sbp, dbp, temp, acvpu, o2]
+    values = [[None if np.isnan(x) else float(x) for x in col] for col in cols]
+    hr_count = [int(x) for x in cols[2]]
+    pids = [_pid(i) for i in range(patients)]
+    return [(pids[pi], int(s), values[0][i], values[1][i], hr_count[i], *(values[j][i] for j in range(3, 10)))
+            for i, (pi, s) in enumerate(zip(p.tolist(), start_ms.tolist(), strict=True))]
+
+
+def window_readings(patients: range, start: datetime, hr_period_s: int) -> list[Reading]:
+    """One window of monitor readings for the given patients (1 % deteriorating)."""
     out: list[Reading] = []
-    total = int(hours * 3600)
-    for s in range(total):
-        ts = start + timedelta(seconds=s)
-        dense = ts >= dense_from
-        if dense or s % 30 == 0:
-            out.append(Reading(pid, "hr", ts, 60.0 + (s * 7 + p) % 61))
-        if (dense and s % 5 == 0) or s % 60 == 0:
-            out.append(Reading(pid, "spo2", ts, 90.0 + (s + p) % 10))
-        if s % 60 == 17:
-            out.append(Reading(pid, "rr", ts, 12.0 + (s // 60 + p) % 12))
-        if s % 300 == 40:
-            out.append(Reading(pid, "temp", ts, 36.5 + ((s // 300 + p) % 20) / 10))
-        if s % 900 == 100:
-            out.append(Reading(pid, "sbp", ts, 100.0 + (s // 900 + p) % 50))
-            out.append(Reading(pid, "dbp", ts, 60.0 + (s // 900 + p) % 30))
-        if s % 3600 == 200:
-            out.append(Reading(pid, "acvpu", ts, 0.0))
-            out.append(Reading(pid, "o2", ts, float((s // 3600 + p) % 3)))
+    for p in patients:
+        pid, sick = _pid(p), p % SICK_EVERY == 0
+        base = 130.0 if sick else 76.0 + p % 17
+        for s in range(0, 300, hr_period_s):
+            out.append(Reading(pid, "hr", start + timedelta(seconds=s), base + (s * 7 + p) % 5))
+        for s in range(0, 300, 30):
+            out.append(Reading(pid, "spo2", start + timedelta(seconds=s), 86.0 if sick else 95.0 + (s + p) % 4))
+        for s in range(17, 300, 60):
+            out.append(Reading(pid, "rr", start + timedelta(seconds=s), 26.0 if sick else 14.0 + (s + p) % 5))
+        out.append(Reading(pid, "temp", start + timedelta(seconds=40), 38.9 if sick else 36.9))
+        if int(start.timestamp()) // 300 % 3 == p % 3:
+            out.append(Reading(pid, "sbp", start + timedelta(seconds=100), 88.0 if sick else 121.0))
+            out.append(Reading(pid, "dbp", start + timedelta(seconds=100), 55.0 if sick else 74.0))
     return out
 
 
-async def timed(fn: Callable[[], Awaitable[object]]) -> tuple[float, object]:
-    t0 = time.perf_counter()
-    result = await fn()
-    return time.perf_counter() - t0, result
+async def seed_history(store, rows: list[tuple]) -> None:
+    """Write stored windows with the adapter's own encoding (not a public API: a bench's shortcut past hours of
+    ingest and aggregation that would give the same rows)."""
+    inner = store.inner
+    if inner.name == "sqlite":
+        from app.storage.sqlite_db import SqliteDatabase
+
+        def write(conn) -> None:
+            conn.executemany(f"INSERT OR REPLACE INTO windows VALUES ({', '.join('?' * 12)})", rows)
+
+        await inner._run(lambda c: SqliteDatabase.transaction(c, write))
+    else:
+        names = ("hr_mean", "hr_std", "hr_count", "spo2_mean", "rr_mean", "sbp", "dbp", "temp", "acvpu", "o2")
+        lines = [inner._window_line(r[0], r[1], dict(zip(names, r[2:], strict=True))) for r in rows]
+        for i in range(0, len(lines), 20_000):
+            await inner._write("\n".join(lines[i : i + 20_000]).encode(), len(lines[i : i + 20_000]))
 
 
-async def bench_store(store: VitalStore, patients: int, hours: float, repeat: int, twin) -> dict[str, float]:
-    await store.open()
-    try:
+async def write_window(store, patients: int, start: datetime, hr_period_s: int) -> int:
+    """Write one window's readings for every patient, 500 patients at a time; returns how many."""
+    n = 0
+    for p0 in range(0, patients, 500):
+        readings = window_readings(range(p0, min(patients, p0 + 500)), start, hr_period_s)
+        for i in range(0, len(readings), 10_000):
+            await store.write_readings(readings[i : i + 10_000])
+        n += len(readings)
+    if hasattr(store.inner, "wait_drained"):
+        await store.inner.wait_drained()
+    return n
+
+
+def _rss_mb(field: str) -> float:
+    """VmRSS / VmHWM of this process in MB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak_rss() -> None:
+    """Start VmHWM afresh (Linux: writing 5 to clear_refs), so the peak is the cycles' own, not the set-up's."""
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+async def one(store_kind: str, patients: int, hours: float, cycles: int, hr_period_s: int, influx_url: str | None,
+              work: Path) -> dict:
+    settings = Settings(data_dir=work, scheduler_enabled=False,
+                        influx_url=influx_url if store_kind == "influx" else None,
+                        influx_database=f"bench_cycle_{patients}_{int(hours)}_{os.getpid()}", influx_batch_size=20_000)
+    clock = FixedClock(FIRST_END)
+    app = create_app(settings, clock, cycle_interval_s=None)
+    wt = app.state.wardtwin
+    async with app.router.lifespan_context(app):
         t0 = time.perf_counter()
-        points = 0
-        newest: list[Reading] = []
-        for p0 in range(0, patients, 20):
-            batch = [r for p in range(p0, min(patients, p0 + 20)) for r in readings_for(p, hours)]
-            newest += [r for r in batch if r.ts >= WINDOW_END - WINDOW]
-            for i in range(0, len(batch), 5000):
-                await store.write_readings(batch[i : i + 5000])
-            points += len(batch)
-        load_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        await store.materialize_pending(WINDOW_END)  # what the first cycle after the backfill does
-        backfill_s = time.perf_counter() - t0
-        print(f"  [{store.name}] loaded {points:,} readings in {load_s:.1f} s ({points / load_s:,.0f}/s); "
-              f"materialized {hours} h of windows in {backfill_s:.1f} s")
-        runs: dict[str, list[float]] = {"materialize": [], "windows": [], "cycle": []}
-        cycle = None
-        if twin is not None:
-            from app.pipeline.cycle import Cycle
-
-            cycle = Cycle(store, twin, None)
-        for _ in range(repeat):
-            took, written = await timed(lambda: store.materialize_windows(WINDOW_END - RECENT, WINDOW_END))
-            runs["materialize"].append(took)
-
-            async def read() -> int:
-                ids = await store.patient_ids()
-                frame = await store.windows(ids, WINDOW_END - timedelta(hours=24), WINDOW_END)
-                return len(frame)
-
-            took, rows = await timed(read)
-            runs["windows"].append(took)
-            if cycle is not None:
-                # the newest window's readings arrive again (idempotent), so the cycle has one marked window
-                # to aggregate, as a steady cycle does
-                for i in range(0, len(newest), 5000):
-                    await store.write_readings(newest[i : i + 5000])
-                took, result = await timed(lambda: cycle.run(WINDOW_END))
-                runs["cycle"].append(took)
-                scored = result.scored
-            else:
-                scored = None
-        med = {k: statistics.median(v) for k, v in runs.items() if v}
-        print(f"  [{store.name}] windows written={written} rows read={rows} scored={scored}; median of {repeat}: "
-              + " ".join(f"{k}={v * 1000:,.0f} ms" for k, v in med.items()))
-        return med
-    finally:
-        await store.close()
+        await seed_history(wt.store, history_rows(patients, hours, FIRST_END - STEP))
+        await write_window(wt.store, patients, FIRST_END - STEP, hr_period_s)
+        setup_s = time.perf_counter() - t0
+        cold = await wt.cycle.run(FIRST_END)
+        steady = []
+        rss_before = _rss_mb("VmRSS")
+        _reset_peak_rss()
+        for c in range(1, cycles + 1):
+            end = FIRST_END + c * STEP
+            readings = await write_window(wt.store, patients, end - STEP, hr_period_s)
+            clock.set(end + timedelta(seconds=30))
+            steady.append(await wt.cycle.run(end))
+            print(f"    [{store_kind} {patients} × {hours} h] cycle {c}: {steady[-1].took_ms:,.0f} ms "
+                  f"{steady[-1].stages} scored={steady[-1].scored} alerts={steady[-1].alerts_raised}",
+                  file=sys.stderr, flush=True)
+    took = [r.took_ms for r in steady]
+    stages = {k: statistics.median(r.stages[k] for r in steady) for k in steady[0].stages}
+    return {"store": store_kind, "patients": patients, "hours": hours, "setup_s": setup_s,
+            "readings_per_window": readings, "grid_mb": wt.cycle.grid_bytes() / 2**20, "cold_ms": cold.took_ms,
+            "steady_ms": statistics.median(took),
+            "steady_max_ms": max(took), "stages": stages, "scored": steady[-1].scored,
+            "rss_before_mb": rss_before, "peak_rss_mb": _rss_mb("VmHWM")}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--patients", type=int, default=1000)
-    parser.add_argument("--hours", type=float, default=3.0)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--patients", default="100,1000,10000")
+    parser.add_argument("--hours", default="6,24")
+    parser.add_argument("--stores", default="sqlite,influx")
+    parser.add_argument("--cycles", type=int, default=3)
+    parser.add_argument("--hr-period", type=int, default=1, help="seconds between heart-rate readings")
     parser.add_argument("--influx-url", default=None)
-    parser.add_argument("--no-twin", action="store_true", help="time the store calls only")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    twin = None
-    if not args.no_twin:
-        from models.twin import Twin
+    if args.one:
+        work = Path(tempfile.mkdtemp(prefix="bench-cycle-"))
+        try:
+            result = asyncio.run(one(args.stores, int(args.patients), float(args.hours), args.cycles, args.hr_period,
+                                     args.influx_url, work))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(json.dumps(result))
+        return 0
 
-        twin = Twin.load()
-    work = Path(tempfile.mkdtemp(prefix="bench-cycle-"))
+    from bench.influxd_for_bench import influxd_url
+
+    stores = args.stores.split(",")
+    work = Path(tempfile.mkdtemp(prefix="bench-cycle-influxd-"))
+    results = []
     try:
         with influxd_url(args.influx_url, work) as (url, _pid):
-            version = httpx.get(f"{url}/ping", timeout=5).headers.get("X-Influxdb-Version")
             print(f"machine: {platform.machine()} cpus={os.cpu_count()} python={platform.python_version()} "
-                  f"influxd={version}; patients={args.patients} hours={args.hours} "
-                  f"window_end={WINDOW_END.isoformat()}")
-            influx = asyncio.run(bench_store(
-                InfluxStore(url, f"bench_cycle_{int(time.time())}", spool_path=work / "spool.db", timeout_s=120),
-                args.patients, args.hours, args.repeat, twin,
-            ))
-            sqlite = asyncio.run(bench_store(SqliteStore(work / "wardtwin.db"), args.patients, args.hours,
-                                             args.repeat, twin))
-        for key in influx:
-            print(f"{key:>12}: influx {influx[key] * 1000:8,.0f} ms   sqlite {sqlite[key] * 1000:8,.0f} ms   "
-                  f"influx/sqlite {influx[key] / sqlite[key]:.2f}")
+                  f"loadavg={Path('/proc/loadavg').read_text().split()[:3]}; HR every {args.hr_period} s",
+                  flush=True)
+            for store in stores:
+                for hours in args.hours.split(","):
+                    for patients in args.patients.split(","):
+                        cmd = [sys.executable, __file__, "--one", "--stores", store, "--patients", patients,
+                               "--hours", hours, "--cycles", str(args.cycles), "--hr-period", str(args.hr_period),
+                               "--influx-url", url]
+                        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+                        results.append(json.loads(out.strip().splitlines()[-1]))
+                        r = results[-1]
+                        print(f"  {r['store']:>6} {r['patients']:>6} × {r['hours']:>4} h: steady {r['steady_ms']:,.0f} "
+                              f"ms (max {r['steady_max_ms']:,.0f}), cold {r['cold_ms']:,.0f} ms, "
+                              f"RSS {r['rss_before_mb']:,.0f} → peak {r['peak_rss_mb']:,.0f} MB; stages {r['stages']}",
+                              flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print(f"\nloadavg after: {Path('/proc/loadavg').read_text().split()[:3]}")
+    print("| store | patients | history | readings per window | steady cycle (median) | per patient | aggregate | read "
+          "| score | save | alerts | cold (first) cycle | RSS before → peak during cycles | ward grid |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        s = r["stages"]
+        print(f"| {r['store']} | {r['patients']:,} | {r['hours']:g} h | {r['readings_per_window']:,} | "
+              f"{r['steady_ms'] / 1000:.2f} s | {r['steady_ms'] / r['patients']:.2f} ms | {s['aggregate']:,.0f} ms | "
+              f"{s['read']:,.0f} ms | {s['score']:,.0f} ms | {s['save']:,.0f} ms | {s['alerts']:,.0f} ms | "
+              f"{r['cold_ms'] / 1000:.2f} s | {r['rss_before_mb']:,.0f} → {r['peak_rss_mb']:,.0f} MB | "
+              f"{r['grid_mb']:,.0f} MB |")
     return 0
 
 

@@ -299,21 +299,34 @@ DIRECTIONS: Final[dict[str, int]] = {f.name: f.direction for f in FEATURES}
 
 
 class _Ranges:
-    def __init__(self, group_start: np.ndarray) -> None:
+    """Row ranges for the target rows ``idx`` (indices into the full arrays), each within its patient's rows
+    from ``group_start`` on; statistics are computed for the targets only."""
+
+    def __init__(self, group_start: np.ndarray, idx: np.ndarray) -> None:
         self.gs = group_start
-        self.idx = np.arange(len(group_start))
+        self.idx = idx
 
     def window_sum(self, values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Σ values[lo:hi] per row (lo ≥ group start, hi ≤ row + 1), newest first; 0 when empty."""
+        """Σ values[lo:hi] per target (lo ≥ group start, hi ≤ row + 1), newest first; 0 when empty."""
         length = np.maximum(hi - lo, 0)
-        out = np.zeros(len(values))
-        for j in range(int(length.max()) if len(values) else 0):
+        out = np.zeros(len(lo))
+        for j in range(int(length.max()) if len(lo) else 0):
             inside = j < length
             out += np.where(inside, values[np.where(inside, hi - 1 - j, 0)], 0.0)
         return out
 
     def trailing(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         return np.maximum(self.gs, self.idx - k + 1), self.idx + 1
+
+    def latest(self, values: np.ndarray, limit: int) -> np.ndarray:
+        """The newest non-missing value among the target row and up to ``limit`` rows before it (within the
+        patient): a forward fill with ``limit``, read at the targets."""
+        out = np.full(len(self.idx), np.nan)
+        for j in range(limit + 1):
+            at = self.idx - j
+            take = np.isnan(out) & (at >= self.gs)
+            out = np.where(take, values[np.where(take, at, 0)], out)
+        return out
 
 
 def _trailing_stats(r: _Ranges, x: np.ndarray, k: int) -> dict[str, np.ndarray]:
@@ -325,8 +338,8 @@ def _trailing_stats(r: _Ranges, x: np.ndarray, k: int) -> dict[str, np.ndarray]:
     xv = np.where(m, x, 0.0)
     lo, hi = r.trailing(k)
     length = hi - lo
-    n = np.zeros(len(x))
-    s1, s2, st, stt, stx = (np.zeros(len(x)) for _ in range(5))
+    n = np.zeros(len(lo))
+    s1, s2, st, stt, stx = (np.zeros(len(lo)) for _ in range(5))
     for j in range(k):
         inside = j < length
         at = np.where(inside, hi - 1 - j, 0)
@@ -376,10 +389,6 @@ def _prepare(windows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, keep
 
 
-def _latest(frame: pd.DataFrame, column: str, limit: int) -> np.ndarray:
-    return frame.groupby("patient_id", sort=False)[column].ffill(limit=limit).to_numpy(float)
-
-
 def build(windows: pd.DataFrame) -> pd.DataFrame:
     """Carried-forward windows → one row per (patient_id, window_end), columns ``FEATURES`` in order.
 
@@ -387,9 +396,31 @@ def build(windows: pd.DataFrame) -> pd.DataFrame:
     on the other patients in the frame. Rows come sorted by (patient_id, window_end).
     """
     frame, keep = _prepare(windows)
-    out = _compute(frame)
-    out = out.loc[keep].reset_index(drop=True)
-    return out[["patient_id", "window_end", *FEATURE_NAMES]]
+    pos = frame.groupby("patient_id", sort=False).cumcount().to_numpy()
+    rows = np.flatnonzero(keep)
+    group_start = (np.arange(len(frame)) - pos)[rows]
+    values = {c: frame[c].to_numpy(float) for c in _VALUE_COLUMNS}
+    cols = _compute(values, group_start, rows)
+    out = pd.DataFrame({name: cols[name] for name in FEATURE_NAMES})
+    out.insert(0, "window_end", (frame["start"] + WINDOW).to_numpy()[rows])
+    out.insert(0, "patient_id", frame["patient_id"].to_numpy()[rows])
+    out["window_end"] = pd.to_datetime(out["window_end"], utc=True).astype("datetime64[ns, UTC]")
+    return out
+
+
+def build_newest(grid: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Features of the newest window of each patient, from dense carried-forward windows.
+
+    ``grid`` maps each ``WINDOW_COLUMNS`` value column to a (patients × windows) array: every patient on the
+    same gap-free grid of windows, oldest first, ending at the window end being scored. Returns feature name →
+    one value per patient, equal bit for bit to :func:`build`'s row for that window end (the same
+    arithmetic, evaluated at the newest row only): what the five-minute cycle computes for a whole ward at once.
+    """
+    shape = next(iter(grid.values())).shape
+    patients, n = shape
+    rows = np.arange(patients) * n + (n - 1)
+    values = {c: np.ascontiguousarray(grid[c], dtype=float).reshape(-1) for c in _VALUE_COLUMNS}
+    return _compute(values, rows - (n - 1), rows)
 
 
 def _hinge(x: np.ndarray, anchor: float, side: int) -> np.ndarray:
@@ -397,16 +428,19 @@ def _hinge(x: np.ndarray, anchor: float, side: int) -> np.ndarray:
         return np.where(np.isnan(x), np.nan, np.maximum(side * (x - anchor), 0.0))
 
 
-def _compute(frame: pd.DataFrame) -> pd.DataFrame:
-    pos = frame.groupby("patient_id", sort=False).cumcount().to_numpy()
-    idx = np.arange(len(frame))
-    r = _Ranges(idx - pos)
+_VALUE_COLUMNS: Final[tuple[str, ...]] = tuple(c for c in WINDOW_COLUMNS if c not in ("patient_id", "start"))
+
+
+def _compute(frame: Mapping[str, np.ndarray], group_start: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Feature name → values at ``rows`` (indices into the column arrays of ``frame``, one patient's rows
+    contiguous from ``group_start``, oldest first, gap-free)."""
+    r = _Ranges(group_start, rows)
     cols: dict[str, np.ndarray] = {}
 
     mean1h: dict[str, np.ndarray] = {}
     trend: dict[str, np.ndarray] = {}
     for v in ("hr", "spo2", "rr", "sbp", "temp"):
-        s = _trailing_stats(r, frame[_SOURCE[v]].to_numpy(float), PER_HOUR)
+        s = _trailing_stats(r, frame[_SOURCE[v]], PER_HOUR)
         mean1h[v] = np.where(s["n"] >= 3, s["mean"], np.nan)
         slope = s["slope"] * PER_HOUR
         slope = np.where(np.abs(slope) < 1e-9, 0.0, slope)  # a flat stretch is flat, not ±1e-15 "moving on"
@@ -415,11 +449,11 @@ def _compute(frame: pd.DataFrame) -> pd.DataFrame:
             cols[f"{v}_std_1h"] = np.where(s["n"] >= 4, s["std"], np.nan)
 
     latest = {
-        "hr": _latest(frame, "hr_mean", 2),
-        "spo2": _latest(frame, "spo2_mean", 2),
-        "rr": _latest(frame, "rr_mean", 2),
-        "sbp": frame["sbp"].to_numpy(float),
-        "temp": frame["temp"].to_numpy(float),
+        "hr": r.latest(frame["hr_mean"], 2),
+        "spo2": r.latest(frame["spo2_mean"], 2),
+        "rr": r.latest(frame["rr_mean"], 2),
+        "sbp": frame["sbp"][rows],
+        "temp": frame["temp"][rows],
     }
     with np.errstate(invalid="ignore", divide="ignore"):
         latest["si"] = latest["hr"] / latest["sbp"]
@@ -444,7 +478,7 @@ def _compute(frame: pd.DataFrame) -> pd.DataFrame:
     k4 = 4 * PER_HOUR
     lo4, hi4 = r.trailing(k4)
     for name, (column, op, bound, _) in _RANGES.items():
-        x = frame[column].to_numpy(float)
+        x = frame[column]
         with np.errstate(invalid="ignore"):
             hit = (x < bound) if op == "<" else (x > bound)
         seen = r.window_sum(((~np.isnan(x)).astype(float)), lo4, hi4)
@@ -456,7 +490,7 @@ def _compute(frame: pd.DataFrame) -> pd.DataFrame:
     b_lo, b_hi = s0, np.minimum(s0 + _BASELINE_N, r.idx + 1)
     ready = (r.idx - s0 + 1) >= _BASELINE_N + PER_HOUR
     for name, v, sign, *_ in _BASELINE:
-        x = frame[_SOURCE[v]].to_numpy(float)
+        x = frame[_SOURCE[v]]
         m = ~np.isnan(x)
         cnt = r.window_sum((m.astype(float)), b_lo, b_hi)
         tot = r.window_sum((np.where(m, x, 0.0)), b_lo, b_hi)
@@ -467,24 +501,24 @@ def _compute(frame: pd.DataFrame) -> pd.DataFrame:
     # Missingness and nurse charting.
     lo1, hi1 = r.trailing(PER_HOUR)
     for v, column in (("hr", "hr_mean"), ("spo2", "spo2_mean")):
-        miss = np.isnan(frame[column].to_numpy(float)).astype(float)
+        miss = np.isnan(frame[column]).astype(float)
         cols[f"{v}_missing_min_1h"] = 5.0 * r.window_sum((miss), lo1, hi1)
-    acvpu = frame["acvpu"].to_numpy(float)
+    acvpu = frame["acvpu"][rows]
     with np.errstate(invalid="ignore"):
         cols["not_alert"] = np.where(np.isnan(acvpu), np.nan, (acvpu >= 0.5).astype(float))
-    cols["o2_l_min"] = frame["o2"].to_numpy(float)
+    cols["o2_l_min"] = frame["o2"][rows]
 
     # Levels now: NEWS2 points of the latest values (both cadences; module docstring).
     now = pd.DataFrame({
-        "patient_id": frame["patient_id"].to_numpy(),
-        "hr_mean": _latest(frame, "hr_mean", _LEVEL_CARRY_N),
-        "spo2_mean": _latest(frame, "spo2_mean", _LEVEL_CARRY_N),
-        "rr_mean": _latest(frame, "rr_mean", _LEVEL_CARRY_N),
-        "sbp": frame["sbp"].to_numpy(float), "temp": frame["temp"].to_numpy(float),
-        "o2": frame["o2"].to_numpy(float), "acvpu": frame["acvpu"].to_numpy(float),
+        "patient_id": np.zeros(len(rows)),
+        "hr_mean": r.latest(frame["hr_mean"], _LEVEL_CARRY_N),
+        "spo2_mean": r.latest(frame["spo2_mean"], _LEVEL_CARRY_N),
+        "rr_mean": r.latest(frame["rr_mean"], _LEVEL_CARRY_N),
+        "sbp": frame["sbp"][rows], "temp": frame["temp"][rows],
+        "o2": frame["o2"][rows], "acvpu": frame["acvpu"][rows],
     })
     pts = N.from_windows(now)
-    seen = np.zeros(len(frame), dtype=bool)
+    seen = np.zeros(len(rows), dtype=bool)
     for name, _, column, *_ in _POINTS:
         x = now[column].to_numpy(float)
         seen |= ~np.isnan(x)
@@ -494,12 +528,7 @@ def _compute(frame: pd.DataFrame) -> pd.DataFrame:
         cols["on_oxygen"] = np.where(np.isnan(o2), np.nan, (o2 > 0).astype(float))
     seen |= ~np.isnan(o2) | ~np.isnan(now["acvpu"].to_numpy(float))
     cols["news2_latest"] = np.where(seen, pts["news2"].to_numpy(float), np.nan)
-
-    out = pd.DataFrame({name: cols[name] for name in FEATURE_NAMES})
-    out.insert(0, "window_end", (frame["start"] + WINDOW).to_numpy())
-    out.insert(0, "patient_id", frame["patient_id"].to_numpy())
-    out["window_end"] = pd.to_datetime(out["window_end"], utc=True).astype("datetime64[ns, UTC]")
-    return out
+    return cols
 
 
 # --------------------------------------------------------------------------------------------
@@ -566,5 +595,5 @@ def _num(v: object) -> float | None:
 
 __all__ = [
     "BASELINE", "DIRECTIONS", "FEATURES", "FEATURE_NAMES", "HISTORY", "LEVEL_CARRY", "NOW_FEATURES", "PER_HOUR",
-    "Feature", "build", "feature", "render", "sentence", "sentence_fields",
+    "Feature", "build", "build_newest", "feature", "render", "sentence", "sentence_fields",
 ]

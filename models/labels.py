@@ -76,6 +76,7 @@ def events(windows: pd.DataFrame) -> pd.DataFrame:
         return _empty_events()
     pid = frame["patient_id"].to_numpy()
     start = frame["start"]
+    start_ns = start.to_numpy(dtype="datetime64[ns]")  # UTC, naive: object Timestamps would be slow
     new_patient = np.r_[True, pid[1:] != pid[:-1]]
     contiguous = np.r_[False, (start.diff().to_numpy()[1:] == np.timedelta64(WINDOW))] & ~new_patient
     runs: list[pd.DataFrame] = []
@@ -92,7 +93,7 @@ def events(windows: pd.DataFrame) -> pd.DataFrame:
             continue
         prev_x = np.r_[np.nan, x[:-1]]
         fresh = bad & (run_start | (x != prev_x))
-        table = pd.DataFrame({"run": run_id[bad], "start": start.to_numpy()[bad], "fresh": fresh[bad],
+        table = pd.DataFrame({"run": run_id[bad], "start": start_ns[bad], "fresh": fresh[bad],
                               "patient_id": pid[bad]})
         g = table.groupby("run", sort=True)
         agg = pd.DataFrame({"patient_id": g["patient_id"].first(), "onset": g["start"].min(),

@@ -1,12 +1,19 @@
 """WebSocket fan-out of alert events: every client has its own cursor, its own sender task and a bounded window.
 
-Protocol on ``/v1/ws/alerts[?since=SEQ]`` (JSON text frames):
+Protocol on ``/v1/ws/alerts[?since=SEQ][&ward=1][&batch=1]`` (JSON text frames):
 
 server → client
   ``{"type": "event", "seq": N, "event": "raised", "actor": ..., "alert": {...}}``  one outbox event
   ``{"type": "replay", "through": N, "more": true|false}``  after each replayed page; ``more: false`` ends the
   replay (every event up to ``through`` has been sent) and the client is live from then on
   ``{"type": "too_slow", "acked": N, "reconnect": "?since=N"}``  then close code 4008
+  ``{"type": "ward", "window_end": ..., "scored": N, "alerts_raised": K, "published_at": ...}``  with
+  ``?ward=1`` only: a cycle for the newest window end has finished (new scores; refresh the board); sent after
+  the events published before it (the cycle's alerts). Not acknowledged, not replayed; a client that is behind
+  gets only the newest.
+  ``{"type": "events", "events": [{"type": "event", "seq": N, ...}, ...]}``  with ``?batch=1`` only: live
+  events that were ready together (consecutive seqs, at most the window's room), one frame; acknowledge the
+  last seq (acks are cumulative). A lone event still comes as a plain ``event``.
 client → server
   ``{"type": "ack", "seq": N}``  cumulative: confirms receipt of every event up to ``N`` sent to this client.
   Anything else (a ping) is ignored.
@@ -18,6 +25,10 @@ Flow control: at most ``max_unacked`` events are in flight to a client; further 
 A client whose unconfirmed live events exceed ``max_behind``, or whose send blocks past ``send_timeout_s``, is
 told and disconnected; each client's sends run in its own task, so it never delays the others. Close codes:
 4400 bad request (malformed ``since``, ack of an unsent seq), 4008 too slow.
+
+Cost per event at 1,000 clients (issue 14): each event is encoded once when published (``Encoded``, shared by
+every client's sender); only the first subscriber's confirmation of an event is written to the store (later ones
+change nothing there: the first confirmation decides delivery); sends are bounded by a timer, not a task each.
 """
 
 from __future__ import annotations
@@ -84,6 +95,17 @@ def event_message(event: OutboxEvent) -> str:
     return json.dumps({"type": "event", "seq": event.seq, **event.payload}, sort_keys=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An outbox event with its frame text, encoded once and shared by every client it is sent to."""
+    seq: int
+    text: str
+
+    @classmethod
+    def of(cls, event: OutboxEvent) -> Encoded:
+        return cls(event.seq, event_message(event))
+
+
 @dataclass(eq=False)
 class Client:
     id: str
@@ -93,6 +115,13 @@ class Client:
     sent: int = 0
     inflight: deque[int] = field(default_factory=deque)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Subscribed to ward updates (``?ward=1``); ``ward`` is the newest one not yet sent (one slot: bounded).
+    wants_ward: bool = False
+    ward: str | None = None
+    #: The hub's head when ``ward`` was published: it goes out once the client has been sent that far.
+    ward_after: int = 0
+    #: Takes ``events`` frames (``?batch=1``): the events ready for it go in one frame.
+    batch: bool = False
 
 
 class AlertHub:
@@ -109,9 +138,13 @@ class AlertHub:
         #: The newest seq published to the hub; the ring holds every event after ``_complete_after``.
         self.head = 0
         self._complete_after = 0
-        self._ring: deque[OutboxEvent] = deque()
+        self._ring: deque[Encoded] = deque()
         self._clients: set[Client] = set()
         self._ids = itertools.count(1)
+        #: Seqs some subscriber has confirmed durably (or is confirming): a later client's ack of them needs no
+        #: database write (the first confirmation decides delivery). Pruned with the ring.
+        self._confirmed: set[int] = set()
+        self._batches: dict[tuple[int, int], str] = {}
 
     @property
     def client_count(self) -> int:
@@ -127,23 +160,36 @@ class AlertHub:
         for event in events:
             if event.seq <= self.head:
                 continue
-            self._ring.append(event)
+            self._ring.append(Encoded.of(event))  # encoded once here, not once per client
             self.head = event.seq
         while len(self._ring) > self.ring_size:
             self._complete_after = self._ring.popleft().seq
+        if len(self._confirmed) > 2 * self.ring_size:
+            self._confirmed = {seq for seq in self._confirmed if seq > self._complete_after}
         for client in self._clients:
             client.changed.set()
 
+    def publish_ward(self, update: dict[str, Any]) -> None:
+        """Offer a ward update (``{"type": "ward", ...}``) to every subscribed client. Not acknowledged, not
+        replayed: each client holds only the newest one not yet sent, so a slow client costs one slot."""
+        text = json.dumps({"type": "ward", **update}, sort_keys=True)
+        for client in self._clients:
+            if client.wants_ward:
+                client.ward, client.ward_after = text, self.head
+                client.changed.set()
+
     # -- one connection -----------------------------------------------------------------------------
-    async def serve(self, ws: Any, since: int | None) -> None:
-        """Run one accepted WebSocket until it disconnects or is cut off."""
+    async def serve(self, ws: Any, since: int | None, *, ward: bool = False, batch: bool = False) -> None:
+        """Run one accepted WebSocket until it disconnects or is cut off; ``ward``: also send ward updates;
+        ``batch``: live events ready together go in one ``events`` frame."""
         assert self.source is not None, "hub not bound to an event source"
         last = await self.source.last_seq()  # read before the pending seq, so no event falls between the two
         if since is not None and since > last:
             with contextlib.suppress(Exception):
                 await ws.close(CLOSE_BAD_REQUEST, f"since {since} is after the newest event, seq {last}")
             return
-        client = Client(f"ws-{next(self._ids)}", ws, joined_head=max(self.head, last))
+        client = Client(f"ws-{next(self._ids)}", ws, joined_head=max(self.head, last), wants_ward=ward,
+                        batch=batch)
         if since is None:
             pending = await self.source.first_pending_seq()
             since = min(pending - 1, last) if pending is not None else last
@@ -167,10 +213,18 @@ class AlertHub:
             cursor = await self._replay(client, cursor)
             while True:
                 client.changed.clear()
+                if client.ward is not None and cursor >= client.ward_after:  # after the events before it
+                    text, client.ward = client.ward, None
+                    await self._send(client, text)
+                    continue
                 if self.head > cursor:
                     events = self._from_ring(cursor)
                     if events is None:
-                        events = await self.source.events_after(cursor, self.page_size)  # type: ignore[union-attr]
+                        stored = await self.source.events_after(cursor, self.page_size)  # type: ignore[union-attr]
+                        events = [Encoded.of(e) for e in stored]
+                    if client.batch:
+                        cursor = await self._send_batch(client, events)
+                        continue
                     for event in events:
                         await self._send_event(client, event)
                         cursor = event.seq
@@ -187,13 +241,13 @@ class AlertHub:
             page = await self.source.events_after(cursor, self.page_size + 1)  # type: ignore[union-attr]
             more = len(page) > self.page_size
             for event in page[:self.page_size]:
-                await self._send_event(client, event, live=False)
+                await self._send_event(client, Encoded.of(event), live=False)
                 cursor = event.seq
             await self._send(client, json.dumps({"type": "replay", "through": cursor, "more": more}))
             if not more:
                 return cursor
 
-    def _from_ring(self, cursor: int) -> list[OutboxEvent] | None:
+    def _from_ring(self, cursor: int) -> list[Encoded] | None:
         if cursor < self._complete_after:
             return None  # the ring no longer holds everything after the cursor: read the store
         i = bisect.bisect_right(self._ring, cursor, key=lambda e: e.seq)
@@ -203,21 +257,47 @@ class AlertHub:
         """Live events (published after the client joined) that the client has not confirmed."""
         return self.head - max(client.acked, client.joined_head)
 
-    async def _send_event(self, client: Client, event: OutboxEvent, *, live: bool = True) -> None:
+    async def _send_event(self, client: Client, event: Encoded, *, live: bool = True) -> None:
+        await self._wait_for_room(client)
+        if live and self._behind(client) > self.max_behind:
+            raise TooSlowError(f"too slow: {self._behind(client)} events unacknowledged")
+        client.inflight.append(event.seq)  # before the send: its ack may be handled before the send returns
+        client.sent = event.seq
+        await self._send(client, event.text)
+
+    async def _send_batch(self, client: Client, events: list[Encoded]) -> int:
+        """Send as many of ``events`` as the client's window allows in one ``events`` frame (a lone event as a
+        plain ``event`` frame); returns the last seq sent."""
+        await self._wait_for_room(client)
+        if self._behind(client) > self.max_behind:
+            raise TooSlowError(f"too slow: {self._behind(client)} events unacknowledged")
+        batch = events[:self.max_unacked - len(client.inflight)]
+        client.inflight.extend(event.seq for event in batch)
+        client.sent = batch[-1].seq
+        await self._send(client, batch[0].text if len(batch) == 1 else self._joined(batch))
+        return client.sent
+
+    def _joined(self, batch: list[Encoded]) -> str:
+        """One ``events`` frame for a run of events; clients at the same cursor share it."""
+        key = (batch[0].seq, batch[-1].seq)
+        text = self._batches.get(key)
+        if text is None:
+            if len(self._batches) >= 64:
+                self._batches.clear()
+            text = self._batches[key] = '{"events": [' + ", ".join(e.text for e in batch) + '], "type": "events"}'
+        return text
+
+    async def _wait_for_room(self, client: Client) -> None:
         while len(client.inflight) >= self.max_unacked:
             if self._behind(client) > self.max_behind:
                 raise TooSlowError(f"too slow: {self._behind(client)} events unacknowledged")
             client.changed.clear()
             await client.changed.wait()
-        if live and self._behind(client) > self.max_behind:
-            raise TooSlowError(f"too slow: {self._behind(client)} events unacknowledged")
-        client.inflight.append(event.seq)  # before the send: its ack may be handled before the send returns
-        client.sent = event.seq
-        await self._send(client, event_message(event))
 
     async def _send(self, client: Client, text: str) -> None:
         try:
-            await asyncio.wait_for(client.ws.send_text(text), self.send_timeout_s)
+            async with asyncio.timeout(self.send_timeout_s):  # a timer, not a task per send (as wait_for makes)
+                await client.ws.send_text(text)
         except TimeoutError:
             raise TooSlowError(f"too slow: a send blocked for {self.send_timeout_s:g} s") from None
 
@@ -257,8 +337,14 @@ class AlertHub:
             confirmed.append(client.inflight.popleft())
         client.acked = max(client.acked, seq)
         client.changed.set()
-        if confirmed and self.confirm is not None:
-            await self.confirm(confirmed, f"websocket:{client.id}")
+        first = [s for s in confirmed if s not in self._confirmed]
+        if first and self.confirm is not None:
+            self._confirmed.update(first)  # before the await: a concurrent ack by another client is not rewritten
+            try:
+                await self.confirm(first, f"websocket:{client.id}")
+            except BaseException:
+                self._confirmed.difference_update(first)  # not durable: the next client's ack writes it
+                raise
 
     async def _refuse(self, client: Client, reason: str) -> None:
         with contextlib.suppress(Exception):

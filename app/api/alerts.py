@@ -55,10 +55,13 @@ async def transitions(request: Request, alert_id: str) -> list[TransitionOut]:
 
 
 @router.websocket("/v1/ws/alerts")
-async def alerts_socket(websocket: WebSocket, since: str | None = None) -> None:
+async def alerts_socket(websocket: WebSocket, since: str | None = None, ward: bool = False,
+                        batch: bool = False) -> None:
     """Every alert event as JSON ``{"type": "event", "seq", "event", "alert"}``; the client acknowledges receipt
     with ``{"type": "ack", "seq": N}``. ``?since=SEQ`` first replays every later event in pages, each followed by
-    ``{"type": "replay", "through", "more"}`` (protocol: ``app.alerts.hub``)."""
+    ``{"type": "replay", "through", "more"}``; ``?ward=1`` adds ``{"type": "ward", ...}`` after each cycle;
+    ``?batch=1`` lets live events ready together share one ``{"type": "events", "events": [...]}`` frame
+    (protocol: ``app.alerts.hub``)."""
     if await authenticate_websocket(websocket) is None:  # checks Origin and key; accepts the socket on success
         return
     wt = websocket.app.state.wardtwin
@@ -67,4 +70,4 @@ async def alerts_socket(websocket: WebSocket, since: str | None = None) -> None:
     except ValueError as exc:
         await websocket.close(code=CLOSE_BAD_REQUEST, reason=str(exc))
         return
-    await wt.hub.serve(websocket, cursor)
+    await wt.hub.serve(websocket, cursor, ward=ward, batch=batch)

@@ -228,3 +228,29 @@ def test_an_unacknowledged_alert_is_renotified_and_escalates(tmp_path, clock, si
             events = [(e["event"], e["alert"]["kind"]) for e in until_live(ws)]
     for kind in ("news2", "criteria", "twin"):
         assert [ev for ev, k in events if k == kind] == ["raised", "renotified", "escalated"]
+
+
+def test_a_ward_subscriber_gets_the_cycles_alerts_then_one_ward_update_and_batches_on_request(client, sick_readings):
+    post_readings(client, sick_readings)
+    with client.websocket_connect("/v1/ws/alerts?ward=1&batch=1") as ws:
+        assert until_live(ws) == []
+        run_cycle(client, T0)
+        raised = take_batched(ws, 3)  # published together once its rules are through: one frame, as a rule
+        assert [e["event"] for e in raised] == ["raised"] * 3 and [e["seq"] for e in raised] == [1, 2, 3]
+        ward = ws.receive_json()  # after the cycle's alerts
+        assert ward["type"] == "ward" and ward["alerts_raised"] == 3 and ward["scored"] >= 1
+        assert parse(ward["window_end"]) == T0
+        ack(ws, 3)  # cumulative, as for single events
+        delivered = take_batched(ws, 3)
+        assert [e["event"] for e in delivered] == ["delivered"] * 3 and [e["seq"] for e in delivered] == [4, 5, 6]
+        ack(ws, 6)
+        wait_until(lambda: client.get("/healthz").json()["alerts_outbox_backlog"] == 0, "the backlog to drain")
+
+
+def take_batched(ws, n: int) -> list[dict]:
+    """The next ``n`` events from ``event`` or ``events`` frames (other messages skipped)."""
+    events: list[dict] = []
+    while len(events) < n:
+        message = ws.receive_json()
+        events += message["events"] if message["type"] == "events" else [message] if message["type"] == "event" else []
+    return events

@@ -113,3 +113,72 @@ def test_since_and_ack_parsing():
             assert "ack needs an integer seq" in str(exc)
         else:
             raise AssertionError(bad)
+
+
+async def test_each_event_is_confirmed_once_in_the_store_whoever_acknowledges_it():
+    source, confirmed = Source(), []
+
+    async def confirm(seqs, actor):
+        confirmed.append((list(seqs), actor))
+
+    hub = AlertHub(source, confirm)
+    first, second = FakeSocket(), FakeSocket()
+    tasks = [asyncio.create_task(hub.serve(ws, 0)) for ws in (first, second)]
+    await until(lambda: hub.client_count == 2 and first.received and second.received)
+    hub.publish(source.add(3))
+    await asyncio.wait_for(until(lambda: len(first.events()) == 3 and len(second.events()) == 3), timeout=60)
+    await first.inbox.put({"type": "websocket.receive", "text": json.dumps({"type": "ack", "seq": 2})})
+    await asyncio.wait_for(until(lambda: confirmed), timeout=60)
+    await second.inbox.put({"type": "websocket.receive", "text": json.dumps({"type": "ack", "seq": 3})})
+    await asyncio.wait_for(until(lambda: len(confirmed) == 2), timeout=60)
+    # the second client's ack writes only the event nobody had confirmed; its window is freed all the same
+    assert confirmed == [([1, 2], "websocket:ws-1"), ([3], "websocket:ws-2")]
+    assert [list(c.inflight) for c in sorted(hub._clients, key=lambda c: c.id)] == [[3], []]
+    for ws in (first, second):
+        await ws.inbox.put({"type": "websocket.disconnect"})
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+
+
+async def test_a_batching_client_gets_ready_events_in_one_frame_within_its_window():
+    source = Source()
+    hub = AlertHub(source, None, max_unacked=4)
+    ws = FakeSocket()
+    task = asyncio.create_task(hub.serve(ws, 0, batch=True))
+    await until(lambda: ws.received)  # the replay marker
+    hub.publish(source.add(6))
+    await asyncio.wait_for(until(lambda: len(ws.received) == 2), timeout=60)
+    frame = ws.received[1]
+    assert frame["type"] == "events" and [e["seq"] for e in frame["events"]] == [1, 2, 3, 4]  # the window's room
+    assert all(e["type"] == "event" for e in frame["events"])
+    await ws.inbox.put({"type": "websocket.receive", "text": json.dumps({"type": "ack", "seq": 4})})
+    await asyncio.wait_for(until(lambda: len(ws.received) == 3), timeout=60)
+    assert [e["seq"] for e in ws.received[2]["events"]] == [5, 6]  # no gap, no duplicate
+    await ws.inbox.put({"type": "websocket.receive", "text": json.dumps({"type": "ack", "seq": 6})})
+    hub.publish(source.add(1))
+    await asyncio.wait_for(until(lambda: len(ws.received) == 4), timeout=60)
+    assert ws.received[3]["type"] == "event" and ws.received[3]["seq"] == 7  # a lone event: a plain frame
+    await ws.inbox.put({"type": "websocket.disconnect"})
+    await asyncio.wait_for(task, timeout=60)
+
+
+async def test_ward_updates_reach_subscribers_only_after_the_events_and_a_slow_one_keeps_the_newest():
+    source = Source()
+    hub = AlertHub(source, None, send_timeout_s=3600)
+    plain, subscribed, stuck = FakeSocket(), FakeSocket(), FakeSocket(stuck=True)
+    tasks = [asyncio.create_task(hub.serve(plain, 0)), asyncio.create_task(hub.serve(subscribed, 0, ward=True)),
+             asyncio.create_task(hub.serve(stuck, 0, ward=True))]
+    await until(lambda: hub.client_count == 3 and plain.received and subscribed.received)
+    hub.publish(source.add(2))
+    hub.publish_ward({"window_end": "2026-01-01T00:05:00+00:00"})
+    await asyncio.wait_for(until(lambda: len(subscribed.received) == 4 and len(plain.received) == 3), timeout=60)
+    assert [m["type"] for m in subscribed.received] == ["replay", "event", "event", "ward"]
+    assert [m["type"] for m in plain.received] == ["replay", "event", "event"]
+    for minute in (10, 15, 20):  # the stuck client's sender is blocked: only the newest update waits for it
+        hub.publish_ward({"window_end": f"2026-01-01T00:{minute}:00+00:00"})
+    waiting = next(c for c in hub._clients if c.ws is stuck)
+    assert json.loads(waiting.ward)["window_end"] == "2026-01-01T00:20:00+00:00"
+    await asyncio.wait_for(until(lambda: len(subscribed.received) == 5), timeout=60)
+    assert subscribed.received[-1] == {"type": "ward", "window_end": "2026-01-01T00:20:00+00:00"}
+    for ws in (plain, subscribed, stuck):
+        await ws.inbox.put({"type": "websocket.disconnect"})
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
