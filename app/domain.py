@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from models.twin import TwinContribution
+
 
 class Reading(NamedTuple):
     """One validated observation. ``ts`` is timezone-aware UTC, truncated to the millisecond.
@@ -20,14 +22,9 @@ class Reading(NamedTuple):
     quality: str = "ok"
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
-    """One feature's push on the logit: ``points`` = coefficient × standardised value."""
-
-    feature: str
-    value: float | None
-    points: float
-    sentence: str
+#: One feature's push on the logit (``feature``, ``value`` or None when not measured, ``points`` = coefficient ×
+#: standardised value, ``sentence``): the twin's own type, so a score carries the twin's contributions as they are.
+Contribution = TwinContribution
 
 
 @dataclass(frozen=True)

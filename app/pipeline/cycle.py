@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from app.alerts.engine import AlertEngine
-from app.domain import Contribution, Score
+from app.domain import Score
 from app.pipeline.criteria import CRITERIA_MET, ongoing_events
 from app.pipeline.ward_grid import SPAN, WardGrid, as_frame, fresh, may_meet_criteria
 from app.storage.base import VitalStore
@@ -103,11 +103,7 @@ def to_score(twin_score: TwinScore, window_row: pd.Series | None, model_version:
         risk=float(twin_score.risk),
         logit=float(twin_score.logit),
         intercept=float(twin_score.intercept),
-        contributions=tuple(
-            Contribution(c.feature, None if c.value is None or c.value != c.value else float(c.value),  # NaN → None
-                         float(c.points), c.sentence)
-            for c in twin_score.contributions
-        ),
+        contributions=twin_score.contributions,  # already plain floats, None when not measured (Twin.score)
         model_version=model_version,
         news2=news2_of_window if news2_of_window is not None else news2_summary(window_row),
         challenger_risk=challenger_risk,
@@ -227,7 +223,7 @@ class Cycle:
             if kept is None or end > kept.end:
                 self._grid = grid  # a past window end is scored from a grid of its own; the kept one stays
         ids = await self.store.patient_ids()
-        grid.replace(await self.store.windows(ids, lo.to_pydatetime(), window_end), lo, window_end)
+        grid.replace(await self.store.windows(None, lo.to_pydatetime(), window_end), lo, window_end)
         grid.prune()
         return grid, len(ids)
 

@@ -54,9 +54,10 @@ class VitalStore(Protocol):
         stored so far, whoever wrote it and whenever.
         """
 
-    async def windows(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
-        """Stored windows with ``start <= window start < end``; ``models.windows.WINDOW_COLUMNS``,
-        dtypes as ``models.windows.normalise``, sorted by (patient_id, start), no carry-forward."""
+    async def windows(self, patient_ids: Sequence[str] | None, start: datetime, end: datetime) -> pd.DataFrame:
+        """Stored windows with ``start <= window start < end`` of the given patients (None: every patient, what the
+        cycle reads); ``models.windows.WINDOW_COLUMNS``, dtypes as ``models.windows.normalise``, sorted by
+        (patient_id, start), no carry-forward."""
 
     async def patient_ids(self) -> list[str]:
         """Every patient with at least one stored reading, sorted."""

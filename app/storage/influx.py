@@ -84,7 +84,7 @@ IDS_PER_STATEMENT: Final[int] = 200
 
 _OK = "quality = 'ok' AND time >= $lo AND time < $hi"
 _GROUP = "GROUP BY time(5m), patient_id"
-_MATERIALIZE_Q: Final[str] = "; ".join([
+_MATERIALIZE_Q: Final[tuple[str, ...]] = (
     f"SELECT mean(value), stddev(value), count(value) FROM vitals WHERE vital = 'hr' AND {_OK} {_GROUP} fill(none)",
     f"SELECT mean(value) FROM vitals WHERE vital = 'spo2' AND {_OK} {_GROUP} fill(none)",
     f"SELECT mean(value) FROM vitals WHERE vital = 'rr' AND {_OK} {_GROUP} fill(none)",
@@ -92,7 +92,25 @@ _MATERIALIZE_Q: Final[str] = "; ".join([
         " OR ".join(f"vital = '{v}'" for v in LAST_VITALS), _OK, _GROUP
     ),
     "SELECT hr_count, missing FROM vitals_5m WHERE time >= $lo AND time < $hi GROUP BY patient_id",
-])
+)
+
+
+#: Scores per write (a score's payload is about 4 kB of JSON): small enough to overlap encoding with writing.
+SCORES_PER_WRITE: Final[int] = 1000
+
+
+def _score_lines(scores: Sequence[Score]) -> bytes:
+    """``scores`` points (tag ``patient_id``; fields ``model_version``, ``payload``, and ``risk``/``logit`` when
+    finite) at the window end."""
+    lines = []
+    for score in scores:
+        fields: dict[str, float | str] = {"model_version": score.model_version, "payload": score_to_json(score)}
+        for name in ("risk", "logit"):
+            value = float(getattr(score, name))
+            if np.isfinite(value):
+                fields[name] = value
+        lines.append(encode_point("scores", {"patient_id": score.patient_id}, fields, to_ms(score.window_end)))
+    return "\n".join(lines).encode()
 
 
 class _Retryable(Exception):
@@ -406,9 +424,11 @@ class InfluxStore:
         if self._spool.backlog:
             logger.warning("influx materialize with spool backlog=%d: late readings land on a re-run",
                            self._spool.backlog)
-        hr, spo2, rr, last, existing = await self._query(
-            _MATERIALIZE_Q, {"lo": _rfc3339(lo), "hi": _rfc3339(hi)}, statements=5
-        )
+        bounds = {"lo": _rfc3339(lo), "hi": _rfc3339(hi)}
+        # One request per statement, all at once: influxd answers them in parallel (a multi-statement request is
+        # run one statement after another), and the heart-rate statement is most of the time.
+        answers = await asyncio.gather(*(self._query(q, bounds) for q in _MATERIALIZE_Q))
+        hr, spo2, rr, last, existing = (series for (series,) in answers)
         windows: dict[tuple[str, int], dict[str, float | int]] = {}
         for series in hr:
             pid = series["tags"]["patient_id"]
@@ -474,16 +494,18 @@ class InfluxStore:
         fields["missing"] = missing
         return encode_point("vitals_5m", {"patient_id": patient_id}, fields, start_ms)
 
-    async def windows(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
-        ids = list(dict.fromkeys(patient_ids))
-        if not ids:
-            return empty_windows()
+    async def windows(self, patient_ids: Sequence[str] | None, start: datetime, end: datetime) -> pd.DataFrame:
         columns = ["hr_count", *VALUE_COLUMNS, "missing"]
-        series_list = await self._by_ids(
-            f"SELECT {', '.join(columns)} FROM vitals_5m WHERE {{ids}} AND time >= $lo AND time < $hi "
-            "GROUP BY patient_id",
-            ids, {"lo": _rfc3339(to_ms(start)), "hi": _rfc3339(to_ms(end))},
-        )
+        select = f"SELECT {', '.join(columns)} FROM vitals_5m WHERE"
+        in_range = "time >= $lo AND time < $hi GROUP BY patient_id"
+        bounds = {"lo": _rfc3339(to_ms(start)), "hi": _rfc3339(to_ms(end))}
+        if patient_ids is None:  # every patient: no id filter at all
+            (series_list,) = await self._query(f"{select} {in_range}", bounds)
+        else:
+            ids = list(dict.fromkeys(patient_ids))
+            if not ids:
+                return empty_windows()
+            series_list = await self._by_ids(f"{select} {{ids}} AND {in_range}", ids, bounds)
         pids: list[str] = []
         blocks: list[np.ndarray] = []
         for series in series_list:
@@ -508,17 +530,23 @@ class InfluxStore:
 
     # -- scores -----------------------------------------------------------------------------------
     async def save_scores(self, scores: Sequence[Score]) -> None:
-        lines = []
-        for score in scores:
-            fields: dict[str, float | str] = {"model_version": score.model_version, "payload": score_to_json(score)}
-            for name in ("risk", "logit"):
-                value = float(getattr(score, name))
-                if np.isfinite(value):
-                    fields[name] = value
-            lines.append(encode_point("scores", {"patient_id": score.patient_id}, fields, to_ms(score.window_end)))
-        for i in range(0, len(lines), self.batch_size):
-            chunk = lines[i : i + self.batch_size]
-            await self._write("\n".join(chunk).encode(), len(chunk))
+        """Written in order, chunk by chunk; the next chunk is encoded (in a worker thread) while influxd takes the
+        one before, so encoding and influxd's parsing overlap on two cores."""
+        writing: asyncio.Task[None] | None = None
+        try:
+            for i in range(0, len(scores), SCORES_PER_WRITE):
+                chunk = scores[i : i + SCORES_PER_WRITE]
+                body = await asyncio.to_thread(_score_lines, chunk)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._write(body, len(chunk)))
+            if writing is not None:
+                await writing
+        except BaseException:
+            if writing is not None and not writing.done():  # let the chunk in flight land (or spool), then fail
+                with contextlib.suppress(BaseException):
+                    await writing
+            raise
 
     async def last_window_end(self) -> datetime | None:
         (series_list,) = await self._query("SELECT last(model_version) FROM scores")

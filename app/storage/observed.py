@@ -80,7 +80,7 @@ class ObservedStore:
     async def materialize_pending(self, end: datetime) -> list[datetime]:
         return await self.inner.materialize_pending(end)
 
-    async def windows(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+    async def windows(self, patient_ids: Sequence[str] | None, start: datetime, end: datetime) -> pd.DataFrame:
         return await self.inner.windows(patient_ids, start, end)
 
     async def patient_ids(self) -> list[str]:

@@ -174,17 +174,22 @@ class SqliteStore:
         starts = await self._run(lambda c: SqliteDatabase.transaction(c, materialize))
         return [from_ms(ms) for ms in starts]
 
-    async def windows(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
-        ids = list(patient_ids)
+    async def windows(self, patient_ids: Sequence[str] | None, start: datetime, end: datetime) -> pd.DataFrame:
+        ids = None if patient_ids is None else list(patient_ids)
+        columns = ", ".join("w." + c if c != "start" else "w.start_ms" for c in WINDOW_COLUMNS)
 
         def read(conn: sqlite3.Connection) -> list[tuple]:
+            if ids is None:  # every patient: a range scan of the start_ms index
+                sql = (f"SELECT {columns} FROM windows w WHERE w.start_ms >= ? AND w.start_ms < ? "
+                       "ORDER BY w.patient_id, w.start_ms")
+                return conn.execute(sql, (to_ms(start), to_ms(end))).fetchall()
             if not ids:
                 return []
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (patient_id TEXT PRIMARY KEY)")
             conn.execute("DELETE FROM wanted")
             conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(i,) for i in ids])
             sql = (
-                f"SELECT {', '.join('w.' + c if c != 'start' else 'w.start_ms' for c in WINDOW_COLUMNS)} "
+                f"SELECT {columns} "
                 "FROM windows w JOIN wanted USING (patient_id) WHERE w.start_ms >= ? AND w.start_ms < ? "
                 "ORDER BY w.patient_id, w.start_ms"
             )

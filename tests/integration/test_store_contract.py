@@ -108,6 +108,8 @@ async def test_pushed_down_windows_equal_reference(store: VitalStore, patient_pr
     ids = sorted({r.patient_id for r in delivered})
     got = await store.windows(ids, T0 - timedelta(hours=1), T0 + timedelta(hours=2))
     assert_windows_equal(got, want)
+    every = await store.windows(None, T0 - timedelta(hours=1), T0 + timedelta(hours=2))  # None: every patient
+    assert_windows_equal(every[every["patient_id"].isin(ids)].reset_index(drop=True), want)
     assert got["hr_std"].isna().any()  # a single-reading window has no standard deviation
     assert (got["hr_count"] == 0).any() or got["hr_mean"].notna().all()
 

@@ -59,7 +59,7 @@ class FrameStore:
     async def windows(self, ids, start: datetime, end: datetime) -> pd.DataFrame:
         f = self.frame
         inside = (f["start"] >= pd.Timestamp(start)) & (f["start"] < pd.Timestamp(end))
-        out = f[f["patient_id"].isin(list(ids)) & inside]
+        out = f[inside if ids is None else f["patient_id"].isin(list(ids)) & inside]
         return out.reset_index(drop=True)
 
     async def save_scores(self, scores) -> None:
