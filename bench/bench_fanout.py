@@ -29,7 +29,7 @@ server) with ``py-spy record`` during the 1,000-client measurement.
 ``--before DIR`` first runs the service from another source tree (the commit before this work) the same way.
 Prints the JSON of every run, then the Markdown table.
 
-    git archive HEAD | tar -x -C /tmp/wardtwin-before   # before committing this work
+    git archive 2647409 | tar -x -C /tmp/wardtwin-before   # the commit before issue 14's fan-out work
     PYTHONPATH=. python bench/bench_fanout.py --clients 10 200 1000 --stalled 1 --patients 5 \
         --before /tmp/wardtwin-before --profile /tmp/fanout-profiles
 """
