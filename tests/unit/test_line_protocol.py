@@ -18,6 +18,7 @@ from models.line_protocol import (
     encode_point,
     escape_tag,
     format_field,
+    format_string,
     parse_line,
 )
 
@@ -101,3 +102,9 @@ def test_encoder_cache_is_bounded() -> None:
     encoder = ReadingEncoder(max_cache=10)
     encoder.encode([Reading(f"p{i}", "hr", T0, 70.0) for i in range(100)])
     assert len(encoder._prefix) <= 10
+
+
+@given(st.text())
+def test_a_string_field_escapes_exactly_backslashes_and_quotes(text):
+    escaped = format_string(text)
+    assert escaped == '"' + "".join("\\" + c if c in '"\\' else c for c in text) + '"'
