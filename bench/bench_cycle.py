@@ -17,16 +17,20 @@ set-up), and the ward grid's own arrays.
 
     python bench/bench_cycle.py                                   # the issue-14 table (about 15 min)
     python bench/bench_cycle.py --patients 1000 --hours 6 --stores sqlite --cycles 2
+    python bench/bench_cycle.py --one --stores sqlite --patients 10000 --hours 6 --profile /tmp/cycle.prof.txt
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
+import io
 import json
 import os
 import platform
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -159,7 +163,7 @@ async def time_reference(wt, end: datetime) -> float:
 
 
 async def one(store_kind: str, patients: int, hours: float, cycles: int, hr_period_s: int, influx_url: str | None,
-              work: Path, reference: bool) -> dict:
+              work: Path, reference: bool, profile: str | None = None) -> dict:
     settings = Settings(data_dir=work, scheduler_enabled=False,
                         influx_url=influx_url if store_kind == "influx" else None,
                         influx_database=f"bench_cycle_{patients}_{int(hours)}_{os.getpid()}", influx_batch_size=20_000)
@@ -184,6 +188,12 @@ async def one(store_kind: str, patients: int, hours: float, cycles: int, hr_peri
                   f"{steady[-1].stages} scored={steady[-1].scored} alerts={steady[-1].alerts_raised}",
                   file=sys.stderr, flush=True)
         peak_mb = _rss_mb("VmHWM")  # before the reference's own allocations
+        if profile:  # the score stage again, in this thread so cProfile sees it (the cycle runs it in a worker)
+            profiler = cProfile.Profile()
+            profiler.runcall(wt.cycle.score_grid, wt.cycle._grid, end, end)
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+            Path(profile).write_text(text.getvalue())
         reference_s = await time_reference(wt, end) if reference else None
     took = [r.took_ms for r in steady]
     stages = {k: statistics.median(r.stages[k] for r in steady) for k in steady[0].stages}
@@ -205,13 +215,15 @@ def main() -> int:
     parser.add_argument("--influx-url", default=None)
     parser.add_argument("--no-reference", action="store_true",
                         help="skip timing the pre-grid read and scoring (Cycle.score_windows) after the cycles")
-    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--one", action="store_true", help="run one configuration (--stores is then one store)")
+    parser.add_argument("--profile", default=None,
+                        help="with --one: cProfile of the score stage (run again after the cycles) to this file")
     args = parser.parse_args()
     if args.one:
         work = Path(tempfile.mkdtemp(prefix="bench-cycle-"))
         try:
             result = asyncio.run(one(args.stores, int(args.patients), float(args.hours), args.cycles, args.hr_period,
-                                     args.influx_url, work, not args.no_reference))
+                                     args.influx_url, work, not args.no_reference, args.profile))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         print(json.dumps(result))
