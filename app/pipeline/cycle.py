@@ -184,13 +184,17 @@ class Cycle:
         keep = keep[np.argsort(ids[keep], kind="stable")]
         if not len(keep):
             return []
-        newest = features.build_newest({c: a[keep] for c, a in carried.items()})
+        if len(keep) == len(ids) and (keep[1:] > keep[:-1]).all():
+            scored = carried  # every patient fresh, already in id order: no copy
+        else:
+            scored = {c: a[keep] for c, a in carried.items()}
+        newest = features.build_newest(scored)
         latest = pd.DataFrame({"patient_id": ids[keep], "window_end": pd.Timestamp(window_end),
                                **{name: newest[name] for name in features.FEATURE_NAMES}})
         last_rows = pd.DataFrame({c: carried[c][keep, -1] for c in carried})
         last_rows.insert(0, "patient_id", ids[keep])
         summaries = news2_summaries(last_rows)
-        candidates = keep[may_meet_criteria({c: a[keep] for c, a in carried.items()})]
+        candidates = keep[may_meet_criteria(scored)]
         deteriorating = (ongoing_events(as_frame(carried, grid.ids, candidates, window_end), window_end)
                          if len(candidates) else {})
         shadow = self.challenger.risk(latest) if self.challenger is not None else None
