@@ -220,15 +220,20 @@ class Cycle:
             grid = kept
             changed = [pd.Timestamp(p) for p in pending if pd.Timestamp(p) >= end - SPAN * WINDOW]
             lo = min([grid.end, *changed])
-            grid.advance(window_end)
         else:
             grid = WardGrid(window_end)
             lo = grid.start
             if kept is None or end > kept.end:
                 self._grid = grid  # a past window end is scored from a grid of its own; the kept one stays
         ids = await self.store.patient_ids()
-        grid.replace(await self.store.windows(None, lo.to_pydatetime(), window_end), lo, window_end)
-        grid.prune()
+        changed_windows = await self.store.windows(None, lo.to_pydatetime(), window_end)
+
+        def move() -> None:  # array work (a whole span at a restart): off the event loop
+            grid.advance(window_end)
+            grid.replace(changed_windows, lo, window_end)
+            grid.prune()
+
+        await asyncio.to_thread(move)
         return grid, len(ids)
 
     async def run(self, window_end: datetime, scored_at: datetime | None = None) -> CycleResult:
