@@ -82,17 +82,29 @@ ALL_MISSING: Final[int] = (1 << len(VALUE_COLUMNS)) - 1
 #: Readings per query statement when filtering on patient ids (each id is one bound parameter).
 IDS_PER_STATEMENT: Final[int] = 200
 
-_OK = "quality = 'ok' AND time >= $lo AND time < $hi"
 _GROUP = "GROUP BY time(5m), patient_id"
-_MATERIALIZE_Q: Final[tuple[str, ...]] = (
-    f"SELECT mean(value), stddev(value), count(value) FROM vitals WHERE vital = 'hr' AND {_OK} {_GROUP} fill(none)",
-    f"SELECT mean(value) FROM vitals WHERE vital = 'spo2' AND {_OK} {_GROUP} fill(none)",
-    f"SELECT mean(value) FROM vitals WHERE vital = 'rr' AND {_OK} {_GROUP} fill(none)",
-    "SELECT last(value) FROM vitals WHERE ({}) AND {} {}, vital fill(none)".format(
-        " OR ".join(f"vital = '{v}'" for v in LAST_VITALS), _OK, _GROUP
-    ),
-    "SELECT hr_count, missing FROM vitals_5m WHERE time >= $lo AND time < $hi GROUP BY patient_id",
-)
+
+
+def _materialize_statements(only_ok: bool) -> tuple[str, ...]:
+    """The aggregation of ``[$lo, $hi)``; ``only_ok=False`` drops the ``quality = 'ok'`` field filter (for a range
+    holding no other quality, where it changes nothing but costs influxd a fifth to a third of the time)."""
+    where = ("quality = 'ok' AND " if only_ok else "") + "time >= $lo AND time < $hi"
+    return (
+        f"SELECT mean(value), stddev(value), count(value) FROM vitals WHERE vital = 'hr' AND {where} {_GROUP} "
+        "fill(none)",
+        f"SELECT mean(value) FROM vitals WHERE vital = 'spo2' AND {where} {_GROUP} fill(none)",
+        f"SELECT mean(value) FROM vitals WHERE vital = 'rr' AND {where} {_GROUP} fill(none)",
+        "SELECT last(value) FROM vitals WHERE ({}) AND {} {}, vital fill(none)".format(
+            " OR ".join(f"vital = '{v}'" for v in LAST_VITALS), where, _GROUP
+        ),
+        "SELECT hr_count, missing FROM vitals_5m WHERE time >= $lo AND time < $hi GROUP BY patient_id",
+    )
+
+
+_MATERIALIZE_Q: Final[tuple[str, ...]] = _materialize_statements(only_ok=True)
+_MATERIALIZE_ANY_QUALITY_Q: Final[tuple[str, ...]] = _materialize_statements(only_ok=False)
+#: Readings of another quality than "ok" in ``[$lo, $hi)`` (one number).
+_FLAGGED_Q: Final[str] = "SELECT count(value) FROM vitals WHERE quality != 'ok' AND time >= $lo AND time < $hi"
 
 
 #: Scores per write (a score's payload is about 4 kB of JSON): small enough to overlap encoding with writing.
@@ -426,8 +438,14 @@ class InfluxStore:
                            self._spool.backlog)
         bounds = {"lo": _rfc3339(lo), "hi": _rfc3339(hi)}
         # One request per statement, all at once: influxd answers them in parallel (a multi-statement request is
-        # run one statement after another), and the heart-rate statement is most of the time.
-        answers = await asyncio.gather(*(self._query(q, bounds) for q in _MATERIALIZE_Q))
+        # run one statement after another), and the heart-rate statement is most of the time. First without the
+        # quality filter; then, if the range holds any reading flagged otherwise, again with it. The count runs
+        # after the aggregation, so a flagged reading the aggregation saw is counted (and one written later marks
+        # its window for the next cycle).
+        answers = await asyncio.gather(*(self._query(q, bounds) for q in _MATERIALIZE_ANY_QUALITY_Q))
+        (flagged,) = await self._query(_FLAGGED_Q, bounds)
+        if any(row[1] for series in flagged for row in series["values"]):
+            answers = await asyncio.gather(*(self._query(q, bounds) for q in _MATERIALIZE_Q))
         hr, spo2, rr, last, existing = (series for (series,) in answers)
         windows: dict[tuple[str, int], dict[str, float | int]] = {}
         for series in hr:

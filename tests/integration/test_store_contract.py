@@ -114,6 +114,17 @@ async def test_pushed_down_windows_equal_reference(store: VitalStore, patient_pr
     assert (got["hr_count"] == 0).any() or got["hr_mean"].notna().all()
 
 
+async def test_windows_of_only_clean_readings_equal_reference(store: VitalStore, patient_prefix: str) -> None:
+    """No reading flagged: InfluxDB aggregates without its quality filter (issue 14); the windows are the same."""
+    batches = [[r for r in batch if r.quality == "ok"] for batch in scenario(patient_prefix, 4)]
+    for batch in batches:
+        await store.write_readings(batch)
+    want = aggregate(frame_of([r for b in batches for r in b]))
+    assert await store.materialize_windows(T0, T0 + timedelta(hours=1)) == len(want)
+    ids = sorted({r.patient_id for b in batches for r in b})
+    assert_windows_equal(await store.windows(ids, T0, T0 + timedelta(hours=1)), want)
+
+
 async def test_materialize_is_incremental_and_idempotent(store: VitalStore, patient_prefix: str) -> None:
     batches = scenario(patient_prefix, seed=7, patients=2, minutes=30)
     delivered = [r for b in batches for r in b]
