@@ -10,33 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from app.cli_output import Progress, out
 from models import windows as W
 from models.challenger import DEFAULT_CHALLENGER
 from models.twin import DEFAULT_ARTIFACT
-
-
-class _Progress:
-    """Progress lines on stderr: ``[train   12.3s] message``."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.t0 = time.monotonic()
-
-    def __call__(self, message: str) -> None:
-        sys.stderr.write(f"[{self.name} {time.monotonic() - self.t0:6.1f}s] {message}\n")
-        sys.stderr.flush()
-
-
-def _out(text: str) -> None:
-    sys.stdout.write(text + "\n")
 
 
 def _cohort_args(parser: argparse.ArgumentParser, *, patients: int, hours: float, seed: int,
@@ -131,7 +114,7 @@ def train_main(argv: list[str]) -> int:
                      "--physionet-records and --physionet-outcomes, or --out elsewhere for a simulator-only twin")
     from models import train as T
 
-    progress = _Progress("train")
+    progress = Progress("train")
     windows, patients, events, fingerprint = load_cohort_windows(args, progress)
     dataset = T.prepare(windows, patients, events, progress=progress)
     pooled = None
@@ -144,14 +127,14 @@ def train_main(argv: list[str]) -> int:
     artifact = T.train(windows, events, patients, seed=args.train_seed, cohort_fingerprint=fingerprint,
                        progress=progress, dataset=dataset, variant=args.variant, pooled=pooled)
     path = T.write_artifact(artifact, args.out)
-    _out(f"twin {artifact['version']} written to {path} (model card {path.parent / 'MODEL_CARD.md'})")
+    out(f"twin {artifact['version']} written to {path} (model card {path.parent / 'MODEL_CARD.md'})")
     if not args.no_challenger:
         challenger = T.train_challenger(dataset, seed=args.train_seed, twin=artifact, progress=progress)
         cpath = args.out.parent / DEFAULT_CHALLENGER.name
         T.write_json(challenger, cpath)
-        _out(f"challenger {challenger['version']} written to {cpath}")
+        out(f"challenger {challenger['version']} written to {cpath}")
     m = artifact["metrics"]["test"]
-    _out(f"test patients: AUROC twin {m['auroc']:.3f} vs NEWS2 {m['news2_auroc']:.3f}; "
+    out(f"test patients: AUROC twin {m['auroc']:.3f} vs NEWS2 {m['news2_auroc']:.3f}; "
          f"Brier {m['brier']:.4f}; calibration slope {m['calibration_slope']:.2f}")
     return 0
 
@@ -187,7 +170,7 @@ def evaluate_main(argv: list[str]) -> int:
     from models.model_card import write_model_card
     from models.twin import Twin
 
-    progress = _Progress("evaluate")
+    progress = Progress("evaluate")
     twin = Twin.load(args.artifact)
     challenger_path = args.challenger or args.artifact.parent / DEFAULT_CHALLENGER.name
     seeds = [args.seed] if args.cohort is not None or args.seeds is None else args.seeds
@@ -213,9 +196,9 @@ def evaluate_main(argv: list[str]) -> int:
                 if args.physionet_report.exists() else None)
         write_model_card(twin.artifact, args.artifact.parent / "MODEL_CARD.md", {**pooled, "seeds": report["seeds"]},
                          real)
-        _out(f"model card updated with this evaluation: {args.artifact.parent / 'MODEL_CARD.md'}")
-    _out(R.format_table(report))
-    _out(f"report: {args.out / 'report.json'} and {args.out / 'index.html'}")
+        out(f"model card updated with this evaluation: {args.artifact.parent / 'MODEL_CARD.md'}")
+    out(R.format_table(report))
+    out(f"report: {args.out / 'report.json'} and {args.out / 'index.html'}")
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.cli_models import _out, _Progress
+from app.cli_output import Progress, out
 from app.domain import Reading
 from app.ingest import validate_batch
 from app.settings import Settings
@@ -132,7 +132,7 @@ def import_main(argv: list[str]) -> int:
 async def _import(args: argparse.Namespace) -> int:
     from app.main import make_store
 
-    progress = _Progress("import")
+    progress = Progress("import")
     outcomes = P.read_outcomes(args.outcomes)
     settings = Settings()
     store = make_store(settings)
@@ -158,11 +158,11 @@ async def _import(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     progress(f"done: {tally.stays} stays")
-    _out(f"imported into the {store.name} store (admission of every stay at {P.ADMISSION_AT.isoformat()}; "
+    out(f"imported into the {store.name} store (admission of every stay at {P.ADMISSION_AT.isoformat()}; "
          f"patient ids {P.PATIENT_PREFIX}RECORDID); windows aggregated at {len(windows)} five-minute window starts")
     for line in tally.lines():
-        _out(line)
-    _out(f"outcomes: {len(outcomes)} rows in {args.outcomes.name}; {with_outcome} of the imported stays have one "
+        out(line)
+    out(f"outcomes: {len(outcomes)} rows in {args.outcomes.name}; {with_outcome} of the imported stays have one "
          f"({deaths} in-hospital deaths)")
     return 0
 
@@ -189,7 +189,7 @@ def evaluate_main(argv: list[str]) -> int:
     from models.physionet_cv import hour_table
     from models.twin import Twin
 
-    progress = _Progress("evaluate")
+    progress = Progress("evaluate")
     twin = Twin.load(args.artifact)
     outcomes = P.read_outcomes(args.outcomes)
     tally = Tally()
@@ -207,14 +207,14 @@ def evaluate_main(argv: list[str]) -> int:
         score_parts.append(scores)
         event_parts.append(events)
     if not score_parts:
-        _out("no stays found")
+        out("no stays found")
         return 1
     progress(f"scored {tally.stays} stays × {len(E.HOURS)} hours")
     scores = pd.concat(score_parts, ignore_index=True)
     in_sample = _fitted_on_these(twin.artifact, args.records) if args.limit is None else None
     if in_sample is not None:
         if not args.out_of_fold.exists():
-            _out(f"the twin {twin.version} was fitted on {args.records.name} ({in_sample}); judging it there needs "
+            out(f"the twin {twin.version} was fitted on {args.records.name} ({in_sample}); judging it there needs "
                  f"its out-of-fold logits ({args.out_of_fold}, written by wardtwin train --physionet-records)")
             return 2
         scores = _with_out_of_fold_risk(scores, twin.artifact, args.out_of_fold)
@@ -239,13 +239,13 @@ def evaluate_main(argv: list[str]) -> int:
     E.write_report(report, args.out, cv=cv)
     progress("report written")
     for line in tally.lines():
-        _out(line)
+        out(line)
     for line in report["summary"]:
-        _out(line)
+        out(line)
     if cv is not None:
         for line in cv["summary"]:
-            _out(line)
-    _out(f"scores: {args.out / 'scores.csv'}; report: {args.out / 'report.json'} and {args.out / 'index.html'}")
+            out(line)
+    out(f"scores: {args.out / 'scores.csv'}; report: {args.out / 'report.json'} and {args.out / 'index.html'}")
     return 0
 
 
@@ -275,7 +275,7 @@ def _with_out_of_fold_risk(scores: pd.DataFrame, artifact: dict[str, Any], path:
     return out
 
 
-def stay_hour_batches(args: argparse.Namespace, tally: Tally, progress: _Progress
+def stay_hour_batches(args: argparse.Namespace, tally: Tally, progress: Progress
                       ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
     """``models.physionet_eval.stay_hours`` (hours, hourly features, charted events) of the validated stays of
     ``args.records``, ``args.batch`` stays at a time."""
@@ -303,7 +303,7 @@ def stay_hour_batches(args: argparse.Namespace, tally: Tally, progress: _Progres
 
 
 def _cv_variant(table: pd.DataFrame, scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int, P.Outcome],
-                report: dict[str, Any], args: argparse.Namespace, progress: _Progress) -> dict[str, Any]:
+                report: dict[str, Any], args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """``--cv-variant``: the twin's model fitted on these stays, patient-level CV; its numbers, never an artifact."""
     from models import physionet_cv as C
 

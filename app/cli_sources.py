@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.cli_models import _out, _Progress
+from app.cli_output import Progress, out
 from app.cli_physionet import Tally, stay_hour_batches
 from models import physionet2012 as P
 from models import physionet_eval as E
@@ -31,7 +31,7 @@ def records_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def set_a_table(records: Path, limit: int | None, progress: _Progress) -> tuple[pd.DataFrame, pd.DataFrame, Tally]:
+def set_a_table(records: Path, limit: int | None, progress: Progress) -> tuple[pd.DataFrame, pd.DataFrame, Tally]:
     from models.physionet_cv import hour_table
 
     args = argparse.Namespace(records=records, limit=limit, batch=200, progress_every=500)
@@ -56,7 +56,7 @@ def write_out_of_fold(table: pd.DataFrame, logit: np.ndarray, path: Path) -> Non
     frame.to_csv(path, index=False, lineterminator="\n", compression={"method": "gzip", "mtime": 0})
 
 
-def choose_sources(args: argparse.Namespace, dataset: T.Dataset, fingerprint: dict[str, Any], progress: _Progress,
+def choose_sources(args: argparse.Namespace, dataset: T.Dataset, fingerprint: dict[str, Any], progress: Progress,
                    argv: list[str]) -> tuple[T.PooledFit | None, dict[str, Any]]:
     """(the pooled fit to ship, or None when the simulator alone wins; the cohort fingerprint, with set A's)."""
     if args.physionet_outcomes is None:
@@ -68,7 +68,7 @@ def choose_sources(args: argparse.Namespace, dataset: T.Dataset, fingerprint: di
     report["command"] = "wardtwin train " + " ".join(argv)
     source_report.write(report, args.sources_report)
     for line in source_report.summary_lines(report):
-        _out(line)
+        out(line)
     if report["chosen"] == "simulator":
         return None, fingerprint
     write_out_of_fold(table, logits[report["chosen"]]["set-a"], args.sources_report / OUT_OF_FOLD)
