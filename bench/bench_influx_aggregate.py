@@ -3,7 +3,8 @@
 One window of monitor readings (``bench_cycle.window_readings``: HR 1 Hz, SpO2 every 30 s, ...) for ``--patients``
 patients is written to a fresh influxd (started here unless ``--influx-url``); then each statement of
 ``app.storage.influx._MATERIALIZE_Q`` runs alone, then the heart-rate statement's aggregates one by one, with and
-without the ``quality = 'ok'`` field filter, then ``materialize_windows`` end to end.
+without the ``quality = 'ok'`` field filter, then the five statements at once with and without it, the count of
+flagged readings that chooses between them, and ``materialize_windows`` end to end.
 
     python bench/bench_influx_aggregate.py --patients 3000
 """
@@ -21,7 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.storage.codec import to_ms  # noqa: E402
-from app.storage.influx import _MATERIALIZE_Q, InfluxStore, _rfc3339  # noqa: E402
+from app.storage.influx import (  # noqa: E402
+    _FLAGGED_Q,
+    _MATERIALIZE_ANY_QUALITY_Q,
+    _MATERIALIZE_Q,
+    InfluxStore,
+    _rfc3339,
+)
 from bench.bench_cycle import FIRST_END, STEP, window_readings  # noqa: E402
 from bench.influxd_for_bench import influxd_url  # noqa: E402
 
@@ -52,6 +59,12 @@ async def run(url: str, patients: int, work: Path) -> None:
             await timed(f"hr {select}", f"SELECT {select} {HR_FROM}")
             unfiltered = HR_FROM.replace(" AND quality = 'ok'", "")
             await timed(f"hr {select}, no quality filter", f"SELECT {select} {unfiltered}")
+        for label, statements in (("with the quality filter", _MATERIALIZE_Q),
+                                  ("without it", _MATERIALIZE_ANY_QUALITY_Q)):
+            t0 = time.perf_counter()
+            await asyncio.gather(*(store._query(q, bounds) for q in statements))
+            print(f"{time.perf_counter() - t0:7.2f} s  the five statements at once, {label}", flush=True)
+        await timed("the count of flagged readings that decides between them", _FLAGGED_Q)
         t0 = time.perf_counter()
         await store.materialize_windows(start, FIRST_END)
         print(f"{time.perf_counter() - t0:7.2f} s  materialize_windows (the cycle's aggregation, end to end)")
