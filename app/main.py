@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
     static = Path(__file__).parent / "static"
     if static.is_dir():
         app.router.routes.append(BoardMount("/", StaticFiles(directory=static, html=True), name="dashboard"))
-    app.add_middleware(Edge, access=access, max_body_bytes=settings.max_body_bytes, csp=board_csp(static))
+    app.add_middleware(Edge, access=access, max_body_bytes=settings.max_body_bytes, csp=board_csp(static),
+                       hot_reads=lambda path: patients.hot_read(latest, path), hot_roles=patients.READ_ROLES)
     redact_keys_in_access_logs()
     if settings.cors_origins:  # closed unless configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

@@ -6,7 +6,7 @@ Three uvicorn processes, started alike (``--no-access-log``, uvloop/httptools as
   service  ``app.main:app_from_env`` on the embedded SQLite store, scheduler off, the rate limit out of the way;
            ``--patients`` beds (ids ``bed-NNNN``) with ``--minutes`` of 1-a-minute vitals each, posted through
            ``POST /v1/readings``, scored by one ``POST /v1/cycle``; requests carry a **stored clinician key**
-           (looked up per request, every read audited, as in production)
+           (checked on every request, revocation included; every read audited, as in production)
   bare     a FastAPI app with no middleware whose ``GET /risk`` and ``GET /board`` return a dict that FastAPI
            encodes per request (``bare-json``; the issue's ceiling) and ``GET /risk.raw``, ``GET /board.raw`` the
            same bytes pre-encoded (``bare-bytes``); each body is the service's own answer for that route

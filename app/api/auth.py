@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request, Security, WebSocket, WebSocketDisconnect
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from app.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 from app.security.access import Access
@@ -30,6 +31,14 @@ bearer = HTTPBearer(auto_error=False, scheme_name="api_key",
 #: How long a WebSocket without a key header may take to send its ``{"key": ...}`` first message.
 WS_AUTH_TIMEOUT_S = 10.0
 WS_POLICY_VIOLATION = 1008
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The key in an ``Authorization`` header value, read exactly as ``bearer`` (``HTTPBearer``) reads it."""
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        return None
+    return credentials
 
 
 def access_of(request: Request | WebSocket) -> Access:

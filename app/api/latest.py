@@ -104,6 +104,10 @@ class LatestView:
             self.encodings += 1
         return body
 
+    def board_cached(self) -> bytes | None:
+        """The ward's body if it is encoded and current (``board_body`` would return it without a read)."""
+        return self._board if self.loaded else None
+
     async def board_body(self, open_alerts: Callable[[], Awaitable[dict[str, Alert]]]) -> bytes:
         """The ward, highest risk first (``list[PatientSummary]`` JSON), rebuilt only after a change."""
         if self._board is not None:
@@ -117,7 +121,6 @@ class LatestView:
         if generation == self._generation:  # nothing changed while the alerts were read
             self._board = body
         return body
-
 
 
 def follow_alerts(view: LatestView, alert_store: AlertStore) -> None:

@@ -34,6 +34,11 @@ def audit_row(at: datetime, who: Principal | None, action: str, target: str | No
             who.role if who else None, action, target, status, remote)
 
 
+_INSERT = "INSERT INTO audit (at, key_id, key_name, role, action, target, status, remote) VALUES "
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
+_ROWS_PER_INSERT = 100  # 800 parameters, far below SQLite's limit (32,766)
+
+
 class AuditLog:
     def __init__(self, keys: KeyStore) -> None:
         self.db = keys.db
@@ -46,8 +51,11 @@ class AuditLog:
         """Append ``rows`` (``audit_row``) in one transaction, in order: all of them or none."""
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.executemany("INSERT INTO audit (at, key_id, key_name, role, action, target, status, remote) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            # Up to _ROWS_PER_INSERT rows per statement rather than ``executemany``: the sqlite3 module releases
+            # and retakes the GIL around every statement step, and each retake waits for the busy event loop.
+            for start in range(0, len(rows), _ROWS_PER_INSERT):
+                chunk = rows[start:start + _ROWS_PER_INSERT]
+                conn.execute(_INSERT + ", ".join([_ROW] * len(chunk)), [value for row in chunk for value in row])
 
         self.db.call(lambda conn: SqliteDatabase.transaction(conn, insert))
 

@@ -4,17 +4,27 @@ The token has 256 bits of entropy (``secrets``), so a plain SHA-256 is enough to
 (no salt or slow hash is needed for a token nobody chose). Keys and the audit trail share ``access.db`` in the
 data directory, a SQLite file of their own whichever store holds the readings.
 
-Verified keys are cached in memory by their hash, and the cache is checked against the database on every lookup:
-``PRAGMA data_version`` (which changes when any other connection, in this process or another, commits) and, when
-it has changed, the ``key_generation`` counter that triggers bump on every insert, update or delete of
-``api_keys``. A revocation, over HTTP, from ``wardtwin keys revoke`` in another process, or by hand in the
-``sqlite3`` shell, is therefore seen by the very next request. Unknown tokens are not cached (so guessing cannot
-grow the cache).
+Verified keys are cached in memory by their hash, and every lookup first asks whether anything was committed to
+``access.db`` since the cache was last checked:
+
+1. ``WalWatch``: the WAL-index header, the first 48 bytes of ``access.db-shm``, mapped read-only. Every write
+   transaction, by any connection of any process, rewrites it before its commit returns (``iChange`` counts
+   transactions, ``mxFrame`` is the last frame: https://www.sqlite.org/walformat.html, "2.2.1 The WAL-Index
+   Header"), so unchanged bytes mean nothing was committed. Reading it is a memory compare: no system call.
+2. When they changed (or there is no ``-shm``, e.g. not in WAL mode): ``PRAGMA data_version`` on the reader
+   connection (changes when any other connection commits) and, when that changed, the ``key_generation``
+   counter, which triggers bump on every insert, update or delete of ``api_keys``. A new generation empties the
+   cache; audit commits (most of them) do not.
+
+A revocation, over HTTP, from ``wardtwin keys revoke`` in another process, or by hand in the ``sqlite3`` shell,
+is therefore seen by the very next request. Unknown tokens are not cached (so guessing cannot grow the cache).
 """
 
 from __future__ import annotations
 
 import hashlib
+import mmap
+import os
 import secrets
 import sqlite3
 import threading
@@ -89,20 +99,66 @@ def _row(row: tuple) -> ApiKey:
     return ApiKey(*row)
 
 
+class WalWatch:
+    """The WAL-index header of a database in WAL mode, mapped read-only: ``header()`` changes with every commit.
+
+    Open only while a connection of this process holds the database open (then no other process can reset the
+    ``-shm`` file: SQLite only truncates it for the first connection of all), and close before that connection.
+    """
+
+    HEADER = 48  # bytes: the first copy of WalIndexHdr
+
+    def __init__(self, shm: mmap.mmap) -> None:
+        self._shm = shm
+
+    @classmethod
+    def open(cls, database: Path) -> WalWatch | None:
+        """The watch of ``database``'s ``-shm``, or None when there is none to watch (not in WAL mode)."""
+        try:
+            fd = os.open(f"{database}-shm", os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_size < 4096:  # SQLite sizes it in 32 KiB pieces; anything less is not initialised
+                return None
+            return cls(mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ))
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+
+    def header(self) -> bytes | None:
+        """The header's bytes now (None once closed)."""
+        try:
+            return self._shm[:self.HEADER]
+        except ValueError:  # closed
+            return None
+
+    def close(self) -> None:
+        self._shm.close()
+
+
 class KeyStore:
     """Keys in ``access.db``; also opened by ``wardtwin keys`` while the service runs (WAL: both see commits)."""
 
     def __init__(self, path: Path) -> None:
         self.db = SqliteDatabase(path, _SCHEMA)
-        #: per thread (each has its own reader connection, whose ``data_version`` is its own):
-        #: (connection, data_version seen, key generation seen, {token hash: principal})
+        #: per thread (each has its own reader connection, whose ``data_version`` is its own): (connection,
+        #: data_version seen, key generation seen, {token hash: principal}, the watch, its header before that check)
         self._local = threading.local()
+        self._watch: WalWatch | None = None
         self.database_reads = 0  # lookups that went to api_keys (tests check that hits do not)
+        self.checks = 0  # lookups that asked the database whether a key changed (the header had changed)
 
     def open(self) -> None:
         self.db.open()
+        if self._watch is None:
+            self._watch = WalWatch.open(self.db.path)
 
     def close(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
         self.db.close()
 
     def create(self, name: str, role: str, at: datetime) -> tuple[ApiKey, str]:
@@ -139,9 +195,18 @@ class KeyStore:
         """The active key with this token, or None (unknown or revoked): from the cache unless a key changed since
         (checked here, against the database, on every call)."""
         digest = token_hash(token)
-        return self.db.call_read(lambda conn: self._lookup(conn, digest))
+        state, watch = getattr(self._local, "state", None), self._watch
+        if state is not None and watch is not None and state[4] is watch:
+            header = watch.header()
+            if header is not None and header == state[5]:  # nothing committed since the cache was checked
+                principal = state[3].get(digest)
+                if principal is not None:
+                    return principal
+        return self.db.call_read(lambda conn: self._lookup(conn, digest, watch))
 
-    def _lookup(self, conn: sqlite3.Connection, digest: str) -> Principal | None:
+    def _lookup(self, conn: sqlite3.Connection, digest: str, watch: WalWatch | None) -> Principal | None:
+        self.checks += 1
+        header = watch.header() if watch is not None else None  # before the check: a commit after it is seen next
         state = getattr(self._local, "state", None)
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if state is None or state[0] is not conn or state[1] != version:
@@ -149,7 +214,8 @@ class KeyStore:
             generation = generation[0] if generation else None
             cache = state[3] if state is not None and state[0] is conn and state[2] == generation \
                 and generation is not None else {}
-            state = self._local.state = (conn, version, generation, cache)
+            state = (conn, version, generation, cache)
+        self._local.state = (*state[:4], watch, header)
         cache = state[3]
         principal = cache.get(digest)
         if principal is None:

@@ -16,12 +16,16 @@ from app.security.keys import KeyStore, Principal
 AT = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def stores(tmp_path):
-    """The service's store (reads cached) and a second one on the same file, as another process has it."""
+@pytest.fixture(params=["wal-index", "data_version"])
+def stores(tmp_path, request):
+    """The service's store (reads cached) and a second one on the same file, as another process has it. Each test
+    runs with the WAL-index watch and without it (only ``PRAGMA data_version`` and the generation counter)."""
     service, other = KeyStore(tmp_path / "access.db"), KeyStore(tmp_path / "access.db")
     service.open()
     other.open()
+    if request.param == "data_version":
+        service._watch.close()
+        service._watch = None
     try:
         yield service, other
     finally:
@@ -75,6 +79,28 @@ def test_a_change_made_by_hand_bites_on_the_next_lookup(stores, tmp_path, statem
     conn.close()
     who = service.lookup(token)
     assert (who.roles if who else None) == roles
+
+
+def test_the_database_is_asked_only_after_a_commit(tmp_path):
+    """With the WAL-index watch, a hit while nothing was committed asks SQLite nothing; any commit (here an audit
+    entry, by another connection) makes the next lookup check, and the check keeps the cache."""
+    service, other = KeyStore(tmp_path / "access.db"), KeyStore(tmp_path / "access.db")
+    service.open()
+    other.open()
+    try:
+        assert service._watch is not None
+        _, token = other.create("board", "clinician", AT)
+        who = service.lookup(token)
+        checks, reads = service.checks, service.database_reads
+        for _ in range(5):
+            assert service.lookup(token) == who
+        assert (service.checks, service.database_reads) == (checks, reads)
+        AuditLog(other).append(AT, who, "GET /v1/patients", None, 200, "127.0.0.1")
+        assert service.lookup(token) == who and service.lookup(token) == who
+        assert (service.checks, service.database_reads) == (checks + 1, reads)
+    finally:
+        other.close()
+        service.close()
 
 
 def test_audit_commits_keep_the_cache(stores):
