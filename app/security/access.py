@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hmac
-from datetime import UTC, datetime
 
+from app.clock import Clock, SystemClock
 from app.security.audit import AuditLog
 from app.security.audit_writer import AuditWriter
 from app.security.keys import ROLES, KeyStore, Principal
@@ -15,7 +15,9 @@ DEMO_KEY_ID = "demo"
 
 
 class Access:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, wall_clock: Clock | None = None) -> None:
+        #: Stamps the audit trail: wall time, not the service clock (which the demo accelerates); injectable for tests.
+        self.wall_clock = wall_clock or SystemClock()
         self.keys = KeyStore(settings.access_path)
         self.audit = AuditLog(self.keys)
         self.audit_writer = AuditWriter(self.audit)
@@ -43,4 +45,4 @@ class Access:
                      remote: str | None) -> None:
         """Append to the audit trail, stamped with the wall clock (the service clock may be simulated); returns once
         committed. Concurrent requests share a commit (``AuditWriter``)."""
-        await self.audit_writer.record(datetime.now(UTC), who, action, target, status, remote)
+        await self.audit_writer.record(self.wall_clock.now(), who, action, target, status, remote)

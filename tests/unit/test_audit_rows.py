@@ -42,3 +42,18 @@ def test_a_bad_row_fails_the_whole_batch(log):
     with pytest.raises((sqlite3.IntegrityError, StoreUnavailableError)):
         log.append_rows(rows)
     assert log.query() == []
+
+
+async def test_access_stamps_the_audit_with_its_wall_clock(tmp_path):
+    from app.clock import FixedClock
+    from app.security.access import Access
+    from app.settings import Settings
+
+    access = Access(Settings(data_dir=tmp_path), wall_clock=FixedClock(AT))
+    access.open()
+    try:
+        await access.record(WHO, "GET /v1/patients", None, 200, "127.0.0.1")
+        (entry,) = access.audit.query()
+    finally:
+        access.close()
+    assert datetime.fromisoformat(entry.at) == AT
