@@ -47,6 +47,7 @@ from models import labels as L
 from models import news2 as N
 from models import physionet_subgroups as S
 from models import windows as W
+from models.html_page import page, rule_items
 from models.metrics import auroc, bootstrap, calibration_in_the_large, decision_curve, reliability
 from models.physionet2012 import ADMISSION_AT, PATIENT_PREFIX, STAY_HOURS, Outcome
 from models.twin import Twin
@@ -522,21 +523,19 @@ def write_report(report: dict[str, Any], out: str | Path, *, cv: dict[str, Any] 
     fig.savefig(out / "risk_by_outcome.png", dpi=100)
     plt.close(fig)
     _plot_calibration_and_decision(ev, out / "calibration_decision.png")
-    html = ["<!doctype html><html><head><meta charset='utf-8'><title>wardtwin on PhysioNet 2012</title>",
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}pre{background:#f6f6f6;padding:1em;"
-            "overflow-x:auto}img{max-width:49%}</style></head><body>",
-            f"<h1>wardtwin {escape(report['twin_version'])} on PhysioNet 2012 set A</h1>",
+    html = [f"<h1>wardtwin {escape(report['twin_version'])} on PhysioNet 2012 set A</h1>",
             f"<pre>{escape(chr(10).join(report['summary']))}</pre>",
             "<img src='roc_events.png' alt='ROC, 6-hour events'><img src='roc_death.png' alt='ROC, death'>",
             "<img src='risk_by_outcome.png' alt='risk by outcome' style='max-width:98%'>",
             "<img src='calibration_decision.png' alt='calibration by bin and decision curve' style='max-width:98%'>",
             *(_cv_section(cv) if cv is not None else []),
-            "<h2>Rules</h2><ul>", *(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in report["rules"].items()),
+            "<h2>Rules</h2><ul>", *rule_items(report["rules"]),
             "</ul>", "<h2>Data</h2><pre>" + escape(json.dumps(report["data"], indent=1, sort_keys=True)) + "</pre>",
             "<p>Data: PhysioNet challenge-2012 1.0.0 (ODC-By 1.0). Silva I, Moody G, Scott DJ, Celi LA, Mark RG. "
             "Computing in Cardiology 2012;39:245-248. Full numbers: <a href='report.json'>report.json</a>.</p>",
             "</body></html>"]
-    (out / "index.html").write_text("\n".join(html), encoding="utf-8")
+    (out / "index.html").write_text(page("wardtwin on PhysioNet 2012", html, width_px=1100, img_percent=49),
+                                    encoding="utf-8")
     if cv is not None:
         (out / "cv_variant.json").write_text(json.dumps(cv, sort_keys=True, indent=1, allow_nan=False) + "\n",
                                              encoding="utf-8")

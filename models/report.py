@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from models.challenger import Challenger
+from models.html_page import page, rule_items
 from models.metrics import (
     MIN_LEAD,
     REARM_WINDOWS,
@@ -599,18 +600,16 @@ def write_report(report: dict[str, Any], out: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "decision_curve.png", dpi=100)
     plt.close(fig)
-    html = ["<!doctype html><html><head><meta charset='utf-8'><title>wardtwin evaluation</title>",
-            "<style>body{font-family:sans-serif;max-width:1300px;margin:2em auto}pre{background:#f6f6f6;padding:1em;"
-            "overflow-x:auto;font-size:12px}img{max-width:48%}</style></head><body>",
-            f"<h1>wardtwin evaluation — {escape(report['twin_version'])}</h1>",
+    html = [f"<h1>wardtwin evaluation — {escape(report['twin_version'])}</h1>",
             f"<p>{escape(report['scope'])}.</p>",
             f"<p><b>Alert burden:</b> {escape(SERVICE_BURDEN_NOTE)}</p>",
             "<img src='roc.png' alt='ROC curves'><img src='calibration.png' alt='reliability plot'>",
             "<img src='lead_time.png' alt='lead times'><img src='decision_curve.png' alt='decision curve'>",
             f"<pre>{escape(format_table(report))}</pre>", "<h2>Definitions</h2><ul>",
-            *(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in report["rules"].items()),
+            *rule_items(report["rules"]),
             "</ul><p>Full numbers: <a href='report.json'>report.json</a>.</p></body></html>"]
-    (out / "index.html").write_text("\n".join(html), encoding="utf-8")
+    (out / "index.html").write_text(page("wardtwin evaluation", html, width_px=1300, img_percent=48, pre_font_px=12),
+                                    encoding="utf-8")
 
 
 __all__ = ["AGE_BANDS", "SCORE_NAMES", "SERVICE_BURDEN_NOTE", "evaluate", "evaluate_seeds", "format_cohort",
