@@ -132,11 +132,18 @@ def _fast(item: Any, known_ids: set[str], horizon: datetime,
         return None  # NaN fails the comparison too
     if type(raw_ts) is not str:
         return None
+    ts = fast_utc_ts(raw_ts, earliest, horizon)
+    return None if ts is None else Reading(patient_id, vital, ts, value, quality)
+
+
+def fast_utc_ts(raw: str, earliest: datetime, horizon: datetime) -> datetime | None:
+    """The UTC time of a timestamp string as ``validate_batch`` accepts it (offset required, truncated to the
+    millisecond, within ``[earliest, horizon]``), or None: let the full check answer (and word the error)."""
     try:
-        ts = datetime.fromisoformat(raw_ts)
+        ts = datetime.fromisoformat(raw)
     except ValueError:
         return None
-    if ts.tzinfo is not UTC:  # "Z" parses to UTC itself; anything else is converted (naive goes to _check)
+    if ts.tzinfo is not UTC:  # "Z" parses to UTC itself; an offset is converted; naive goes to the full check
         if ts.utcoffset() is None:
             return None
         try:
@@ -147,7 +154,7 @@ def _fast(item: Any, known_ids: set[str], horizon: datetime,
         ts = ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
     if not earliest <= ts <= horizon:
         return None
-    return Reading(patient_id, vital, ts, value, quality)
+    return ts
 
 
 def validate_batch(items: Sequence[Any], now: datetime, max_future_skew: timedelta,

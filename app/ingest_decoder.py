@@ -11,12 +11,13 @@ the fast path can only ever accept what the full validator accepts, with the sam
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Union
 
 import msgspec
 
 from app.domain import Reading
+from app.ingest import fast_utc_ts
 from models.schema import EARLIEST_READING_AT, PATIENT_ID_PATTERN, PLAUSIBLE_RANGES, QUALITY_OK, QUALITY_PATTERN, VITALS
 
 
@@ -56,32 +57,24 @@ def decode_batch(body: bytes, now: datetime, max_future_skew: timedelta, max_age
     horizon = now + max_future_skew
     earliest = EARLIEST_READING_AT if max_age is None else max(EARLIEST_READING_AT, now - max_age)
     known: set[str] = set()
-    vital_of, fromisoformat, utc = _VITAL_OF, datetime.fromisoformat, UTC
+    vital_of = _VITAL_OF
     id_ok, quality_ok = PATIENT_ID_PATTERN.fullmatch, QUALITY_PATTERN.fullmatch
     readings: list[Reading] = []
-    append = readings.append
+    append, new = readings.append, tuple.__new__
+    times: dict[str, datetime] = {}  # ts text → its UTC time: each distinct text parsed once a batch
     for item in items:
-        patient_id, quality = item.patient_id, item.quality
+        patient_id, quality, raw_ts = item.patient_id, item.quality, item.ts
         if patient_id not in known:
             if not id_ok(patient_id):
                 return None
             known.add(patient_id)
         if quality != QUALITY_OK and not quality_ok(quality):
             return None
-        try:
-            ts = fromisoformat(item.ts)
-        except ValueError:
-            return None
-        if ts.tzinfo is not utc:  # "Z" parses to UTC itself; an offset is converted; naive goes to the full path
-            if ts.utcoffset() is None:
+        ts = times.get(raw_ts)
+        if ts is None:
+            ts = fast_utc_ts(raw_ts, earliest, horizon)
+            if ts is None:
                 return None
-            try:
-                ts = ts.astimezone(utc)
-            except OverflowError:
-                return None
-        if ts.microsecond % 1000:
-            ts = ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
-        if not earliest <= ts <= horizon:
-            return None
-        append(Reading(patient_id, vital_of[type(item)], ts, float(item.value), quality))
+            times[raw_ts] = ts
+        append(new(Reading, (patient_id, vital_of[type(item)], ts, float(item.value), quality)))  # no Python __new__
     return readings

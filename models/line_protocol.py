@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Final, Protocol
 
 #: Millisecond timestamps (``precision=ms``); ``ReadingEncoder`` inlines ``(ts - _EPOCH) // _MS``, which is
@@ -110,7 +110,8 @@ class ReadingEncoder:
     """Readings → ``vitals`` points (tags ``patient_id``, ``vital``; fields ``value``, ``quality``), fast.
 
     The escaped ``measurement,patient_id=…,vital=… value=`` prefix and the ``,quality="…" `` middle are
-    cached, so encoding a reading is one float ``repr``, one integer conversion and a string join.
+    cached, and each distinct time of a batch is converted once (a batch repeats each tick's time across beds and
+    vitals), so encoding a reading is one float ``repr`` and a string join.
     """
 
     def __init__(self, measurement: str = "vitals", max_cache: int = 200_000) -> None:
@@ -137,18 +138,24 @@ class ReadingEncoder:
         prefixes, qualities = self._prefix, self._quality
         epoch, ms = _EPOCH, _MS
         isfinite = math.isfinite
+        stamps: dict[datetime, str] = {}  # ts → its milliseconds: a batch repeats its times (one per tick)
         lines: list[str] = []
         append = lines.append
         for r in readings:
-            prefix = prefixes.get((r.patient_id, r.vital)) or self._prefix_for(r.patient_id, r.vital)
-            middle = qualities.get(r.quality) or self._quality_for(r.quality)
-            value = float(r.value)
+            patient_id, vital, ts, value, quality = r.patient_id, r.vital, r.ts, r.value, r.quality
+            prefix = prefixes.get((patient_id, vital)) or self._prefix_for(patient_id, vital)
+            middle = qualities.get(quality) or self._quality_for(quality)
+            value = float(value)
             if not isfinite(value):
-                raise ValueError(f"reading value {value!r} for {r.patient_id}/{r.vital} cannot be stored")
-            ts = r.ts
-            if ts.tzinfo is None:
-                raise ValueError("timestamps must be timezone-aware")
-            append(f"{prefix}{value!r}{middle}{(ts - epoch) // ms}")
+                raise ValueError(f"reading value {value!r} for {patient_id}/{vital} cannot be stored")
+            stamp = stamps.get(ts)
+            if stamp is None:
+                if ts.tzinfo is None:
+                    raise ValueError("timestamps must be timezone-aware")
+                stamp = str((ts - epoch) // ms)
+                if type(ts.tzinfo) is timezone:  # fixed offset (UTC included): equal times are the same instant;
+                    stamps[ts] = stamp  # in a zone with folds they need not be (PEP 495), so those are not cached
+            append(f"{prefix}{value!r}{middle}{stamp}")
         return lines
 
     def encode(self, readings: Sequence[ReadingLike]) -> bytes:

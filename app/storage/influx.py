@@ -358,7 +358,12 @@ class InfluxStore:
         the marks reach InfluxDB (or the spool) exactly when the readings do."""
         for i in range(0, len(readings), self.batch_size):
             chunk = readings[i : i + self.batch_size]
-            starts = sorted({to_ms(r.ts) // WINDOW_MS * WINDOW_MS for r in chunk})
+            # The distinct times first (a batch repeats each tick's time across beds and vitals), then their windows;
+            # per reading if a time is in a zone with folds, where equal times need not be one instant (PEP 495).
+            times = {r.ts for r in chunk}
+            if not all(type(ts.tzinfo) is type(UTC) for ts in times):  # datetime.timezone: a fixed offset
+                times = [r.ts for r in chunk]
+            starts = sorted({to_ms(ts) // WINDOW_MS * WINDOW_MS for ts in times})
             body = self._encoder.encode(chunk) + b"\n" + _pending_lines(starts)
             await self._write(body, len(chunk))  # the backlog counts readings; the marks ride along
 

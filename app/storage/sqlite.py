@@ -118,9 +118,20 @@ class SqliteStore:
 
     # -- readings ---------------------------------------------------------------------------------
     async def write_readings(self, readings: Sequence[Reading]) -> None:
-        rows = [(r.patient_id, r.vital, to_ms(r.ts), float(r.value), r.quality) for r in readings]
+        from datetime import timezone  # a fixed offset, UTC included
+
+        # Each distinct time converted once (a batch repeats each tick's time across beds and vitals), when every
+        # time has a fixed offset: in a zone with folds, equal times need not be the same instant (PEP 495).
+        times = {r.ts for r in readings}
+        if all(type(ts.tzinfo) is timezone for ts in times):
+            ms_of = {ts: to_ms(ts) for ts in times}
+            rows = [(r.patient_id, r.vital, ms_of[r.ts], float(r.value), r.quality) for r in readings]
+            stamps = set(ms_of.values())
+        else:
+            rows = [(r.patient_id, r.vital, to_ms(r.ts), float(r.value), r.quality) for r in readings]
+            stamps = {row[2] for row in rows}
         patients = sorted({(r.patient_id,) for r in readings})
-        pending = sorted({(row[2] // WINDOW_MS * WINDOW_MS,) for row in rows})
+        pending = sorted({(ms // WINDOW_MS * WINDOW_MS,) for ms in stamps})
 
         def write(conn: sqlite3.Connection) -> None:
             conn.executemany("INSERT OR REPLACE INTO readings VALUES (?, ?, ?, ?, ?)", rows)

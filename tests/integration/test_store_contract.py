@@ -301,3 +301,20 @@ async def test_last_window_end_is_the_newest_scored(store: VitalStore, patient_p
     await store.save_scores([score])
     assert before is None or before < newest
     assert await store.last_window_end() == newest
+
+
+async def test_equal_times_in_a_zone_with_folds_are_stored_as_their_instants(store: VitalStore,
+                                                                              patient_prefix: str) -> None:
+    """01:30 in London on 2025-10-26 happens twice (fold 0: 00:30 UTC, fold 1: 01:30 UTC). Python calls the two
+    equal (PEP 495), so a write that converts each distinct time once must not merge them."""
+    from zoneinfo import ZoneInfo
+
+    pid = f"{patient_prefix}-fold"
+    first = datetime(2025, 10, 26, 1, 30, tzinfo=ZoneInfo("Europe/London"))
+    second = first.replace(fold=1)
+    await store.write_readings([Reading(pid, "hr", first, 70.0), Reading(pid, "hr", second, 71.0)])
+    utc = [datetime(2025, 10, 26, 0, 30, tzinfo=UTC), datetime(2025, 10, 26, 1, 30, tzinfo=UTC)]
+    got = await store.readings([pid], utc[0], utc[1] + timedelta(minutes=1))
+    assert list(got["ts"]) == [pd.Timestamp(t) for t in utc] and list(got["value"]) == [70.0, 71.0]
+    done = await store.materialize_pending(utc[1] + timedelta(hours=1))
+    assert set(utc) <= set(done)

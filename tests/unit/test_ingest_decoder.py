@@ -91,6 +91,26 @@ def test_a_clean_batch_takes_the_fast_path(items):
     assert decode_batch(body, NOW, SKEW, AGE) == full(body) is not None
 
 
+#: A few times a batch repeats (the fast path parses each distinct text once a batch): good ones, the same instant
+#: in another offset, and ones the full path refuses.
+_shared_ts = st.sampled_from(["2026-11-24T11:00:00Z", "2026-11-24T11:00:00.0015Z", "2026-11-24T16:30:00+05:30",
+                              "2026-11-24T11:00:00", "2026-11-24T12:06:00Z", "2025-01-01T00:00:00Z", "nope"])
+
+
+@given(st.lists(st.builds(dict, patient_id=st.sampled_from(["bed-01", "bed-02", "x y"]),
+                          vital=st.sampled_from(["hr", "spo2", "acvpu"]), value=st.sampled_from([0, 1, 80, 95.5]),
+                          ts=_shared_ts), min_size=1, max_size=12))
+def test_repeated_timestamps_give_the_full_validators_readings(items):
+    body = orjson.dumps({"readings": items})
+    fast = decode_batch(body, NOW, SKEW, AGE)
+    if fast is not None:
+        assert fast == full(body)
+        assert [r.ts for r in fast] == [r.ts for r in full(body)]
+        assert all(r.ts.tzinfo is UTC for r in fast)
+    else:  # it declines only what the full path refuses
+        assert full(body) is None
+
+
 def test_the_fast_path_declines_what_only_the_full_path_converts_or_names():
     ok = {"patient_id": "bed-01", "vital": "hr", "value": 80, "ts": "2026-11-24T11:00:00Z"}
     assert decode_batch(orjson.dumps({"readings": [ok]}), NOW, SKEW, AGE) is not None

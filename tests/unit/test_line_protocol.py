@@ -5,7 +5,7 @@ which writes through the same encoder, in ``tests/unit/test_simulator_live.py``)
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -108,3 +108,37 @@ def test_encoder_cache_is_bounded() -> None:
 def test_a_string_field_escapes_exactly_backslashes_and_quotes(text):
     escaped = format_string(text)
     assert escaped == '"' + "".join("\\" + c if c in '"\\' else c for c in text) + '"'
+
+
+_zones = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))])
+
+
+@given(st.lists(st.tuples(st.sampled_from(["bed-01", "bed 2"]), st.sampled_from(["hr", "spo2"]),
+                          st.integers(0, 3), _zones, st.floats(0, 300), st.sampled_from(["ok", "motion"])),
+                min_size=1, max_size=30))
+def test_a_batch_encodes_each_reading_as_it_would_alone(rows) -> None:
+    """The encoder converts each distinct time of a batch once (a batch repeats its ticks): the lines must be those
+    of each reading encoded alone, whatever the offset the same instant is written in."""
+    readings = [Reading(p, v, (T0 + timedelta(seconds=k, microseconds=1500)).astimezone(zone), value, q)
+                for p, v, k, zone, value, q in rows]
+    alone = [ReadingEncoder().encode_lines([r])[0] for r in readings]
+    assert ReadingEncoder().encode_lines(readings) == alone
+    assert alone == [encode_point("vitals", {"patient_id": r.patient_id, "vital": r.vital},
+                                  {"value": r.value, "quality": r.quality}, to_ms(r.ts)) for r in readings]
+
+
+def test_a_naive_time_after_an_aware_one_is_refused() -> None:
+    with pytest.raises(ValueError):
+        ReadingEncoder().encode([Reading("p", "hr", T0, 70.0), Reading("p", "hr", T0.replace(tzinfo=None), 70.0)])
+
+
+def test_equal_times_in_a_zone_with_folds_keep_their_instants() -> None:
+    """01:30 in London on 2025-10-26 happens twice; Python calls the two equal (PEP 495): the encoder's per-batch
+    time cache must not give the second the first's milliseconds."""
+    from zoneinfo import ZoneInfo
+
+    first = datetime(2025, 10, 26, 1, 30, tzinfo=ZoneInfo("Europe/London"))
+    second = first.replace(fold=1)
+    lines = ReadingEncoder().encode_lines([Reading("p", "hr", first, 70.0), Reading("p", "hr", second, 71.0)])
+    assert [line.rsplit(" ", 1)[1] for line in lines] == [str(to_ms(first)), str(to_ms(second))]
+    assert to_ms(second) - to_ms(first) == 3_600_000
