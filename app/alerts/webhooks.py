@@ -12,7 +12,8 @@ is then POSTed, signed per the Standard Webhooks specification:
 
 A 2xx answer delivers the row and confirms the event (``AlertStore.confirm_delivery``: the alert is delivered).
 Anything else (non-2xx, timeout, connection error) schedules the next attempt after an exponential backoff with
-jitter; after ``max_attempts`` (the retry budget) the row is dead-lettered, and an admin may redeliver it.
+jitter, or later if a 429 or 503 answer's ``Retry-After`` asks for more (never past the backoff's cap); after
+``max_attempts`` (the retry budget) the row is dead-lettered, and an admin may redeliver it.
 A 410 Gone dead-letters at once. Deliveries run in tasks of their own (at most ``per_endpoint`` in flight per
 endpoint): a slow or dead receiver delays neither scoring nor the other endpoints. Retry timing uses the wall
 clock, not the service's (possibly simulated) clock: it is about real receivers.
@@ -24,6 +25,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import email.utils
 import hashlib
 import hmac
 import json
@@ -316,6 +318,23 @@ class WebhookStore:
         return await self.get(delivery_id)
 
 
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """The wait a receiver asked for in ``Retry-After`` (RFC 9110: delay-seconds or an HTTP-date), in seconds from
+    ``now`` (0 for a date already past), or None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP-dates are GMT
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
 class WebhookWorker:
     """Fans the outbox out to endpoints and sends due deliveries, each in its own task."""
 
@@ -380,12 +399,15 @@ class WebhookWorker:
 
     async def _send(self, delivery: Delivery, url: str, secret: str, body: str) -> None:
         status: int | None = None
+        asked: float | None = None
         try:
             assert self._client is not None
             response = await self._client.post(url, content=body.encode(),
                                                headers=headers(secret, delivery.id, int(self._wall()), body))
             status = response.status_code
             error = f"HTTP {status}"
+            if status in (429, 503):
+                asked = retry_after_s(response.headers.get("retry-after"), self._wall())
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         if status is not None and 200 <= status < 300:
@@ -396,7 +418,10 @@ class WebhookWorker:
             return
         attempts = delivery.attempts + 1
         gone = status == 410
-        next_at = None if gone or attempts >= self.max_attempts else self._wall() + self.backoff_s(attempts)
+        delay = self.backoff_s(attempts)
+        if asked is not None:  # the receiver's own wait, if longer, up to the backoff's cap
+            delay = max(delay, min(asked, self.backoff_max_s))
+        next_at = None if gone or attempts >= self.max_attempts else self._wall() + delay
         await self.store.failed(delivery.id, status, error, next_at)
         if next_at is None:
             logger.warning("webhook dead-lettered id=%s after %d attempts: %s", delivery.id, attempts, error)
