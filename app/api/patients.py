@@ -18,7 +18,7 @@ from app.domain import Score
 from app.errors import InvalidRequestError, PatientNotFoundError
 from app.ingest import check_value
 from app.pipeline.criteria import criteria_reasons
-from app.pipeline.cycle import to_score
+from app.pipeline.cycle import news2_summary, to_score
 from app.storage.codec import score_to_dict
 from models import features
 from models.schema import EARLIEST_READING_AT, PATIENT_ID_PATTERN
@@ -236,8 +236,8 @@ async def post_what_if(request: Request, patient_id: PatientId, body: WhatIfIn) 
     return {
         "patient_id": patient_id,
         "window_end": window_end,
-        "before": risk_out(to_score(before, last_row, wt.twin.version, now)).model_dump(),
-        "after": risk_out(to_score(after, last_row, wt.twin.version, now)).model_dump(),
+        "before": risk_out(to_score(before, news2_summary(last_row), wt.twin.version, now)).model_dump(),
+        "after": risk_out(to_score(after, news2_summary(last_row), wt.twin.version, now)).model_dump(),
         "changed": changed,
         "risk_change": after.risk - before.risk,
     }

@@ -58,12 +58,7 @@ class CycleResult:
 
 def news2_summary(row: pd.Series) -> dict:
     """NEWS2 of the window with the RCP 2017 chart-4 row for it: clinical response and monitoring frequency."""
-    result = news2.from_window(row)
-    response = result.clinical_response
-    return {"total": result.total, "band": result.band, "points": dict(result.points), "partial": result.partial,
-            "single_parameter_3": result.single_parameter_3, "urgency": response.urgency,
-            "response": response.response, "monitoring": response.monitoring,
-            "observe_within_min": response.observe_within_min}
+    return _summary_of(news2.from_window(row))
 
 
 def _summary_of(result: news2.News2) -> dict:
@@ -94,9 +89,9 @@ def news2_summaries(rows: pd.DataFrame) -> list[dict]:
     return out
 
 
-def to_score(twin_score: TwinScore, window_row: pd.Series | None, model_version: str, scored_at: datetime,
-             challenger_risk: float | None = None, flags: tuple[str, ...] = (), *,
-             news2_of_window: dict | None = None) -> Score:
+def to_score(twin_score: TwinScore, news2_of_window: dict, model_version: str, scored_at: datetime,
+             challenger_risk: float | None = None, flags: tuple[str, ...] = ()) -> Score:
+    """A stored score: the twin's, with the NEWS2 summary of its window (``news2_summary``) beside it."""
     return Score(
         patient_id=twin_score.patient_id,
         window_end=pd.Timestamp(twin_score.window_end).to_pydatetime(),
@@ -105,7 +100,7 @@ def to_score(twin_score: TwinScore, window_row: pd.Series | None, model_version:
         intercept=float(twin_score.intercept),
         contributions=twin_score.contributions,  # already plain floats, None when not measured (Twin.score)
         model_version=model_version,
-        news2=news2_of_window if news2_of_window is not None else news2_summary(window_row),
+        news2=news2_of_window,
         challenger_risk=challenger_risk,
         flags=flags,
         scored_at=scored_at,
@@ -153,8 +148,14 @@ class Cycle:
         last_rows = grid[grid["start"] == pd.Timestamp(window_end) - WINDOW].set_index("patient_id")
         fresh = self._fresh(grid, window_end)
         latest = latest[latest["patient_id"].isin(fresh)].reset_index(drop=True)
+        summaries = [news2_summary(last_rows.loc[pid]) for pid in latest["patient_id"]]
+        return self._scores(latest, summaries, ongoing_events(grid, window_end), scored_at)
+
+    def _scores(self, latest: pd.DataFrame, summaries: list[dict], deteriorating: dict[str, str],
+                scored_at: datetime) -> list[Score]:
+        """The twin's score of each feature row of ``latest``, with the challenger's risk in shadow, the flags
+        (criteria met now, challenger disagreeing) and the NEWS2 summary of the row's window (same order)."""
         shadow = self.challenger.risk(latest) if self.challenger is not None and len(latest) else None
-        deteriorating = ongoing_events(grid, window_end)
         scores = []
         for i, ts in enumerate(self.twin.score(latest)):
             challenger_risk = float(shadow[i]) if shadow is not None else None
@@ -163,8 +164,7 @@ class Cycle:
                 flags.append(f"{CRITERIA_MET}:{deteriorating[ts.patient_id]}")
             if challenger_risk is not None and abs(challenger_risk - ts.risk) >= self.disagreement:
                 flags.append("challenger_disagrees")
-            scores.append(to_score(ts, last_rows.loc[ts.patient_id], self.twin.version, scored_at,
-                                   challenger_risk, tuple(flags)))
+            scores.append(to_score(ts, summaries[i], self.twin.version, scored_at, challenger_risk, tuple(flags)))
         return scores
 
     def _fresh(self, grid: pd.DataFrame, window_end: datetime) -> set[str]:
@@ -193,22 +193,10 @@ class Cycle:
                                **{name: newest[name] for name in features.FEATURE_NAMES}})
         last_rows = pd.DataFrame({c: carried[c][keep, -1] for c in carried})
         last_rows.insert(0, "patient_id", ids[keep])
-        summaries = news2_summaries(last_rows)
         candidates = keep[may_meet_criteria(scored)]
         deteriorating = (ongoing_events(as_frame(carried, grid.ids, candidates, window_end), window_end)
                          if len(candidates) else {})
-        shadow = self.challenger.risk(latest) if self.challenger is not None else None
-        scores = []
-        for i, ts in enumerate(self.twin.score(latest)):
-            challenger_risk = float(shadow[i]) if shadow is not None else None
-            flags: list[str] = []
-            if ts.patient_id in deteriorating:
-                flags.append(f"{CRITERIA_MET}:{deteriorating[ts.patient_id]}")
-            if challenger_risk is not None and abs(challenger_risk - ts.risk) >= self.disagreement:
-                flags.append("challenger_disagrees")
-            scores.append(to_score(ts, None, self.twin.version, scored_at, challenger_risk, tuple(flags),
-                                   news2_of_window=summaries[i]))
-        return scores
+        return self._scores(latest, news2_summaries(last_rows), deteriorating, scored_at)
 
     async def _grid_for(self, window_end: datetime, pending: list[datetime]) -> tuple[WardGrid, int]:
         """The ward grid ending at ``window_end`` and how many patients the store knows: the kept grid moved on,
