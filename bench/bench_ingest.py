@@ -141,19 +141,22 @@ async def adapter_run(server_url: str, database: str, readings: list[Reading], w
     return elapsed
 
 
-def start_service(server_url: str, database: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_service(source: Path, data_dir: Path, influx: tuple[str, str] | None) -> tuple[subprocess.Popen, str]:
+    """A real ``uvicorn`` service of the tree ``source`` on ``data_dir`` (InfluxDB at ``influx = (url, database)``,
+    else SQLite), scheduler off, no rate limit, the bench's key; returns once ``/healthz`` answers."""
     port = free_port()
     env = {**os.environ, "WARDTWIN_DATA_DIR": str(data_dir), "WARDTWIN_SCHEDULER_ENABLED": "false",
-           "WARDTWIN_INFLUX_URL": server_url, "WARDTWIN_INFLUX_DATABASE": database,
-           "WARDTWIN_MAX_BATCH_READINGS": "10000", "WARDTWIN_DEMO_KEY": SERVICE_KEY, "PYTHONPATH": str(ROOT)}
-    log = (data_dir / "uvicorn.log").open("wb")
+           "WARDTWIN_MAX_BATCH_READINGS": "10000", "WARDTWIN_DEMO_KEY": SERVICE_KEY, "PYTHONPATH": str(source),
+           "WARDTWIN_RATE_LIMIT_PER_S": "1000000", "WARDTWIN_RATE_LIMIT_BURST": "1000000"}
+    if influx is not None:
+        env.update({"WARDTWIN_INFLUX_URL": influx[0], "WARDTWIN_INFLUX_DATABASE": influx[1]})
+    data_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app_from_env", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+        [sys.executable, "-m", "uvicorn", "app.main:app_from_env", "--factory", "--host", "127.0.0.1", "--port",
+         str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=source, env=env, stdout=(data_dir / "uvicorn.log").open("wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"service exited; see {data_dir / 'uvicorn.log'}")
@@ -216,7 +219,7 @@ def main() -> int:
                 db_service = f"bench_service_{run}"
                 data_dir = work / "service"
                 data_dir.mkdir()
-                proc, base = start_service(url, db_service, data_dir)
+                proc, base = start_service(ROOT, data_dir, (url, db_service))
                 try:
                     payloads = [
                         json.dumps({"readings": [

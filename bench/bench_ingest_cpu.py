@@ -27,51 +27,30 @@ import os
 import platform
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.storage.codec import to_ms  # noqa: E402
-from app.storage.influxd_local import free_port  # noqa: E402
 from app.storage.sqlite import _SCHEMA  # noqa: E402
-from bench.bench_ingest import SERVICE_KEY, CpuMeter, count, cpu_s, create_database, make_readings, run_threads  # noqa: E402
+from bench.bench_ingest import (  # noqa: E402
+    SERVICE_KEY,
+    CpuMeter,
+    count,
+    cpu_s,
+    create_database,
+    make_readings,
+    run_threads,
+    start_service,
+)
 from bench.influxd_for_bench import influxd_url  # noqa: E402
 from models.line_protocol import ReadingEncoder  # noqa: E402
-
-
-def start_service(source: Path, data_dir: Path, influx: tuple[str, str] | None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "WARDTWIN_DATA_DIR": str(data_dir), "WARDTWIN_SCHEDULER_ENABLED": "false",
-           "WARDTWIN_MAX_BATCH_READINGS": "10000", "WARDTWIN_DEMO_KEY": SERVICE_KEY, "PYTHONPATH": str(source),
-           "WARDTWIN_RATE_LIMIT_PER_S": "1000000", "WARDTWIN_RATE_LIMIT_BURST": "1000000"}
-    if influx is not None:
-        env.update({"WARDTWIN_INFLUX_URL": influx[0], "WARDTWIN_INFLUX_DATABASE": influx[1]})
-    data_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app_from_env", "--factory", "--host", "127.0.0.1", "--port",
-         str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=source, env=env, stdout=(data_dir / "uvicorn.log").open("wb"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited; see {data_dir / 'uvicorn.log'}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("service did not start")
 
 
 def raw_sqlite(path: Path, rows: list[tuple], batch: int) -> float:
