@@ -66,7 +66,7 @@ import pandas as pd
 
 from models import news2 as N
 from models.schema import HR_HIGH_BPM, HR_LOW_BPM, SBP_LOW_MMHG, SPO2_LOW_PCT, TEMP_HIGH_C
-from models.windows import WINDOW, WINDOW_COLUMNS
+from models.windows import MEASURE_COLUMNS, WINDOW, WINDOW_COLUMNS
 
 PER_HOUR: Final[int] = 12  # windows per hour
 HISTORY: Final[pd.Timedelta] = pd.Timedelta(hours=12)
@@ -399,7 +399,7 @@ def build(windows: pd.DataFrame) -> pd.DataFrame:
     pos = frame.groupby("patient_id", sort=False).cumcount().to_numpy()
     rows = np.flatnonzero(keep)
     group_start = (np.arange(len(frame)) - pos)[rows]
-    values = {c: frame[c].to_numpy(float) for c in _VALUE_COLUMNS}
+    values = {c: frame[c].to_numpy(float) for c in MEASURE_COLUMNS}
     cols = _compute(values, group_start, rows)
     out = pd.DataFrame({name: cols[name] for name in FEATURE_NAMES})
     out.insert(0, "window_end", (frame["start"] + WINDOW).to_numpy()[rows])
@@ -419,16 +419,13 @@ def build_newest(grid: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     shape = next(iter(grid.values())).shape
     patients, n = shape
     rows = np.arange(patients) * n + (n - 1)
-    values = {c: np.ascontiguousarray(grid[c], dtype=float).reshape(-1) for c in _VALUE_COLUMNS}
+    values = {c: np.ascontiguousarray(grid[c], dtype=float).reshape(-1) for c in MEASURE_COLUMNS}
     return _compute(values, rows - (n - 1), rows)
 
 
 def _hinge(x: np.ndarray, anchor: float, side: int) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return np.where(np.isnan(x), np.nan, np.maximum(side * (x - anchor), 0.0))
-
-
-_VALUE_COLUMNS: Final[tuple[str, ...]] = tuple(c for c in WINDOW_COLUMNS if c not in ("patient_id", "start"))
 
 
 def _compute(frame: Mapping[str, np.ndarray], group_start: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:

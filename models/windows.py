@@ -37,6 +37,8 @@ WINDOW_COLUMNS: Final[tuple[str, ...]] = (
     "patient_id", "start", "hr_mean", "hr_std", "hr_count", "spo2_mean", "rr_mean",
     "sbp", "dbp", "temp", "acvpu", "o2",
 )
+#: The per-window measurements (every column but the key ``patient_id``, ``start``).
+MEASURE_COLUMNS: Final[tuple[str, ...]] = tuple(c for c in WINDOW_COLUMNS if c not in ("patient_id", "start"))
 #: Columns aggregated as a mean / std / count, and columns taken as the window's last reading.
 MEAN_VITALS: Final[dict[str, str]] = {"hr": "hr_mean", "spo2": "spo2_mean", "rr": "rr_mean"}
 LAST_VITALS: Final[tuple[str, ...]] = ("sbp", "dbp", "temp", "acvpu", "o2")
@@ -160,6 +162,6 @@ def window_end(start: pd.Series | pd.Timestamp) -> pd.Series | pd.Timestamp:
 
 
 __all__ = [
-    "CARRY_FORWARD_LIMITS", "MAX_CARRY_FORWARD", "WINDOW", "WINDOW_COLUMNS", "aggregate", "align",
+    "CARRY_FORWARD_LIMITS", "MAX_CARRY_FORWARD", "MEASURE_COLUMNS", "WINDOW", "WINDOW_COLUMNS", "aggregate", "align",
     "build", "carry_forward", "clean_readings", "empty_windows", "normalise", "window_end",
 ]

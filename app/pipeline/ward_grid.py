@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 
 from models import features, labels
-from models.windows import CARRY_FORWARD_LIMITS, WINDOW, WINDOW_COLUMNS
+from models.windows import CARRY_FORWARD_LIMITS, MEASURE_COLUMNS, WINDOW, WINDOW_COLUMNS
 
-VALUE_COLUMNS: Final[tuple[str, ...]] = tuple(c for c in WINDOW_COLUMNS if c not in ("patient_id", "start"))
 #: Windows of the features' look-back (the carried grid the features and the criteria see).
 LOOKBACK: Final[int] = int(features.HISTORY / WINDOW)
 _CARRIED_AT_NEWEST_ONLY: Final[frozenset[str]] = frozenset({"acvpu", "o2"})
@@ -42,7 +41,7 @@ class WardGrid:
         self.end = pd.Timestamp(end)
         self.ids: list[str] = []
         self._row: dict[str, int] = {}
-        self.cols: dict[str, np.ndarray] = {c: self._empty(0, c) for c in VALUE_COLUMNS}
+        self.cols: dict[str, np.ndarray] = {c: self._empty(0, c) for c in MEASURE_COLUMNS}
 
     @property
     def start(self) -> pd.Timestamp:
@@ -100,7 +99,7 @@ class WardGrid:
     def prune(self) -> None:
         """Drop patients without any stored window in the span (discharged, or silent for ``SPAN``)."""
         has = (self.cols["hr_count"] > 0).any(axis=1)
-        for c in VALUE_COLUMNS:
+        for c in MEASURE_COLUMNS:
             if c != "hr_count":
                 has |= ~np.isnan(self.cols[c]).all(axis=1)
         if has.all():
@@ -155,7 +154,7 @@ def as_frame(grid: dict[str, np.ndarray], ids: Sequence[str], rows: np.ndarray, 
     frame = pd.DataFrame({
         "patient_id": np.repeat(np.asarray(ids, dtype=object)[rows], n),
         "start": np.tile(starts.to_numpy(), len(rows)),
-        **{c: grid[c][rows].reshape(-1) for c in VALUE_COLUMNS},
+        **{c: grid[c][rows].reshape(-1) for c in MEASURE_COLUMNS},
     })
     frame["start"] = pd.to_datetime(frame["start"], utc=True)
     frame["hr_count"] = frame["hr_count"].astype("int64")
