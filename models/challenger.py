@@ -1,6 +1,6 @@
 """The challenger: gradient-boosted trees as plain JSON, for the evaluation report and optional shadow serving.
 
-Trained and exported by ``models.train.train_challenger`` / ``models.train.export_hgb``; this module only
+Trained and exported by ``lab.train.train_challenger`` / ``lab.train.export_hgb``; this module only
 walks the exported trees.
 """
 

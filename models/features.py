@@ -1,6 +1,6 @@
 """The one feature module: carried-forward 5-minute windows → one feature row per window end.
 
-Training (``models.train``) and serving (the five-minute cycle) both call :func:`build`; nothing
+Training (``lab.train``) and serving (the five-minute cycle) both call :func:`build`; nothing
 else computes features.
 
 Input

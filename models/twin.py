@@ -25,7 +25,7 @@ The artifact is JSON only (never pickle); loading refuses feature names that dif
 ``models.features.FEATURES``.
 
 Alert threshold: the artifact records the twin's alert threshold with its target and interval
-(``operating_points.alert``, derived on development patients by ``models.train.alert_threshold``);
+(``operating_points.alert``, derived on development patients by ``lab.train.alert_threshold``);
 :meth:`Twin.alert_thresholds` gives the service its raise / clear pair: the artifact's threshold unless a
 site overrides it, and a clear threshold of ``CLEAR_FRACTION`` (0.8) of the raise threshold unless given.
 

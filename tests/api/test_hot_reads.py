@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from app.api import patients
 from app.api.edge import Edge
-from app.cli import main as cli
 from app.security.audit import AuditLog
+from lab.cli import main as cli
 from models.windows import WINDOW
 from tests.support.api import SICK, T0, bearer, client_as, post_readings, run_cycle, serve
 

@@ -30,7 +30,7 @@ def start_demo(data_dir: Path, port: int, *args: str) -> subprocess.Popen:
     """The demo with its output in ``demo-<port>.log`` (a file, not a pipe nobody reads while it runs)."""
     with (data_dir / f"demo-{port}.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "demo", "--port", str(port), "--data-dir", str(data_dir), *args],
+            [sys.executable, "-m", "lab.cli", "demo", "--port", str(port), "--data-dir", str(data_dir), *args],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "WARDTWIN_DEMO_KEY": SERVICE_KEY},
         )
     proc.log_path = data_dir / f"demo-{port}.log"  # type: ignore[attr-defined]

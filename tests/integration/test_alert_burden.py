@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import app.alert_burden as alert_burden
-from app.alert_burden import POLICIES, patient_table, run_seed
+import lab.alert_burden as alert_burden
 from app.alerts.store import KINDS
 from app.settings import Settings
+from lab.alert_burden import POLICIES, patient_table, run_seed
 
 #: Half the cohort deteriorating, so the event columns are exercised too.
 MIX = {"stable": 0.5, "sepsis": 0.25, "respiratory_failure": 0.25}

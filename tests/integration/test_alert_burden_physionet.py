@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from app.cli import main
-from app.cli_physionet import Tally, _skew, validated
-from models import physionet2012 as P
-from models import physionet_eval as E
+from lab import physionet2012 as P
+from lab import physionet_eval as E
+from lab.cli import main
+from lab.physionet_cmd import Tally, _skew, validated
 
 RECORDS = Path(__file__).resolve().parents[1] / "fixtures" / "physionet2012" / "set-a"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from app.alert_day import DEFAULT_START, measure, render
 from app.alerts.store import KINDS
+from lab.alert_day import DEFAULT_START, measure, render
 
 
 def test_the_alert_day_measurement_counts_what_the_service_did(tmp_path):

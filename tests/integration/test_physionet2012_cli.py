@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.cli import main
-from app.cli_physionet import VALIDATION_NOW
 from app.domain import Reading
 from app.ingest import validate_batch
 from app.pipeline.cycle import Cycle
 from app.storage.sqlite import SqliteStore
-from models import physionet2012 as P
+from lab import physionet2012 as P
+from lab.cli import main
+from lab.physionet_cmd import VALIDATION_NOW
 from models import windows as W
 from models.schema import READING_COLUMNS
 from models.twin import Twin
@@ -165,7 +165,7 @@ def test_evaluate_cv_variant_writes_its_numbers_beside_the_shipped_twins(tmp_pat
 def _twin_fitted_on_the_fixtures(tmp_path: Path) -> Path:
     """The shipped artifact, its cohort saying it was fitted on these very records (what wardtwin train
     --physionet-records records)."""
-    from app.cli_sources import records_sha256
+    from lab.physionet2012 import records_sha256
 
     artifact = dict(Twin.load().artifact)
     artifact["cohort"] = {**artifact["cohort"], "real_data": {

@@ -3,7 +3,7 @@
 
 from datetime import datetime
 
-from app.replay import DEFAULT_START, canonical, digest, replay
+from lab.replay import DEFAULT_START, canonical, digest, replay
 
 
 async def test_two_runs_give_byte_identical_scores(tmp_path):

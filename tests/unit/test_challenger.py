@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from lab import train as T
 from models import features as F
-from models import train as T
 from models.challenger import CHALLENGER_FORMAT, DEFAULT_CHALLENGER, Challenger
 from tests.support.synthetic_windows import synthetic_windows
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from app.cli import main
 from app.security.audit import AuditLog
 from app.security.keys import KeyStore
+from lab.cli import main
 
 
 def test_create_list_revoke(tmp_path, capsys):

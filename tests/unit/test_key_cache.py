@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.cli import main
 from app.security.audit import AuditLog
 from app.security.keys import KeyStore, Principal
+from lab.cli import main
 
 AT = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""models.metrics: bootstrap metrics equal scikit-learn's, calibration, the alert rule, operating points."""
+"""lab.metrics: bootstrap metrics equal scikit-learn's, calibration, the alert rule, operating points."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from models import metrics as M
+from lab import metrics as M
 from tests.support.synthetic_windows import T0
 
 MIN5 = pd.Timedelta(minutes=5)

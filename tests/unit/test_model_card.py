@@ -1,12 +1,12 @@
-"""models.model_card: the card stored in the shipped artifact is what model_card builds; its criteria follow
+"""lab.model_card: the card stored in the shipped artifact is what model_card builds; its criteria follow
 models.labels; the Markdown renders with and without an evaluation."""
 
 from __future__ import annotations
 
 import json
 
+from lab.model_card import model_card, render_model_card
 from models import labels as L
-from models.model_card import model_card, render_model_card
 from models.twin import DEFAULT_ARTIFACT
 
 

@@ -1,4 +1,4 @@
-"""The PhysioNet 2012 parser and its stated mappings (models.physionet2012), and the charted event rule."""
+"""The PhysioNet 2012 parser and its stated mappings (lab.physionet2012), and the charted event rule."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models import physionet2012 as P
-from models import physionet_eval as E
+from lab import physionet2012 as P
+from lab import physionet_eval as E
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "physionet2012"
 RECORDS = FIXTURES / "set-a"

@@ -1,4 +1,4 @@
-"""The cross-validated set-A variant (models.physionet_cv) on the five committed real stays."""
+"""The cross-validated set-A variant (lab.physionet_cv) on the five committed real stays."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.cli_physionet import Tally, validated
 from app.domain import Reading
-from models import physionet2012 as P
-from models import physionet_cv as C
-from models import physionet_eval as E
+from lab import physionet2012 as P
+from lab import physionet_cv as C
+from lab import physionet_eval as E
+from lab.physionet_cmd import Tally, validated
 from models.schema import READING_COLUMNS
 from models.twin import Twin
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models import physionet_subgroups as S
+from lab import physionet_subgroups as S
 
 
 def _demographics() -> pd.DataFrame:

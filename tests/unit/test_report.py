@@ -1,13 +1,13 @@
-"""models.report: the evaluation report end to end (twin, NEWS2 charted and every 5 min, challenger, seeds pooled;
+"""lab.report: the evaluation report end to end (twin, NEWS2 charted and every 5 min, challenger, seeds pooled;
 JSON, HTML, PNG, text)."""
 
 from __future__ import annotations
 
 import json
 
+from lab import report as R
+from lab import train as T
 from models import labels as L
-from models import report as R
-from models import train as T
 from models.twin import Twin
 from tests.support.synthetic_windows import synthetic_windows
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lab import source_choice as S
+from lab import train as T
 from models import features as F
-from models import source_choice as S
-from models import train as T
 
 
 def _result(worse: float) -> dict:

@@ -1,4 +1,4 @@
-"""models.train: patient-level split, Platt folding, deterministic artifact."""
+"""lab.train: patient-level split, Platt folding, deterministic artifact."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from lab import train as T
 from models import features as F
-from models import train as T
 from models.twin import Twin
 from tests.support.synthetic_windows import synthetic_windows
 

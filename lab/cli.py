@@ -22,7 +22,7 @@ def _serve(argv: list[str]) -> int:
 
 
 def _demo(argv: list[str]) -> int:
-    from app.demo import main as demo_main
+    from lab.demo import main as demo_main
 
     return demo_main(argv)
 
@@ -34,47 +34,47 @@ def _simulate(argv: list[str]) -> int:
 
 
 def _train(argv: list[str]) -> int:
-    from app.cli_models import train_main
+    from lab.models_cmd import train_main
 
     return train_main(argv)
 
 
 def _evaluate(argv: list[str]) -> int:
     if argv[:1] == ["alert-burden"]:
-        from app.alert_burden import main as evaluate_alert_burden
+        from lab.alert_burden import main as evaluate_alert_burden
 
         return evaluate_alert_burden(argv[1:])
     if argv[:1] == ["alert-day"]:
-        from app.alert_day import main as evaluate_alert_day
+        from lab.alert_day import main as evaluate_alert_day
 
         return evaluate_alert_day(argv[1:])
     if argv[:1] == ["alert-burden-physionet2012"]:
-        from app.alert_burden_physionet import main as evaluate_alert_burden_physionet
+        from lab.alert_burden_physionet import main as evaluate_alert_burden_physionet
 
         return evaluate_alert_burden_physionet(argv[1:])
     if argv[:1] == ["physionet2012"]:
-        from app.cli_physionet import evaluate_main as evaluate_physionet
+        from lab.physionet_cmd import evaluate_main as evaluate_physionet
 
         return evaluate_physionet(argv)
-    from app.cli_models import evaluate_main
+    from lab.models_cmd import evaluate_main
 
     return evaluate_main(argv)
 
 
 def _import(argv: list[str]) -> int:
-    from app.cli_physionet import import_main
+    from lab.physionet_cmd import import_main
 
     return import_main(argv)
 
 
 def _keys(argv: list[str]) -> int:
-    from app.cli_keys import main as keys_main
+    from lab.keys_cmd import main as keys_main
 
     return keys_main(argv)
 
 
 def _replay(argv: list[str]) -> int:
-    from app.replay import main as replay_main
+    from lab.replay import main as replay_main
 
     return replay_main(argv)
 

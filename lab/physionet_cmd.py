@@ -1,13 +1,13 @@
 """``wardtwin import physionet2012`` and ``wardtwin evaluate physionet2012``: real ICU stays in, store / report out.
 
-Both read PhysioNet 2012 set A with :mod:`models.physionet2012` (the ``.tar.gz`` streamed, or a folder of records),
+Both read PhysioNet 2012 set A with :mod:`lab.physionet2012` (the ``.tar.gz`` streamed, or a folder of records),
 one stay at a time, and send every mapped reading through the API's own validation
 (:func:`app.ingest.validate_batch`, with ``now`` fixed one hour after the last possible reading, so timestamps are
 never "in the future"). Zeros and implausible values are not fixed: they are rejected and counted by reason.
 
 - ``import`` writes the accepted readings into the configured store (``app.main.make_store(Settings())``: SQLite
   under ``WARDTWIN_DATA_DIR`` by default, InfluxDB when ``WARDTWIN_INFLUX_URL`` is set) and aggregates their windows.
-- ``evaluate`` scores every stay at every hour 1..48 through the serving code (:mod:`models.physionet_eval`) and
+- ``evaluate`` scores every stay at every hour 1..48 through the serving code (:mod:`lab.physionet_eval`) and
   writes ``scores.csv``, ``report.json``, ``index.html`` and plots to ``--out``.
 """
 
@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.cli_output import Progress, out
 from app.domain import Reading
 from app.ingest import validate_batch
 from app.settings import Settings
-from models import physionet2012 as P
+from lab import physionet2012 as P
+from lab.output import Progress, out
 from models.schema import READING_COLUMNS
 
 #: ``now`` for validation: one hour after the last possible reading of a 48 h stay.
@@ -179,14 +179,14 @@ def evaluate_main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=200, help="stays scored together (memory vs speed)")
     parser.add_argument("--cv-variant", action="store_true",
                         help="also fit the twin's model on these stays with patient-level cross-validation "
-                             "(models.physionet_cv) and write cv_variant.json and its section; never shipped")
+                             "(lab.physionet_cv) and write cv_variant.json and its section; never shipped")
     parser.add_argument("--cv-folds", type=int, default=5, help="outer folds for --cv-variant")
     parser.add_argument("--out-of-fold", type=Path, default=Path("reports/sources/set_a_out_of_fold.csv.gz"),
                         help="when the twin was fitted on these very records: its out-of-fold logits "
                              "(written by wardtwin train --physionet-records), judged instead of its in-sample risk")
     args = parser.parse_args(argv)
-    from models import physionet_eval as E
-    from models.physionet_cv import hour_table
+    from lab import physionet_eval as E
+    from lab.physionet_cv import hour_table
     from models.twin import Twin
 
     progress = Progress("evaluate")
@@ -254,9 +254,8 @@ def _fitted_on_these(artifact: dict[str, Any], records: Path) -> str | None:
     real = artifact.get("cohort", {}).get("real_data")
     if not real or real.get("limit") is not None:
         return None
-    from app.cli_sources import records_sha256
 
-    return f"sha256 {real['records_sha256'][:12]}" if records_sha256(records) == real["records_sha256"] else None
+    return f"sha256 {real['records_sha256'][:12]}" if P.records_sha256(records) == real["records_sha256"] else None
 
 
 def _with_out_of_fold_risk(scores: pd.DataFrame, artifact: dict[str, Any], path: Path) -> pd.DataFrame:
@@ -277,9 +276,9 @@ def _with_out_of_fold_risk(scores: pd.DataFrame, artifact: dict[str, Any], path:
 
 def stay_hour_batches(args: argparse.Namespace, tally: Tally, progress: Progress
                       ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
-    """``models.physionet_eval.stay_hours`` (hours, hourly features, charted events) of the validated stays of
+    """``lab.physionet_eval.stay_hours`` (hours, hourly features, charted events) of the validated stays of
     ``args.records``, ``args.batch`` stays at a time."""
-    from models import physionet_eval as E
+    from lab import physionet_eval as E
 
     batch_ids: list[str] = []
     batch_readings: list[Reading] = []
@@ -305,7 +304,7 @@ def stay_hour_batches(args: argparse.Namespace, tally: Tally, progress: Progress
 def _cv_variant(table: pd.DataFrame, scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int, P.Outcome],
                 report: dict[str, Any], args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """``--cv-variant``: the twin's model fitted on these stays, patient-level CV; its numbers, never an artifact."""
-    from models import physionet_cv as C
+    from lab import physionet_cv as C
 
     t0 = time.monotonic()
     progress(f"cv variant: {args.cv_folds}-fold patient-level cross-validation over {table['patient_id'].nunique()} "

@@ -3,15 +3,15 @@ before the comparison was run (``SOURCE_RULE``). Pure: no app imports.
 
 Three candidates, the same model and features, differing only in their training rows:
 
-- ``simulator``: eligible development windows of the training cohort (``models.train``'s split, seed 7);
-- ``set-a``: eligible scorable stay-hours of set A (``models.physionet_cv.hour_table``);
+- ``simulator``: eligible development windows of the training cohort (``lab.train``'s split, seed 7);
+- ``set-a``: eligible scorable stay-hours of set A (``lab.physionet_cv.hour_table``);
 - ``simulator+set-a``: both, each source given the same total weight (``source_weights``).
 
 Each is the twin's model with all ``FEATURES`` free: sign-constrained, class-balanced, L2 logistic regression at
-``models.train.C_REGULARISATION``, standardised by a scaler fitted on its own training rows.
+``lab.train.C_REGULARISATION``, standardised by a scaler fitted on its own training rows.
 
-Joint cross-validation: the simulator's development patients keep their ``models.train.fold_of`` fold (0..4),
-set A's stays get ``models.physionet_cv.patient_folds`` (5 folds, stratified by charted event, seed 2012); fold
+Joint cross-validation: the simulator's development patients keep their ``lab.train.fold_of`` fold (0..4),
+set A's stays get ``lab.physionet_cv.patient_folds`` (5 folds, stratified by charted event, seed 2012); fold
 ``k`` of both sources is held out together, and each candidate is fitted on the other folds of *its* sources. So
 every candidate gets an out-of-fold logit on every row of both sources, including the source it never saw.
 
@@ -34,10 +34,10 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from lab import metrics as M
+from lab import physionet_cv as C
+from lab import train as T
 from models import features as F
-from models import metrics as M
-from models import physionet_cv as C
-from models import train as T
 
 CANDIDATES: Final[dict[str, tuple[str, ...]]] = {
     "simulator": ("simulator",),
@@ -76,7 +76,7 @@ class SourceRows:
 
 
 def simulator_rows(ds: T.Dataset, *, seed: int) -> SourceRows:
-    """The training cohort's development windows (``models.train`` split and folds for ``seed``)."""
+    """The training cohort's development windows (``lab.train`` split and folds for ``seed``)."""
     frame = ds.frame
     pids = frame["patient_id"].to_numpy(object)
     fold = T.fold_of(pids, seed)
@@ -203,7 +203,7 @@ def compare(by_name: dict[str, SourceRows], *, n_bootstrap: int = 200, seed: int
 def pooled_fit(report: dict[str, Any], logits: dict[str, dict[str, np.ndarray]], by_name: dict[str, SourceRows],
                *, progress: Callable[[str], None] = T._quiet) -> T.PooledFit:
     """The chosen candidate (one that includes set A) fitted on every fold's rows of its sources, with its
-    out-of-fold simulator logits for :func:`models.train.train` to calibrate and threshold on."""
+    out-of-fold simulator logits for :func:`lab.train.train` to calibrate and threshold on."""
     chosen = report["chosen"]
     own = [by_name[n] for n in CANDIDATES[chosen]]
     masks = [s.fit & (s.fold >= 0) for s in own]

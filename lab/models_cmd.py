@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from app.cli_output import Progress, out
+from lab.output import Progress, out
 from models import windows as W
 from models.challenger import DEFAULT_CHALLENGER
 from models.twin import DEFAULT_ARTIFACT
@@ -98,11 +98,11 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--train-seed", type=int, default=7, help="split and estimator seed (default 7)")
     parser.add_argument("--out", type=Path, default=DEFAULT_ARTIFACT, help="artifact path (MODEL_CARD.md beside it)")
     parser.add_argument("--no-challenger", action="store_true", help="skip the gradient-boosting challenger")
-    parser.add_argument("--variant", default=None, help="force a feature variant (models.train.VARIANTS) to study it; "
+    parser.add_argument("--variant", default=None, help="force a feature variant (lab.train.VARIANTS) to study it; "
                         "default: the stated selection rule chooses (never ship a forced one)")
     parser.add_argument("--physionet-records", type=Path, default=None,
                         help="PhysioNet 2012 set-A records (.tar.gz or folder): compare training on the simulator, "
-                             "set A or both (models.source_choice.SOURCE_RULE) and ship the rule's choice")
+                             "set A or both (lab.source_choice.SOURCE_RULE) and ship the rule's choice")
     parser.add_argument("--physionet-outcomes", type=Path, default=None,
                         help="Outcomes-a.txt (with --physionet-records)")
     parser.add_argument("--sources-report", type=Path, default=Path("reports/sources"),
@@ -112,7 +112,7 @@ def train_main(argv: list[str]) -> int:
     if args.physionet_records is None and args.out.resolve() == DEFAULT_ARTIFACT.resolve():
         parser.error("the shipped twin is trained on the simulator and PhysioNet 2012 set A (reports/sources/): pass "
                      "--physionet-records and --physionet-outcomes, or --out elsewhere for a simulator-only twin")
-    from models import train as T
+    from lab import train as T
 
     progress = Progress("train")
     windows, patients, events, fingerprint = load_cohort_windows(args, progress)
@@ -121,7 +121,7 @@ def train_main(argv: list[str]) -> int:
     if args.physionet_records is not None:
         if args.variant is not None:
             parser.error("--variant studies simulator-only variants; it cannot be combined with --physionet-records")
-        from app.cli_sources import choose_sources
+        from lab.sources_cmd import choose_sources
 
         pooled, fingerprint = choose_sources(args, dataset, fingerprint, progress, argv)
     artifact = T.train(windows, events, patients, seed=args.train_seed, cohort_fingerprint=fingerprint,
@@ -165,9 +165,9 @@ def evaluate_main(argv: list[str]) -> int:
     parser.add_argument("--physionet-report", type=Path, default=Path("reports/physionet2012/report.json"),
                         help="real-data results put in the model card beside these (wardtwin evaluate physionet2012)")
     args = parser.parse_args(argv)
-    from models import report as R
-    from models import train as T
-    from models.model_card import write_model_card
+    from lab import report as R
+    from lab import train as T
+    from lab.model_card import write_model_card
     from models.twin import Twin
 
     progress = Progress("evaluate")

@@ -1,38 +1,26 @@
 """``wardtwin train --physionet-records ...``: build both training sources, run the stated comparison
-(:mod:`models.source_choice`), write ``reports/sources/``, and hand the rule's choice to ``models.train.train``."""
+(:mod:`lab.source_choice`), write ``reports/sources/``, and hand the rule's choice to ``lab.train.train``."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from app.cli_output import Progress, out
-from app.cli_physionet import Tally, stay_hour_batches
-from models import physionet2012 as P
-from models import physionet_eval as E
-from models import source_choice as S
-from models import source_report
-from models import train as T
-
-
-def records_sha256(path: Path) -> str:
-    """sha256 of the records archive (or of a folder's ``*.txt`` names and bytes, in name order)."""
-    if path.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(path.glob("*.txt")):
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-        return h.hexdigest()
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from lab import physionet2012 as P
+from lab import physionet_eval as E
+from lab import source_choice as S
+from lab import source_report
+from lab import train as T
+from lab.output import Progress, out
+from lab.physionet_cmd import Tally, stay_hour_batches
 
 
 def set_a_table(records: Path, limit: int | None, progress: Progress) -> tuple[pd.DataFrame, pd.DataFrame, Tally]:
-    from models.physionet_cv import hour_table
+    from lab.physionet_cv import hour_table
 
     args = argparse.Namespace(records=records, limit=limit, batch=200, progress_every=500)
     tally = Tally()
@@ -73,7 +61,7 @@ def choose_sources(args: argparse.Namespace, dataset: T.Dataset, fingerprint: di
         return None, fingerprint
     write_out_of_fold(table, logits[report["chosen"]]["set-a"], args.sources_report / OUT_OF_FOLD)
     real = {"dataset": "PhysioNet/CinC Challenge 2012 set A (1.0.0, ODC-By 1.0)",
-            "records": args.physionet_records.name, "records_sha256": records_sha256(args.physionet_records),
+            "records": args.physionet_records.name, "records_sha256": P.records_sha256(args.physionet_records),
             "stays": tally.stays, "stay_hours": len(table), "limit": args.physionet_limit}
     return S.pooled_fit(report, logits, by_name, progress=progress), {**fingerprint, "real_data": real}
 
@@ -81,4 +69,4 @@ def choose_sources(args: argparse.Namespace, dataset: T.Dataset, fingerprint: di
 #: The chosen candidate's out-of-fold logits on set A, beside ``report.json`` in ``--sources-report``.
 OUT_OF_FOLD = "set_a_out_of_fold.csv.gz"
 
-__all__ = ["OUT_OF_FOLD", "choose_sources", "records_sha256", "set_a_table", "write_out_of_fold"]
+__all__ = ["OUT_OF_FOLD", "choose_sources", "set_a_table", "write_out_of_fold"]

@@ -1,7 +1,7 @@
 """The shipped twin and NEWS2 on PhysioNet 2012 set A (real ICU stays, charted vitals). Pure: no app imports.
 
 Input: the readings the API's validation accepted (``READING_COLUMNS``; the caller validates with
-``app.ingest.validate_batch``), every stay admitted at ``models.physionet2012.ADMISSION_AT``.
+``app.ingest.validate_batch``), every stay admitted at ``lab.physionet2012.ADMISSION_AT``.
 
 Scoring (:func:`score_stays`), per stay at every hour ``h`` = 1..48 (window end ``ADMISSION_AT + h``), through the
 serving code: ``models.windows.aggregate`` → ``carry_forward`` (the grid from ``HISTORY``, 12 h, before
@@ -28,7 +28,7 @@ SpO2 here is SaO2 (blood gas), charted a few times a day, so few desaturation ev
 
 Sensitivity (:func:`first_event_sensitivity`): each stay's first event is detected when some eligible scored hour
 ``t`` with ``onset − 6 h ≤ t ≤ onset − LEAD`` (30 min) is at or above the threshold (the rule of
-``models.metrics.operating_point`` with at least 30 min lead); events without such an hour are not counted.
+``lab.metrics.operating_point`` with at least 30 min lead); events without such an hour are not counted.
 """
 
 from __future__ import annotations
@@ -42,14 +42,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
+from lab import physionet_subgroups as S
+from lab.html_page import page, rule_items
+from lab.metrics import auroc, bootstrap, calibration_in_the_large, decision_curve, reliability
+from lab.physionet2012 import ADMISSION_AT, PATIENT_PREFIX, STAY_HOURS, Outcome
 from models import features as F
 from models import labels as L
 from models import news2 as N
-from models import physionet_subgroups as S
 from models import windows as W
-from models.html_page import page, rule_items
-from models.metrics import auroc, bootstrap, calibration_in_the_large, decision_curve, reliability
-from models.physionet2012 import ADMISSION_AT, PATIENT_PREFIX, STAY_HOURS, Outcome
 from models.twin import Twin
 
 HOURS: Final[tuple[int, ...]] = tuple(range(1, STAY_HOURS + 1))
@@ -130,7 +130,7 @@ def stay_hours(readings: pd.DataFrame, patient_ids: Sequence[str]) -> tuple[pd.D
     ``hours``: one row per stay and hour (``patient_id, hour, window_end``) with ``news2_total, news2_partial, label,
     eligible, onset``. ``feature rows``: ``patient_id, window_end``, ``FEATURE_NAMES`` and ``fresh`` (the service's
     staleness rule) at every hour end the grid reaches; a stay without readings has none. :func:`score_stays` scores
-    them with the shipped twin; :mod:`models.physionet_cv` fits the twin's model on them.
+    them with the shipped twin; :mod:`lab.physionet_cv` fits the twin's model on them.
     """
     ends = hour_ends()
     skeleton = pd.DataFrame({"patient_id": np.repeat(np.asarray(patient_ids, dtype=object), len(HOURS)),
@@ -331,7 +331,7 @@ def build_report(scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int,
                  n_bootstrap: int = 500, seed: int = 2012, data: dict[str, Any] | None = None,
                  demographics: pd.DataFrame | None = None,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Both tasks as plain data (JSON-ready); the numbers come from ``models.metrics``. ``demographics``
+    """Both tasks as plain data (JSON-ready); the numbers come from ``lab.metrics``. ``demographics``
     (``patient_id``, ``age``, ``gender``) adds the subgroup section."""
     say = progress or (lambda _: None)
     stays = scores["patient_id"].nunique()
@@ -411,7 +411,7 @@ def build_report(scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int,
 
 
 RULES: Final[dict[str, str]] = {
-    "admission": "every stay admitted at 2012-01-01T00:00Z; ts = admission + HH:MM (models.physionet2012)",
+    "admission": "every stay admitted at 2012-01-01T00:00Z; ts = admission + HH:MM (lab.physionet2012)",
     "validation": "every mapped reading goes through app.ingest.validate_batch (the API's validation) with now = "
                   "admission + 49 h; only accepted readings are scored; zeros and implausible values are not fixed",
     "risk": "aggregate → carry_forward → features.build → Twin.score at hour ends 1..48; empty when the service "
@@ -428,7 +428,7 @@ RULES: Final[dict[str, str]] = {
                    "is at or above the threshold; events without such an hour are not counted",
     "death": "per stay: peak and last computed twin risk and NEWS2 over hours 1..48; SAPS-I and SOFA from "
              "Outcomes-a.txt; AUROC on stays where all six are known",
-    "bootstrap": "patient (stay) bootstrap, percentile 95 % intervals (models.metrics.bootstrap)",
+    "bootstrap": "patient (stay) bootstrap, percentile 95 % intervals (lab.metrics.bootstrap)",
     "spo2": "SaO2 (arterial blood gas, a few a day), not pulse oximetry",
     "acvpu": "GCS 15 → A, 13–14 → C, 9–12 → V, 6–8 → P, 3–5 → U (ours); in an ICU a low GCS is often sedation",
     "oxygen": "FiO2 > 0.21 or MechVent = 1 → supplemental oxygen at a nominal 2 L/min; FiO2 0.21 → room air",
@@ -479,7 +479,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 def write_report(report: dict[str, Any], out: str | Path, *, cv: dict[str, Any] | None = None) -> None:
     """``report.json``, ``roc_events.png``, ``roc_death.png``, ``risk_by_outcome.png`` and ``index.html``; with
-    ``cv`` (:func:`models.physionet_cv.evaluate`) also ``cv_variant.json`` and its section in ``index.html``."""
+    ``cv`` (:func:`lab.physionet_cv.evaluate`) also ``cv_variant.json`` and its section in ``index.html``."""
     import json
 
     import matplotlib

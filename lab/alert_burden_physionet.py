@@ -1,12 +1,12 @@
 """``wardtwin evaluate alert-burden-physionet2012``: real ICU stays (PhysioNet 2012 set A) streamed through the
 service in process, a five-minute cycle at a time over their 48 h, every alert counted as the service's own alert
 engine stored it — the same machinery and definitions as ``wardtwin evaluate alert-burden``
-(:mod:`app.alert_burden`), with real patients instead of simulated ones.
+(:mod:`lab.alert_burden`), with real patients instead of simulated ones.
 
-- Readings: each stay's readings that the API's validation accepts (:func:`app.cli_physionet.validated`),
+- Readings: each stay's readings that the API's validation accepts (:func:`lab.physionet_cmd.validated`),
   delivered at their charted time (charting latency is not recorded in set A).
 - Patients: monitored from admission to 48 h (every set-A stay lasts at least 48 h).
-- First event: the stay's first charted 6-hour event (:func:`models.physionet_eval.charted_events`, the rule of
+- First event: the stay's first charted 6-hour event (:func:`lab.physionet_eval.charted_events`, the rule of
   the set-A report).
 - Stays: the first ``--limit`` of the archive (default 500: 4,000 stays × 576 cycles do not fit a session on two
   cores); the archive order is not chosen by outcome.
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app import alert_burden as B
-from app.cli_physionet import Tally, _skew, validated
-from models import physionet2012 as P
-from models import physionet_eval as E
+from lab import alert_burden as B
+from lab import physionet2012 as P
+from lab import physionet_eval as E
+from lab.physionet_cmd import Tally, _skew, validated
 from models.schema import READING_COLUMNS, VITALS
 from simulator.devices import QUALITIES
 from simulator.patient import PatientStream
@@ -76,7 +76,7 @@ def evaluate(records: Path, limit: int | None, out: Path, *, hours: float = HOUR
                                            f"{records.name}, {len(streams)} with an accepted reading",
               "model_version": run.model_version, "twin_threshold": run.twin_threshold,
               "definitions": {**B.DEFINITIONS, "first event": "the stay's first charted 6-hour event "
-                              "(models.physionet_eval.charted_events)",
+                              "(lab.physionet_eval.charted_events)",
                               "patient-days": f"{hours:g} h per stay (admission to the end of the streamed span)"},
               "readings": run.readings, "windows": run.windows, "seconds": run.seconds, "pooled": summary}
     write(report, table, run.alerts, out)
@@ -93,7 +93,7 @@ def write(report: dict[str, Any], table: pd.DataFrame, alerts: list[dict[str, An
         "time to the service in process and the five-minute cycle runs at every window end of the streamed span; "
         "every alert is read back through `GET /v1/alerts`. Patient-bootstrap 95 % intervals.", "",
         *(f"- {line}" for line in summary_lines(report)), "",
-        "Definitions: `report.json` (`definitions`) and `app/alert_burden.py` (the simulator's report uses the same "
+        "Definitions: `report.json` (`definitions`) and `lab/alert_burden.py` (the simulator's report uses the same "
         "code). ICU stays are sicker than a ward's patients: NEWS2 alerts most of them, events included.", "",
         "![lead time](lead_time.png)", ""]), encoding="utf-8")
     B.plot_lead_time(table, out / "lead_time.png")

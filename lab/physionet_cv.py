@@ -1,7 +1,7 @@
 """The twin's model fitted on real patients: 5-fold patient-level cross-validation on PhysioNet 2012 set A.
 A measurement, not a shipped artifact. Pure: no app imports.
 
-Rows: the hourly stay-hours of :func:`models.physionet_eval.stay_hours` (windows → ``carry_forward`` →
+Rows: the hourly stay-hours of :func:`lab.physionet_eval.stay_hours` (windows → ``carry_forward`` →
 ``models.features.build`` at hour ends 1..48, the 6-hour charted-event labels and eligibility, NEWS2 charted hourly),
 exactly the rows the shipped twin is scored on. A stay-hour is *scorable* where the service would score it (a
 feature row exists and the newest HR, SpO2 or RR window is at most 60 min old), i.e. where the shipped twin's risk
@@ -11,17 +11,17 @@ Folds (:func:`patient_folds`): by stay (RecordID), stratified by whether the sta
 (``numpy.random.default_rng(seed)`` permutes the sorted ids of each stratum; ids are dealt to folds in turn, the
 second stratum continuing where the first stopped). Every stay-hour of a stay is in its stay's fold.
 
-Fit per outer fold ``k`` (training = the other folds; the test fold plays no part), with ``models.train``'s
+Fit per outer fold ``k`` (training = the other folds; the test fold plays no part), with ``lab.train``'s
 functions and settings: all ``FEATURES`` free (every feature, the NEWS2-points level features included, none left
 out), ``fit_scaler`` + ``standardise`` (winsorised at ±``Z_CLIP``), ``fit_constrained`` (sign-constrained,
 class-balanced, L2 at train.py's default ``C_REGULARISATION``: nothing is tuned, so no inner search), and Platt
-calibration (``models.train._platt``) on *inner* cross-fitted logits: the training stays are cut into
+calibration (``lab.train._platt``) on *inner* cross-fitted logits: the training stays are cut into
 ``INNER_FOLDS`` stratified patient folds (seed ``seed + 1 + k``), each scored by a fit on the others, as the shipped
 artifact is calibrated. Training rows: eligible scorable hours of the training stays.
 
 Out-of-fold risk: fold ``k``'s calibrated model on every scorable stay-hour of fold ``k``'s stays.
 
-Threshold per outer fold, by the artifact's rule (``models.train.ALERT_TARGET``) on the training stays only: on
+Threshold per outer fold, by the artifact's rule (``lab.train.ALERT_TARGET``) on the training stays only: on
 their inner cross-fitted calibrated risks, each training stay's first event is caught when an eligible hour (where
 both the risk and NEWS2 exist) in [onset − 6 h, onset − 30 min] is at or above the threshold; the threshold is
 the highest on a 0.005 grid that catches as many first events as NEWS2 >= 5 does on the same hours. The test
@@ -38,18 +38,18 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from lab import metrics as M
+from lab import physionet_eval as E
+from lab import train as T
+from lab.physionet2012 import Outcome
 from models import features as F
-from models import metrics as M
-from models import physionet_eval as E
-from models import train as T
-from models.physionet2012 import Outcome
 
 OUTER_FOLDS: Final[int] = 5
 INNER_FOLDS: Final[int] = T.CV_FOLDS
 CV_SEED: Final[int] = 2012
 #: Where the shipped twin is chosen and served, unchanged by this measurement.
 NOT_SHIPPED: Final[str] = (
-    "Not shipped: models.source_choice.SOURCE_RULE (stated before its comparison) weighs training on the simulator, "
+    "Not shipped: lab.source_choice.SOURCE_RULE (stated before its comparison) weighs training on the simulator, "
     "on set A and on both by the worse of their two margins over NEWS2 (set A; the simulated ward at monitor "
     "cadence). Fitted on set A alone, the twin ranks the simulated ward's events worse than NEWS2, so the rule "
     "ships the twin fitted on both (reports/sources/). This variant stays as the set-A-only reference.")
@@ -107,7 +107,7 @@ def _inner_logits(x: np.ndarray, y: np.ndarray, fit: np.ndarray, pids: np.ndarra
 
 
 def _threshold(table: pd.DataFrame, events: pd.DataFrame, rows: np.ndarray, risk: np.ndarray) -> dict[str, Any]:
-    """``models.train.ALERT_TARGET`` on the given rows (training stays, scorable hours where NEWS2 exists)."""
+    """``lab.train.ALERT_TARGET`` on the given rows (training stays, scorable hours where NEWS2 exists)."""
     frame = table.loc[:, ["patient_id", "window_end", "eligible"]].assign(news2=table["news2_total"].to_numpy(float))
     ds = T.Dataset(frame=frame, events=events, patients=pd.DataFrame(), truth=pd.DataFrame(), hours=0.0)
     twin_max, news_max = T._first_event_maxima(ds, rows, np.nan_to_num(risk))
@@ -242,9 +242,9 @@ def evaluate(cv: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int, Outcome
             "fold_rule": "by RecordID, stratified by whether the stay has a charted event; numpy default_rng(seed) "
                          "permutes each stratum's sorted ids, dealt to folds in turn",
             "training_rows": "eligible scorable hours of the training stays",
-            "regularisation": f"C = {T.C_REGULARISATION} (models.train.C_REGULARISATION, the default; not tuned)",
+            "regularisation": f"C = {T.C_REGULARISATION} (lab.train.C_REGULARISATION, the default; not tuned)",
             "calibration": f"Platt on {INNER_FOLDS}-fold inner cross-fitted logits of the training stays",
-            "threshold": "models.train.ALERT_TARGET on the training stays' inner cross-fitted risks: " + T.ALERT_TARGET,
+            "threshold": "lab.train.ALERT_TARGET on the training stays' inner cross-fitted risks: " + T.ALERT_TARGET,
             "features": "all FEATURES free (no variant's leave-outs)",
         },
         "events_6h": {

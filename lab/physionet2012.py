@@ -49,6 +49,7 @@ Challenge 2012. Computing in Cardiology 2012;39:245-248.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import tarfile
 from collections import Counter
@@ -256,3 +257,14 @@ def read_outcomes(path: str | Path) -> dict[int, Outcome]:
 __all__ = ["ADMISSION_AT", "ARTERIAL_BP", "DIRECT", "GCS_TO_ACVPU", "NOMINAL_O2_L_MIN", "NON_INVASIVE_BP",
            "PATIENT_PREFIX", "STAY_HOURS", "Charted", "Outcome", "Stay", "acvpu_from_gcs", "iter_stays", "parse_stay",
            "read_outcomes"]
+
+
+def records_sha256(path: Path) -> str:
+    """sha256 of the records archive (or of a folder's ``*.txt`` names and bytes, in name order)."""
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(path.glob("*.txt")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+        return h.hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,5 +1,5 @@
 """Set-A results by subgroup (sex, age band), so a clinical-safety reviewer sees whom the twin serves worse.
-Pure: numbers from ``models.metrics``; patient-bootstrap 95 % intervals within each subgroup."""
+Pure: numbers from ``lab.metrics``; patient-bootstrap 95 % intervals within each subgroup."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from models.metrics import bootstrap
+from lab.metrics import bootstrap
 
 #: Age bands (years, lower bound inclusive).
 AGE_BANDS: Final[tuple[tuple[float, float, str], ...]] = (

@@ -1,8 +1,8 @@
 """The twin's model card: the ``card`` section stored in the artifact, and ``MODEL_CARD.md`` rendered from it.
 
-:func:`model_card` is called by ``models.train.train`` (the card is part of the artifact);
+:func:`model_card` is called by ``lab.train.train`` (the card is part of the artifact);
 :func:`render_model_card` / :func:`write_model_card` turn an artifact, and optionally an evaluation
-report of it (``models.report.evaluate``), into Markdown. Plain text from plain data: no fitting here.
+report of it (``lab.report.evaluate``), into Markdown. Plain text from plain data: no fitting here.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _data_limitation(artifact: dict[str, Any]) -> str:
         return ("Trained and evaluated on simulated patients (wardtwin simulator), not on real ward data; "
                 "performance on real patients is unknown until a prospective silent evaluation.")
     return (f"Trained on simulated ward patients and on {real['stays']} real ICU stays ({real['dataset']}), chosen "
-            "by a rule stated before the comparison (`models.source_choice.SOURCE_RULE`, `reports/sources/`). "
+            "by a rule stated before the comparison (`lab.source_choice.SOURCE_RULE`, `reports/sources/`). "
             "No real *ward* patient was used: set A is an ICU (SpO2 from blood gases, arterial pressures, sedation "
             "read as confusion, vitals charted hourly at best), so levels are learned from ICU patients and "
             "trends from the simulator. Calibration and the alert threshold come from the simulated ward only. "
@@ -136,7 +136,7 @@ def _choice_section(artifact: dict[str, Any]) -> list[str]:
     var = artifact.get("variants")
     if var and "source_offsets" in var:
         lines += ["## Choice of the training data", "",
-                  f"Rule (`models.source_choice.SOURCE_RULE`): {var['rule']}. Shipped: **{var['chosen']}** "
+                  f"Rule (`lab.source_choice.SOURCE_RULE`): {var['rule']}. Shipped: **{var['chosen']}** "
                   f"(per-source intercepts {', '.join(f'{k} {v:+.3f}' for k, v in var['source_offsets'].items())}; "
                   "the shipped intercept is the simulated ward's).", "",
                   "| trained on | simulator: AUROC vs NEWS2, margin (95 % CI) "
@@ -152,7 +152,7 @@ def _choice_section(artifact: dict[str, Any]) -> list[str]:
                   "`reports/sources/`.", ""]
     elif var:
         lines += ["## Choice of the shipped variant", "",
-                  f"Rule (`models.train.SELECTION_RULE`): {var['rule']}. "
+                  f"Rule (`lab.train.SELECTION_RULE`): {var['rule']}. "
                   f"Shipped: **{var['chosen']}**.", "",
                   "| variant | features left out | free features | cross-fitted development AUROC | AUPRC |",
                   "|---|---|---|---|---|"]

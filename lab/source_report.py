@@ -1,4 +1,4 @@
-"""``reports/sources/``: the comparison that chose the twin's training data (``models.source_choice``), as JSON, a
+"""``reports/sources/``: the comparison that chose the twin's training data (``lab.source_choice``), as JSON, a
 short HTML page and one plot of every candidate's margins over NEWS2 with their intervals."""
 
 from __future__ import annotations

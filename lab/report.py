@@ -2,7 +2,7 @@
 
 :func:`evaluate` scores a prepared dataset and returns the report as plain data (JSON-ready);
 :func:`format_table` renders it as text for the terminal, :func:`write_report` as ``report.json``,
-PNG plots and ``index.html``. The numbers themselves come from :mod:`models.metrics`.
+PNG plots and ``index.html``. The numbers themselves come from :mod:`lab.metrics`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from models.challenger import Challenger
-from models.html_page import page, rule_items
-from models.metrics import (
+from lab.html_page import page, rule_items
+from lab.metrics import (
     MIN_LEAD,
     REARM_WINDOWS,
     auroc,
@@ -37,7 +36,8 @@ from models.metrics import (
     reliability,
     with_intervals,
 )
-from models.train import Dataset, Progress, split_of
+from lab.train import Dataset, Progress, split_of
+from models.challenger import Challenger
 from models.twin import Twin
 
 AGE_BANDS: tuple[tuple[str, int, int], ...] = (("18-49", 0, 50), ("50-69", 50, 70), ("70+", 70, 200))

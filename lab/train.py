@@ -1,6 +1,6 @@
 """Train the twin: windows → features and labels → patient-level split → sign-constrained, standardised
 logistic regression (class-balanced, L2) → Platt calibration on cross-fitted logits, folded into the
-coefficients → a JSON artifact (its model card is written by :mod:`models.model_card`). Also fits and
+coefficients → a JSON artifact (its model card is written by :mod:`lab.model_card`). Also fits and
 exports the gradient-boosting challenger (walked by :mod:`models.challenger`).
 
 Split
@@ -37,7 +37,7 @@ Operating point (the service's alert threshold)
     above the threshold; the threshold is the *highest* on a 0.005 grid whose first-event sensitivity reaches
     NEWS2 >= 5's on the same events (so, at NEWS2's sensitivity, the fewest twin alerts). The artifact records
     the target, the threshold, a patient-bootstrap 95 % interval (resampling the development events,
-    ``THRESHOLD_BOOTSTRAP`` draws) and both policies' alert rates (``models.metrics.alerts``, 1 h re-arm) on
+    ``THRESHOLD_BOOTSTRAP`` draws) and both policies' alert rates (``lab.metrics.alerts``, 1 h re-arm) on
     the development patients. The service alerts at it unless a site overrides ``WARDTWIN_ALERT_THRESHOLD``;
     the clear threshold is ``models.twin.CLEAR_FRACTION`` of it.
 Determinism
@@ -64,12 +64,12 @@ import scipy
 import sklearn
 from scipy.special import expit
 
+from lab import metrics as M
+from lab.model_card import model_card, write_model_card
 from models import features as F
 from models import labels as L
-from models import metrics as M
 from models import news2 as N
 from models.challenger import CHALLENGER_FORMAT
-from models.model_card import model_card, write_model_card
 from models.twin import ARTIFACT_FORMAT
 
 logger = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ def fold_of(patient_ids: pd.Series | np.ndarray | list[str], seed: int, folds: i
 
 @dataclass(frozen=True)
 class PooledFit:
-    """A model fitted on more than the simulator (``models.source_choice``), handed to :func:`train` to be
+    """A model fitted on more than the simulator (``lab.source_choice``), handed to :func:`train` to be
     calibrated, thresholded and written like any other: ``oof`` are its out-of-fold raw logits on the simulator
     dataset's rows (NaN outside the development folds), ``mean``/``scale``/``w``/``b`` its raw fit on all its rows."""
 
@@ -277,7 +277,7 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
     """Train and calibrate the twin; returns the JSON artifact (a plain dict).
 
     ``variant`` forces one of ``VARIANTS`` (to study a variant the rule did not choose; never for shipping).
-    ``pooled``: ship this fit (chosen by ``models.source_choice.SOURCE_RULE``) instead of a simulator-only variant.
+    ``pooled``: ship this fit (chosen by ``lab.source_choice.SOURCE_RULE``) instead of a simulator-only variant.
     """
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
@@ -475,7 +475,7 @@ def alert_threshold(ds: Dataset, patients_mask: np.ndarray, risk: np.ndarray, *,
         "twin_sensitivity": float(np.mean(twin_max >= chosen)),
         "twin_alerts_per_100_patient_days": round(100 * twin_alerts / days, 1) if days else None,
         "news2_5_alerts_per_100_patient_days": round(100 * news_alerts / days, 1) if days else None,
-        "alert_counting": "models.metrics.alerts (a new alert after an hour below), monitored development windows",
+        "alert_counting": "lab.metrics.alerts (a new alert after an hour below), monitored development windows",
         "bootstrap": {"draws": n_boot, "resampled": "development first events (one per patient)", "seed": seed},
     }
 

@@ -304,7 +304,7 @@ def _readme(report: dict[str, Any]) -> str:
         f"`{report['command']}` — {cfg['patients']} simulated patients × {cfg['hours']:g} h per seed, seeds "
         f"{', '.join(map(str, cfg['seeds']))}; twin `{report['model_version']}`, alert threshold "
         f"{report['twin_threshold']:g}; run time {report['seconds']:.0f} s. Definitions: see `report.json` "
-        "(`definitions`) and `app/alert_burden.py`. Values with patient-bootstrap 95 % intervals.",
+        "(`definitions`) and `lab/alert_burden.py`. Values with patient-bootstrap 95 % intervals.",
         "",
         "| | " + " | ".join(report["groups"]) + " |",
         "|---|" + "---|" * len(report["groups"]),
