@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from models.scoring import Score
 from models.twin import TwinContribution
 
 
@@ -26,19 +26,4 @@ class Reading(NamedTuple):
 #: standardised value, ``sentence``): the twin's own type, so a score carries the twin's contributions as they are.
 Contribution = TwinContribution
 
-
-@dataclass(frozen=True)
-class Score:
-    """The twin's calibrated risk for one patient at one window end, with NEWS2 beside it."""
-
-    patient_id: str
-    window_end: datetime
-    risk: float
-    logit: float
-    intercept: float
-    contributions: tuple[Contribution, ...]
-    model_version: str
-    news2: dict[str, Any] = field(default_factory=dict)
-    challenger_risk: float | None = None
-    flags: tuple[str, ...] = ()
-    scored_at: datetime | None = None
+__all__ = ["Contribution", "Reading", "Score"]  # Score: the runtime contract's (models.scoring)

@@ -12,11 +12,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from app.alerts.notify import OnCommit
 from app.api import admin, alerts, errors, patients, readings, system, webhooks
+from app.api.auth import Authenticate
 from app.api.edge import BoardMount, Edge, board_csp, redact_keys_in_access_logs
-from app.api.latest import LatestView, follow_alerts
 from app.api.openapi import document_errors
 from app.clock import Clock, SystemClock
+from app.readmodel import LatestView
 from app.security.access import Access
 from app.service import WardTwin
 from app.settings import Settings
@@ -51,9 +53,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
     settings = settings or Settings()
     clock = clock or SystemClock()
     twin = Twin.load(settings.artifact_path)
-    latest = LatestView(patients.risk_out, patients.summary)  # the reads' view, fed by the store it observes
+    latest = LatestView(patients.encode_risk, patients.encode_board)  # the read model, fed by the store it observes
     wt = WardTwin.build(settings, clock, ObservedStore(store or make_store(settings), latest), twin, cycle_interval_s)
-    follow_alerts(latest, wt.alert_store)
+    wt.read_model = latest
+    wt.engine.subscribe(OnCommit(latest.alerts_changed))
     access = Access(settings)
 
     @asynccontextmanager
@@ -76,17 +79,18 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
         lifespan=lifespan,
     )
     app.state.wardtwin = wt
-    app.state.latest = latest
     app.state.access = access
     errors.register(app)
     document_errors(app)
-    for module in (readings, patients, alerts, system, webhooks, admin):
-        app.include_router(module.router)
+    # Every module's routes become routes of the app's one router (not included routers, which FastAPI matches
+    # twice per request), ahead of the documentation's; the hot reads first, so they are matched first.
+    app.router.routes[:0] = [route for module in (patients, readings, alerts, system, webhooks, admin)
+                             for route in module.router.routes]
     static = Path(__file__).parent / "static"
     if static.is_dir():
         app.router.routes.append(BoardMount("/", StaticFiles(directory=static, html=True), name="dashboard"))
-    app.add_middleware(Edge, access=access, max_body_bytes=settings.max_body_bytes, csp=board_csp(static),
-                       hot_reads=lambda path: patients.hot_read(latest, path), hot_roles=patients.READ_ROLES)
+    app.add_middleware(Authenticate, access=access)  # inside the edge: a refused body is never authenticated
+    app.add_middleware(Edge, access=access, max_body_bytes=settings.max_body_bytes, csp=board_csp(static))
     redact_keys_in_access_logs()
     if settings.cors_origins:  # closed unless configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AnyHttpUrl, Field, PositiveInt, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from models.schema import NAME_PATTERN
 
@@ -99,6 +99,22 @@ class Settings(BaseSettings):
         if self.influx_token and (self.influx_username or self.influx_password):
             raise ValueError("give either an InfluxDB token or a username/password, not both")
         return self
+
+    @classmethod
+    def explicit(cls, **values: Any) -> Settings:
+        """``values`` over the defaults and nothing else: no ``WARDTWIN_*`` variable, no ``.env``. For the lab's tools
+        that run a private service of their own (replay, the alert studies), so a stray variable cannot change their
+        store or their numbers. Validated like any settings (the documented ``settings_customise_sources`` hook)."""
+
+        class Explicit(cls):  # type: ignore[valid-type, misc]
+            @classmethod
+            def settings_customise_sources(cls, settings_cls: type[BaseSettings],  # type: ignore[override]
+                                           init_settings: PydanticBaseSettingsSource,
+                                           **_ignored: PydanticBaseSettingsSource
+                                           ) -> tuple[PydanticBaseSettingsSource, ...]:
+                return (init_settings,)
+
+        return Explicit(**values)
 
     @property
     def sqlite_path(self) -> Path:

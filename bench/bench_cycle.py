@@ -11,7 +11,7 @@ every 5 min, NIBP every 15 min; 1 % of patients deteriorating). A first cycle st
 (``cold``: it reads the whole span). Then ``--cycles`` times: the next window's readings arrive (not timed) and
 the cycle for its window end runs (timed, ``steady``), stage by stage as ``CycleResult.stages`` reports.
 After them, on the same store and window end, the read and scoring as they were before the ward grid
-(``Cycle.score_windows`` on 24 h of every patient's windows), timed for the before/now ratio.
+(``models.scoring.score_ward`` on 24 h of every patient's windows), timed for the before/now ratio.
 Memory: the process's resident set before the steady cycles and its peak during them (``VmHWM``, reset after the
 set-up), and the ward grid's own arrays.
 
@@ -50,6 +50,7 @@ from app.domain import Reading  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from models import features  # noqa: E402
+from models.scoring import score_ward  # noqa: E402
 from models.windows import MAX_CARRY_FORWARD, WINDOW  # noqa: E402
 
 FIRST_END = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -153,11 +154,12 @@ def _reset_peak_rss() -> None:
 
 async def time_reference(wt, end: datetime) -> float:
     """The cycle's read and scoring as they were before the ward grid (issue 14), on the same store and window end:
-    every patient's 24 h of windows read, carried forward and featurised whole (``Cycle.score_windows``)."""
+    every patient's 24 h of windows read, carried forward and featurised whole (``models.scoring.score_ward``)."""
     t0 = time.perf_counter()
     ids = await wt.store.patient_ids()
     stored = await wt.store.windows(ids, end - features.HISTORY - MAX_CARRY_FORWARD, end)
-    scores = await asyncio.to_thread(wt.cycle.score_windows, stored, end, end)
+    scores = await asyncio.to_thread(score_ward, stored, end, wt.twin, scored_at=end, stale_after=wt.cycle.stale_after,
+                                     challenger=wt.cycle.challenger, disagreement=wt.cycle.disagreement)
     assert len(scores) > 0
     return time.perf_counter() - t0
 
@@ -214,7 +216,7 @@ def main() -> int:
     parser.add_argument("--hr-period", type=int, default=1, help="seconds between heart-rate readings")
     parser.add_argument("--influx-url", default=None)
     parser.add_argument("--no-reference", action="store_true",
-                        help="skip timing the pre-grid read and scoring (Cycle.score_windows) after the cycles")
+                        help="skip timing the pre-grid read and scoring (models.scoring.score_ward) after the cycles")
     parser.add_argument("--one", action="store_true", help="run one configuration (--stores is then one store)")
     parser.add_argument("--profile", default=None,
                         help="with --one: cProfile of the score stage (run again after the cycles) to this file")

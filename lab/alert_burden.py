@@ -30,7 +30,6 @@ Definitions (stated once, used everywhere):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -118,7 +117,7 @@ async def run_streams(streams: Sequence[PatientStream], hours: float, seed: int,
     end_dt = start_dt + timedelta(hours=hours)
     clock = FixedClock(start_dt)
     key = new_token()  # this in-process session's key with every role; it is the only client, so no rate limit
-    settings = Settings(data_dir=data_dir, demo_key=key, rate_limit_per_s=1e9, rate_limit_burst=10**9)
+    settings = Settings.explicit(data_dir=data_dir, demo_key=key, rate_limit_per_s=1e9, rate_limit_burst=10**9)
     grace = timedelta(seconds=settings.cycle_grace_s)
     app = create_app(settings, clock, cycle_interval_s=None)
     sent, windows = 0, 0
@@ -158,7 +157,7 @@ async def run_streams(streams: Sequence[PatientStream], hours: float, seed: int,
                 if len(page) >= ALERT_PAGE:
                     raise RuntimeError(f"{pid} has {ALERT_PAGE}+ {kind} alerts; the route cannot page further")
                 alerts += page
-        threshold, version = float(wt.engine.threshold), str(wt.twin.version)
+        threshold, version = float(wt.engine.policy.threshold), str(wt.twin.version)
     patients, events = [], []
     for s in streams:
         pid = s.patient["patient_id"]
@@ -422,28 +421,21 @@ def evaluate(n_patients: int, hours: float, seeds: Sequence[int], out: Path, *,
     return report
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wardtwin evaluate alert-burden", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--patients", type=int, default=100)
-    parser.add_argument("--hours", type=float, default=48.0)
-    parser.add_argument("--seeds", default="1,2,3", help="comma-separated simulator seeds")
-    parser.add_argument("--out", type=Path, default=Path("reports/alert-burden"))
-    parser.add_argument("--bootstrap", type=int, default=N_BOOT)
-    parser.add_argument("--progress-every", type=int, default=48, help="print progress every N windows")
-    args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+def alert_burden_command(*, patients: int, hours: float, seeds: list[int], out: Path, bootstrap: int,
+                         progress_every: int, command_line: str) -> int:
+    """``wardtwin evaluate alert-burden``: run :func:`evaluate`, print the pooled rates."""
     for noisy in ("app", "simulator", "httpx", "models", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-    def say(text: str) -> None:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-
-    command = "wardtwin evaluate alert-burden " + " ".join(argv[1:] if argv[:1] == ["alert-burden"] else argv)
-    report = evaluate(args.patients, args.hours, seeds, args.out, n_boot=args.bootstrap,
-                      progress_every=args.progress_every, say=say, command=command)
+    report = evaluate(patients, hours, seeds, out, n_boot=bootstrap, progress_every=progress_every, say=say,
+                      command=command_line)
     pooled = report["pooled"]["estimates"]
     sys.stdout.write(f"pooled alerts/100 patient-days: news2 {fmt(pooled['per100d_news2'])}, combined "
                      f"{fmt(pooled['per100d_combined'])}, episodes {fmt(pooled['per100d_episodes'])}; "
-                     f"report in {args.out}\n")
+                     f"report in {out}\n")
     return 0
+
+
+def say(text: str) -> None:
+    """A progress line on stderr."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()

@@ -14,7 +14,6 @@ engine stored it — the same machinery and definitions as ``wardtwin evaluate a
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -116,29 +115,16 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                 f"{k} {p['stable_patients_alerted'][k]}/{p['stable_patients']}" for k in B.POLICIES)]
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wardtwin evaluate alert-burden-physionet2012",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=Path, required=True, help="set-a.tar.gz or a folder of RECORDID.txt")
-    parser.add_argument("--limit", type=int, default=500, help="the first N stays of the archive (default 500)")
-    parser.add_argument("--hours", type=float, default=HOURS, help="stream the first N hours of each stay (48)")
-    parser.add_argument("--out", type=Path, default=Path("reports/alert-burden-physionet2012"))
-    parser.add_argument("--bootstrap", type=int, default=B.N_BOOT)
-    parser.add_argument("--progress-every", type=int, default=48)
-    args = parser.parse_args(argv)
+def alert_burden_physionet_command(*, records: Path, limit: int | None, hours: float, out: Path, bootstrap: int,
+                                    progress_every: int, command_line: str) -> int:
+    """``wardtwin evaluate alert-burden-physionet2012``: run :func:`evaluate`, print the summary."""
     for noisy in ("app", "simulator", "httpx", "models", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-    def say(text: str) -> None:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-
-    command = "wardtwin evaluate alert-burden-physionet2012 " + " ".join(argv)
-    report = evaluate(args.records, args.limit, args.out, hours=args.hours, n_boot=args.bootstrap,
-                      progress_every=args.progress_every, say=say, command=command)
+    report = evaluate(records, limit, out, hours=hours, n_boot=bootstrap, progress_every=progress_every, say=B.say,
+                      command=command_line)
     for line in summary_lines(report):
         sys.stdout.write(line + "\n")
     return 0
 
 
-__all__ = ["evaluate", "main", "stay_streams", "summary_lines", "write"]
+__all__ = ["alert_burden_physionet_command", "evaluate", "stay_streams", "summary_lines", "write"]

@@ -9,13 +9,12 @@ for each window end. Nobody acknowledges an alert (the worst case for escalation
   bed occupied bar short turnovers, so bed-days stand in for patient-days);
 - **re-notifications** and **escalations**: ``renotified`` and ``escalated`` events in the outbox;
 - **suppressed by the lifecycle**: "alert on every cycle above threshold" counts, per kind, every scored window at
-  which the kind's raise rule holds (``AlertEngine._rules`` with no alert open, so no hysteresis, no clear time
+  which the kind's raise rule holds (``app.alerts.rules.verdicts`` with no alert open, so no hysteresis, no clear time
   and no one-open-alert rule); the service raised ``alerts`` of them; the rest were suppressed.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -29,6 +28,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from app.alerts.rules import verdicts
 from app.alerts.store import KINDS
 from app.clock import FixedClock
 from app.main import create_app
@@ -44,7 +44,7 @@ async def measure(beds: int, seed: int, hours: float, start: datetime, data_dir:
     """Run the ward for ``hours`` and count what the alert lifecycle did (see the module docstring)."""
     end = start + timedelta(hours=hours)
     clock = FixedClock(start)
-    settings = Settings(data_dir=data_dir, demo_key="alert-day-local-key-0123456789")
+    settings = Settings.explicit(data_dir=data_dir, demo_key="alert-day-local-key-0123456789")
     grace = timedelta(seconds=settings.cycle_grace_s)
     app = create_app(settings, clock, cycle_interval_s=None)
     ward = Ward(beds, seed, pd.Timestamp(start))
@@ -65,13 +65,14 @@ async def measure(beds: int, seed: int, hours: float, start: datetime, data_dir:
         naive: Counter[str] = Counter()
         for pid in await wt.store.patient_ids():
             for score in await wt.store.score_history(pid, start, end + timedelta(milliseconds=1)):
-                for kind, (met, _, _) in wt.engine._rules(score, {}).items():
-                    naive[kind] += bool(met)
+                for kind, verdict in verdicts(score, {}, wt.engine.policy).items():
+                    naive[kind] += verdict.met
     patient_days = beds * hours / 24.0
     raised = Counter(a.kind for a in alerts)
     return {
         "ward": {"beds": beds, "seed": seed, "hours": hours, "start": start.isoformat(), "patient_days": patient_days},
-        "settings": {"twin_threshold": wt.engine.threshold, "twin_clear_threshold": wt.engine.clear_threshold,
+        "settings": {"twin_threshold": wt.engine.policy.threshold,
+                     "twin_clear_threshold": wt.engine.policy.clear_threshold,
                      "clear_after_min": settings.alert_clear_after_min,
                      "escalate_after_min": settings.alert_escalate_after_min,
                      "renotify_after_min": settings.alert_renotify_after_min},
@@ -103,19 +104,13 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wardtwin evaluate alert-day", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--beds", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--hours", type=float, default=24.0)
-    parser.add_argument("--start", type=datetime.fromisoformat, default=DEFAULT_START)
-    parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
-    args = parser.parse_args(argv)
+def alert_day_command(*, beds: int, seed: int, hours: float, start: datetime | None, json_out: Path | None) -> int:
+    """``wardtwin evaluate alert-day``: measure, print the table (and write the result to ``json_out``)."""
     for noisy in ("app", "simulator", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        result = asyncio.run(measure(args.beds, args.seed, args.hours, args.start, Path(tmp)))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        result = asyncio.run(measure(beds, seed, hours, start or DEFAULT_START, Path(tmp)))
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
     sys.stdout.write(render(result) + "\n")
     return 0

@@ -11,7 +11,6 @@ restart rebuilds the (deterministic) ward and resumes from there.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -100,20 +99,21 @@ async def post_readings(client: httpx.AsyncClient, readings: list[dict]) -> None
             logger.warning("ingest rejected items: %s", response.text[:500])
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="wardtwin demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
-    parser.add_argument("--beds", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--history-hours", type=float, default=4.0)
-    parser.add_argument("--data-dir", type=Path, default=None, help="default WARDTWIN_DATA_DIR or ./data")
-    parser.add_argument("--fresh", action="store_true", help="forget a previous demo's ward and start a new one")
-    return parser.parse_args(argv)
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``wardtwin demo`` was asked for (see the options in ``lab.cli``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    speed: float = 60.0  # simulated seconds per real second
+    beds: int = 24
+    seed: int = 7
+    history_hours: float = 4.0
+    data_dir: Path | None = None  # None → WARDTWIN_DATA_DIR or ./data (the demo is the configured service)
+    fresh: bool = False  # forget a previous demo's ward
 
 
-def _state(args: argparse.Namespace, path: Path) -> tuple[DemoState, bool]:
+def _state(args: DemoOptions, path: Path) -> tuple[DemoState, bool]:
     state = DemoState.load(path)
     if state and not args.fresh and state.seed == args.seed and state.beds == args.beds:
         return state, True
@@ -121,7 +121,7 @@ def _state(args: argparse.Namespace, path: Path) -> tuple[DemoState, bool]:
     return DemoState(args.seed, args.beds, epoch, epoch), False
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run(args: DemoOptions) -> int:
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     state_path = settings.data_dir / "demo.json"
@@ -166,7 +166,7 @@ async def _until_exit_requested(server: uvicorn.Server) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _feed(args: argparse.Namespace, state: DemoState, state_path: Path, resumed: bool,
+async def _feed(args: DemoOptions, state: DemoState, state_path: Path, resumed: bool,
                 clock: AcceleratedClock, wt: WardTwin, base: str, keys: dict[str, str]) -> None:
     """Post the history and score it through the public API, then stream the ward until cancelled.
 
@@ -217,8 +217,10 @@ async def _stream_until(until: datetime, ward: Ward, client: httpx.AsyncClient, 
     state.save(state_path)
 
 
-def main(argv: list[str]) -> int:
-    args = _parse(argv)
+def demo(*, host: str, port: int, speed: float, beds: int, seed: int, history_hours: float, data_dir: Path | None,
+         fresh: bool) -> int:
+    """``wardtwin demo``: run until Ctrl-C."""
+    args = DemoOptions(host, port, speed, beds, seed, history_hours, data_dir, fresh)
     for noisy in ("app", "httpx", "apscheduler", "simulator"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):

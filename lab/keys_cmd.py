@@ -1,18 +1,22 @@
 """``wardtwin keys create --role ROLE --name NAME | list | revoke KEY_ID``: API keys in ``DATA_DIR/access.db``.
 
 Works while the service runs (SQLite in WAL mode): a revoked key is refused from its next request. The token is
-printed once; only its SHA-256 is stored. Every change is appended to the audit trail as done by ``cli``."""
+printed once; only its SHA-256 is stored. Every change is appended to the audit trail as done by ``cli``. The data
+directory is the service's (``--data-dir``, else ``WARDTWIN_DATA_DIR``, else ``./data``): these commands manage the
+configured service's keys, so they read its settings on purpose."""
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from app.errors import KeyNotFoundError
 from app.security.audit import AuditLog
-from app.security.keys import ROLES, KeyStore, Principal
+from app.security.keys import KeyStore, Principal
 from app.settings import Settings
 
 
@@ -20,42 +24,46 @@ def _operator() -> Principal:
     return Principal("cli", f"cli:{getpass.getuser()}", frozenset({"admin"}))
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wardtwin keys", description=__doc__.split("\n\n")[0])
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", default=None, help="default WARDTWIN_DATA_DIR or ./data")
-    sub = parser.add_subparsers(dest="command", required=True)
-    create = sub.add_parser("create", parents=[common], help="create a key and print its token (once)")
-    create.add_argument("--role", required=True, choices=ROLES)
-    create.add_argument("--name", required=True, help='who holds it, e.g. "ward 7 board" (audit shows it)')
-    sub.add_parser("list", parents=[common], help="every key: id, role, name, created, revoked (never the tokens)")
-    revoke = sub.add_parser("revoke", parents=[common], help="revoke a key by its id")
-    revoke.add_argument("key_id")
-    args = parser.parse_args(argv)
-    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+@contextmanager
+def _keys(data_dir: Path | None) -> Iterator[KeyStore]:
+    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
     keys = KeyStore(settings.access_path)
     keys.open()
-    now, audit, host = datetime.now(UTC), AuditLog(keys), socket.gethostname()
     try:
-        if args.command == "create":
-            if not args.name.strip() or len(args.name) > 64:
-                parser.error("--name must be 1–64 characters")
-            key, token = keys.create(args.name.strip(), args.role, now)
-            audit.append(now, _operator(), "CLI keys create", f"key:{key.id}", None, host)
-            print(f"created key {key.id} role={key.role} name={key.name!r}\n{token}\n"
-                  "(shown once: only its hash is stored; send it as Authorization: Bearer <key>)")
-        elif args.command == "list":
-            print(f"{'id':<12}  {'role':<9}  {'created':<32}  {'revoked':<32}  name")
-            for key in keys.list():
-                print(f"{key.id:<12}  {key.role:<9}  {key.created_at:<32}  {key.revoked_at or '-':<32}  {key.name}")
-        else:
-            try:
-                key = keys.revoke(args.key_id, now)
-            except KeyNotFoundError as exc:
-                print(exc)
-                return 1
-            audit.append(now, _operator(), "CLI keys revoke", f"key:{key.id}", None, host)
-            print(f"revoked key {key.id} ({key.role}, {key.name!r}) at {key.revoked_at}")
+        yield keys
     finally:
         keys.close()
+
+
+def create(*, role: str, name: str, data_dir: Path | None) -> int:
+    """Create a key for ``role`` held by ``name``; print its token once."""
+    now = datetime.now(UTC)
+    with _keys(data_dir) as keys:
+        key, token = keys.create(name.strip(), role, now)
+        AuditLog(keys).append(now, _operator(), "CLI keys create", f"key:{key.id}", None, socket.gethostname())
+    print(f"created key {key.id} role={key.role} name={key.name!r}\n{token}\n"
+          "(shown once: only its hash is stored; send it as Authorization: Bearer <key>)")
+    return 0
+
+
+def list_keys(*, data_dir: Path | None) -> int:
+    """Every key: id, role, created, revoked, name (never a token)."""
+    with _keys(data_dir) as keys:
+        print(f"{'id':<12}  {'role':<9}  {'created':<32}  {'revoked':<32}  name")
+        for key in keys.list():
+            print(f"{key.id:<12}  {key.role:<9}  {key.created_at:<32}  {key.revoked_at or '-':<32}  {key.name}")
+    return 0
+
+
+def revoke(*, key_id: str, data_dir: Path | None) -> int:
+    """Revoke ``key_id``; 1 when there is no such key."""
+    now = datetime.now(UTC)
+    with _keys(data_dir) as keys:
+        try:
+            key = keys.revoke(key_id, now)
+        except KeyNotFoundError as exc:
+            print(exc)
+            return 1
+        AuditLog(keys).append(now, _operator(), "CLI keys revoke", f"key:{key.id}", None, socket.gethostname())
+    print(f"revoked key {key.id} ({key.role}, {key.name!r}) at {key.revoked_at}")
     return 0

@@ -8,29 +8,30 @@ rows per patient-day) and only the windows are kept.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lab.output import Progress, out
+from lab.output import Progress
+from lab.output import out as say
 from models import windows as W
 from models.challenger import DEFAULT_CHALLENGER
 from models.twin import DEFAULT_ARTIFACT
 
 
-def _cohort_args(parser: argparse.ArgumentParser, *, patients: int, hours: float, seed: int,
-                 mix: str | None = None) -> None:
-    parser.add_argument("--cohort", type=Path, help="cohort directory written by the simulator")
-    parser.add_argument("--patients", type=int, default=patients, help=f"generated cohort size (default {patients})")
-    parser.add_argument("--hours", type=float, default=hours, help=f"hours per patient (default {hours:g})")
-    parser.add_argument("--seed", type=int, default=seed, help=f"simulator seed (default {seed})")
-    parser.add_argument("--mix", default=mix, help="generated cohort's archetype mix: 'ward' (a general ward), "
-                        "'enriched' (the training mix) or weights (see `wardtwin simulate cohort --help`); default "
-                        f"{mix or 'ward'}")
+@dataclass(frozen=True)
+class CohortSpec:
+    """Which cohort: a directory written by the simulator, or one generated from (patients, hours, seed, mix)."""
+
+    cohort: Path | None = None
+    patients: int = 600
+    hours: float = 48.0
+    seed: int = 2024
+    mix: str | None = None  # 'ward' (None), 'enriched' or archetype weights (simulator.archetypes.parse_mix)
 
 
 def _simulator_version() -> str:
@@ -48,16 +49,16 @@ def _fingerprint(manifest: dict[str, Any], source: str) -> dict[str, Any]:
     return out
 
 
-def load_cohort_windows(args: argparse.Namespace, progress: Callable[[str], None]
+def load_cohort_windows(spec: CohortSpec, progress: Callable[[str], None]
                         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """(windows, patients, ground-truth events, cohort fingerprint) for the cohort the arguments name.
+    """(windows, patients, ground-truth events, cohort fingerprint) for the cohort ``spec`` names.
 
     Readings are aggregated one patient at a time and dropped; only the windows are kept.
     """
     from simulator import cohort as C
 
-    if args.cohort is not None:
-        root = Path(args.cohort)
+    if spec.cohort is not None:
+        root = Path(spec.cohort)
         manifest_path = root / "manifest.json"
         manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
         records: Iterator[Any] = C.iter_cohort_files(root)
@@ -67,11 +68,11 @@ def load_cohort_windows(args: argparse.Namespace, progress: Callable[[str], None
         start = C.DEFAULT_START
         from simulator.archetypes import normalise_mix, parse_mix
 
-        mix = normalise_mix(parse_mix(args.mix) if getattr(args, "mix", None) else None)
-        records = C.iter_cohort(args.patients, args.hours, args.seed, start=start, archetype_mix=mix)
-        total = args.patients
-        fingerprint = _fingerprint({"simulator_version": _simulator_version(), "seed": int(args.seed),
-                                    "n_patients": int(args.patients), "hours": float(args.hours),
+        mix = normalise_mix(parse_mix(spec.mix) if spec.mix else None)
+        records = C.iter_cohort(spec.patients, spec.hours, spec.seed, start=start, archetype_mix=mix)
+        total = spec.patients
+        fingerprint = _fingerprint({"simulator_version": _simulator_version(), "seed": int(spec.seed),
+                                    "n_patients": int(spec.patients), "hours": float(spec.hours),
                                     "start": pd.Timestamp(start).tz_convert("UTC").isoformat(),
                                     "archetype_mix": mix},
                                    "simulator.cohort.iter_cohort")
@@ -92,114 +93,83 @@ def load_cohort_windows(args: argparse.Namespace, progress: Callable[[str], None
     return windows, patients, events, fingerprint
 
 
-def train_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wardtwin train", description="Train the twin and write its JSON artifact.")
-    _cohort_args(parser, patients=1500, hours=48, seed=42, mix="enriched")  # events enough to learn from
-    parser.add_argument("--train-seed", type=int, default=7, help="split and estimator seed (default 7)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_ARTIFACT, help="artifact path (MODEL_CARD.md beside it)")
-    parser.add_argument("--no-challenger", action="store_true", help="skip the gradient-boosting challenger")
-    parser.add_argument("--variant", default=None, help="force a feature variant (lab.train.VARIANTS) to study it; "
-                        "default: the stated selection rule chooses (never ship a forced one)")
-    parser.add_argument("--physionet-records", type=Path, default=None,
-                        help="PhysioNet 2012 set-A records (.tar.gz or folder): compare training on the simulator, "
-                             "set A or both (lab.source_choice.SOURCE_RULE) and ship the rule's choice")
-    parser.add_argument("--physionet-outcomes", type=Path, default=None,
-                        help="Outcomes-a.txt (with --physionet-records)")
-    parser.add_argument("--sources-report", type=Path, default=Path("reports/sources"),
-                        help="where the training-data comparison is written (with --physionet-records)")
-    parser.add_argument("--physionet-limit", type=int, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.physionet_records is None and args.out.resolve() == DEFAULT_ARTIFACT.resolve():
-        parser.error("the shipped twin is trained on the simulator and PhysioNet 2012 set A (reports/sources/): pass "
-                     "--physionet-records and --physionet-outcomes, or --out elsewhere for a simulator-only twin")
+def train(*, cohort: Path | None, patients: int, hours: float, seed: int, mix: str | None, train_seed: int,
+          out: Path | None, no_challenger: bool, variant: str | None, physionet_records: Path | None,
+          physionet_outcomes: Path | None, sources_report: Path, physionet_limit: int | None, command_line: str) -> int:
+    """``wardtwin train``: the twin (and the challenger) from the cohort, written as JSON with the model card.
+
+    With ``physionet_records`` the stated source comparison chooses what it is trained on
+    (``lab.sources_cmd.choose_sources``; its labels are the charted events, so ``physionet_outcomes``, which the
+    command line asks for beside the records, is not read). ``out`` None: the shipped artifact."""
     from lab import train as T
 
+    out = out or DEFAULT_ARTIFACT
     progress = Progress("train")
-    windows, patients, events, fingerprint = load_cohort_windows(args, progress)
-    dataset = T.prepare(windows, patients, events, progress=progress)
+    windows, cohort_patients, events, fingerprint = load_cohort_windows(
+        CohortSpec(cohort, patients, hours, seed, mix), progress)
+    dataset = T.prepare(windows, cohort_patients, events, progress=progress)
     pooled = None
-    if args.physionet_records is not None:
-        if args.variant is not None:
-            parser.error("--variant studies simulator-only variants; it cannot be combined with --physionet-records")
+    if physionet_records is not None:
         from lab.sources_cmd import choose_sources
 
-        pooled, fingerprint = choose_sources(args, dataset, fingerprint, progress, argv)
-    artifact = T.train(windows, events, patients, seed=args.train_seed, cohort_fingerprint=fingerprint,
-                       progress=progress, dataset=dataset, variant=args.variant, pooled=pooled)
-    path = T.write_artifact(artifact, args.out)
-    out(f"twin {artifact['version']} written to {path} (model card {path.parent / 'MODEL_CARD.md'})")
-    if not args.no_challenger:
-        challenger = T.train_challenger(dataset, seed=args.train_seed, twin=artifact, progress=progress)
-        cpath = args.out.parent / DEFAULT_CHALLENGER.name
+        pooled, fingerprint = choose_sources(physionet_records, physionet_limit, train_seed=train_seed,
+                                             sources_report=sources_report, dataset=dataset, fingerprint=fingerprint,
+                                             progress=progress, command_line=command_line)
+    artifact = T.train(windows, events, cohort_patients, seed=train_seed, cohort_fingerprint=fingerprint,
+                       progress=progress, dataset=dataset, variant=variant, pooled=pooled)
+    path = T.write_artifact(artifact, out)
+    say(f"twin {artifact['version']} written to {path} (model card {path.parent / 'MODEL_CARD.md'})")
+    if not no_challenger:
+        challenger = T.train_challenger(dataset, seed=train_seed, twin=artifact, progress=progress)
+        cpath = out.parent / DEFAULT_CHALLENGER.name
         T.write_json(challenger, cpath)
-        out(f"challenger {challenger['version']} written to {cpath}")
+        say(f"challenger {challenger['version']} written to {cpath}")
     m = artifact["metrics"]["test"]
-    out(f"test patients: AUROC twin {m['auroc']:.3f} vs NEWS2 {m['news2_auroc']:.3f}; "
+    say(f"test patients: AUROC twin {m['auroc']:.3f} vs NEWS2 {m['news2_auroc']:.3f}; "
          f"Brier {m['brier']:.4f}; calibration slope {m['calibration_slope']:.2f}")
     return 0
 
 
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {text!r}") from exc
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"--seeds needs distinct seeds, got {text!r}")
-    return seeds
-
-
-def evaluate_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wardtwin evaluate",
-                                     description="Evaluate the twin against NEWS2 (charted at the RCP frequency and "
-                                                 "every 5 min) and the challenger on independent simulator cohorts, "
-                                                 "one per seed and pooled; writes report.json, plots and index.html.")
-    _cohort_args(parser, patients=600, hours=48, seed=2024)
-    parser.add_argument("--seeds", type=_seeds, default=None,
-                        help="simulator seeds, each an independent evaluation cohort (e.g. 1,2,3); default: --seed")
-    parser.add_argument("--artifact", type=Path, default=DEFAULT_ARTIFACT)
-    parser.add_argument("--challenger", type=Path, default=None, help="challenger JSON (default: beside the artifact)")
-    parser.add_argument("--out", type=Path, default=Path("reports/evaluation"))
-    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for 95 %% intervals")
-    parser.add_argument("--no-model-card", action="store_true", help="do not rewrite MODEL_CARD.md with the results")
-    parser.add_argument("--physionet-report", type=Path, default=Path("reports/physionet2012/report.json"),
-                        help="real-data results put in the model card beside these (wardtwin evaluate physionet2012)")
-    args = parser.parse_args(argv)
+def evaluate(*, cohort: Path | None, patients: int, hours: float, seed: int, mix: str | None,
+             seeds: list[int] | None, artifact: Path | None, challenger: Path | None, out: Path, bootstrap: int,
+             no_model_card: bool, physionet_report: Path) -> int:
+    """``wardtwin evaluate``: the twin against NEWS2 (charted at the RCP frequency and every 5 min) and the
+    challenger on independent simulator cohorts, one per seed and pooled; writes report.json, plots and index.html,
+    and the model card when the shipped twin was judged on generated cohorts."""
     from lab import report as R
     from lab import train as T
     from lab.model_card import write_model_card
     from models.twin import Twin
 
     progress = Progress("evaluate")
-    twin = Twin.load(args.artifact)
-    challenger_path = args.challenger or args.artifact.parent / DEFAULT_CHALLENGER.name
-    seeds = [args.seed] if args.cohort is not None or args.seeds is None else args.seeds
+    artifact = artifact or DEFAULT_ARTIFACT
+    twin = Twin.load(artifact)
+    challenger_path = challenger or artifact.parent / DEFAULT_CHALLENGER.name
     datasets, fingerprints = {}, {}
-    for s in seeds:
+    for s in [seed] if cohort is not None or seeds is None else seeds:
         progress(f"cohort seed {s}")
-        windows, patients, events, fingerprint = load_cohort_windows(argparse.Namespace(**{**vars(args), "seed": s}),
-                                                                     progress)
-        datasets[s] = T.prepare(windows, patients, events, progress=progress)
+        windows, cohort_patients, events, fingerprint = load_cohort_windows(
+            CohortSpec(cohort, patients, hours, s, mix), progress)
+        datasets[s] = T.prepare(windows, cohort_patients, events, progress=progress)
         fingerprints[s] = fingerprint
         del windows
-    old_path = args.out / "report.json"
+    old_path = out / "report.json"
     previous = R.previous_summary(json.loads(old_path.read_text(encoding="utf-8"))) if old_path.exists() else None
     report = R.evaluate_seeds(twin, datasets, fingerprints,
                               challenger_path=challenger_path if challenger_path.exists() else None,
-                              n_bootstrap=args.bootstrap, previous=previous, progress=progress)
-    R.write_report(report, args.out)
+                              n_bootstrap=bootstrap, previous=previous, progress=progress)
+    R.write_report(report, out)
     pooled = report["pooled"]
-    if not args.no_model_card and pooled["twin_version"] == twin.version \
-            and args.artifact.resolve() == DEFAULT_ARTIFACT.resolve() and args.cohort is None \
+    if not no_model_card and pooled["twin_version"] == twin.version \
+            and artifact.resolve() == DEFAULT_ARTIFACT.resolve() and cohort is None \
             and pooled["scope"].startswith("an independent cohort"):
-        real = (json.loads(args.physionet_report.read_text(encoding="utf-8"))
-                if args.physionet_report.exists() else None)
-        write_model_card(twin.artifact, args.artifact.parent / "MODEL_CARD.md", {**pooled, "seeds": report["seeds"]},
+        real = json.loads(physionet_report.read_text(encoding="utf-8")) if physionet_report.exists() else None
+        write_model_card(twin.artifact, artifact.parent / "MODEL_CARD.md", {**pooled, "seeds": report["seeds"]},
                          real)
-        out(f"model card updated with this evaluation: {args.artifact.parent / 'MODEL_CARD.md'}")
-    out(R.format_table(report))
-    out(f"report: {args.out / 'report.json'} and {args.out / 'index.html'}")
+        say(f"model card updated with this evaluation: {artifact.parent / 'MODEL_CARD.md'}")
+    say(R.format_table(report))
+    say(f"report: {out / 'report.json'} and {out / 'index.html'}")
     return 0
 
 
-__all__ = ["evaluate_main", "load_cohort_windows", "train_main"]
+__all__ = ["CohortSpec", "evaluate", "load_cohort_windows", "train"]

@@ -13,7 +13,6 @@ never "in the future"). Zeros and implausible values are not fixed: they are rej
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from collections import Counter
@@ -30,7 +29,8 @@ from app.domain import Reading
 from app.ingest import validate_batch
 from app.settings import Settings
 from lab import physionet2012 as P
-from lab.output import Progress, out
+from lab.output import Progress
+from lab.output import out as say
 from models.schema import READING_COLUMNS
 
 #: ``now`` for validation: one hour after the last possible reading of a 48 h stay.
@@ -109,39 +109,28 @@ def validated(stays: Iterator[P.Stay], tally: Tally, max_future_skew: timedelta
         yield stay, result.readings
 
 
-def _records_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", choices=["physionet2012"], help="the dataset (PhysioNet/CinC Challenge 2012)")
-    parser.add_argument("--records", type=Path, required=True, help="set-a.tar.gz or a folder of RECORDID.txt files")
-    parser.add_argument("--outcomes", type=Path, required=True, help="Outcomes-a.txt")
-    parser.add_argument("--limit", type=int, default=None, help="at most N stays (archive order)")
-    parser.add_argument("--progress-every", type=int, default=250, help="a progress line every N stays")
-
-
 def _skew() -> timedelta:
     return timedelta(seconds=Settings().max_future_skew_s)
 
 
-def import_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wardtwin import", description="Import real ICU stays into the configured "
-                                     "store (SQLite by default, InfluxDB when WARDTWIN_INFLUX_URL is set).")
-    _records_args(parser)
-    args = parser.parse_args(argv)
-    return asyncio.run(_import(args))
+def import_stays(*, records: Path, outcomes: Path, limit: int | None, progress_every: int) -> int:
+    """``wardtwin import physionet2012``: the accepted readings of ``records`` into the configured store."""
+    return asyncio.run(_import(records, outcomes, limit, progress_every))
 
 
-async def _import(args: argparse.Namespace) -> int:
+async def _import(records: Path, outcomes_path: Path, limit: int | None, progress_every: int) -> int:
     from app.main import make_store
 
     progress = Progress("import")
-    outcomes = P.read_outcomes(args.outcomes)
-    settings = Settings()
+    outcomes = P.read_outcomes(outcomes_path)
+    settings = Settings()  # the configured service's store, on purpose
     store = make_store(settings)
     tally = Tally()
     with_outcome = deaths = 0
     pending: list[Reading] = []
     await store.open()
     try:
-        for stay, readings in validated(P.iter_stays(args.records, args.limit), tally, _skew()):
+        for stay, readings in validated(P.iter_stays(records, limit), tally, _skew()):
             outcome = outcomes.get(stay.record_id)
             if outcome is not None:
                 with_outcome += 1
@@ -150,7 +139,7 @@ async def _import(args: argparse.Namespace) -> int:
             if len(pending) >= WRITE_BATCH:
                 await store.write_readings(pending)
                 pending = []
-            if tally.stays % args.progress_every == 0:
+            if tally.stays % progress_every == 0:
                 progress(f"{tally.stays} stays, {tally.accepted} readings accepted, {tally.rejected} rejected")
         if pending:
             await store.write_readings(pending)
@@ -158,94 +147,83 @@ async def _import(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     progress(f"done: {tally.stays} stays")
-    out(f"imported into the {store.name} store (admission of every stay at {P.ADMISSION_AT.isoformat()}; "
+    say(f"imported into the {store.name} store (admission of every stay at {P.ADMISSION_AT.isoformat()}; "
          f"patient ids {P.PATIENT_PREFIX}RECORDID); windows aggregated at {len(windows)} five-minute window starts")
     for line in tally.lines():
-        out(line)
-    out(f"outcomes: {len(outcomes)} rows in {args.outcomes.name}; {with_outcome} of the imported stays have one "
+        say(line)
+    say(f"outcomes: {len(outcomes)} rows in {outcomes_path.name}; {with_outcome} of the imported stays have one "
          f"({deaths} in-hospital deaths)")
     return 0
 
 
-def evaluate_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wardtwin evaluate physionet2012",
-                                     description="Score every stay at every hour 1..48 with the shipped twin and "
-                                                 "NEWS2; writes scores.csv, report.json, index.html and plots.")
-    _records_args(parser)
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--artifact", type=Path, default=None, help="twin artifact (default: the shipped one)")
-    parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for 95 %% intervals")
-    parser.add_argument("--seed", type=int, default=2012, help="bootstrap seed")
-    parser.add_argument("--batch", type=int, default=200, help="stays scored together (memory vs speed)")
-    parser.add_argument("--cv-variant", action="store_true",
-                        help="also fit the twin's model on these stays with patient-level cross-validation "
-                             "(lab.physionet_cv) and write cv_variant.json and its section; never shipped")
-    parser.add_argument("--cv-folds", type=int, default=5, help="outer folds for --cv-variant")
-    parser.add_argument("--out-of-fold", type=Path, default=Path("reports/sources/set_a_out_of_fold.csv.gz"),
-                        help="when the twin was fitted on these very records: its out-of-fold logits "
-                             "(written by wardtwin train --physionet-records), judged instead of its in-sample risk")
-    args = parser.parse_args(argv)
+def evaluate_stays(*, records: Path, outcomes: Path, limit: int | None, progress_every: int, out: Path,
+                   artifact: Path | None, bootstrap: int, seed: int, batch: int, cv_variant: bool, cv_folds: int,
+                   out_of_fold: Path) -> int:
+    """``wardtwin evaluate physionet2012``: score every stay at every hour 1..48 with the twin (``artifact``, None:
+    the shipped one) and NEWS2; write ``scores.csv``, ``report.json``, ``index.html`` and plots to ``out``."""
     from lab import physionet_eval as E
     from lab.physionet_cv import hour_table
     from models.twin import Twin
 
     progress = Progress("evaluate")
-    twin = Twin.load(args.artifact)
-    outcomes = P.read_outcomes(args.outcomes)
+    twin = Twin.load(artifact)
+    outcome_rows = P.read_outcomes(outcomes)
     tally = Tally()
     score_parts: list[pd.DataFrame] = []
     event_parts: list[pd.DataFrame] = []
     missing: Counter[str] = Counter()
     feature_rows = 0
     table_parts: list[pd.DataFrame] = []
-    for hours, hourly_feats, events in stay_hour_batches(args, tally, progress):
+    for hours, hourly_feats, events in stay_hour_batches(records, limit, tally, progress, batch=batch,
+                                                         progress_every=progress_every):
         scores = E.score_hours(hours, hourly_feats, twin)
-        if args.cv_variant:
+        if cv_variant:
             table_parts.append(hour_table(hours, hourly_feats))
         missing.update(scores.attrs.get("feature_missing", {}))
         feature_rows += int(scores.attrs.get("feature_rows", 0))
         score_parts.append(scores)
         event_parts.append(events)
     if not score_parts:
-        out("no stays found")
+        say("no stays found")
         return 1
     progress(f"scored {tally.stays} stays × {len(E.HOURS)} hours")
     scores = pd.concat(score_parts, ignore_index=True)
-    in_sample = _fitted_on_these(twin.artifact, args.records) if args.limit is None else None
+    in_sample = _fitted_on_these(twin.artifact, records) if limit is None else None
     if in_sample is not None:
-        if not args.out_of_fold.exists():
-            out(f"the twin {twin.version} was fitted on {args.records.name} ({in_sample}); judging it there needs "
-                 f"its out-of-fold logits ({args.out_of_fold}, written by wardtwin train --physionet-records)")
+        if not out_of_fold.exists():
+            say(f"the twin {twin.version} was fitted on {records.name} ({in_sample}); judging it there needs "
+                f"its out-of-fold logits ({out_of_fold}, written by wardtwin train --physionet-records)")
             return 2
-        scores = _with_out_of_fold_risk(scores, twin.artifact, args.out_of_fold)
-        progress(f"the twin was fitted on these stays: judged on its out-of-fold risk ({args.out_of_fold})")
+        scores = _with_out_of_fold_risk(scores, twin.artifact, out_of_fold)
+        progress(f"the twin was fitted on these stays: judged on its out-of-fold risk ({out_of_fold})")
     scores.attrs["feature_missing"] = dict(missing)
     scores.attrs["feature_rows"] = feature_rows
     events = pd.concat(event_parts, ignore_index=True)
     data = tally.as_dict()
-    data["records"] = args.records.name
-    data["limit"] = args.limit
-    data["outcome_rows"] = len(outcomes)
-    data["risk"] = ("out of fold: " + str(args.out_of_fold)) if in_sample is not None else "the twin as served"
+    data["records"] = records.name
+    data["limit"] = limit
+    data["outcome_rows"] = len(outcome_rows)
+    data["risk"] = ("out of fold: " + str(out_of_fold)) if in_sample is not None else "the twin as served"
     demographics = pd.DataFrame([(p, a, g) for p, (a, g) in tally.demographics.items()],
                                 columns=["patient_id", "age", "gender"])
-    report = E.build_report(scores, events, outcomes, twin, n_bootstrap=args.bootstrap, seed=args.seed, data=data,
+    report = E.build_report(scores, events, outcome_rows, twin, n_bootstrap=bootstrap, seed=seed, data=data,
                             demographics=demographics, progress=progress)
     cv = None
-    if args.cv_variant:
-        cv = _cv_variant(pd.concat(table_parts, ignore_index=True), scores, events, outcomes, report, args, progress)
-    args.out.mkdir(parents=True, exist_ok=True)
-    E.write_scores_csv(scores, args.out / "scores.csv")
-    E.write_report(report, args.out, cv=cv)
+    if cv_variant:
+        cv = _cv_variant(pd.concat(table_parts, ignore_index=True), scores, events, outcome_rows, report,
+                         folds=cv_folds, bootstrap=bootstrap, seed=seed, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    E.write_scores_csv(scores, out / "scores.csv")
+    E.write_report(report, out, cv=cv)
     progress("report written")
     for line in tally.lines():
-        out(line)
+        say(line)
     for line in report["summary"]:
-        out(line)
+        say(line)
     if cv is not None:
         for line in cv["summary"]:
-            out(line)
-    out(f"scores: {args.out / 'scores.csv'}; report: {args.out / 'report.json'} and {args.out / 'index.html'}")
+            say(line)
+    say(f"scores: {out / 'scores.csv'}; report: {out / 'report.json'} and {out / 'index.html'}")
     return 0
 
 
@@ -274,10 +252,10 @@ def _with_out_of_fold_risk(scores: pd.DataFrame, artifact: dict[str, Any], path:
     return out
 
 
-def stay_hour_batches(args: argparse.Namespace, tally: Tally, progress: Progress
-                      ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+def stay_hour_batches(records: Path, limit: int | None, tally: Tally, progress: Progress, *, batch: int = 200,
+                      progress_every: int = 250) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
     """``lab.physionet_eval.stay_hours`` (hours, hourly features, charted events) of the validated stays of
-    ``args.records``, ``args.batch`` stays at a time."""
+    ``records`` (at most ``limit``), ``batch`` stays at a time; a progress line every ``progress_every`` stays."""
     from lab import physionet_eval as E
 
     batch_ids: list[str] = []
@@ -290,30 +268,31 @@ def stay_hour_batches(args: argparse.Namespace, tally: Tally, progress: Progress
         batch_readings.clear()
         return out
 
-    for stay, readings in validated(P.iter_stays(args.records, args.limit), tally, _skew()):
+    for stay, readings in validated(P.iter_stays(records, limit), tally, _skew()):
         batch_ids.append(stay.patient_id)
         batch_readings.extend(readings)
-        if len(batch_ids) >= args.batch:
+        if len(batch_ids) >= batch:
             yield flush()
-        if tally.stays % args.progress_every == 0:
+        if tally.stays % progress_every == 0:
             progress(f"{tally.stays} stays read ({tally.accepted} readings accepted, {tally.rejected} rejected)")
     if batch_ids:
         yield flush()
 
 
 def _cv_variant(table: pd.DataFrame, scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int, P.Outcome],
-                report: dict[str, Any], args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+                report: dict[str, Any], *, folds: int, bootstrap: int, seed: int, progress: Progress
+                ) -> dict[str, Any]:
     """``--cv-variant``: the twin's model fitted on these stays, patient-level CV; its numbers, never an artifact."""
     from lab import physionet_cv as C
 
     t0 = time.monotonic()
-    progress(f"cv variant: {args.cv_folds}-fold patient-level cross-validation over {table['patient_id'].nunique()} "
+    progress(f"cv variant: {folds}-fold patient-level cross-validation over {table['patient_id'].nunique()} "
              "stays")
-    cv_rows, fits = C.cross_validate(table, events, folds=args.cv_folds, seed=args.seed, progress=progress)
+    cv_rows, fits = C.cross_validate(table, events, folds=folds, seed=seed, progress=progress)
     shipped = cv_rows[["patient_id", "window_end"]].merge(scores[["patient_id", "window_end", "risk"]],
                                                           on=["patient_id", "window_end"], how="left")["risk"]
     cv = C.evaluate(cv_rows, events, outcomes, fits, shipped_risk=shipped.to_numpy(float),
-                    n_bootstrap=args.bootstrap, seed=args.seed, progress=progress)
+                    n_bootstrap=bootstrap, seed=seed, progress=progress)
     cv["seconds_fit_and_evaluate"] = round(time.monotonic() - t0, 1)
     cv["summary"] = C.summary_lines(cv, report)
     report["variants"] = {"twin-cv-set-a": {
@@ -326,4 +305,4 @@ def _cv_variant(table: pd.DataFrame, scores: pd.DataFrame, events: pd.DataFrame,
     return cv
 
 
-__all__ = ["VALIDATION_NOW", "Tally", "evaluate_main", "import_main", "stay_hour_batches", "validated"]
+__all__ = ["VALIDATION_NOW", "Tally", "evaluate_stays", "import_stays", "stay_hour_batches", "validated"]

@@ -8,9 +8,10 @@ serving code: ``models.windows.aggregate`` → ``carry_forward`` (the grid from 
 admission to 48 h, as the service's cycle builds it for a newly admitted patient) → ``models.features.build`` →
 ``models.twin.Twin.score`` (the shipped artifact, nothing fitted here).
 
-- ``risk`` is empty where the service would not score: the service's cycle skips a patient whose newest window
-  with a heart rate, SpO2 or respiratory rate is older than ``STALE_AFTER`` (``Settings.stale_after_min``, 60 min)
-  at the window end; a stay without any accepted reading is empty at every hour.
+- ``risk`` is empty where the service would not score: the service's one freshness rule (``models.scoring``:
+  ``seen`` and ``is_fresh`` with ``STALE_AFTER``, the default ``Settings.stale_after_min``, 60 min) skips a patient
+  whose newest window with a heart rate, SpO2 or respiratory rate is older than that at the window end; a stay
+  without any accepted reading is empty at every hour.
 - ``news2_total``: NEWS2 charted hourly at best, ``models.news2.from_windows`` (the vectorised ``from_window``) on
   the hour's window: the carried-forward window ending at ``h`` (SBP and temperature carried ≤ 1 h, ACVPU and
   oxygen ≤ 12 h, as ``models.windows``) with heart rate, SpO2 and respiratory rate taken from the newest window
@@ -49,11 +50,12 @@ from lab.physionet2012 import ADMISSION_AT, PATIENT_PREFIX, STAY_HOURS, Outcome
 from models import features as F
 from models import labels as L
 from models import news2 as N
+from models import scoring
 from models import windows as W
 from models.twin import Twin
 
 HOURS: Final[tuple[int, ...]] = tuple(range(1, STAY_HOURS + 1))
-STALE_AFTER: Final[pd.Timedelta] = pd.Timedelta(minutes=60)
+STALE_AFTER: Final[pd.Timedelta] = pd.Timedelta(scoring.STALE_AFTER)
 LEAD: Final[pd.Timedelta] = pd.Timedelta(minutes=30)
 MAX_CHART_GAP: Final[pd.Timedelta] = pd.Timedelta(hours=4)
 NEWS2_THRESHOLD: Final[int] = 5
@@ -155,9 +157,9 @@ def stay_hours(readings: pd.DataFrame, patient_ids: Sequence[str]) -> tuple[pd.D
     # The serving path's features, then the service's staleness rule.
     feats = F.build(grid)
     hourly_feats = feats[feats["window_end"].isin(ends)].reset_index(drop=True)
-    has_data = (grid["hr_count"] > 0) | grid[["spo2_mean", "rr_mean"]].notna().any(axis=1)
-    seen = grid["start"].where(has_data).groupby(grid["patient_id"], sort=False).ffill()
-    fresh = (seen >= grid_end - STALE_AFTER).to_numpy()
+    has_data = scoring.seen(grid["hr_count"], grid["spo2_mean"], grid["rr_mean"])
+    last_seen = grid["start"].where(has_data).groupby(grid["patient_id"], sort=False).ffill()
+    fresh = scoring.is_fresh(last_seen, grid_end, STALE_AFTER).to_numpy()
     fresh_at = pd.DataFrame({"patient_id": grid["patient_id"], "window_end": grid_end, "fresh": fresh})[at_hour]
     hourly_feats = hourly_feats.merge(fresh_at, on=["patient_id", "window_end"], how="left")
     hourly_feats["fresh"] = hourly_feats["fresh"].fillna(False).astype(bool)

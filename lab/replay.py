@@ -1,7 +1,8 @@
 """``wardtwin replay``: replay a simulated ward through the service and print a digest of every score.
 
-The served path, in process: ``create_app`` with the service's own settings (``WARDTWIN_*``, challenger
-included) on a temporary data directory and a fixed clock that steps through the ward's time. At each
+The served path, in process: ``create_app`` with the service's default settings (challenger included; explicit:
+no ``WARDTWIN_*`` variable or ``.env`` changes them) on a temporary data directory and a fixed clock that steps
+through the ward's time. At each
 window end the readings the ward delivered by then go through ``POST /v1/readings`` and the cycle runs
 through ``POST /v1/cycle``; the scores are read back through ``GET /v1/patients/{id}/risk/history``.
 Two runs with the same seed, settings and model must print the same SHA-256: the reproducibility
@@ -10,7 +11,6 @@ check for scores.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -40,8 +40,8 @@ async def replay(beds: int, seed: int, hours: float, start: datetime, data_dir: 
     end = start + timedelta(hours=hours)
     clock = FixedClock(start)
     key = new_token()  # this in-process session's key with every role (nothing else can reach the app)
-    settings = Settings(data_dir=data_dir, demo_key=key, rate_limit_burst=10**9,  # its own, in process: no limit
-                        **({"artifact_path": artifact} if artifact else {}))
+    settings = Settings.explicit(data_dir=data_dir, demo_key=key, rate_limit_burst=10**9,  # its own: no limit
+                                 **({"artifact_path": artifact} if artifact else {}))
     app = create_app(settings, clock, cycle_interval_s=None)
     ward = Ward(beds, seed, pd.Timestamp(start))
     async with app.router.lifespan_context(app), httpx.AsyncClient(
@@ -77,21 +77,15 @@ def digest(scores: list[dict[str, Any]]) -> str:
     return sha.hexdigest()
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wardtwin replay", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--beds", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--hours", type=float, default=6.0)
-    parser.add_argument("--start", type=datetime.fromisoformat, default=DEFAULT_START)
-    parser.add_argument("--artifact", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=None, help="also write the scores as JSON lines here")
-    args = parser.parse_args(argv)
+def replay_command(*, beds: int, seed: int, hours: float, start: datetime | None, artifact: Path | None,
+                   out: Path | None) -> int:
+    """``wardtwin replay``: replay the ward and print the digest (and write the scores to ``out``)."""
     for noisy in ("app", "simulator", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        scores = asyncio.run(replay(args.beds, args.seed, args.hours, args.start, Path(tmp), args.artifact))
-    if args.out:
-        args.out.write_text("".join(canonical(s) + "\n" for s in scores))
+        scores = asyncio.run(replay(beds, seed, hours, start or DEFAULT_START, Path(tmp), artifact))
+    if out:
+        out.write_text("".join(canonical(s) + "\n" for s in scores))
     print(f"{len(scores)} scores, {len({s['patient_id'] for s in scores})} patients, "
           f"{len({s['window_end'] for s in scores})} window ends; sha256 {digest(scores)}")
     return 0

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,9 @@ from lab.physionet_cmd import Tally, stay_hour_batches
 def set_a_table(records: Path, limit: int | None, progress: Progress) -> tuple[pd.DataFrame, pd.DataFrame, Tally]:
     from lab.physionet_cv import hour_table
 
-    args = argparse.Namespace(records=records, limit=limit, batch=200, progress_every=500)
     tally = Tally()
     tables, events = [], []
-    for hours, hourly_feats, ev in stay_hour_batches(args, tally, progress):
+    for hours, hourly_feats, ev in stay_hour_batches(records, limit, tally, progress, batch=200, progress_every=500):
         tables.append(hour_table(hours, hourly_feats))
         events.append(ev)
     if not tables:
@@ -44,25 +42,27 @@ def write_out_of_fold(table: pd.DataFrame, logit: np.ndarray, path: Path) -> Non
     frame.to_csv(path, index=False, lineterminator="\n", compression={"method": "gzip", "mtime": 0})
 
 
-def choose_sources(args: argparse.Namespace, dataset: T.Dataset, fingerprint: dict[str, Any], progress: Progress,
-                   argv: list[str]) -> tuple[T.PooledFit | None, dict[str, Any]]:
-    """(the pooled fit to ship, or None when the simulator alone wins; the cohort fingerprint, with set A's)."""
-    if args.physionet_outcomes is None:
-        raise SystemExit("--physionet-records needs --physionet-outcomes")
-    table, events, tally = set_a_table(args.physionet_records, args.physionet_limit, progress)
+def choose_sources(records: Path, limit: int | None, *, train_seed: int, sources_report: Path,
+                   dataset: T.Dataset, fingerprint: dict[str, Any], progress: Progress,
+                   command_line: str) -> tuple[T.PooledFit | None, dict[str, Any]]:
+    """(the pooled fit to ship, or None when the simulator alone wins; the cohort fingerprint, with set A's).
+
+    ``records``: set A (its charted events are the labels); ``limit``: at most that many stays; ``command_line``
+    is recorded in the report."""
+    table, events, tally = set_a_table(records, limit, progress)
     progress(f"set A: {tally.stays} stays, {len(table)} stay-hours, {len(events)} charted events")
-    by_name = {"simulator": S.simulator_rows(dataset, seed=args.train_seed), "set-a": S.set_a_rows(table, events)}
+    by_name = {"simulator": S.simulator_rows(dataset, seed=train_seed), "set-a": S.set_a_rows(table, events)}
     report, logits = S.compare(by_name, progress=progress)
-    report["command"] = "wardtwin train " + " ".join(argv)
-    source_report.write(report, args.sources_report)
+    report["command"] = command_line
+    source_report.write(report, sources_report)
     for line in source_report.summary_lines(report):
         out(line)
     if report["chosen"] == "simulator":
         return None, fingerprint
-    write_out_of_fold(table, logits[report["chosen"]]["set-a"], args.sources_report / OUT_OF_FOLD)
+    write_out_of_fold(table, logits[report["chosen"]]["set-a"], sources_report / OUT_OF_FOLD)
     real = {"dataset": "PhysioNet/CinC Challenge 2012 set A (1.0.0, ODC-By 1.0)",
-            "records": args.physionet_records.name, "records_sha256": P.records_sha256(args.physionet_records),
-            "stays": tally.stays, "stay_hours": len(table), "limit": args.physionet_limit}
+            "records": records.name, "records_sha256": P.records_sha256(records),
+            "stays": tally.stays, "stay_hours": len(table), "limit": limit}
     return S.pooled_fit(report, logits, by_name, progress=progress), {**fingerprint, "real_data": real}
 
 

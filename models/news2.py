@@ -320,5 +320,76 @@ def from_windows(windows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-__all__ = ["BANDS", "MAX_TOTAL", "PARAMETERS", "RESPONSES", "ClinicalResponse", "News2", "ObservationError", "band",
-           "clinical_response", "from_window", "from_windows", "round_half_up", "score"]
+@dataclass(frozen=True)
+class News2Summary:
+    """The NEWS2 a score carries: the result with its chart-4 row (clinical response, monitoring frequency).
+
+    ``band``, ``single_parameter_3`` and the chart-4 fields follow from ``total`` and ``points``; :meth:`of` and
+    :meth:`from_stored` are the only ways in, so they never disagree. ``to_dict`` is the stored form.
+    """
+
+    total: int
+    band: str
+    points: dict[str, int]
+    partial: bool
+    single_parameter_3: bool
+    urgency: str
+    response: str
+    monitoring: str
+    observe_within_min: int
+
+    @classmethod
+    def of(cls, result: News2) -> News2Summary:
+        return cls._make(result.total, dict(result.points), result.partial)
+
+    @classmethod
+    def _make(cls, total: int, points: dict[str, int], partial: bool) -> News2Summary:
+        row = clinical_response(total, has_single_parameter_3(points))
+        return cls(total=total, band=row.band, points=points, partial=partial,
+                   single_parameter_3=has_single_parameter_3(points), urgency=row.urgency, response=row.response,
+                   monitoring=row.monitoring, observe_within_min=row.observe_within_min)
+
+    @classmethod
+    def from_stored(cls, obj: Mapping[str, Any] | News2Summary | None) -> News2Summary | None:
+        """The one reader of a stored summary, tolerant of rows from every version: ``None`` for a score stored
+        without NEWS2 (``None`` or ``{}``); a missing total is 0, missing points none, and the fields derived from
+        them (band, chart-4 row) are derived again rather than read."""
+        if obj is None or isinstance(obj, News2Summary):
+            return obj
+        if not obj:
+            return None
+        points = {str(k): int(v) for k, v in (obj.get("points") or {}).items()}
+        return cls._make(int(obj.get("total") or 0), points, bool(obj.get("partial")))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored (and API) form."""
+        return {"total": self.total, "band": self.band, "points": dict(self.points), "partial": self.partial,
+                "single_parameter_3": self.single_parameter_3, "urgency": self.urgency, "response": self.response,
+                "monitoring": self.monitoring, "observe_within_min": self.observe_within_min}
+
+
+def summary(row: Any) -> News2Summary:
+    """:class:`News2Summary` of one carried-forward window row (:func:`from_window`)."""
+    return News2Summary.of(from_window(row))
+
+
+def summaries(rows: pd.DataFrame) -> list[News2Summary]:
+    """:func:`summary` of many window rows at once (the points vectorised by :func:`from_windows`, each distinct
+    result described once): the same summaries, in row order."""
+    table = from_windows(rows)
+    points = table[[f"news2_{k}" for k in PARAMETERS]].to_numpy(dtype="int64").tolist()
+    described: dict[tuple, News2Summary] = {}
+    out = []
+    for row_points, partial in zip(points, table["partial"].tolist(), strict=True):
+        key = (*row_points, partial)
+        found = described.get(key)
+        if found is None:
+            found = described[key] = News2Summary._make(sum(row_points), dict(zip(PARAMETERS, row_points,
+                                                                                 strict=True)), bool(partial))
+        out.append(found)
+    return out
+
+
+__all__ = ["BANDS", "MAX_TOTAL", "PARAMETERS", "RESPONSES", "ClinicalResponse", "News2", "News2Summary",
+           "ObservationError", "band", "clinical_response", "from_window", "from_windows", "round_half_up", "score",
+           "summaries", "summary"]

@@ -44,6 +44,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.alerts.notify import Batch
 from app.alerts.store import OutboxEvent
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,8 @@ class Client:
 
 
 class AlertHub:
+    """The WebSocket clients' fan-out; a ``Notifier`` of the alert engine."""
+
     def __init__(self, source: EventSource | None = None, confirm: Confirm | None = None, *, page_size: int = 500,
                  max_unacked: int = 256, max_behind: int = 1000, send_timeout_s: float = 5.0,
                  ring_size: int = 2000) -> None:
@@ -168,6 +171,20 @@ class AlertHub:
             self._confirmed = {seq for seq in self._confirmed if seq > self._complete_after}
         for client in self._clients:
             client.changed.set()
+
+    # -- the engine's Notifier ----------------------------------------------------------------------
+    def committed(self) -> None:
+        """Nothing to do at commit: events reach the hub in the engine's next delivery."""
+
+    async def deliver(self, batch: Batch) -> None:
+        """Publish a batch of outbox events, then its ward update. A batch that does not follow the hub's head (the
+        first after start) starts the hub there: earlier events reach clients by replay from the store."""
+        if batch.after != self.head:
+            self.reset(batch.after)
+        if batch.events:
+            self.publish(batch.events)
+        if batch.ward is not None:
+            self.publish_ward(batch.ward)
 
     def publish_ward(self, update: dict[str, Any]) -> None:
         """Offer a ward update (``{"type": "ward", ...}``) to every subscribed client. Not acknowledged, not

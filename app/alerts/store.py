@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import AlertConflictError, AlertNotFoundError
+from app.storage.migrations import Schema, add_column
 from app.storage.sqlite_db import SqliteDatabase
 
 STATES = ("raised", "delivered", "acknowledged", "resolved", "escalated")
@@ -46,7 +47,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, window_end TEXT NOT NULL, raised_at TEXT NOT NULL,
     risk REAL NOT NULL, reasons TEXT NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL,
     delivered_at TEXT, acknowledged_by TEXT, acknowledged_at TEXT, escalated_at TEXT, resolved_at TEXT,
-    resolved_reason TEXT, kind TEXT NOT NULL DEFAULT 'twin');
+    resolved_reason TEXT);
 CREATE TABLE IF NOT EXISTS alert_last_met (alert_id TEXT PRIMARY KEY, window_end TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alert_transitions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, from_state TEXT, to_state TEXT NOT NULL,
@@ -109,6 +110,19 @@ def _row_to_alert(row: sqlite3.Row | tuple) -> Alert:
     return Alert(*values)
 
 
+def outbox_head(conn: sqlite3.Connection) -> int:
+    """The newest outbox seq (0 when empty), read on ``conn`` (inside the caller's transaction)."""
+    return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
+
+
+def outbox_after(conn: sqlite3.Connection, seq: int, limit: int) -> list[tuple[OutboxEvent, str]]:
+    """Outbox events after ``seq`` in seq order, each with its ``created_at``, read on ``conn`` (inside the caller's
+    transaction: the webhook fan-out copies them and moves its cursors atomically)."""
+    rows = conn.execute("SELECT seq, alert_id, event, payload, created_at FROM outbox WHERE seq > ? ORDER BY seq "
+                        "LIMIT ?", (seq, limit)).fetchall()
+    return [(OutboxEvent(q, a, e, _with_kind(json.loads(p))), c) for q, a, e, p, c in rows]
+
+
 def _urgency(alert: Alert) -> tuple[int, int, str]:
     return _STATE_URGENCY.get(alert.state, 9), KINDS.index(alert.kind) if alert.kind in KINDS else 9, alert.raised_at
 
@@ -125,37 +139,30 @@ _COLUMNS = (
     "acknowledged_at, escalated_at, resolved_at, resolved_reason, kind, news2, last_notified_at, renotifications"
 )
 _OPEN_MARKS = ", ".join(f"'{s}'" for s in OPEN_STATES)
-#: Run after the schema on every open: databases from before alert kinds gain the column (their alerts are
-#: ``twin``), then the indexes that use it.
-_MIGRATE_INDEXES = f"""
-CREATE INDEX IF NOT EXISTS alerts_patient_kind ON alerts (patient_id, kind, state);
-CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_kind ON alerts (patient_id, kind)
-    WHERE state IN ({_OPEN_MARKS});
-"""
+#: Versioned (``app/storage/migrations.py``): append steps, never edit one. The column steps skip a column that a
+#: database made before versioning already has; alerts from before kinds existed become ``twin`` alerts.
+SCHEMA = Schema("alerts", (
+    _SCHEMA,
+    add_column("alerts", "kind", "TEXT NOT NULL DEFAULT 'twin'"),
+    f"""CREATE INDEX IF NOT EXISTS alerts_patient_kind ON alerts (patient_id, kind, state);
+    CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_kind ON alerts (patient_id, kind)
+        WHERE state IN ({_OPEN_MARKS});""",
+    add_column("alerts", "news2", "TEXT"),
+    add_column("alerts", "last_notified_at", "TEXT"),
+    add_column("alerts", "renotifications", "INTEGER NOT NULL DEFAULT 0"),
+))
 #: How urgently an open alert wants attention on the board: unacknowledged first, escalated first of all.
 _STATE_URGENCY = {"escalated": 0, "raised": 1, "delivered": 2, "acknowledged": 3}
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(alerts)")}
-    if "kind" not in columns:
-        conn.execute("ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'twin'")
-    for column, ddl in (("news2", "TEXT"), ("last_notified_at", "TEXT"),
-                        ("renotifications", "INTEGER NOT NULL DEFAULT 0")):
-        if column not in columns:
-            conn.execute(f"ALTER TABLE alerts ADD COLUMN {column} {ddl}")
-    conn.executescript(_MIGRATE_INDEXES)
-
-
 class AlertStore:
     def __init__(self, path: Path) -> None:
-        self._db = SqliteDatabase(path, _SCHEMA)
-        #: Called after every committed event (the delivery worker's wake-up).
+        self._db = SqliteDatabase(path, SCHEMA)
+        #: Called after every committed event: the alert engine's, which tells its notifiers (``subscribe``).
         self.on_event: Callable[[], None] | None = None
 
     async def open(self) -> None:
         self._db.open()
-        await self._db.run(_migrate)
 
     async def close(self) -> None:
         self._db.close()
@@ -386,13 +393,11 @@ class AlertStore:
         return [OutboxEvent(s, a, e, _with_kind(json.loads(p))) for s, a, e, p in rows]
 
     async def events_after(self, seq: int, limit: int = 500) -> list[OutboxEvent]:
-        sql = "SELECT seq, alert_id, event, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
-        rows = await self._db.run_read(lambda c: c.execute(sql, (seq, limit)).fetchall())
-        return [OutboxEvent(s, a, e, _with_kind(json.loads(p))) for s, a, e, p in rows]
+        rows = await self._db.run_read(lambda c: outbox_after(c, seq, limit))
+        return [event for event, _ in rows]
 
     async def last_seq(self) -> int:
-        row = await self._db.run_read(lambda c: c.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone())
-        return int(row[0])
+        return await self._db.run_read(outbox_head)
 
     async def first_pending_seq(self) -> int | None:
         sql = "SELECT MIN(seq) FROM outbox WHERE delivered_at IS NULL"

@@ -42,7 +42,10 @@ from typing import Any
 
 import httpx
 
+from app.alerts.notify import Batch
+from app.alerts.store import outbox_after, outbox_head
 from app.errors import DeliveryConflictError, InvalidRequestError, WebhookNotFoundError
+from app.storage.migrations import Schema, migrate
 from app.storage.sqlite_db import SqliteDatabase
 
 logger = logging.getLogger(__name__)
@@ -54,7 +57,8 @@ EVENT_TYPES: dict[str, str] = {"raised": "alert.raised", "escalated": "alert.esc
 SECRET_PREFIX = "whsec_"
 MAX_REASONS = 5
 
-_SCHEMA = """
+#: In the alert database beside the alert store's schema, versioned apart (``app/storage/migrations.py``).
+SCHEMA = Schema("webhooks", ("""
 CREATE TABLE IF NOT EXISTS webhook_endpoints (
     id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, events TEXT NOT NULL, created_at TEXT NOT NULL,
     cursor INTEGER NOT NULL, deleted_at TEXT);
@@ -64,7 +68,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     next_attempt_at REAL NOT NULL, last_status INTEGER, last_error TEXT, created_at TEXT NOT NULL,
     delivered_at TEXT, dead_at TEXT, UNIQUE (endpoint_id, seq));
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
-"""
+""",))
 STATUSES = ("pending", "delivered", "dead", "cancelled")
 
 
@@ -165,15 +169,15 @@ def _iso(epoch: float) -> str:
 
 
 class WebhookStore:
-    """Endpoints and their deliveries, in the alert database (``db``), so fan-out reads the outbox in the same
-    transaction that records the deliveries."""
+    """Endpoints and their deliveries, in the alert database (``db``), so fan-out reads the outbox (through the
+    alert store's ``outbox_after``) in the same transaction that records the deliveries."""
 
     def __init__(self, db: SqliteDatabase, wall: Callable[[], float] = time.time) -> None:
         self._db = db
         self._wall = wall
 
     async def open(self) -> None:
-        await self._db.run(lambda c: c.executescript(_SCHEMA))
+        await self._db.run(lambda c: migrate(c, SCHEMA))
 
     # -- endpoints ------------------------------------------------------------------------------------------------
     async def create(self, url: str, secret: str, events: Sequence[str]) -> Endpoint:
@@ -186,7 +190,7 @@ class WebhookStore:
         created = _iso(self._wall())
 
         def insert(conn: sqlite3.Connection) -> int:
-            (cursor,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()
+            cursor = outbox_head(conn)
             conn.execute("INSERT INTO webhook_endpoints (id, url, secret, events, created_at, cursor) "
                          "VALUES (?, ?, ?, ?, ?, ?)", (endpoint_id, url, secret, json.dumps(list(events)), created,
                                                        cursor))
@@ -225,9 +229,8 @@ class WebhookStore:
     async def fan_out(self, batch: int = 500) -> int:
         """Copy new outbox events into each endpoint's deliveries (its subscribed types only), advancing its
         cursor in the same transaction. Returns how many deliveries were created."""
-        behind_sql = ("SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL AND cursor < "
-                      "(SELECT COALESCE(MAX(seq), 0) FROM outbox)")
-        (behind,) = await self._db.run_read(lambda c: c.execute(behind_sql).fetchone())
+        behind_sql = "SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL AND cursor < ?"
+        (behind,) = await self._db.run_read(lambda c: c.execute(behind_sql, (outbox_head(c),)).fetchone())
         if not behind:  # nothing new for anyone: no write transaction
             return 0
         now = self._wall()
@@ -238,20 +241,19 @@ class WebhookStore:
                 "SELECT id, events, cursor FROM webhook_endpoints WHERE deleted_at IS NULL").fetchall()
             for endpoint_id, events, cursor in endpoints:
                 wanted = set(json.loads(events))
-                rows = conn.execute("SELECT seq, alert_id, event, payload, created_at FROM outbox WHERE seq > ? "
-                                    "ORDER BY seq LIMIT ?", (cursor, batch)).fetchall()
-                for seq, alert_id, event, raw, created_at in rows:
-                    if EVENT_TYPES.get(event) not in wanted:
+                rows = outbox_after(conn, cursor, batch)
+                for event, created_at in rows:
+                    if EVENT_TYPES.get(event.event) not in wanted:
                         continue
-                    body = json.dumps(payload(event, seq, created_at, json.loads(raw)), separators=(",", ":"),
-                                      sort_keys=True)
+                    body = json.dumps(payload(event.event, event.seq, created_at, event.payload),
+                                      separators=(",", ":"), sort_keys=True)
                     created += conn.execute(
                         "INSERT OR IGNORE INTO webhook_deliveries (id, endpoint_id, seq, alert_id, event_type, body, "
                         "status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                        (f"msg_{endpoint_id[3:]}_{seq}", endpoint_id, seq, alert_id, EVENT_TYPES[event], body, now,
-                         _iso(now))).rowcount
+                        (f"msg_{endpoint_id[3:]}_{event.seq}", endpoint_id, event.seq, event.alert_id,
+                         EVENT_TYPES[event.event], body, now, _iso(now))).rowcount
                 if rows:
-                    conn.execute("UPDATE webhook_endpoints SET cursor = ? WHERE id = ?", (rows[-1][0], endpoint_id))
+                    conn.execute("UPDATE webhook_endpoints SET cursor = ? WHERE id = ?", (rows[-1][0].seq, endpoint_id))
             return created
 
         return await self._db.run(lambda c: SqliteDatabase.transaction(c, copy))
@@ -336,7 +338,8 @@ def retry_after_s(value: str | None, now: float) -> float | None:
 
 
 class WebhookWorker:
-    """Fans the outbox out to endpoints and sends due deliveries, each in its own task."""
+    """Fans the outbox out to endpoints and sends due deliveries, each in its own task; a ``Notifier`` of the
+    alert engine."""
 
     def __init__(self, store: WebhookStore, confirm: Callable[[Sequence[int], str], Awaitable[Any]], *,
                  max_attempts: int, backoff_base_s: float, backoff_max_s: float, timeout_s: float,
@@ -366,6 +369,13 @@ class WebhookWorker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    # -- the engine's Notifier: the outbox is read at each endpoint's durable cursor, so a wake is all it needs --
+    def committed(self) -> None:
+        """Nothing at commit: woken by the engine's delivery, after the hub (as one burst per cycle)."""
+
+    async def deliver(self, batch: Batch) -> None:
+        self.wake()
 
     async def run_once(self) -> int:
         """Fan out, then start every due delivery not already in flight; returns how many were started."""

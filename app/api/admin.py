@@ -10,7 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from app.api.auth import access_of, requires
+from app.api.auth import requires
+from app.api.deps import AccessDep
 from app.security.keys import Role
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(requires("admin"))])
@@ -52,32 +53,32 @@ class AuditOut(BaseModel):
 
 
 @router.post("/v1/keys", response_model=NewKeyOut, status_code=201, summary="Create an API key (token shown once)")
-async def create_key(request: Request, body: KeyIn) -> NewKeyOut:
-    keys = access_of(request).keys
+async def create_key(request: Request, access: AccessDep, body: KeyIn) -> NewKeyOut:
+    keys = access.keys
     key, token = await asyncio.to_thread(keys.create, body.name, body.role, datetime.now(UTC))
     request.state.audit_target = f"key:{key.id}"
     return NewKeyOut(**key.__dict__, token=token)
 
 
 @router.get("/v1/keys", response_model=list[KeyOut], summary="Every key (never the tokens)")
-async def list_keys(request: Request) -> list[KeyOut]:
-    return [KeyOut(**k.__dict__) for k in await asyncio.to_thread(access_of(request).keys.list)]
+async def list_keys(access: AccessDep) -> list[KeyOut]:
+    return [KeyOut(**k.__dict__) for k in await asyncio.to_thread(access.keys.list)]
 
 
 @router.post("/v1/keys/{key_id}/revoke", response_model=KeyOut, summary="Revoke a key (at once)")
-async def revoke_key(request: Request, key_id: Annotated[str, Path(pattern=KEY_ID_PATTERN)]) -> KeyOut:
-    key = await asyncio.to_thread(access_of(request).keys.revoke, key_id, datetime.now(UTC))
+async def revoke_key(access: AccessDep, key_id: Annotated[str, Path(pattern=KEY_ID_PATTERN)]) -> KeyOut:
+    key = await asyncio.to_thread(access.keys.revoke, key_id, datetime.now(UTC))
     return KeyOut(**key.__dict__)
 
 
 @router.get("/v1/audit", response_model=list[AuditOut], summary="The audit trail, oldest first")
 async def get_audit(
-    request: Request,
+    access: AccessDep,
     key_name: Annotated[str | None, Query(max_length=64)] = None,
     target: Annotated[str | None, Query(max_length=80, description="e.g. patient:bed-01, alert:…, key:…")] = None,
     after: Annotated[int, Query(ge=0, le=2**62, description="entries after this sequence number")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditOut]:
-    entries = await asyncio.to_thread(access_of(request).audit.query, key_name=key_name, target=target,
+    entries = await asyncio.to_thread(access.audit.query, key_name=key_name, target=target,
                                       after=after, limit=limit)
     return [AuditOut(**e.__dict__) for e in entries]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, WebSocket
+from fastapi import APIRouter, Depends, Query, WebSocket
 
 from app.alerts.hub import CLOSE_BAD_REQUEST, parse_since
-from app.api.auth import Caller, authenticate_websocket, requires
-from app.api.deps import service
+from app.api.auth import Caller, admit_websocket, requires
+from app.api.deps import ServiceDep
 from app.api.schemas import AlertKind, AlertOut, AlertState, TransitionOut
 from models.schema import PATIENT_ID_PATTERN
 
@@ -18,53 +18,46 @@ CLINICIAN = [Depends(requires("clinician"))]
 
 @router.get("/v1/alerts", dependencies=CLINICIAN, response_model=list[AlertOut], summary="Alerts, newest first")
 async def list_alerts(
-    request: Request,
+    wt: ServiceDep,
     state: AlertState | None = None,
     kind: Annotated[AlertKind | None, Query(description="twin, news2 or criteria")] = None,
     patient_id: Annotated[str | None, Query(pattern=PATIENT_ID_PATTERN.pattern)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlertOut]:
-    alerts = await service(request).alert_store.list(patient_id=patient_id, state=state, kind=kind, limit=limit)
+    alerts = await wt.alerts(patient_id=patient_id, state=state, kind=kind, limit=limit)
     return [AlertOut(**a.to_dict()) for a in alerts]
 
 
 @router.post("/v1/alerts/{alert_id}/acknowledge", dependencies=CLINICIAN, response_model=AlertOut,
              summary="A nurse takes the alert (the acknowledger is the key's name)")
-async def acknowledge(request: Request, alert_id: str, who: Caller) -> AlertOut:
-    wt = service(request)
-    alert = await wt.alert_store.acknowledge(alert_id, who.name, wt.clock.now())
-    wt.engine.wake()
+async def acknowledge(wt: ServiceDep, alert_id: str, who: Caller) -> AlertOut:
+    alert = await wt.acknowledge(alert_id, who.name)
     return AlertOut(**alert.to_dict())
 
 
 @router.post("/v1/alerts/{alert_id}/resolve", dependencies=CLINICIAN, response_model=AlertOut,
              summary="Close the alert (recorded as resolved by the key's name)")
-async def resolve(request: Request, alert_id: str, who: Caller) -> AlertOut:
-    wt = service(request)
-    alert = await wt.alert_store.resolve(alert_id, wt.clock.now(), f"resolved by {who.name}", actor=who.name)
-    wt.engine.wake()
+async def resolve(wt: ServiceDep, alert_id: str, who: Caller) -> AlertOut:
+    alert = await wt.resolve(alert_id, who.name)
     return AlertOut(**alert.to_dict())
 
 
 @router.get("/v1/alerts/{alert_id}/transitions", dependencies=CLINICIAN, response_model=list[TransitionOut],
             summary="Every transition of one alert, oldest first, with its time and actor")
-async def transitions(request: Request, alert_id: str) -> list[TransitionOut]:
-    store = service(request).alert_store
-    await store.get(alert_id)  # 404 for an unknown alert
-    return [TransitionOut(**t) for t in await store.transitions(alert_id)]
+async def transitions(wt: ServiceDep, alert_id: str) -> list[TransitionOut]:
+    return [TransitionOut(**t) for t in await wt.transitions(alert_id)]
 
 
 @router.websocket("/v1/ws/alerts")
-async def alerts_socket(websocket: WebSocket, since: str | None = None, ward: bool = False,
+async def alerts_socket(websocket: WebSocket, wt: ServiceDep, since: str | None = None, ward: bool = False,
                         batch: bool = False) -> None:
     """Every alert event as JSON ``{"type": "event", "seq", "event", "alert"}``; the client acknowledges receipt
     with ``{"type": "ack", "seq": N}``. ``?since=SEQ`` first replays every later event in pages, each followed by
     ``{"type": "replay", "through", "more"}``; ``?ward=1`` adds ``{"type": "ward", ...}`` after each cycle;
     ``?batch=1`` lets live events ready together share one ``{"type": "events", "events": [...]}`` frame
     (protocol: ``app.alerts.hub``)."""
-    if await authenticate_websocket(websocket) is None:  # checks Origin and key; accepts the socket on success
+    if await admit_websocket(websocket) is None:  # checks Origin and the principal; accepts the socket on success
         return
-    wt = websocket.app.state.wardtwin
     try:
         cursor = parse_since(since)
     except ValueError as exc:

@@ -1,9 +1,20 @@
-"""Authentication and authorisation at the edge: ``requires(*roles)`` for routes, ``authenticate_websocket``.
+"""One authentication step per HTTP request and WebSocket connection; routes only check roles.
 
-A request carries ``Authorization: Bearer <key>``. The key's principal is checked against the route's roles
-(401 without a valid key, 403 for a role the route does not allow), then rate-limited per key (429). The
-principal is left in ``request.state.principal``; audited routes also set ``request.state.audit``, and
-``app.api.edge`` appends the entry once the status is known. Keys are never logged.
+Shaped like Starlette's ``AuthenticationMiddleware``: ``Authenticate`` (pure ASGI, in front of every route) reads
+the credential with the one parser (``bearer_token``: ``Authorization: Bearer <key>``, the scheme in any case),
+asks ``Access.authenticate`` once, and leaves the answer in the scope::
+
+    scope["user"]  the Principal, or None
+    scope["auth"]  Authentication(principal, presented, error)
+
+A WebSocket that sent no ``Authorization`` header (browsers cannot set one) may send its key as its first message
+``{"key": "..."}`` (``message_token``); ``admit_websocket`` reads it after the handshake and asks the same
+``Access.authenticate``.
+
+Routes only check: ``requires(*roles)`` is a dependency (and the OpenAPI ``api_key`` security scheme) that answers
+401 without a valid key, then spends the key's rate limit once per request (429), then 403 for a role the route
+does not allow. Audited routes set ``scope["state"]["audit"]``; ``app.api.edge`` appends the entry once the status
+is known. Keys are never logged.
 """
 
 from __future__ import annotations
@@ -12,74 +23,135 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, NamedTuple
 from urllib.parse import urlsplit
 
-from fastapi import Depends, Request, Security, WebSocket, WebSocketDisconnect
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from fastapi.security.utils import get_authorization_scheme_param
+from fastapi import Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
+from app.errors import AuthenticationError, PermissionDeniedError, RateLimitedError, WardTwinError
 from app.security.access import Access
 from app.security.keys import ROLES, Principal
 
 logger = logging.getLogger(__name__)
 
-bearer = HTTPBearer(auto_error=False, scheme_name="api_key",
-                    description="An API key (`wardtwin keys create`): `Authorization: Bearer wt_…`")
 #: How long a WebSocket without a key header may take to send its ``{"key": ...}`` first message.
 WS_AUTH_TIMEOUT_S = 10.0
 WS_POLICY_VIOLATION = 1008
+SCHEME_NAME = "api_key"
+_SCHEME = HTTPBearerModel(description="An API key (`wardtwin keys create`): `Authorization: Bearer wt_…`")
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    """The key in an ``Authorization`` header value, read exactly as ``bearer`` (``HTTPBearer``) reads it."""
-    scheme, credentials = get_authorization_scheme_param(authorization)
-    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
-        return None
-    return credentials
+class Authentication(NamedTuple):
+    """What the authentication step found: the principal (None: no valid key), whether a credential was presented
+    at all, and the error that kept it from being checked (the key store unavailable: a 503 where a key is
+    required)."""
+
+    principal: Principal | None
+    presented: bool
+    error: WardTwinError | None = None
 
 
-def access_of(request: Request | WebSocket) -> Access:
-    return request.app.state.access
+NOBODY = Authentication(None, False)
 
 
-def requires(*roles: str, audited: bool = True) -> Callable[..., Awaitable[Principal]]:
-    """A dependency admitting a key with any of ``roles``: ``dependencies=[Depends(requires("admin"))]``, or a
-    parameter ``who: Annotated[Principal, Depends(requires("clinician"))]``. ``audited=False`` for the
-    high-volume device writes, which are not reads of a patient and carry no decision."""
+def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The key of the first ``Authorization`` header in ASGI ``headers``, if it is ``Bearer <key>`` (the scheme in
+    any case, the key stripped), else None."""
+    for name, value in headers:
+        if name == b"authorization":  # ASGI header names are lower-case
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            key = key.strip()
+            return key if key and scheme.lower() == "bearer" else None
+    return None
+
+
+def message_token(text: str) -> str | None:
+    """The key of a WebSocket's first message ``{"key": "..."}``, else None."""
+    with contextlib.suppress(json.JSONDecodeError):
+        first = json.loads(text)
+        if isinstance(first, dict) and isinstance(first.get("key"), str):
+            return first["key"]
+    return None
+
+
+class Authenticate:
+    """The authentication step (pure ASGI): every HTTP request and WebSocket handshake, once."""
+
+    def __init__(self, app: ASGIApp, *, access: Access) -> None:
+        self.app, self.access = app, access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            token = bearer_token(scope["headers"])
+            auth = NOBODY
+            if token is not None:
+                try:
+                    auth = Authentication(await self.access.authenticate(token), True)
+                except WardTwinError as exc:  # raised again by the check of a route that needs a key
+                    auth = Authentication(None, True, exc)
+            scope["auth"], scope["user"] = auth, auth.principal
+        await self.app(scope, receive, send)
+
+
+def access_of(connection: HTTPConnection) -> Access:
+    return connection.app.state.access
+
+
+class Requires(SecurityBase):
+    """A dependency admitting a key with any of ``roles`` (see ``requires``); also the route's OpenAPI security
+    requirement (``api_key``, HTTP bearer)."""
+
+    def __init__(self, roles: frozenset[str], audited: bool) -> None:
+        self.model = _SCHEME
+        self.scheme_name = SCHEME_NAME
+        self.roles, self.audited = roles, audited
+
+    async def __call__(self, request: Request) -> Principal:
+        return self.check(request.scope)
+
+    def check(self, scope: Scope) -> Principal:
+        """401, then the rate limit (spent once per request, by its first check), then 403."""
+        auth: Authentication = scope.get("auth", NOBODY)
+        who = auth.principal
+        state = scope.setdefault("state", {})
+        if not state.get("admitted"):
+            if auth.error is not None:
+                raise auth.error
+            if who is None:
+                raise AuthenticationError("a valid API key is required: Authorization: Bearer <key>")
+            state["admitted"] = True
+            if self.audited:
+                state["audit"] = True
+            retry_after = scope["app"].state.access.limiter.take(who.key_id)
+            if retry_after is not None:
+                raise RateLimitedError(retry_after)
+        assert who is not None  # admitted
+        if not who.roles & self.roles:
+            needs = " or ".join(sorted(self.roles))
+            raise PermissionDeniedError(f"a {who.role} key may not do this (needs {needs})")
+        return who
+
+
+def requires(*roles: str, audited: bool = True) -> Requires:
+    """A dependency admitting a key with any of ``roles``: ``dependencies=[Depends(requires("admin"))]``.
+    ``audited=False`` for the high-volume device writes, which are not reads of a patient and carry no
+    decision."""
     unknown = set(roles) - set(ROLES)
     if unknown or not roles:
         raise ValueError(f"roles must be among {ROLES}, got {roles}")
-    allowed = frozenset(roles)
-
-    async def dependency(request: Request,
-                         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Principal:
-        principal: Principal | None = getattr(request.state, "principal", None)
-        if principal is None:  # the first requires() of this request authenticates and spends the rate limit
-            access = access_of(request)
-            principal = await access.authenticate(credentials.credentials if credentials else None)
-            if principal is None:
-                raise AuthenticationError("a valid API key is required: Authorization: Bearer <key>")
-            request.state.principal = principal
-            if audited:
-                request.state.audit = True
-            retry_after = access.limiter.take(principal.key_id)
-            if retry_after is not None:
-                raise RateLimitedError(retry_after)
-        if not principal.roles & allowed:
-            needs = " or ".join(sorted(allowed))
-            raise PermissionDeniedError(f"a {principal.role} key may not do this (needs {needs})")
-        return principal
-
-    dependency.roles = allowed  # type: ignore[attr-defined]  # read by the route table test
-    return dependency
+    return Requires(frozenset(roles), audited)
 
 
-def principal(request: Request) -> Principal:
-    """The authenticated principal of this request (after a ``requires`` dependency)."""
-    return request.state.principal
+async def principal(request: Request) -> Principal:
+    """The authenticated principal of this request (after a ``requires`` dependency admitted it)."""
+    who = request.scope.get("user")
+    assert who is not None, "Caller used on a route without requires()"
+    return who
 
 
 Caller = Annotated[Principal, Depends(principal)]
@@ -92,24 +164,27 @@ def origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> b
     return host is not None and urlsplit(origin).netloc.lower() == host.lower()
 
 
-async def authenticate_websocket(websocket: WebSocket, roles: tuple[str, ...] = ("clinician",)) -> Principal | None:
-    """Check the ``Origin``, accept, and authenticate: ``Authorization: Bearer`` on the handshake, or a first
-    message ``{"key": "..."}`` (browsers cannot set headers). Returns the principal with the socket accepted, or
-    None with the socket closed (1008): the handler then just returns. The key is never logged."""
+async def admit_websocket(websocket: WebSocket, roles: tuple[str, ...] = ("clinician",)) -> Principal | None:
+    """Check the ``Origin``, accept, and check the principal the authentication step found, or the key of the
+    first message when the handshake presented none. Returns the principal with the socket accepted, or None
+    with the socket closed (1008): the handler then just returns. The key is never logged."""
     access = access_of(websocket)
     origin = websocket.headers.get("origin")
     if origin is not None and not origin_allowed(origin, websocket.headers.get("host"), access.ws_origins):
         logger.warning("websocket refused: origin not allowed")
         await websocket.close(code=WS_POLICY_VIOLATION)  # before accept: the handshake is answered 403
         return None
-    header = websocket.headers.get("authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else None
     await websocket.accept()
-    if token is None:
-        with contextlib.suppress(asyncio.TimeoutError, WebSocketDisconnect, json.JSONDecodeError, RuntimeError):
-            first = json.loads(await asyncio.wait_for(websocket.receive_text(), WS_AUTH_TIMEOUT_S))
-            token = first.get("key") if isinstance(first, dict) and isinstance(first.get("key"), str) else None
-    who = await access.authenticate(token)
+    auth: Authentication = websocket.scope.get("auth", NOBODY)
+    if auth.error is not None:
+        raise auth.error
+    who = auth.principal
+    if not auth.presented:
+        token = None
+        with contextlib.suppress(asyncio.TimeoutError, WebSocketDisconnect, RuntimeError):
+            token = message_token(await asyncio.wait_for(websocket.receive_text(), WS_AUTH_TIMEOUT_S))
+        who = await access.authenticate(token)
+        websocket.scope["auth"], websocket.scope["user"] = Authentication(who, token is not None), who
     reason = "a valid API key is required" if who is None else \
         None if who.roles & set(roles) else f"a {who.role} key may not open this stream"
     if reason is not None:

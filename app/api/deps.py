@@ -1,9 +1,24 @@
+"""The typed dependencies routes take: the service's use cases (``ServiceDep``) and access control
+(``AccessDep``), both wired once by ``app.main.create_app``."""
+
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
 
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from app.security.access import Access
 from app.service import WardTwin
 
 
-def service(request: Request) -> WardTwin:
-    return request.app.state.wardtwin
+async def get_service(connection: HTTPConnection) -> WardTwin:
+    return connection.app.state.wardtwin
+
+
+async def get_access(connection: HTTPConnection) -> Access:
+    return connection.app.state.access
+
+
+ServiceDep = Annotated[WardTwin, Depends(get_service)]
+AccessDep = Annotated[Access, Depends(get_access)]

@@ -2,14 +2,7 @@
 (415), security headers on every answer, and the audit entry of an audited request once its status is known.
 
 Bodies are buffered up to ``max_body_bytes`` (a declared ``Content-Length`` above it is refused unread), so an
-oversized body is never parsed and never echoed.
-
-The hot reads (``GET /v1/patients`` and ``GET /v1/patients/{id}/risk``, polled by every screen and record system)
-are answered here when they succeed, without FastAPI's routing and dependency solving (``hot_reads``, from
-``app.api.patients.hot_read``): the same key check (``bearer``'s parsing, ``Access.authenticate``), the same
-roles, the same rate limit, the same audit entry and the same bytes and headers as the routes. Anything else (no
-key, a wrong role, a limited key, an unknown patient, a view not loaded) goes to the routes, which answer it as
-they always did.
+oversized body is never parsed and never echoed. Authentication is the next step in (``app.api.auth``).
 """
 
 from __future__ import annotations
@@ -18,14 +11,12 @@ import hashlib
 import logging
 import re
 from base64 import b64encode
-from collections.abc import Callable
 from pathlib import Path
 
 from starlette.datastructures import Headers
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.auth import bearer_token
 from app.errors import PayloadTooLargeError, UnsupportedMediaTypeError, WardTwinError
 from app.security.access import Access
 
@@ -89,16 +80,10 @@ class BoardMount(Mount):
         return super().matches(scope)
 
 
-#: A hot read's answer: (route path, path parameters, JSON body), or None for "let the routes answer".
-HotRead = Callable[[str], tuple[str, dict[str, str], bytes] | None]
-
-
 class Edge:
-    def __init__(self, app: ASGIApp, *, access: Access, max_body_bytes: int, csp: str,
-                 hot_reads: HotRead | None = None, hot_roles: frozenset[str] = frozenset()) -> None:
+    def __init__(self, app: ASGIApp, *, access: Access, max_body_bytes: int, csp: str) -> None:
         self.app, self.access = app, access
         self.max_body, self.csp = max_body_bytes, csp
-        self.hot_reads, self.hot_roles = hot_reads, hot_roles
         self._extra = self._security_headers(csp)
         self._docs_extra = self._security_headers(_DOCS_CSP)
 
@@ -130,38 +115,9 @@ class Edge:
             refusal, receive = await self._check_body(Headers(scope=scope), receive, scope["path"] in TEXT_PATHS)
         if refusal is not None:
             await self._refuse(refusal, send_with_headers)
-        elif scope["method"] == "GET" and self.hot_reads is not None and await self._hot(scope, send):
-            status_seen.append(200)
         else:
             await self.app(scope, receive, send_with_headers)
         await self._audit(scope, status_seen[0] if status_seen else None)
-
-    async def _hot(self, scope: Scope, send: Send) -> bool:
-        """Answer a hot read that succeeds (see the module's docstring); False to let the routes answer."""
-        if scope.get("root_path") or self.hot_reads is None:
-            return False
-        found = self.hot_reads(scope["path"])
-        if found is None:
-            return False
-        token = bearer_token(Headers(scope=scope).get("authorization"))
-        try:
-            who = await self.access.authenticate(token)
-        except WardTwinError:  # the routes raise it again and answer it (503)
-            return False
-        # A limited key's request is handed on unanswered: its second ``take`` is refused again (a refused take
-        # spends nothing), and the routes answer (and audit) the 429.
-        if who is None or not who.roles & self.hot_roles or self.access.limiter.take(who.key_id) is not None:
-            return False
-        route, params, body = found
-        state = scope.setdefault("state", {})
-        state["principal"], state["audit"] = who, True
-        scope["path_params"], scope["wardtwin.route"] = params, route
-        # The headers ``Response(body, media_type="application/json")`` sends, then the edge's own.
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"),
-                                *self._extra]})
-        await send({"type": "http.response.body", "body": body})
-        return True
 
     async def _check_body(self, headers: Headers, receive: Receive,
                           text_ok: bool = False) -> tuple[tuple[int, bytes] | None, Receive]:
@@ -208,12 +164,12 @@ class Edge:
         if not state.get("audit"):
             return
         route = scope.get("route")
-        action = f"{scope['method']} {scope.get('wardtwin.route') or getattr(route, 'path', scope['path'])}"
+        action = f"{scope['method']} {getattr(route, 'path', scope['path'])}"
         params = scope.get("path_params") or {}
         target = state.get("audit_target") or next(
             (f"{name.removesuffix('_id')}:{params[name]}" for name in _TARGETS if name in params), None)
         client = scope.get("client")
         try:
-            await self.access.record(state.get("principal"), action, target, status, client[0] if client else None)
+            await self.access.record(scope.get("user"), action, target, status, client[0] if client else None)
         except WardTwinError:
             logger.exception("audit entry not written action=%s", action)

@@ -1,29 +1,33 @@
-"""Patient reads: the ward board, latest risk with its explanation, history, windows, what-if."""
+"""Patient reads: the ward board, latest risk with its explanation, history, windows, what-if.
+
+The two hot reads (``GET /v1/patients`` and ``GET /v1/patients/{patient_id}/risk``, polled by every screen and
+record system) are ordinary routes of the router, declared and documented like the others, whose handler
+(``ViewRoute``) skips FastAPI's dependency solving: their bodies are the read model's bytes (``app.readmodel``),
+encoded here once per change (``encode_risk``, ``encode_board``).
+"""
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
-from typing import Annotated
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
-import pandas as pd
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi.routing import APIRoute
+from pydantic import TypeAdapter
+from starlette.types import Receive, Scope, Send
 
-from app.alerts.store import Alert
-from app.api.auth import requires
-from app.api.deps import service
-from app.api.latest import LatestView
+from app.api.auth import Requires, requires
+from app.api.deps import ServiceDep
 from app.api.schemas import IsoDatetime, PatientSummary, RiskOut, WhatIfIn, WindowOut
 from app.domain import Score
-from app.errors import InvalidRequestError, PatientNotFoundError
+from app.errors import InvalidRequestError
 from app.ingest import check_value
-from app.pipeline.criteria import criteria_reasons
-from app.pipeline.cycle import news2_summary, to_score
+from app.readmodel import BoardRow, top_reason
 from app.storage.codec import score_to_dict
-from models import features
 from models.schema import EARLIEST_READING_AT, PATIENT_ID_PATTERN
-from models.what_if import what_if
-from models.windows import WINDOW
 
 router = APIRouter(tags=["patients"])
 #: Reading a patient's data: the ward board (clinician) and the record system (ehr).
@@ -41,13 +45,31 @@ def risk_out(score: Score) -> RiskOut:
     return RiskOut(**data)
 
 
-def top_reason(score: Score) -> str | None:
-    """A criterion met now, else the sentence of the contribution that raises the risk most."""
-    criteria = criteria_reasons(score)
-    if criteria:
-        return criteria[0]
-    rising = [c for c in score.contributions if c.sentence and c.points > 0]
-    return max(rising, key=lambda c: c.points).sentence if rising else None
+def summary(patient_id: str, score: Score | None, alert: Any) -> PatientSummary:
+    """One row of the ward board."""
+    news2 = score.news2 if score else None
+    return PatientSummary(
+        patient_id=patient_id, risk=score.risk if score else None,
+        window_end=score.window_end if score else None,
+        news2_total=news2.total if news2 else None, news2_band=news2.band if news2 else None,
+        top_reason=top_reason(score) if score else None,
+        alert_id=alert.id if alert else None, alert_state=alert.state if alert else None,
+        flags=list(score.flags) if score else [],
+    )
+
+
+# The read model's encoders (``create_app`` hands them to ``app.readmodel.LatestView``): what FastAPI's fast path
+# does with a ``response_model`` (``TypeAdapter.dump_json``), once per change instead of once per request.
+_RISK = TypeAdapter(RiskOut)
+_BOARD = TypeAdapter(list[PatientSummary])
+
+
+def encode_risk(score: Score) -> bytes:
+    return _RISK.dump_json(risk_out(score))
+
+
+def encode_board(rows: Sequence[BoardRow]) -> bytes:
+    return _BOARD.dump_json([summary(*row) for row in rows])
 
 
 #: How far past the service clock a range may reach (a client asking "until the end of today" is answered).
@@ -92,103 +114,69 @@ def _range(since: datetime | None, until: datetime | None, default: timedelta, n
     return since, until
 
 
-def latest_view(request: Request) -> LatestView:
-    return request.app.state.latest
+def _pattern(field: Any) -> re.Pattern[str] | None:
+    """The ``pattern`` a path parameter declares (``Path(pattern=...)``), if any."""
+    found = next((m.pattern for m in field.field_info.metadata if getattr(m, "pattern", None)), None)
+    return re.compile(found) if found else None
 
 
-async def loaded_view(request: Request) -> LatestView:
-    """The view, with the store's state in it: loaded at start-up, or now if the store was unreachable then
-    (``StoreUnavailableError``, a 503, while it still is)."""
-    view = latest_view(request)
-    if not view.loaded:
-        await service(request).store.load()  # type: ignore[attr-defined]  # an ObservedStore (app.main)
-    return view
+class ViewRoute(APIRoute):
+    """A route answered from the read model. Declared like any route (its ``requires`` dependencies, path
+    parameters and response model make its OpenAPI entry), but served by a plain ASGI handler that skips FastAPI's
+    request handling and dependency solving, which cost more than the answer (``bench/bench_reads.py``): it runs
+    the route's ``requires`` checks (as FastAPI would, in order), then sends ``endpoint(service, **path_params)``.
+    Errors go to the app's exception handlers as from any route. A path parameter that fails its declared pattern
+    goes to FastAPI's own handler, which answers the 422 every route answers."""
 
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self._solved = self.app  # FastAPI's handler
+        self._checks = [d.dependency for d in self.dependencies if isinstance(d.dependency, Requires)]
+        self._patterns = {f.name: p for f in self.dependant.path_params if (p := _pattern(f)) is not None}
+        self.app = self._serve
 
-def summary(patient_id: str, score: Score | None, alert: Alert | None) -> PatientSummary:
-    """One row of the ward board."""
-    return PatientSummary(
-        patient_id=patient_id, risk=score.risk if score else None,
-        window_end=score.window_end if score else None,
-        news2_total=score.news2.get("total") if score else None,
-        news2_band=score.news2.get("band") if score else None, top_reason=top_reason(score) if score else None,
-        alert_id=alert.id if alert else None, alert_state=alert.state if alert else None,
-        flags=list(score.flags) if score else [],
-    )
-
-
-async def _require_patient(request: Request, patient_id: str) -> None:
-    """404 unless the patient has readings: the view knows every patient this service wrote or found in the store
-    at start-up; one it does not know is looked up in the store (written by another instance) before the 404."""
-    view = await loaded_view(request)
-    if view.knows(patient_id):
-        return
-    if patient_id in await service(request).store.patient_ids():
-        view.patients_seen([patient_id])
-        return
-    raise PatientNotFoundError(patient_id)
-
-
-async def _latest(request: Request, patient_id: str) -> Score:
-    score = (await loaded_view(request)).latest(patient_id)
-    if score is None:
-        await _require_patient(request, patient_id)
-        raise PatientNotFoundError(patient_id)
-    return score
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        for check in self._checks:
+            check.check(scope)
+        params = scope["path_params"]
+        for name, pattern in self._patterns.items():
+            if pattern.fullmatch(params[name]) is None:
+                await self._solved(scope, receive, send)
+                return
+        response = await self.endpoint(scope["app"].state.wardtwin, **params)
+        await response(scope, receive, send)
 
 
 def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.get(BOARD_ROUTE, dependencies=READ, response_model=list[PatientSummary],
-            summary="The ward, highest risk first")
-async def list_patients(request: Request) -> Response:
-    """Served from the latest-score view (``app.api.latest``), encoded once per change of the ward."""
-    return _json(await (await loaded_view(request)).board_body(service(request).alert_store.open_alerts))
+async def list_patients(wt: ServiceDep) -> Response:
+    """The read model's ward, encoded once per change of the ward."""
+    return _json(await wt.board())
 
 
-@router.get(RISK_ROUTE, dependencies=READ, response_model=RiskOut,
-            summary="Latest risk with its explanation")
-async def get_risk(request: Request, patient_id: PatientId) -> Response:
-    """Served from the latest-score view (``app.api.latest``), encoded once per score."""
-    body = (await loaded_view(request)).risk_body(patient_id)
-    if body is None:
-        await _latest(request, patient_id)  # 404: unknown, or not scored yet
-    return _json(body)
+async def get_risk(wt: ServiceDep, patient_id: PatientId) -> Response:
+    """The read model's latest score, encoded once per score."""
+    return _json(await wt.risk(patient_id))
 
 
-def hot_read(view: LatestView, path: str) -> tuple[str, dict[str, str], bytes] | None:
-    """The two hot reads' success answer for a ``GET`` of ``path``, without FastAPI: (the route, its path
-    parameters, the body that route would send) when the view already holds the body, else None (the request then
-    goes through the routes above, which answer everything else: 404, 422, a view not loaded yet).
-
-    Used by ``app.api.edge.Edge``, which first checks the key and ``READ_ROLES`` (as ``requires`` does), spends
-    the rate limit, and audits the read as ``list_patients`` and ``get_risk`` are audited; the bodies are the very
-    bytes those routes send."""
-    if path == BOARD_ROUTE:
-        body = view.board_cached()
-        return (BOARD_ROUTE, {}, body) if body is not None else None
-    if path.startswith("/v1/patients/") and path.endswith("/risk"):
-        patient_id = path[len("/v1/patients/"):-len("/risk")]
-        if "/" in patient_id or not view.loaded or PATIENT_ID_PATTERN.fullmatch(patient_id) is None:
-            return None
-        body = view.risk_body(patient_id)
-        return (RISK_ROUTE, {"patient_id": patient_id}, body) if body is not None else None
-    return None
+router.add_api_route(BOARD_ROUTE, list_patients, methods=["GET"], dependencies=READ,
+                     response_model=list[PatientSummary], summary="The ward, highest risk first",
+                     route_class_override=ViewRoute)
+router.add_api_route(RISK_ROUTE, get_risk, methods=["GET"], dependencies=READ, response_model=RiskOut,
+                     summary="Latest risk with its explanation", route_class_override=ViewRoute)
 
 
 @router.get("/v1/patients/{patient_id}/risk/history", dependencies=READ, response_model=list[RiskOut],
             summary="Scores over time")
 async def get_risk_history(
-    request: Request, patient_id: PatientId,
+    wt: ServiceDep, patient_id: PatientId,
     since: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default until − 24 h")] = None,
     until: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default now")] = None,
 ) -> list[RiskOut]:
-    wt = service(request)
-    since, until = _range(since, until, timedelta(hours=24), wt.clock.now(), timedelta(days=31))
-    await _require_patient(request, patient_id)
-    return [risk_out(s) for s in await wt.store.score_history(patient_id, since, until + timedelta(milliseconds=1))]
+    since, until = _range(since, until, timedelta(hours=24), wt.now(), timedelta(days=31))
+    return [risk_out(s) for s in await wt.risk_history(patient_id, since, until)]
 
 
 def _none_if_nan(value: object) -> object:
@@ -198,16 +186,12 @@ def _none_if_nan(value: object) -> object:
 @router.get("/v1/patients/{patient_id}/windows", dependencies=READ, response_model=list[WindowOut],
             summary="5-minute windows as the twin sees them (last readings carried forward within their limit)")
 async def get_windows(
-    request: Request, patient_id: PatientId,
+    wt: ServiceDep, patient_id: PatientId,
     since: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default until − 4 h")] = None,
     until: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default now")] = None,
 ) -> list[WindowOut]:
-    wt = service(request)
-    since, until = _range(since, until, timedelta(hours=4), wt.clock.now(), timedelta(days=7))
-    await _require_patient(request, patient_id)
-    start = pd.Timestamp(since).floor(WINDOW).to_pydatetime()
-    end = pd.Timestamp(until).ceil(WINDOW).to_pydatetime()
-    grid = await wt.cycle.grid([patient_id], end, end - start)
+    since, until = _range(since, until, timedelta(hours=4), wt.now(), timedelta(days=7))
+    grid = await wt.windows(patient_id, since, until)
     return [
         WindowOut(**{k: _none_if_nan(v) for k, v in row.items() if k != "patient_id"})
         for row in grid.to_dict("records")
@@ -216,28 +200,22 @@ async def get_windows(
 
 @router.post("/v1/patients/{patient_id}/what-if", dependencies=[Depends(requires("clinician"))],
              summary="Rescore the latest window with stated vitals changed")
-async def post_what_if(request: Request, patient_id: PatientId, body: WhatIfIn) -> dict:
+async def post_what_if(wt: ServiceDep, patient_id: PatientId, body: WhatIfIn) -> dict:
     changes = {}
     for vital, raw in body.changes.model_dump(exclude_none=True).items():
         try:
             changes[vital] = check_value(vital, raw)
         except (TypeError, ValueError) as exc:
             raise InvalidRequestError(["body", "changes", vital], str(exc), "implausible") from None
-    wt = service(request)
-    latest = await _latest(request, patient_id)
-    window_end = latest.window_end
-    grid = await wt.cycle.grid([patient_id], window_end, features.HISTORY)
     try:
-        before, after, changed = what_if(wt.twin, grid, patient_id, changes)
+        answer = await wt.what_if(patient_id, changes)
     except ValueError as exc:
         raise InvalidRequestError(["body", "changes"], str(exc)) from None
-    last_row = grid[grid["start"] == pd.Timestamp(window_end) - WINDOW].iloc[-1]
-    now = wt.clock.now().astimezone(UTC)
     return {
         "patient_id": patient_id,
-        "window_end": window_end,
-        "before": risk_out(to_score(before, news2_summary(last_row), wt.twin.version, now)).model_dump(),
-        "after": risk_out(to_score(after, news2_summary(last_row), wt.twin.version, now)).model_dump(),
-        "changed": changed,
-        "risk_change": after.risk - before.risk,
+        "window_end": answer.window_end,
+        "before": risk_out(answer.before).model_dump(),
+        "after": risk_out(answer.after).model_dump(),
+        "changed": answer.changed,
+        "risk_change": answer.risk_change,
     }

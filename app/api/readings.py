@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from app.api.auth import requires
-from app.api.deps import service
+from app.api.deps import ServiceDep
 from app.api.schemas import IngestResult, ReadingsBatch
 from app.errors import InvalidRequestError, PayloadTooLargeError, ReadingRejectedError
 from app.ingest import validate_batch
@@ -75,14 +75,12 @@ def batch_schema() -> dict[str, Any]:
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": batch_schema()}}}},
 )
-async def post_readings(request: Request) -> IngestResult:
-    wt = service(request)
+async def post_readings(request: Request, wt: ServiceDep) -> IngestResult:
     raw = await request.body()
     skew, age = timedelta(seconds=wt.settings.max_future_skew_s), timedelta(days=wt.settings.reading_horizon_days)
-    readings = decode_batch(raw, wt.clock.now(), skew, age, wt.settings.max_batch_readings)
+    readings = decode_batch(raw, wt.now(), skew, age, wt.settings.max_batch_readings)
     if readings is not None:  # the typed fast path: every item valid (app/ingest_decoder.py)
-        await wt.store.write_readings(readings)
-        return IngestResult(accepted=len(readings))
+        return IngestResult(accepted=await wt.ingest(readings))
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -95,9 +93,9 @@ async def post_readings(request: Request) -> IngestResult:
             ["body", "readings"], f"at most {wt.settings.max_batch_readings} readings per batch, got {len(items)}",
             "too_long",
         )
-    result = validate_batch(items, wt.clock.now(), skew, age)
+    result = validate_batch(items, wt.now(), skew, age)
     if result.readings:
-        await wt.store.write_readings(result.readings)
+        await wt.ingest(result.readings)
     if result.errors:
         raise ReadingRejectedError(result.errors, accepted=len(result.readings))
     return IngestResult(accepted=len(result.readings))
@@ -121,11 +119,10 @@ async def post_readings(request: Request) -> IngestResult:
         "schema": {"type": "string"}, "example": 'vitals,patient_id=bed-01,vital=hr value=88 1764237600000000000'}}}},
 )
 async def post_write(
-    request: Request,
+    request: Request, wt: ServiceDep,
     precision: Annotated[Literal[tuple(PRECISIONS)], Query(  # type: ignore[valid-type]
         description="the timestamps' unit, as InfluxDB 1.x names it")] = "ns",
 ) -> Response:
-    wt = service(request)
     raw = await request.body()
     if request.headers.get("content-encoding", "").strip().lower() == "gzip":
         raw = _gunzip(raw, wt.settings.max_body_bytes)
@@ -139,10 +136,10 @@ async def post_write(
         raise InvalidRequestError(
             ["body", "lines"], f"at most {wt.settings.max_batch_readings} lines per request, got {len(lines)}",
             "too_long")
-    result = validate_lines(lines, precision, wt.clock.now(), timedelta(seconds=wt.settings.max_future_skew_s),
+    result = validate_lines(lines, precision, wt.now(), timedelta(seconds=wt.settings.max_future_skew_s),
                             timedelta(days=wt.settings.reading_horizon_days))
     if result.readings:
-        await wt.store.write_readings(result.readings)
+        await wt.ingest(result.readings)
     if result.errors:
         raise ReadingRejectedError(result.errors, accepted=len(result.readings))
     return Response(status_code=204)

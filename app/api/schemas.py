@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field, create_model, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 
 from app.alerts.store import KINDS, STATES
 from models import news2
@@ -43,43 +43,24 @@ class ContributionOut(BaseModel):
 
 
 class News2Out(BaseModel):
-    """NEWS2 with the RCP 2017 chart-4 row for it (derived from ``total`` and ``points``, so scores stored
-    before these fields existed answer them too)."""
+    """NEWS2 with the RCP 2017 chart-4 row for it: ``models.news2.News2Summary`` as the API shows it (scores
+    stored before the chart-4 fields existed are read by ``News2Summary.from_stored``, which derives them)."""
 
     points: dict[str, int]
     total: int
     band: Literal["low", "low-medium", "medium", "high"]
     partial: bool
+    single_parameter_3: bool = Field(description="a 3 in any single parameter (the chart's single-parameter trigger)")
+    urgency: str = Field(description="routine, ward-based, urgent ward-based, urgent or emergency")
+    response: str = Field(description="the RCP 2017 clinical response for this result (chart 4)")
+    monitoring: str = Field(description="minimum observation frequency: every 12 h, every 4–6 h, every hour or "
+                                        "continuous monitoring")
+    observe_within_min: int = Field(description="the longest wait to the next observation set, in minutes "
+                                                "(0: continuous)")
 
-    @computed_field(description="a 3 in any single parameter (the chart's single-parameter trigger)")
-    @property
-    def single_parameter_3(self) -> bool:
-        return news2.has_single_parameter_3(self.points)
-
-    @computed_field(description="routine, ward-based, urgent ward-based, urgent or emergency")
-    @property
-    def urgency(self) -> str:
-        return self._row.urgency
-
-    @computed_field(description="the RCP 2017 clinical response for this result (chart 4)")
-    @property
-    def response(self) -> str:
-        return self._row.response
-
-    @computed_field(description="minimum observation frequency: every 12 h, every 4–6 h, every hour or "
-                                "continuous monitoring")
-    @property
-    def monitoring(self) -> str:
-        return self._row.monitoring
-
-    @computed_field(description="the longest wait to the next observation set, in minutes (0: continuous)")
-    @property
-    def observe_within_min(self) -> int:
-        return self._row.observe_within_min
-
-    @property
-    def _row(self) -> news2.ClinicalResponse:
-        return news2.clinical_response(self.total, self.single_parameter_3)
+    @classmethod
+    def of(cls, summary: news2.News2Summary) -> News2Out:
+        return cls.model_validate(summary.to_dict())
 
 
 class RiskOut(BaseModel):
@@ -88,7 +69,7 @@ class RiskOut(BaseModel):
     risk: float = Field(description="calibrated probability of deterioration within 6 hours")
     logit: float
     intercept: float
-    news2: News2Out | dict
+    news2: News2Out | dict = Field(description="NEWS2 of the scored window; {} for a score stored before NEWS2")
     contributions: list[ContributionOut]
     explanation: list[str] = Field(description="sentences of the contributions that move the score, by impact")
     model_version: str
@@ -183,11 +164,17 @@ class News2In(BaseModel):
 
 
 def _change(vital: str) -> tuple[Any, Any]:
+    """An optional change: absent, never ``null``, in the schema (a ``null`` is read as absent, and a body with
+    nothing else is refused by ``_at_least_one``)."""
     lo, hi = PLAUSIBLE_RANGES[vital]
     if vital == "acvpu":  # a letter, or its code as a whole number (2.0 is 2, as ingest takes it)
         code = Annotated[float, Field(ge=lo, le=hi, multiple_of=1)]
-        return code | Literal[ACVPU_CODES] | None, None  # type: ignore[valid-type]
-    return ranged(vital) | None, None
+        return code | Literal[ACVPU_CODES] | None, Field(None, json_schema_extra=_not_null)  # type: ignore[valid-type]
+    return ranged(vital) | None, Field(None, json_schema_extra=_not_null)
+
+
+def _not_null(schema: dict[str, Any]) -> None:
+    schema["anyOf"] = [branch for branch in schema.get("anyOf", []) if branch != {"type": "null"}]
 
 
 class _ChangesBase(BaseModel):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from app.api.auth import requires
-from app.api.deps import service
+from app.api.deps import ServiceDep
 from app.api.schemas import CycleOut, IsoDatetime, News2In, News2Out
 from app.errors import InvalidRequestError
 from models import news2
@@ -20,8 +20,7 @@ _INTERNAL = frozenset({"path", "spool_path"})
 
 
 @router.get("/healthz", tags=["system"], summary="Liveness, store state and backlogs")
-async def healthz(request: Request) -> dict:
-    wt = service(request)
+async def healthz(wt: ServiceDep) -> dict:
     store = {k: v for k, v in (await wt.store.health()).items() if k not in _INTERNAL}
     return {
         "ok": bool(store.get("ok")),
@@ -30,7 +29,7 @@ async def healthz(request: Request) -> dict:
         "alerts_pending_delivery": await wt.alert_store.pending_delivery(),
         "websocket_clients": wt.hub.client_count,
         "model_version": wt.twin.version,
-        "twin_alert_threshold": wt.engine.threshold,
+        "twin_alert_threshold": wt.engine.policy.threshold,
         "last_window_end": wt.scheduler.last_window_end if wt.scheduler else None,
         "now": wt.clock.now(),
     }
@@ -44,13 +43,13 @@ async def post_news2(body: News2In) -> News2Out:
     except ValueError as exc:
         field = getattr(exc, "field", None)
         raise InvalidRequestError(["body", *([field] if field else [])], str(exc)) from None
-    return News2Out(points=dict(result.points), total=result.total, band=result.band, partial=result.partial)
+    return News2Out.of(news2.News2Summary.of(result))
 
 
 @router.post("/v1/cycle", dependencies=[Depends(requires("admin"))], response_model=CycleOut, tags=["system"],
              summary="Run the five-minute cycle for a given window end (idempotent)")
 async def run_cycle(
-    request: Request,
+    wt: ServiceDep,
     window_end: Annotated[IsoDatetime, Query(description=f"aligned or not; from {EARLIEST_READING_AT:%Y-%m-%d} UTC "
                                                       "to the service clock's now + one window")],
 ) -> CycleOut:
@@ -58,8 +57,7 @@ async def run_cycle(
     has not begun), is refused: the cycle would score windows no reading can be in."""
     if window_end.tzinfo is None:
         raise InvalidRequestError(["query", "window_end"], "window_end must carry a timezone offset", "datetime")
-    wt = service(request)
-    now = wt.clock.now()
+    now = wt.now()
     if window_end < EARLIEST_READING_AT:
         raise InvalidRequestError(["query", "window_end"], f"window_end {window_end.isoformat()} is before "
                                   f"{EARLIEST_READING_AT.isoformat()}, the earliest reading accepted", "too_early")
@@ -67,5 +65,5 @@ async def run_cycle(
         raise InvalidRequestError(["query", "window_end"], f"window_end {window_end.isoformat()} is more than one "
                                   f"window ({WINDOW_MINUTES} min) after the service's now, {now.isoformat()}",
                                   "future")
-    result = await wt.cycle.run(window_end, scored_at=now)
+    result = await wt.run_cycle(window_end)
     return CycleOut(**result.__dict__)

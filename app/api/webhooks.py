@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import AnyHttpUrl, BaseModel, Field
 
 from app.alerts.webhooks import EVENT_TYPES
 from app.api.auth import requires
-from app.api.deps import service
+from app.api.deps import ServiceDep
 
 router = APIRouter(tags=["webhooks"], dependencies=[Depends(requires("admin"))])
 
@@ -58,8 +58,7 @@ class DeliveryOut(BaseModel):
 
 
 @router.post("/v1/webhooks", status_code=201, response_model=WebhookOut, summary="Register a webhook endpoint")
-async def create_webhook(request: Request, body: WebhookIn) -> WebhookOut:
-    wt = service(request)
+async def create_webhook(wt: ServiceDep, body: WebhookIn) -> WebhookOut:
     endpoint = await wt.webhooks.create(str(body.url), body.secret, sorted(set(body.events)))
     if wt.webhook_worker is not None:
         wt.webhook_worker.wake()
@@ -67,8 +66,7 @@ async def create_webhook(request: Request, body: WebhookIn) -> WebhookOut:
 
 
 @router.get("/v1/webhooks", response_model=list[WebhookOut], summary="Registered endpoints (secrets not shown)")
-async def list_webhooks(request: Request) -> list[WebhookOut]:
-    wt = service(request)
+async def list_webhooks(wt: ServiceDep) -> list[WebhookOut]:
     counts = await wt.webhooks.counts()
     return [WebhookOut(id=e.id, url=e.url, events=e.events, created_at=e.created_at,
                        **{k: counts.get(e.id, {}).get(k, 0) for k in ("pending", "delivered", "dead")})
@@ -77,14 +75,13 @@ async def list_webhooks(request: Request) -> list[WebhookOut]:
 
 @router.get("/v1/webhooks/dead-letters", response_model=list[DeliveryOut],
             summary="Deliveries that ran out of retries")
-async def dead_letters(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> list[DeliveryOut]:
-    return [DeliveryOut(**d.to_dict()) for d in await service(request).webhooks.list("dead", limit)]
+async def dead_letters(wt: ServiceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> list[DeliveryOut]:
+    return [DeliveryOut(**d.to_dict()) for d in await wt.webhooks.list("dead", limit)]
 
 
 @router.post("/v1/webhooks/dead-letters/{delivery_id}/redeliver", status_code=202, response_model=DeliveryOut,
              summary="Queue a dead letter again (same webhook-id, fresh retry budget)")
-async def redeliver(request: Request, delivery_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> DeliveryOut:
-    wt = service(request)
+async def redeliver(wt: ServiceDep, delivery_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> DeliveryOut:
     delivery = await wt.webhooks.redeliver(delivery_id)
     if wt.webhook_worker is not None:
         wt.webhook_worker.wake()
@@ -92,6 +89,6 @@ async def redeliver(request: Request, delivery_id: Annotated[str, Path(pattern=I
 
 
 @router.delete("/v1/webhooks/{endpoint_id}", status_code=204, summary="Stop delivering to an endpoint")
-async def delete_webhook(request: Request, endpoint_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response:
-    await service(request).webhooks.delete(endpoint_id)
+async def delete_webhook(wt: ServiceDep, endpoint_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response:
+    await wt.webhooks.delete(endpoint_id)
     return Response(status_code=204)

@@ -5,17 +5,16 @@ aggregated (the store marks them durably as readings arrive, so late and backfil
 picked up after a restart or by another instance), read the windows the features need, carry last
 readings forward, build features with the one feature module, score every patient seen within
 ``stale_after`` with the twin, put NEWS2 beside each score (and, in shadow, the challenger's risk,
-flagging large disagreements), persist the scores (idempotent per patient and window end) and apply
-the alert rules, which only the cycle for the newest window end so far may do (``AlertEngine.evaluate``): a
-cycle for a past window end (backfill, late data, a manual trigger) writes its scores and nothing else.
-The result depends only on the stored readings and ``W`` (and ``scored_at``).
+flagging large disagreements), persist the scores (idempotent per patient and window end) and hand them to
+``on_scores`` (the service wires the alert engine's ``evaluate``, which drives alert state only for the newest
+window end so far: a cycle for a past window end writes its scores and nothing else). The result depends only on
+the stored readings and ``W`` (and ``scored_at``).
 
-Two implementations of the scoring step give the same scores byte for byte
-(``tests/unit/test_cycle_grid.py``): :meth:`Cycle.score_windows`, the pandas reference over a frame of stored
-windows, and :meth:`Cycle.score_grid`, what ``run`` uses: the ward's newest windows kept as dense arrays
-(``app.pipeline.ward_grid``), moved on each cycle with only the windows the store re-aggregated, and the
-features of the newest window of every patient computed at once (``models.features.build_newest``), so a
-cycle costs time linear in patients and flat in history length.
+:meth:`Cycle.score_grid` is a fast path of the pure reference ``models.scoring.score_ward``: the ward's newest
+windows kept as dense arrays (``app.pipeline.ward_grid``), moved on each cycle with only the windows the store
+re-aggregated, and the features of the newest window of every patient computed at once
+(``models.features.build_newest``), so a cycle costs time linear in patients and flat in history length. A property
+test (``tests/unit/test_cycle_grid.py``) holds the two equal byte for byte.
 """
 
 from __future__ import annotations
@@ -23,21 +22,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from app.alerts.engine import AlertEngine
-from app.domain import Score
-from app.pipeline.criteria import CRITERIA_MET, ongoing_events
 from app.pipeline.ward_grid import SPAN, WardGrid, as_frame, fresh, may_meet_criteria
 from app.storage.base import VitalStore
 from models import features, news2
 from models.challenger import Challenger
-from models.twin import Twin, TwinScore
+from models.scoring import DISAGREEMENT, STALE_AFTER, Score, ongoing_events, score_rows
+from models.twin import Twin
 from models.windows import MAX_CARRY_FORWARD, WINDOW, align, carry_forward
 
 logger = logging.getLogger(__name__)
@@ -56,67 +54,21 @@ class CycleResult:
     stages: dict[str, float] = field(default_factory=dict)
 
 
-def news2_summary(row: pd.Series) -> dict:
-    """NEWS2 of the window with the RCP 2017 chart-4 row for it: clinical response and monitoring frequency."""
-    return _summary_of(news2.from_window(row))
-
-
-def _summary_of(result: news2.News2) -> dict:
-    response = result.clinical_response
-    return {"total": result.total, "band": result.band, "points": dict(result.points), "partial": result.partial,
-            "single_parameter_3": result.single_parameter_3, "urgency": response.urgency,
-            "response": response.response, "monitoring": response.monitoring,
-            "observe_within_min": response.observe_within_min}
-
-
-def news2_summaries(rows: pd.DataFrame) -> list[dict]:
-    """:func:`news2_summary` of many window rows at once (the points vectorised, each distinct result
-    described once): the same dicts, in row order."""
-    table = news2.from_windows(rows)
-    points = table[[f"news2_{k}" for k in news2.PARAMETERS]].to_numpy(dtype="int64").tolist()
-    described: dict[tuple, dict] = {}
-    out = []
-    for row_points, partial in zip(points, table["partial"].tolist(), strict=True):
-        key = (*row_points, partial)
-        summary = described.get(key)
-        if summary is None:
-            by_name = dict(zip(news2.PARAMETERS, row_points, strict=True))
-            total = sum(row_points)
-            summary = _summary_of(news2.News2(points=by_name, total=total, band=news2.band(total, by_name),
-                                              partial=bool(partial)))
-            described[key] = summary
-        out.append({**summary, "points": dict(summary["points"])})
-    return out
-
-
-def to_score(twin_score: TwinScore, news2_of_window: dict, model_version: str, scored_at: datetime,
-             challenger_risk: float | None = None, flags: tuple[str, ...] = ()) -> Score:
-    """A stored score: the twin's, with the NEWS2 summary of its window (``news2_summary``) beside it."""
-    return Score(
-        patient_id=twin_score.patient_id,
-        window_end=pd.Timestamp(twin_score.window_end).to_pydatetime(),
-        risk=float(twin_score.risk),
-        logit=float(twin_score.logit),
-        intercept=float(twin_score.intercept),
-        contributions=twin_score.contributions,  # already plain floats, None when not measured (Twin.score)
-        model_version=model_version,
-        news2=news2_of_window,
-        challenger_risk=challenger_risk,
-        flags=flags,
-        scored_at=scored_at,
-    )
+#: What the cycle hands its scores to (the alert engine's ``evaluate``): the alerts raised, or None when the
+#: window end did not drive alert state (a past window).
+OnScores = Callable[[Sequence[Score], datetime], Awaitable[Sequence[Any] | None]]
 
 
 class Cycle:
     """Scores a ward for a window end. Runs are serialised (a manual trigger never interleaves with the
     scheduler's run); the CPU work runs in a worker thread so the event loop keeps answering meanwhile."""
 
-    def __init__(self, store: VitalStore, twin: Twin, alerts: AlertEngine | None, *,
-                 stale_after: timedelta = timedelta(hours=1), challenger: Challenger | None = None,
-                 disagreement: float = 0.3) -> None:
+    def __init__(self, store: VitalStore, twin: Twin, on_scores: OnScores | None = None, *,
+                 stale_after: timedelta = STALE_AFTER, challenger: Challenger | None = None,
+                 disagreement: float = DISAGREEMENT) -> None:
         self.store = store
         self.twin = twin
-        self.alerts = alerts
+        self.on_scores = on_scores
         self.challenger = challenger
         self.disagreement = disagreement
         self.stale_after = stale_after
@@ -138,48 +90,12 @@ class Cycle:
         stored = await self.store.windows(patient_ids, start - MAX_CARRY_FORWARD, window_end)
         return carry_forward(stored, start, window_end)
 
-    def score_windows(self, stored: pd.DataFrame, window_end: datetime, scored_at: datetime) -> list[Score]:
-        """Score the last window of every patient in ``stored`` that has recent data (pure CPU work)."""
-        grid = carry_forward(stored, window_end - features.HISTORY, window_end)
-        if grid.empty:
-            return []
-        built = features.build(grid)
-        latest = built[built["window_end"] == pd.Timestamp(window_end)]
-        last_rows = grid[grid["start"] == pd.Timestamp(window_end) - WINDOW].set_index("patient_id")
-        fresh = self._fresh(grid, window_end)
-        latest = latest[latest["patient_id"].isin(fresh)].reset_index(drop=True)
-        summaries = [news2_summary(last_rows.loc[pid]) for pid in latest["patient_id"]]
-        return self._scores(latest, summaries, ongoing_events(grid, window_end), scored_at)
-
-    def _scores(self, latest: pd.DataFrame, summaries: list[dict], deteriorating: dict[str, str],
-                scored_at: datetime) -> list[Score]:
-        """The twin's score of each feature row of ``latest``, with the challenger's risk in shadow, the flags
-        (criteria met now, challenger disagreeing) and the NEWS2 summary of the row's window (same order)."""
-        shadow = self.challenger.risk(latest) if self.challenger is not None and len(latest) else None
-        scores = []
-        for i, ts in enumerate(self.twin.score(latest)):
-            challenger_risk = float(shadow[i]) if shadow is not None else None
-            flags: list[str] = []
-            if ts.patient_id in deteriorating:
-                flags.append(f"{CRITERIA_MET}:{deteriorating[ts.patient_id]}")
-            if challenger_risk is not None and abs(challenger_risk - ts.risk) >= self.disagreement:
-                flags.append("challenger_disagrees")
-            scores.append(to_score(ts, summaries[i], self.twin.version, scored_at, challenger_risk, tuple(flags)))
-        return scores
-
-    def _fresh(self, grid: pd.DataFrame, window_end: datetime) -> set[str]:
-        has_data = grid[
-            (grid["hr_count"] > 0) | grid[["spo2_mean", "rr_mean"]].notna().any(axis=1)
-        ]
-        last_seen = has_data.groupby("patient_id")["start"].max()
-        return set(last_seen[last_seen >= pd.Timestamp(window_end) - self.stale_after].index)
-
     def score_grid(self, grid: WardGrid, window_end: datetime, scored_at: datetime) -> list[Score]:
-        """:meth:`score_windows` on the dense grid: the same scores, byte for byte (pure CPU work)."""
+        """``models.scoring.score_ward`` on the dense grid: the same scores, byte for byte (pure CPU work)."""
         carried = grid.carried()
         if not grid.ids:
             return []
-        keep = np.flatnonzero(fresh(carried, window_end, pd.Timedelta(self.stale_after)))
+        keep = np.flatnonzero(fresh(carried, window_end, self.stale_after))
         ids = np.asarray(grid.ids, dtype=object)
         keep = keep[np.argsort(ids[keep], kind="stable")]
         if not len(keep):
@@ -196,7 +112,8 @@ class Cycle:
         candidates = keep[may_meet_criteria(scored)]
         deteriorating = (ongoing_events(as_frame(carried, grid.ids, candidates, window_end), window_end)
                          if len(candidates) else {})
-        return self._scores(latest, news2_summaries(last_rows), deteriorating, scored_at)
+        return score_rows(latest, news2.summaries(last_rows), deteriorating, self.twin, scored_at,
+                          challenger=self.challenger, disagreement=self.disagreement)
 
     async def _grid_for(self, window_end: datetime, pending: list[datetime]) -> tuple[WardGrid, int]:
         """The ward grid ending at ``window_end`` and how many patients the store knows: the kept grid moved on,
@@ -247,7 +164,7 @@ class Cycle:
             lap("score")
             await self.store.save_scores(scores)
             lap("save")
-            raised = await self.alerts.evaluate(scores, window_end) if self.alerts else []
+            raised = await self.on_scores(scores, window_end) if self.on_scores is not None else []
             lap("alerts")
             took_ms = (time.perf_counter() - started) * 1000
         logger.info("cycle window_end=%s patients=%d scored=%d alerts=%d took_ms=%.0f stages=%s",

@@ -15,13 +15,14 @@ equals ``models.windows.carry_forward`` on a 24-hour read wherever the cycle loo
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 import numpy as np
 import pandas as pd
 
 from models import features, labels
+from models.scoring import is_fresh, seen
 from models.windows import CARRY_FORWARD_LIMITS, MEASURE_COLUMNS, WINDOW, WINDOW_COLUMNS
 
 #: Windows of the features' look-back (the carried grid the features and the criteria see).
@@ -127,13 +128,13 @@ def carry(values: np.ndarray, limit: int) -> np.ndarray:
     return np.where((last >= 0) & (at - last <= limit), carried, np.nan)
 
 
-def fresh(grid: dict[str, np.ndarray], window_end: datetime, stale_after: pd.Timedelta) -> np.ndarray:
-    """Patients with a heart rate, SpO2 or respiratory rate in a window starting within ``stale_after`` of
-    the window end (within the look-back), as the reference cycle's rule."""
-    has_data = (grid["hr_count"] > 0) | ~np.isnan(grid["spo2_mean"]) | ~np.isnan(grid["rr_mean"])
+def fresh(grid: dict[str, np.ndarray], window_end: datetime, stale_after: timedelta) -> np.ndarray:
+    """Patients fresh at the window end (``models.scoring``'s rule: :func:`~models.scoring.seen` in a window that
+    :func:`~models.scoring.is_fresh` keeps), within the look-back."""
+    has_data = seen(grid["hr_count"], grid["spo2_mean"], grid["rr_mean"])
     n = has_data.shape[1]
     starts = pd.Timestamp(window_end) - (n - np.arange(n)) * WINDOW
-    recent = np.asarray(starts >= pd.Timestamp(window_end) - stale_after)
+    recent = np.asarray(is_fresh(starts, pd.Timestamp(window_end), stale_after))
     return (has_data & recent).any(axis=1)
 
 

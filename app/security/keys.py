@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from app.errors import KeyNotFoundError
+from app.storage.migrations import Schema
 from app.storage.sqlite_db import SqliteDatabase
 
 #: device: post readings · clinician: read patients, alerts, acknowledge · ehr: read patients and scores ·
@@ -43,7 +44,8 @@ ROLES: Final = ("device", "clinician", "ehr", "admin")
 Role = Literal["device", "clinician", "ehr", "admin"]
 TOKEN_PREFIX: Final = "wt_"
 
-_SCHEMA = """
+#: ``access.db``, versioned (``app/storage/migrations.py``): append steps, never edit one.
+SCHEMA = Schema("access", ("""
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, token_sha256 TEXT NOT NULL UNIQUE,
     created_at TEXT NOT NULL, revoked_at TEXT);
@@ -62,7 +64,7 @@ CREATE TRIGGER IF NOT EXISTS api_keys_updated AFTER UPDATE ON api_keys
     BEGIN UPDATE key_generation SET n = n + 1 WHERE id = 0; END;
 CREATE TRIGGER IF NOT EXISTS api_keys_deleted AFTER DELETE ON api_keys
     BEGIN UPDATE key_generation SET n = n + 1 WHERE id = 0; END;
-"""
+""",))
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ class KeyStore:
     """Keys in ``access.db``; also opened by ``wardtwin keys`` while the service runs (WAL: both see commits)."""
 
     def __init__(self, path: Path) -> None:
-        self.db = SqliteDatabase(path, _SCHEMA)
+        self.db = SqliteDatabase(path, SCHEMA)
         #: per thread (each has its own reader connection, whose ``data_version`` is its own): (connection,
         #: data_version seen, key generation seen, {token hash: principal}, the watch, its header before that check)
         self._local = threading.local()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from app.domain import Contribution, Score
+from models.news2 import News2Summary
 
 _EPOCH: Final[datetime] = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final[timedelta] = timedelta(milliseconds=1)
@@ -36,7 +37,7 @@ def score_to_dict(score: Score) -> dict[str, Any]:
             for c in score.contributions
         ],
         "model_version": score.model_version,
-        "news2": score.news2,
+        "news2": score.news2.to_dict() if score.news2 is not None else {},
         "challenger_risk": score.challenger_risk,
         "flags": list(score.flags),
         "scored_at": score.scored_at.astimezone(UTC).isoformat() if score.scored_at else None,
@@ -52,7 +53,7 @@ def score_from_dict(data: dict[str, Any]) -> Score:
         intercept=float(data["intercept"]),
         contributions=tuple(Contribution(**c) for c in data["contributions"]),
         model_version=data["model_version"],
-        news2=data.get("news2") or {},
+        news2=News2Summary.from_stored(data.get("news2")),
         challenger_risk=data.get("challenger_risk"),
         flags=tuple(data.get("flags") or ()),
         scored_at=datetime.fromisoformat(data["scored_at"]) if data.get("scored_at") else None,

@@ -13,16 +13,18 @@ import sqlite3
 import time
 from pathlib import Path
 
+from app.storage.migrations import Schema
 from app.storage.sqlite_db import SqliteDatabase
 
-_SCHEMA = """
+#: Versioned (``app/storage/migrations.py``): append steps, never edit one.
+SCHEMA = Schema("spool", ("""
 CREATE TABLE IF NOT EXISTS spool (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     points INTEGER NOT NULL,
     body BLOB NOT NULL,
     spooled_at_ms INTEGER NOT NULL
 );
-"""
+""",))
 
 
 class Spool:
@@ -30,7 +32,7 @@ class Spool:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._db = SqliteDatabase(self.path, _SCHEMA)
+        self._db = SqliteDatabase(self.path, SCHEMA)
         self._backlog = 0
         self._batches = 0
 

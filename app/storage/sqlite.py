@@ -20,6 +20,7 @@ from app.domain import Reading, Score
 from app.errors import StoreUnavailableError
 from app.storage.base import WINDOW_MS, window_runs
 from app.storage.codec import from_ms, score_from_json, score_to_json, to_ms
+from app.storage.migrations import Schema
 from app.storage.sqlite_db import SqliteDatabase
 from models.windows import LAST_VITALS, WINDOW_COLUMNS, empty_windows, normalise
 
@@ -42,6 +43,8 @@ CREATE TABLE IF NOT EXISTS scores (
     patient_id TEXT NOT NULL, window_end_ms INTEGER NOT NULL, payload TEXT NOT NULL,
     PRIMARY KEY (patient_id, window_end_ms)) WITHOUT ROWID;
 """
+#: Versioned (``app/storage/migrations.py``): append steps, never edit one.
+SCHEMA = Schema("readings", (_SCHEMA,))
 
 # One pass: the sum of squares is taken about 100 bpm (a fixed shift keeps the subtraction in
 # var = (Σd² − (Σd)²/n)/(n − 1) well conditioned for heart rates), then hr_std is finished in Python.
@@ -102,7 +105,7 @@ class SqliteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._db = SqliteDatabase(self.path, _SCHEMA)
+        self._db = SqliteDatabase(self.path, SCHEMA)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._db.run(fn)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.errors import StoreUnavailableError
+from app.storage.migrations import Schema, migrate
 
 T = TypeVar("T")
 
 
 class SqliteDatabase:
-    def __init__(self, path: Path, schema: str) -> None:
+    def __init__(self, path: Path, schema: Schema) -> None:
         self.path = Path(path)
         self._schema = schema
         self._conn: sqlite3.Connection | None = None
@@ -41,7 +42,11 @@ class SqliteDatabase:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(self._schema)
+        try:
+            migrate(conn, self._schema)
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""The latest-score view behind ``GET /v1/patients`` and ``GET /v1/patients/{id}/risk`` (``app.api.latest``).
+"""The latest-score view behind ``GET /v1/patients`` and ``GET /v1/patients/{id}/risk`` (``app.readmodel``).
 
 Its bodies must be byte for byte what the routes answered when they read the store on every request and let
 FastAPI serialise the ``response_model``; they are encoded once per change, never per request; the cycle, a
@@ -73,7 +73,7 @@ def test_bodies_are_byte_identical_to_the_store_read(ward):
 
 
 def test_bodies_are_encoded_once_not_per_request(ward):
-    view = ward.client.app.state.latest
+    view = ward.client.app.state.wardtwin.read_model
     for _ in range(2):
         ward.client.get("/v1/patients")
         ward.client.get(f"/v1/patients/{SICK}/risk")

@@ -15,19 +15,25 @@ import lab.alert_burden as alert_burden
 from app.alerts.store import KINDS
 from app.settings import Settings
 from lab.alert_burden import POLICIES, patient_table, run_seed
+from models.twin import Twin
 
 #: Half the cohort deteriorating, so the event columns are exercised too.
 MIX = {"stable": 0.5, "sepsis": 0.25, "respiratory_failure": 0.25}
 
 
-def test_alert_burden_counts_what_the_service_raised(tmp_path: Path) -> None:
+def test_alert_burden_counts_what_the_service_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a stray variable must not move the study's store or change its policy
+    monkeypatch.setenv("WARDTWIN_INFLUX_URL", "http://127.0.0.1:9")  # nothing listens: reading it would fail
+    monkeypatch.setenv("WARDTWIN_DATA_DIR", str(tmp_path / "stray"))
+    monkeypatch.setenv("WARDTWIN_ALERT_THRESHOLD", "0.01")
     data = tmp_path / "data"
     run = asyncio.run(run_seed(4, 6.0, 1, data, archetype_mix=MIX, progress_every=0))
     assert run.windows == 72 and run.readings > 0
+    assert not (tmp_path / "stray").exists() and run.twin_threshold == Twin.load().alert_threshold
 
     # Every alert counted is a row the service's alert store holds, with the outbox 'raised' event the
     # engine's raise_alert writes in the same transaction, and vice versa.
-    with sqlite3.connect(Settings(data_dir=data).alerts_path) as conn:
+    with sqlite3.connect(Settings.explicit(data_dir=data).alerts_path) as conn:
         stored = {row[0]: row[1:] for row in conn.execute("SELECT id, patient_id, kind, raised_at FROM alerts")}
         raised_events = {row[0] for row in conn.execute("SELECT alert_id FROM outbox WHERE event = 'raised'")}
     counted = {a["id"]: (a["patient_id"], a["kind"], a["raised_at"]) for a in run.alerts}
@@ -72,4 +78,5 @@ def test_evaluation_applies_no_alert_rule_of_its_own() -> None:
     tree = ast.parse(Path(alert_burden.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not imported & {"app.alerts.engine", "models.news2", "app.pipeline.criteria", "models.twin"}
+    assert not imported & {"app.alerts.engine", "app.alerts.rules", "models.news2", "models.scoring",
+                            "models.twin"}

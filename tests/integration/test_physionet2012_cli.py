@@ -15,13 +15,13 @@ import pytest
 
 from app.domain import Reading
 from app.ingest import validate_batch
-from app.pipeline.cycle import Cycle
 from app.storage.sqlite import SqliteStore
 from lab import physionet2012 as P
 from lab.cli import main
 from lab.physionet_cmd import VALIDATION_NOW
 from models import windows as W
 from models.schema import READING_COLUMNS
+from models.scoring import score_ward
 from models.twin import Twin
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "physionet2012"
@@ -125,17 +125,16 @@ def test_evaluate_report_has_both_tasks_with_intervals(evaluated: Path) -> None:
 
 
 def test_evaluate_risk_is_what_the_service_cycle_scores(evaluated: Path) -> None:
-    """The same readings through the service's own cycle code give the same risk at every hour (or no score)."""
+    """The same readings through the service's scoring reference give the same risk at every hour (or no score)."""
     scores = pd.read_csv(evaluated / "scores.csv")
     twin = Twin.load()
-    cycle = Cycle(None, twin, None, stale_after=timedelta(hours=1), challenger=None)  # type: ignore[arg-type]
     for stay in list(P.iter_stays(RECORDS))[:2]:
         stored = W.aggregate(accepted(stay))
         mine = scores[scores["record_id"] == stay.record_id].set_index("hour")["risk"]
         for hour in range(1, 49):
             end = P.ADMISSION_AT + timedelta(hours=hour)
-            served = cycle.score_windows(stored[stored["start"] < pd.Timestamp(end)], end, datetime(2030, 1, 1,
-                                                                                                    tzinfo=UTC))
+            served = score_ward(stored[stored["start"] < pd.Timestamp(end)], end, twin,
+                                scored_at=datetime(2030, 1, 1, tzinfo=UTC), stale_after=timedelta(hours=1))
             if served:
                 assert mine[hour] == pytest.approx(served[0].risk, rel=1e-5, abs=1e-9)
             else:

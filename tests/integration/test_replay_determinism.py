@@ -22,3 +22,16 @@ async def test_a_different_seed_gives_different_scores(tmp_path):
     start = datetime.fromisoformat("2026-03-01T00:00:00+00:00")
     first = await replay(3, 1, 1.0, start, tmp_path / "a")
     assert digest(first) != digest(await replay(3, 2, 1.0, start, tmp_path / "b"))
+
+
+async def test_a_stray_environment_changes_neither_the_store_nor_the_scores(tmp_path, monkeypatch):
+    start = datetime.fromisoformat("2026-03-01T00:00:00+00:00")
+    clean = await replay(3, 1, 1.0, start, tmp_path / "clean")
+    monkeypatch.setenv("WARDTWIN_INFLUX_URL", "http://127.0.0.1:9")  # nothing listens: reading it would fail
+    monkeypatch.setenv("WARDTWIN_DATA_DIR", str(tmp_path / "stray"))
+    monkeypatch.setenv("WARDTWIN_CHALLENGER_ENABLED", "false")
+    monkeypatch.setenv("WARDTWIN_STALE_AFTER_MIN", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("WARDTWIN_ALERT_THRESHOLD=0.01\n")
+    assert digest(await replay(3, 1, 1.0, start, tmp_path / "stray-run")) == digest(clean)
+    assert not (tmp_path / "stray").exists()

@@ -35,7 +35,7 @@ class Recording(Cycle):
 async def scheduler_on(path: Path, clock: FixedClock) -> tuple[CycleScheduler, Recording, SqliteStore]:
     store = SqliteStore(path)
     await store.open()
-    cycle = Recording(store, Twin.load(), alerts=None)
+    cycle = Recording(store, Twin.load())
     cycle.ran = []
     return CycleScheduler(cycle, clock, grace_s=GRACE_S, interval_s=300), cycle, store
 

@@ -16,6 +16,7 @@ import pytest
 
 from app.domain import Contribution, Reading, Score
 from app.storage.base import VitalStore
+from models.news2 import News2Summary
 from models.schema import PLAUSIBLE_RANGES
 from models.windows import WINDOW_COLUMNS, aggregate
 
@@ -205,7 +206,7 @@ def make_score(pid: str, end: datetime, risk: float, version: str = "twin-1") ->
     return Score(
         patient_id=pid, window_end=end, risk=risk, logit=float(np.log(risk / (1 - risk))), intercept=-2.0,
         contributions=(Contribution("hr_mean_1h", 92.0, 0.4, "Heart rate has averaged 92 bpm, \"high\"\n"),),
-        model_version=version, news2={"total": 3, "hr": 1}, flags=("stale_bp",),
+        model_version=version, news2=News2Summary.from_stored({"total": 3, "points": {"hr": 1}}), flags=("stale_bp",),
         scored_at=end + timedelta(seconds=31),
     )
 
@@ -297,7 +298,8 @@ async def test_last_window_end_is_the_newest_scored(store: VitalStore, patient_p
     before = await store.last_window_end()
     newest = T0 + timedelta(days=3650)  # later than anything another test stores
     score = Score(f"{patient_prefix}-a", newest, 0.1, -2.2, -2.0,
-                  (Contribution("hr_mean_1h", 80.0, -0.2, "Heart rate 80"),), "test", {"total": 0}, None, (), newest)
+                  (Contribution("hr_mean_1h", 80.0, -0.2, "Heart rate 80"),), "test",
+                  News2Summary.from_stored({"total": 0}), None, (), newest)
     await store.save_scores([score])
     assert before is None or before < newest
     assert await store.last_window_end() == newest

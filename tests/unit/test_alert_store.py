@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.alerts.engine import AlertEngine
-from app.alerts.hub import AlertHub
+from app.alerts.rules import Policy
 from app.alerts.store import AlertStore
+from app.alerts.timers import Timers
 from app.clock import FixedClock
 from app.domain import Contribution, Score
 from app.errors import AlertConflictError, AlertNotFoundError
+from models.news2 import News2Summary
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -22,7 +24,14 @@ def score(patient_id: str, risk: float, at: datetime = T0, *, news2: dict[str, i
     points = news2 or {}
     return Score(patient_id, at, risk, 0.0, 0.0,
                  (Contribution("hr_trend_1h", 18.0, 1.2, "Heart rate rising: +18 bpm over the last hour"),),
-                 "test", news2={"total": sum(points.values()), "points": points, "partial": False}, flags=flags)
+                 "test", news2=News2Summary.from_stored({"total": sum(points.values()), "points": points}),
+                 flags=flags)
+
+
+def make_engine(store: AlertStore, clock: FixedClock, *, renotify_after: timedelta | None = None,
+                **policy: int) -> AlertEngine:
+    return AlertEngine(store, clock, Policy(threshold=0.7, clear_threshold=0.6, **policy),
+                       Timers(store, escalate_after=timedelta(minutes=15), renotify_after=renotify_after))
 
 
 @pytest.fixture
@@ -30,8 +39,7 @@ async def engine(tmp_path):
     store = AlertStore(tmp_path / "alerts.db")
     await store.open()
     clock = FixedClock(T0)
-    yield AlertEngine(store, AlertHub(), clock, threshold=0.7, clear_threshold=0.6,
-                      escalate_after=timedelta(minutes=15))
+    yield make_engine(store, clock)
     await store.close()
 
 
@@ -88,17 +96,16 @@ async def test_unacknowledged_alerts_escalate_and_are_renotified_on_the_clock(tm
     store = AlertStore(tmp_path / "alerts.db")
     await store.open()
     clock = FixedClock(T0)
-    engine = AlertEngine(store, AlertHub(), clock, threshold=0.7, clear_threshold=0.6,
-                         escalate_after=timedelta(minutes=15), renotify_after=timedelta(minutes=5))
+    engine = make_engine(store, clock, renotify_after=timedelta(minutes=5))
     (alert,) = await engine.evaluate([score("a", 0.8)])
     (other,) = await engine.evaluate([score("b", 0.8)])
     await store.acknowledge(other.id, "nurse-7", T0)
-    assert await engine.sweep(T0 + timedelta(minutes=4)) == (0, 0)
-    assert await engine.sweep(T0 + timedelta(minutes=5)) == (0, 1)
-    assert await engine.sweep(T0 + timedelta(minutes=9)) == (0, 0)  # 4 min since the last notification
-    assert await engine.sweep(T0 + timedelta(minutes=10)) == (0, 1)
-    assert await engine.sweep(T0 + timedelta(minutes=15)) == (1, 0)  # escalation is itself a notification
-    assert await engine.sweep(T0 + timedelta(minutes=20)) == (0, 1)
+    assert await engine.timers.sweep(T0 + timedelta(minutes=4)) == (0, 0)
+    assert await engine.timers.sweep(T0 + timedelta(minutes=5)) == (0, 1)
+    assert await engine.timers.sweep(T0 + timedelta(minutes=9)) == (0, 0)  # 4 min since the last notification
+    assert await engine.timers.sweep(T0 + timedelta(minutes=10)) == (0, 1)
+    assert await engine.timers.sweep(T0 + timedelta(minutes=15)) == (1, 0)  # escalation is itself a notification
+    assert await engine.timers.sweep(T0 + timedelta(minutes=20)) == (0, 1)
     escalated = await store.get(alert.id)
     assert escalated.state == "escalated" and escalated.renotifications == 3
     assert [(t["event"], t["at"][11:16], t["actor"]) for t in await store.transitions(alert.id)] == [
@@ -181,8 +188,7 @@ async def test_news2_alert_stays_open_while_either_trigger_holds_and_resolves_be
 async def test_thresholds_are_configurable(tmp_path):
     store = AlertStore(tmp_path / "alerts.db")
     await store.open()
-    strict = AlertEngine(store, AlertHub(), FixedClock(T0), threshold=0.7, clear_threshold=0.6,
-                         escalate_after=timedelta(minutes=15), news2_aggregate=3, news2_single_parameter=2)
+    strict = make_engine(store, FixedClock(T0), news2_aggregate=3, news2_single_parameter=2)
     (a,) = await strict.evaluate([score("a", 0.01, news2={"hr": 1, "temp": 1, "sbp": 1})])
     (b,) = await strict.evaluate([score("b", 0.01, news2={"o2": 2})])
     assert (a.kind, b.kind) == ("news2", "news2") and b.reasons[1] == "NEWS2 supplemental oxygen scores 2"

@@ -1,12 +1,13 @@
-"""app.pipeline.criteria: the reasons shown for a met criterion follow the thresholds of models.labels."""
+"""app.alerts.criteria: the reasons shown for a met criterion follow the thresholds of models.labels."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from app.alerts.criteria import criteria_reasons
 from app.domain import Score
-from app.pipeline.criteria import CRITERIA_MET, criteria_reasons
 from models import labels
+from models.scoring import CRITERIA_MET
 
 T0 = pd.Timestamp("2024-03-01 12:00", tz="UTC")
 

@@ -1,6 +1,6 @@
 """The cycle's ward grid (issue 14) scores exactly as the pandas reference: same features, same scores byte for byte.
 
-The reference, :meth:`Cycle.score_windows`, reads 24 h of stored windows and builds features for every window of
+The reference, ``models.scoring.score_ward``, reads 24 h of stored windows and builds features for every window of
 the look-back; the served path keeps the newest windows as dense arrays, moves them on each cycle with only the
 windows the store re-aggregated, and computes the newest window's features for all patients at once. Random wards,
 random gaps, late windows (changed, added and deleted inside the span), jumps past the span and past-window cycles.
@@ -22,6 +22,7 @@ from app.pipeline.ward_grid import SPAN, WardGrid, carry
 from app.storage.codec import score_to_json
 from models import features
 from models.challenger import Challenger
+from models.scoring import score_ward
 from models.twin import Twin
 from models.windows import MAX_CARRY_FORWARD, WINDOW, WINDOW_COLUMNS, carry_forward, empty_windows, normalise
 
@@ -98,7 +99,8 @@ def reference(store: FrameStore, cycle: Cycle, window_end: datetime) -> list:
     f = store.frame
     lo = pd.Timestamp(window_end) - features.HISTORY - MAX_CARRY_FORWARD
     stored = f[(f["start"] >= lo) & (f["start"] < pd.Timestamp(window_end))].reset_index(drop=True)
-    return cycle.score_windows(stored, window_end, window_end)
+    return score_ward(stored, window_end, TWIN, scored_at=window_end, stale_after=cycle.stale_after,
+                      challenger=cycle.challenger, disagreement=cycle.disagreement)
 
 
 @settings(deadline=None, max_examples=12, suppress_health_check=[HealthCheck.too_slow])
@@ -112,8 +114,8 @@ def test_the_grid_scores_as_the_reference_byte_for_byte(seed, patients, missing,
 async def _check(seed: int, patients: int, missing: float, steps: list[int], late: list[tuple[int, int, bool]]) -> None:
     total = 320 + sum(abs(s) for s in steps)
     everything = ward(seed, patients, total, missing)
-    store, cycle = FrameStore(), None
-    cycle = Cycle(store, TWIN, None, challenger=CHALLENGER)
+    store = FrameStore()
+    cycle = Cycle(store, TWIN, challenger=CHALLENGER)
     end = pd.Timestamp(T0) + 300 * WINDOW
     store.put(everything[everything["start"] < end])
     compared = 0

@@ -234,3 +234,32 @@ def test_monitoring_never_relaxes_as_the_score_rises(rr, spo2, on_oxygen, sbp, h
     assert r.band == s.band and 0 <= s.total <= N.MAX_TOTAL
     assert (r.observe_within_min <= 60) == (s.total >= 5 or s.single_parameter_3)
     assert (r.observe_within_min == 0) == (s.total >= 7)
+
+
+# -- the typed summary a score carries, and its one tolerant reader -------------------------------------------------
+_WINDOW = st.fixed_dictionaries({
+    "rr_mean": st.one_of(st.none(), st.floats(5, 45)), "spo2_mean": st.one_of(st.none(), st.floats(70, 100)),
+    "sbp": st.one_of(st.none(), st.floats(60, 220)), "hr_mean": st.one_of(st.none(), st.floats(30, 190)),
+    "temp": st.one_of(st.none(), st.floats(34, 41)), "o2": st.one_of(st.none(), st.sampled_from([0.0, 2.0])),
+    "acvpu": st.one_of(st.none(), st.sampled_from([0.0, 1.0, 3.0]))})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_WINDOW, min_size=1, max_size=8))
+def test_summaries_of_many_windows_are_the_summary_of_each_and_survive_storage(rows):
+    frame = pd.DataFrame(rows, dtype=float).assign(patient_id=[f"p{i}" for i in range(len(rows))])
+    many = N.summaries(frame)
+    assert many == [N.summary(row) for _, row in frame.iterrows()]
+    for s in many:
+        assert N.News2Summary.from_stored(s.to_dict()) == s
+        assert (s.band, s.response) == (N.band(s.total, s.points), N.clinical_response(
+            s.total, N.has_single_parameter_3(s.points)).response)
+
+
+def test_the_reader_takes_rows_of_every_version():
+    assert N.News2Summary.from_stored(None) is None and N.News2Summary.from_stored({}) is None
+    full = N.summary({"rr_mean": 26.0, "spo2_mean": 95.0, "hr_mean": 120.0})
+    old = {"total": full.total, "band": full.band, "points": full.points, "partial": True}  # before chart 4
+    assert N.News2Summary.from_stored(old) == full
+    assert N.News2Summary.from_stored({"points": {"rr": 3}}).total == 0  # no total: 0, as the engine read it
+    assert N.News2Summary.from_stored(full) is full

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lab.cli import main
 from models import labels
 from models import windows as W
 from models.schema import PATIENT_ID_PATTERN, PLAUSIBLE_RANGES, QUALITY_PATTERN, READING_COLUMNS, VITALS
@@ -23,7 +24,6 @@ from simulator.archetypes import (
     parse_mix,
     quota_archetypes,
 )
-from simulator.cli import main
 from simulator.cohort import iter_cohort, iter_cohort_files, load_cohort, write_cohort
 from simulator.patient import generate_patient, to_epoch_ms
 
@@ -212,7 +212,8 @@ def test_mix():
 
 
 def test_cli_cohort(tmp_path, capsys):
-    assert main(["cohort", "--patients", "3", "--hours", "1", "--seed", "2", "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["simulate", "cohort", "--patients", "3", "--hours", "1", "--seed", "2", "--out", str(tmp_path),
+                 "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["patients"] == 3
     assert (tmp_path / "readings.parquet").exists()
 

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lab.cli import main
 from simulator import realism
 from simulator.archetypes import EVENT_ARCHETYPES, WARD_EVENT_RATE_PER_DAY
-from simulator.cli import main
 from simulator.patient import generate_patient, to_epoch_ms
 from simulator.report import _hist, _series, centile, charted_news2
 
@@ -85,11 +85,11 @@ def test_fever_hard_negative_can_touch_39():
 
 
 def test_event_rate_is_configurable_from_the_command_line(tmp_path, capsys):
-    assert main(["cohort", "--patients", "4", "--hours", "2", "--seed", "1", "--out", str(tmp_path / "r"),
+    assert main(["simulate", "cohort", "--patients", "4", "--hours", "2", "--seed", "1", "--out", str(tmp_path / "r"),
                  "--event-rate", "3.0", "--quiet"]) == 0
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert sum(manifest["archetype_mix"][a] for a in EVENT_ARCHETYPES) == pytest.approx(0.25)
-    assert main(["cohort", "--patients", "2", "--hours", "1", "--seed", "1", "--out", str(tmp_path / "e"),
+    assert main(["simulate", "cohort", "--patients", "2", "--hours", "1", "--seed", "1", "--out", str(tmp_path / "e"),
                  "--mix", "enriched", "--quiet"]) == 0
     assert json.loads((tmp_path / "e" / "manifest.json").read_text())["archetype_mix"]["stable"] == 0.85
     capsys.readouterr()

@@ -1,41 +1,47 @@
-"""The latest-score view behind ``GET /v1/patients`` and ``GET /v1/patients/{id}/risk``.
+"""The read model: the ward's latest scores in memory, with the encoded bodies of the two hot reads.
 
 The service keeps the ward's latest scores in memory instead of reading (and decoding, and re-validating) every
-score of the ward on every request. The view is fed by ``app.storage.observed.ObservedStore``: rebuilt from
-the store when it opens (so a restarted service answers what the store holds), told of every patient written
-and every score saved (the cycle persisting its scores refreshes it). Alert changes are reported by the alert
-store's commit hook (``alerts_changed``).
+score of the ward on every request. The view is fed by ``app.storage.observed.ObservedStore``: rebuilt from the
+store when it opens (so a restarted service answers what the store holds), told of every patient written and
+every score saved (the cycle persisting its scores refreshes it). Alert changes are reported by the alert store's
+commit hook (a subscriber of the alert engine: ``OnCommit(view.alerts_changed)``).
 
-Bodies are encoded at most once per change, on first read, exactly as FastAPI encoded the route's
-``response_model`` before (``TypeAdapter.dump_json``, which is what FastAPI's fast path calls): a score is
-first normalised through its stored JSON form, so a body is byte-identical to one read back from the store.
+The encoding belongs to the HTTP layer: ``create_app`` passes the API's encoders (``app.api.patients``), and the
+view keeps their bytes, encoding each body at most once per change, on first read. A score is first normalised
+through its stored JSON form, so a body is byte-identical to one read back from the store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from pydantic import TypeAdapter
-
-from app.alerts.store import Alert, AlertStore
-from app.api.schemas import PatientSummary, RiskOut
+from app.alerts.criteria import criteria_reasons
+from app.alerts.store import Alert
 from app.domain import Score
 from app.storage.codec import score_from_json, score_to_json
 
-_RISK = TypeAdapter(RiskOut)
-_BOARD = TypeAdapter(list[PatientSummary])
+#: One row of the ward: (patient id, its latest score or None, its most urgent open alert or None).
+BoardRow = tuple[str, Score | None, Alert | None]
+
+
+def top_reason(score: Score) -> str | None:
+    """A criterion met now, else the sentence of the contribution that raises the risk most."""
+    criteria = criteria_reasons(score)
+    if criteria:
+        return criteria[0]
+    rising = [c for c in score.contributions if c.sentence and c.points > 0]
+    return max(rising, key=lambda c: c.points).sentence if rising else None
 
 
 class LatestView:
     """Every known patient, each one's latest score, and the encoded bodies served from them.
 
-    ``risk_out`` and ``summary`` are the routes' own converters (``app.api.patients``), passed in so there is
-    one definition of each body.
+    ``encode_risk`` encodes one score; ``encode_board`` the ward's rows, highest risk first.
     """
 
-    def __init__(self, risk_out: Callable[[Score], RiskOut],
-                 summary: Callable[[str, Score | None, Alert | None], PatientSummary]) -> None:
-        self._risk_out, self._summary = risk_out, summary
+    def __init__(self, encode_risk: Callable[[Score], bytes],
+                 encode_board: Callable[[Sequence[BoardRow]], bytes]) -> None:
+        self._encode_risk, self._encode_board = encode_risk, encode_board
         self._patients: set[str] = set()
         self._scores: dict[str, Score] = {}
         self._stored: dict[str, Score] = {}  # the scores as the store gives them back, normalised on first use
@@ -94,43 +100,26 @@ class LatestView:
         return stored
 
     def risk_body(self, patient_id: str) -> bytes | None:
-        """The ``RiskOut`` JSON of the patient's latest score, or None when it has none."""
+        """The encoded latest score of the patient, or None when it has none."""
         body = self._risk_bodies.get(patient_id)
         if body is None:
             score = self.latest(patient_id)
             if score is None:
                 return None
-            body = self._risk_bodies[patient_id] = _RISK.dump_json(self._risk_out(score))
+            body = self._risk_bodies[patient_id] = self._encode_risk(score)
             self.encodings += 1
         return body
 
-    def board_cached(self) -> bytes | None:
-        """The ward's body if it is encoded and current (``board_body`` would return it without a read)."""
-        return self._board if self.loaded else None
-
     async def board_body(self, open_alerts: Callable[[], Awaitable[dict[str, Alert]]]) -> bytes:
-        """The ward, highest risk first (``list[PatientSummary]`` JSON), rebuilt only after a change."""
+        """The ward, highest risk first, encoded; rebuilt only after a change."""
         if self._board is not None:
             return self._board
         generation = self._generation
         alerts = await open_alerts()
-        rows = [self._summary(pid, self.latest(pid), alerts.get(pid)) for pid in self._patients]
-        rows.sort(key=lambda r: (r.risk is None, -(r.risk or 0.0), r.patient_id))
-        body = _BOARD.dump_json(rows)
+        rows = [(pid, self.latest(pid), alerts.get(pid)) for pid in self._patients]
+        rows.sort(key=lambda r: (r[1] is None, -(r[1].risk if r[1] else 0.0), r[0]))
+        body = self._encode_board(rows)
         self.encodings += 1
         if generation == self._generation:  # nothing changed while the alerts were read
             self._board = body
         return body
-
-
-def follow_alerts(view: LatestView, alert_store: AlertStore) -> None:
-    """Have the alert store's commit hook (``on_event``, called after every committed alert event) also mark the
-    board stale, keeping whatever hook it has (the alert engine's wake-up)."""
-    previous = alert_store.on_event
-
-    def on_event() -> None:
-        view.alerts_changed()
-        if previous is not None:
-            previous()
-
-    alert_store.on_event = on_event
