@@ -20,6 +20,8 @@ class Reading(NamedTuple):
     ts: datetime
     value: float
     quality: str = "ok"
+    #: ``"monitor"`` or ``"charted"`` (``models.schema.SOURCES``): part of the reading's identity in both stores.
+    source: str = "monitor"
 
 
 #: One feature's push on the logit (``feature``, ``value`` or None when not measured, ``points`` = coefficient ×

@@ -3,7 +3,7 @@
 A batch is validated item by item. **Valid items of a batch are stored even when other items are
 bad**: one implausible reading from one bed must not drop the rest of the ward's vitals. The 422
 answer lists every bad item by index and reason and says how many were accepted; re-sending the
-whole batch is safe because writes are idempotent on (patient_id, vital, ts).
+whole batch is safe because writes are idempotent on (patient_id, vital, ts, source).
 
 A timestamp must carry an offset and lie in ``[EARLIEST_READING_AT, now + max_future_skew]``
 (``models.schema``); one whose UTC conversion leaves ``datetime``'s range is named like any other bad ``ts``.
@@ -27,12 +27,15 @@ from models.schema import (
     QUALITY_OK,
     QUALITY_PATTERN,
     QUALITY_RULE,
+    SOURCE_MONITOR,
+    SOURCES,
     VITAL_NAMES,
     VITAL_UNITS,
     VITALS,
 )
 
-_FIELDS = ("patient_id", "vital", "value", "ts", "quality")
+_FIELDS = ("patient_id", "vital", "value", "ts", "quality", "source")
+_SOURCE_RULE = f"source must be one of {', '.join(SOURCES)} (absent: monitor)"
 _ACVPU_LETTERS = ", ".join(ACVPU_CODES)
 _ACVPU_LO, _ACVPU_HI = PLAUSIBLE_RANGES["acvpu"]
 
@@ -106,10 +109,14 @@ def _fast(item: Any, known_ids: set[str], horizon: datetime,
         return None
     size = len(item)
     if size == 4:
-        quality = QUALITY_OK
-    elif size == 5:
-        quality = item.get("quality")
+        quality, source = QUALITY_OK, SOURCE_MONITOR
+    elif size == 5 or size == 6:
+        quality, source = item.get("quality", QUALITY_OK), item.get("source", SOURCE_MONITOR)
+        if size - 4 != ("quality" in item) + ("source" in item):  # an unknown field: _check names it
+            return None
         if quality != QUALITY_OK and not (type(quality) is str and QUALITY_PATTERN.fullmatch(quality)):
+            return None
+        if type(source) is not str or source not in SOURCES:
             return None
     else:
         return None
@@ -133,7 +140,7 @@ def _fast(item: Any, known_ids: set[str], horizon: datetime,
     if type(raw_ts) is not str:
         return None
     ts = fast_utc_ts(raw_ts, earliest, horizon)
-    return None if ts is None else Reading(patient_id, vital, ts, value, quality)
+    return None if ts is None else Reading(patient_id, vital, ts, value, quality, source)
 
 
 def fast_utc_ts(raw: str, earliest: datetime, horizon: datetime) -> datetime | None:
@@ -217,6 +224,9 @@ def _check(index: int, item: Any, horizon: datetime,
     quality = item.get("quality", QUALITY_OK)
     if not isinstance(quality, str) or not QUALITY_PATTERN.fullmatch(quality):
         item_errors.append(_error(index, "quality", f"quality must be {QUALITY_RULE}", "pattern"))
+    source = item.get("source", SOURCE_MONITOR)
+    if not isinstance(source, str) or source not in SOURCES:
+        item_errors.append(_error(index, "source", _SOURCE_RULE, "enum"))
     if item_errors:
         return item_errors
-    return Reading(patient_id, vital, ts, value, quality)  # type: ignore[arg-type]
+    return Reading(patient_id, vital, ts, value, quality, source)  # type: ignore[arg-type]

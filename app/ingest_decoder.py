@@ -12,13 +12,22 @@ the fast path can only ever accept what the full validator accepts, with the sam
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
 from app.domain import Reading
 from app.ingest import fast_utc_ts
-from models.schema import EARLIEST_READING_AT, PATIENT_ID_PATTERN, PLAUSIBLE_RANGES, QUALITY_OK, QUALITY_PATTERN, VITALS
+from models.schema import (
+    EARLIEST_READING_AT,
+    PATIENT_ID_PATTERN,
+    PLAUSIBLE_RANGES,
+    QUALITY_OK,
+    QUALITY_PATTERN,
+    SOURCE_MONITOR,
+    SOURCES,
+    VITALS,
+)
 
 
 def _item_type(vital: str) -> type[msgspec.Struct]:
@@ -27,7 +36,8 @@ def _item_type(vital: str) -> type[msgspec.Struct]:
     value: Any = Annotated[int, msgspec.Meta(ge=int(lo), le=int(hi))] if vital == "acvpu" else \
         Annotated[float, msgspec.Meta(ge=lo, le=hi)]
     return msgspec.defstruct(f"Reading_{vital}", [("patient_id", str), ("value", value), ("ts", str),
-                                                  ("quality", str, QUALITY_OK)],
+                                                  ("quality", str, QUALITY_OK),
+                                                  ("source", Literal[SOURCES], SOURCE_MONITOR)],  # type: ignore[valid-type]
                              tag_field="vital", tag=vital, forbid_unknown_fields=True, gc=False)
 
 
@@ -76,5 +86,6 @@ def decode_batch(body: bytes, now: datetime, max_future_skew: timedelta, max_age
             if ts is None:
                 return None
             times[raw_ts] = ts
-        append(new(Reading, (patient_id, vital_of[type(item)], ts, float(item.value), quality)))  # no Python __new__
+        append(new(Reading, (patient_id, vital_of[type(item)], ts, float(item.value), quality,  # no Python __new__
+                             item.source)))
     return readings

@@ -5,7 +5,8 @@ definition of the format, parses it)::
 
     vitals,patient_id=bed-01,vital=hr value=88,quality="ok" 1764237600000000000
 
-measurement ``vitals``; tags ``patient_id`` and ``vital``; fields ``value`` (a float or an ``i`` integer; for
+measurement ``vitals``; tags ``patient_id``, ``vital`` and optionally ``source`` (``charted`` for a nurse's charted
+value, ``monitor`` or absent for a device's); fields ``value`` (a float or an ``i`` integer; for
 ``acvpu`` also a quoted letter) and, optionally, ``quality`` (a string); the timestamp in the request's
 ``precision`` (``ns`` by default, as InfluxDB; ``u``, ``ms``, ``s``), or none: the service's clock, as InfluxDB
 stamps a point without one. Blank lines and ``#`` comments are skipped.
@@ -27,7 +28,15 @@ from app.domain import Reading
 from app.ingest import BatchResult, validate_batch
 from models.line_protocol import FieldValue, parse_line
 from models.line_protocol import _parse_field as parse_field  # the one reading of a field value
-from models.schema import EARLIEST_READING_AT, PATIENT_ID_PATTERN, PLAUSIBLE_RANGES, QUALITY_OK, QUALITY_PATTERN
+from models.schema import (
+    EARLIEST_READING_AT,
+    PATIENT_ID_PATTERN,
+    PLAUSIBLE_RANGES,
+    QUALITY_OK,
+    QUALITY_PATTERN,
+    SOURCE_MONITOR,
+    SOURCES,
+)
 
 MEASUREMENT: Final = "vitals"
 #: ``precision`` → nanoseconds per unit (InfluxDB 1.x names; ``n`` and ``ns`` both mean nanoseconds).
@@ -113,7 +122,8 @@ def reading_lines(body: str) -> list[tuple[int, str]]:
 
 #: The line the service's encoder writes for a reading, tags and fields in its order, a timestamp; no escapes, no
 #: quotes but around ``quality``. Any other line (escaped, reordered, no timestamp ...) goes the full way.
-_ENCODED_LINE: Final = re.compile(r'vitals,patient_id=([^\s,="\\]+),vital=([^\s,="\\]+) value=([^\s,="\\]+)'
+_ENCODED_LINE: Final = re.compile(r'vitals,patient_id=([^\s,="\\]+)(?:,source=([^\s,="\\]+))?,vital=([^\s,="\\]+) '
+                                  r'value=([^\s,="\\]+)'
                                   r'(?:,quality="([^\s,="\\]*)")? ([0-9]+)')
 
 
@@ -135,7 +145,11 @@ def fast_lines(lines: list[tuple[int, str]], ns_per_unit: int, now: datetime, ma
         m = match(text)
         if m is None:
             return None
-        patient_id, vital, raw_value, quality, stamp = m.groups()
+        patient_id, source, vital, raw_value, quality, stamp = m.groups()
+        if source is None:
+            source = SOURCE_MONITOR
+        elif source not in SOURCES:
+            return None
         if patient_id not in known:
             if not id_ok(patient_id):
                 return None
@@ -166,7 +180,7 @@ def fast_lines(lines: list[tuple[int, str]], ns_per_unit: int, now: datetime, ma
             if not earliest <= ts <= horizon:
                 return None
             times[stamp] = ts
-        append(new(Reading, (patient_id, vital, ts, value, quality)))
+        append(new(Reading, (patient_id, vital, ts, value, quality, source)))
     return readings
 
 

@@ -13,11 +13,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app.alerts.notify import OnCommit
-from app.api import admin, alerts, errors, patients, readings, system, webhooks
+from app.api import admin, alerts, board, errors, observations, pages, patients, readings, system, webhooks
+from app.api import cds_hooks as cds_hooks_api
+from app.api import fhir as fhir_api
+from app.api import hl7 as hl7_api
 from app.api.auth import Authenticate
 from app.api.edge import BoardMount, Edge, board_csp, redact_keys_in_access_logs
 from app.api.openapi import document_errors
 from app.clock import Clock, SystemClock
+from app.interop import mllp
 from app.readmodel import LatestView
 from app.security.access import Access
 from app.service import WardTwin
@@ -63,12 +67,15 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         access.open()
         await wt.start()
+        app.state.mllp = await mllp.start(settings, wt)  # HL7 v2 over MLLP; None when WARDTWIN_MLLP_PORT is unset
         # The objects built at start-up (the twin, pandas, sklearn, the routes) never die: moved out of the
         # collector's generations, the full collections that ingest's allocations trigger no longer scan them.
         gc.freeze()
         try:
             yield
         finally:
+            if app.state.mllp is not None:
+                await app.state.mllp.close()
             await wt.stop()
             access.close()
 
@@ -77,6 +84,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
         version="0.1.0",
         summary="Patient-deterioration digital twin: risk within 6 h, explained, with NEWS2 beside it.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # app.api.pages serves both from the package's own assets (no CDN)
     )
     app.state.wardtwin = wt
     app.state.access = access
@@ -84,13 +92,16 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
     document_errors(app)
     # Every module's routes become routes of the app's one router (not included routers, which FastAPI matches
     # twice per request), ahead of the documentation's; the hot reads first, so they are matched first.
-    app.router.routes[:0] = [route for module in (patients, readings, alerts, system, webhooks, admin)
+    app.router.routes[:0] = [route for module in (patients, readings, observations, alerts, board, system, webhooks,
+                                                  admin, pages)
                              for route in module.router.routes]
+    app.router.routes.extend(route for module in (hl7_api, fhir_api, cds_hooks_api)
+                             for route in module.router.routes)  # interop
     static = Path(__file__).parent / "static"
     if static.is_dir():
         app.router.routes.append(BoardMount("/", StaticFiles(directory=static, html=True), name="dashboard"))
-    app.add_middleware(Authenticate, access=access)  # inside the edge: a refused body is never authenticated
     app.add_middleware(Edge, access=access, max_body_bytes=settings.max_body_bytes, csp=board_csp(static))
+    app.add_middleware(Authenticate, access=access)  # outside the edge: no body is read before a key is admitted
     redact_keys_in_access_logs()
     if settings.cors_origins:  # closed unless configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

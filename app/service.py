@@ -13,18 +13,22 @@ import pandas as pd
 
 from app.alerts.engine import AlertEngine
 from app.alerts.hub import AlertHub
-from app.alerts.rules import Policy
+from app.alerts.rules import Changes, ChartedSet, Policy, finite_risk
 from app.alerts.store import Alert, AlertStore
 from app.alerts.timers import Timers
 from app.alerts.webhooks import WebhookStore, WebhookWorker
 from app.clock import Clock
 from app.domain import Reading, Score
-from app.errors import PatientNotFoundError
+from app.errors import PatientNotFoundError, ReadingRejectedError, StoreUnavailableError
+from app.ingest_observations import Observation
 from app.pipeline.cycle import Cycle, CycleResult
 from app.pipeline.scheduler import CycleScheduler
 from app.readmodel import LatestView
+from app.security.keys import Principal
+from app.security.outbound import GuardedTransport, OutboundPolicy
 from app.settings import Settings
 from app.storage.base import VitalStore
+from app.write_guard import split_conflicts, split_scope
 from models import features, news2
 from models.challenger import Challenger
 from models.scoring import to_score
@@ -48,6 +52,23 @@ def load_challenger(settings: Settings) -> Challenger | None:
         return None
 
 
+def acting(key_name: str, nurse: str | None) -> str:
+    """The actor of a nurse's transition: the person beside the key they used (``"S. Patel via ward 7 board"``)."""
+    return f"{nurse} via {key_name}" if nurse else key_name
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What ``WardTwin.ingest`` stored, and an item error (loc, msg, type) for each reading it refused."""
+
+    stored: list[Reading]
+    refused: list[dict[str, Any]]
+
+    @property
+    def accepted(self) -> int:
+        return len(self.stored)
+
+
 @dataclass
 class WardTwin:
     settings: Settings
@@ -64,6 +85,8 @@ class WardTwin:
     webhook_worker: WebhookWorker | None = None
     #: The read model the reads answer from (``app.readmodel``), fed by ``store`` (an ``ObservedStore``).
     read_model: LatestView | None = None
+    #: The board's hour-before scores by (patient, latest window end) (``ward_snapshot``).
+    _hour_before: dict[tuple[str, datetime], Score | None] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock, store: VitalStore, twin: Twin,
@@ -79,7 +102,12 @@ class WardTwin:
         policy = Policy(threshold=threshold, clear_threshold=clear_threshold,
                         news2_aggregate=settings.news2_alert_aggregate,
                         news2_single_parameter=settings.news2_alert_single_parameter,
-                        clear_after=timedelta(minutes=settings.alert_clear_after_min))
+                        clear_after=timedelta(minutes=settings.alert_clear_after_min),
+                        twin_sustain_windows=settings.twin_sustain_windows,
+                        obs_due_statistic=settings.obs_due_statistic,
+                        obs_due_after=timedelta(minutes=settings.obs_due_after_min),
+                        obs_due_aggregate=settings.obs_due_aggregate,
+                        obs_due_single_parameter=settings.obs_due_single_parameter)
         timers = Timers(alert_store, escalate_after=timedelta(minutes=settings.alert_escalate_after_min),
                         renotify_after=timedelta(minutes=settings.alert_renotify_after_min)
                         if settings.alert_renotify_after_min else None)
@@ -88,7 +116,8 @@ class WardTwin:
         webhook_worker = WebhookWorker(
             webhooks, confirm, max_attempts=settings.webhook_max_attempts,
             backoff_base_s=settings.webhook_backoff_base_s, backoff_max_s=settings.webhook_backoff_max_s,
-            timeout_s=settings.webhook_timeout_s, poll_s=settings.webhook_poll_s)
+            timeout_s=settings.webhook_timeout_s, poll_s=settings.webhook_poll_s,
+            transport=GuardedTransport(OutboundPolicy.from_settings(settings)))
         engine.subscribe(hub)  # the WebSocket clients first, then the webhooks (as one burst per cycle)
         engine.subscribe(webhook_worker)
         cycle = Cycle(store, twin, engine.evaluate, stale_after=timedelta(minutes=settings.stale_after_min),
@@ -133,10 +162,22 @@ class WardTwin:
     def now(self) -> datetime:
         return self.clock.now()
 
-    async def ingest(self, readings: Sequence[Reading]) -> int:
-        """Store valid readings durably (the read model learns of their patients); how many."""
-        await self.store.write_readings(readings)
-        return len(readings)
+    async def ingest(self, readings: Sequence[Reading], who: Principal | None = None) -> Ingested:
+        """Store valid readings durably (the read model learns of their patients), except those ``who``'s scope
+        does not cover and those that would replace a different value (``app.write_guard``): what was stored, and
+        an item error for each refused (the good items beside them are stored all the same)."""
+        kept, refused = split_scope(readings, who)
+        if kept:
+            start, end = min(r.ts for r in kept), max(r.ts for r in kept) + timedelta(milliseconds=1)
+            try:
+                stored = await self.store.readings(sorted({r.patient_id for r in kept}), start, end)
+            except StoreUnavailableError:  # the store is down: the write spools, unchecked (H25), never refused
+                stored = None
+            kept, conflicts = split_conflicts(kept, stored)
+            refused += conflicts
+        if kept:
+            await self.store.write_readings(kept)
+        return Ingested(kept, refused)
 
     async def run_cycle(self, window_end: datetime) -> CycleResult:
         return await self.cycle.run(window_end, scored_at=self.clock.now())
@@ -191,6 +232,12 @@ class WardTwin:
         end = pd.Timestamp(until).ceil(WINDOW).to_pydatetime()
         return await self.cycle.grid([patient_id], end, end - start)
 
+    async def stored_windows(self, patient_id: str, since: datetime, until: datetime) -> pd.DataFrame:
+        """The patient's stored windows starting in ``[since, until)`` as aggregated, no carry-forward (missing stays
+        missing): what the FHIR Observations are made of (``app.api.fhir``)."""
+        await self.require_patient(patient_id)
+        return await self.store.windows([patient_id], since, until)
+
     async def what_if(self, patient_id: str, changes: dict[str, float]) -> WhatIf:
         """Rescore the patient's latest window with ``changes`` (``models.what_if``), in a worker thread so the
         event loop keeps serving. ``ValueError`` for changes the twin cannot apply."""
@@ -205,21 +252,82 @@ class WardTwin:
     async def alerts(self, *, patient_id: str | None, state: str | None, kind: str | None, limit: int) -> list[Alert]:
         return await self.alert_store.list(patient_id=patient_id, state=state, kind=kind, limit=limit)
 
-    async def acknowledge(self, alert_id: str, actor: str) -> Alert:
-        """A nurse takes the alert; ``actor`` is the key's name."""
-        alert = await self.alert_store.acknowledge(alert_id, actor, self.clock.now())
+    async def acknowledge(self, alert_id: str, actor: str, nurse: str | None = None,
+                          note: str | None = None) -> Alert:
+        """A nurse takes the alert, recorded as ``nurse via <key's name>`` (the key's name alone without one)."""
+        alert = await self.alert_store.acknowledge(alert_id, acting(actor, nurse), self.clock.now(), note)
         self.engine.wake()
         return alert
 
-    async def resolve(self, alert_id: str, actor: str) -> Alert:
-        alert = await self.alert_store.resolve(alert_id, self.clock.now(), f"resolved by {actor}", actor=actor)
+    async def resolve(self, alert_id: str, actor: str, nurse: str | None = None, note: str | None = None) -> Alert:
+        who = acting(actor, nurse)
+        reason = f"resolved by {who}" + (f": {note}" if note else "")
+        alert = await self.alert_store.resolve(alert_id, self.clock.now(), reason, actor=who, note=note)
         self.engine.wake()
         return alert
+
+    async def observe(self, observation: Observation, actor: str, who: Principal | None = None) -> Observed:
+        """A nurse's charted set (``POST /v1/observations``): store its readings (source ``charted``) durably, then
+        apply NEWS2 escalation as the RCP defines it at once (``AlertEngine.raise_charted``), before the answer.
+        ``actor`` (who charted: the set's ``by``, else the key's name) is every transition's actor. A set ``who``
+        may not write (its scope), or holding a value that differs from one stored, is refused (422) unscored."""
+        ingested = await self.ingest(observation.readings, who)
+        if ingested.refused:
+            raise ReadingRejectedError(ingested.refused, accepted=ingested.accepted)
+        view = self.read_model
+        latest = view.latest(observation.patient_id) if view is not None and view.loaded else None
+        chart = ChartedSet(observation.patient_id, observation.ts, news2.News2Summary.of(observation.news2),
+                           by=observation.by or actor, missing=observation.missing,
+                           risk=finite_risk(latest.risk) if latest is not None else 0.0)
+        alert, changes = await self.engine.raise_charted(chart)
+        return Observed(chart, alert, changes)
 
     async def transitions(self, alert_id: str) -> list[dict[str, Any]]:
         """Every transition of one alert, oldest first (404 for an unknown alert)."""
         await self.alert_store.get(alert_id)
         return await self.alert_store.transitions(alert_id)
+
+    async def ward_snapshot(self, hours: timedelta) -> WardSnapshot:
+        """What the ward board shows (``app.api.board``): every known patient's latest score and the one an hour
+        before it, the open alerts, and the stored windows of the last ``hours`` (missing stays missing)."""
+        view, now = await self.view(), self.clock.now()
+        ids = sorted(await self.store.patient_ids())
+        latest = {pid: view.latest(pid) for pid in ids}
+
+        async def hour_before(score: Score) -> Score | None:  # kept per latest window end: read once per cycle
+            key = (score.patient_id, score.window_end)
+            if key not in self._hour_before:
+                at = score.window_end - timedelta(hours=1)
+                near = await self.store.score_history(score.patient_id, at - WINDOW / 2, at + WINDOW / 2)
+                self._hour_before[key] = min(near, key=lambda s: abs(s.window_end - at)) if near else None
+            return self._hour_before[key]
+
+        scored = [s for s in latest.values() if s is not None]
+        earlier = [await hour_before(s) for s in scored]
+        self._hour_before = {(s.patient_id, s.window_end): e for s, e in zip(scored, earlier, strict=True)}
+        alerts = list((await self.alert_store.open_by_kind()).values())
+        windows = await self.store.windows(ids, now - hours, now + WINDOW) if ids else pd.DataFrame()
+        # Readings of the newest aggregated window and after (at most two windows' worth): the exact last time.
+        newest_start = windows["start"].max() if not windows.empty else now
+        since = max(now - 2 * WINDOW, min(newest_start, now))
+        recent = await self.store.readings(ids, since, now + WINDOW) if ids else pd.DataFrame()
+        newest = recent.groupby("patient_id")["ts"].max() if not recent.empty else pd.Series(dtype=object)
+        last = {pid: ts.to_pydatetime() for pid, ts in newest.items()}
+        return WardSnapshot(now, latest, {s.patient_id: e for s, e in zip(scored, earlier, strict=True)},
+                            alerts, windows, last)
+
+
+@dataclass(frozen=True)
+class WardSnapshot:
+    """The ward board's inputs at ``now`` (``WardTwin.ward_snapshot``)."""
+
+    now: datetime
+    latest: dict[str, Score | None]
+    hour_before: dict[str, Score | None]
+    open_alerts: list[Alert]
+    windows: pd.DataFrame
+    #: Each patient's newest reading of the last two windows (absent: none that recent).
+    last_reading_at: dict[str, datetime]
 
 
 @dataclass(frozen=True)
@@ -235,3 +343,13 @@ class WhatIf:
     @property
     def risk_change(self) -> float:
         return self.after.risk - self.before.risk
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What charting one observation set did: the set as the rules saw it, the patient's open ``news2`` alert after
+    it (None: none open) and the alert changes it made."""
+
+    chart: ChartedSet
+    alert: Alert | None
+    changes: Changes

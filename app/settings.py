@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AnyHttpUrl, Field, PositiveInt, SecretStr, model_validator
+from pydantic import AnyHttpUrl, Field, IPvAnyNetwork, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from models.schema import NAME_PATTERN
@@ -41,7 +42,20 @@ class Settings(BaseSettings):
     #: (at most 7, the chart's emergency threshold: a higher trigger would stay silent for a high-risk patient)
     news2_alert_aggregate: Annotated[int, Field(ge=1, le=7)] = 5
     #: ... or when any single parameter scores at least this (3 is the chart's single-parameter trigger).
+    #: Both apply to charted observation sets (``POST /v1/observations``), at once; 7 or more is always an emergency.
     news2_alert_single_parameter: Annotated[int, Field(ge=1, le=3)] = 3
+    #: The twin raises only after its risk was at or above its threshold in this many consecutive windows.
+    twin_sustain_windows: Annotated[int, Field(ge=1, le=288)] = 3
+    #: "Observations due" from the monitor: raised when the monitor-window NEWS2 meets the trigger below in every
+    #: window (``obs_due_statistic``) of the last ``obs_due_after_min`` minutes; asks for a charted set.
+    obs_due_statistic: Literal["every_window"] = "every_window"
+    obs_due_after_min: Annotated[int, Field(ge=5, le=1440)] = 60
+    #: Defaults chosen from the Pareto table of ``wardtwin evaluate alert-burden`` (reports/alert-burden): monitor
+    #: NEWS2 ≥ 5 or a single 3 held for 60 min added 22.7 alerts per 100 patient-days for 0.04 of early warning
+    #: above chance, so the shipped trigger is the RCP emergency level (≥ 7) held for an hour, and the single
+    #: parameter trigger is off (4: no parameter scores 4). Charted sets always escalate at ≥ 5 or a single 3.
+    obs_due_aggregate: Annotated[int, Field(ge=1, le=20)] = 7
+    obs_due_single_parameter: Annotated[int, Field(ge=1, le=4)] = 4
     #: Unacknowledged alerts escalate after this many (clock) minutes.
     alert_escalate_after_min: PositiveInt = 15
     #: An open alert resolves only after its rule has not held for this many minutes of window time (0: at the
@@ -64,6 +78,10 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: Annotated[float, Field(gt=0, le=86_400)] = 4 * 3600.0
     webhook_timeout_s: Annotated[float, Field(gt=0, le=120)] = 15.0
     webhook_poll_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    #: Webhook targets that may be loopback, private, link-local or otherwise non-public (app.security.outbound):
+    #: host names or IP literals, and networks. Empty: public addresses only. The InfluxDB URL is never allowed.
+    webhook_allow_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
+    webhook_allow_cidrs: list[IPvAnyNetwork] = []
 
     #: Run the five-minute cycle on APScheduler (off: something else calls POST /v1/cycle).
     scheduler_enabled: bool = True
@@ -74,6 +92,11 @@ class Settings(BaseSettings):
     max_batch_readings: PositiveInt = 10_000
     #: A patient whose newest window is older than this is not scored (off the ward / monitor off).
     stale_after_min: PositiveInt = 60
+    #: The ward board marks a bed stale (scores greyed, never shown as reassurance) when its newest data is older
+    #: than this: the monitor's expected cadence (one window) plus the cycle's lag, with room for one missed window.
+    board_stale_after_min: Annotated[int, Field(ge=5, le=1440)] = 15
+    #: The ward's IANA time zone: the board shows every time in it.
+    ward_time_zone: str = "Europe/London"
 
     #: A key with every role, for scripts and the demo (never stored; unset outside the demo).
     demo_key: SecretStr | None = None
@@ -81,6 +104,9 @@ class Settings(BaseSettings):
     ws_allowed_origins: list[str] = []
     #: Origins allowed cross-origin requests (CORS); empty: closed.
     cors_origins: list[str] = []
+    #: Reverse proxies whose X-Forwarded-For / -Proto are believed (addresses or networks); empty: none, the peer
+    #: is the client (app.security.serving).
+    trusted_proxies: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
     #: Largest request body accepted (413 above it).
     max_body_bytes: PositiveInt = 4 * 1024 * 1024
     #: Per-key rate limit: average requests per second and burst.
@@ -88,6 +114,10 @@ class Settings(BaseSettings):
     rate_limit_burst: PositiveInt = 500
     #: Readings older than this many days (by the service clock) are refused.
     reading_horizon_days: Annotated[int, Field(ge=1, le=3650)] = 365
+    #: HL7 v2 over MLLP (IHE PCD-01 from monitor gateways, ``app.interop.mllp``): the TCP port (None: off; 0: a free
+    #: port) and the address it binds (MLLP carries no credential: bind it to the gateway network only).
+    mllp_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    mllp_host: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -96,6 +126,11 @@ class Settings(BaseSettings):
             raise ValueError("alert_clear_threshold must not exceed alert_threshold")
         if self.demo_key is not None and len(self.demo_key.get_secret_value()) < 24:
             raise ValueError("demo_key must be at least 24 characters (a random token, not a word)")
+        try:
+            ZoneInfo(self.ward_time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"ward_time_zone {self.ward_time_zone!r} is not an IANA time zone "
+                             "(e.g. Europe/London)") from None
         if self.influx_token and (self.influx_username or self.influx_password):
             raise ValueError("give either an InfluxDB token or a username/password, not both")
         return self

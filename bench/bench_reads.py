@@ -16,7 +16,10 @@ Three uvicorn processes, started alike (``--no-access-log``, uvloop/httptools as
 For each route and server, in turns (``--rounds``): wrk ``-t1 -c{--connections} -d{--seconds}s --latency``
 (saturated), then each again (bare-bytes aside) at half the throughput it just reached (a wrk Lua ``delay``
 paces each connection) for p99 at half load; bare-json's p99 at half load is the machine's own floor.
-Prints the table, the ratios service / bare of the same round, the machine and its load average.
+Prints the table, the ratios service / bare of the same round, the machine and its load average. Each saturated
+run also reads the server's CPU time (``/proc/PID/stat``, all threads) and prints CPU µs per request, and
+bare-bytes' CPU per request over the service's: on a machine loaded by other work the rates swing from run to run,
+the CPU each answer costs much less.
 
     python bench/bench_reads.py                                   # 24 beds
     python bench/bench_reads.py --patients 500 --seconds 10 --rounds 2
@@ -146,7 +149,17 @@ def clinician_key(base: str) -> str:
     return response.json()["token"]
 
 
-def wrk(url: str, key: str | None, connections: int, seconds: int, delay_ms: float | None, lua: Path) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far, all its threads (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, key: str | None, connections: int, seconds: int, delay_ms: float | None, lua: Path,
+        pid: int | None = None) -> dict:
+    """wrk's rate, p50 and p99; with ``pid``, also the server's CPU µs per request over the run (user + system,
+    all threads), which other processes' load on the machine does not inflate as it does the rate."""
+    cpu0 = cpu_seconds(pid) if pid is not None else 0.0
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s", url]
     if key:
         cmd[1:1] = ["-H", f"Authorization: Bearer {key}"]
@@ -164,7 +177,9 @@ def wrk(url: str, key: str | None, connections: int, seconds: int, delay_ms: flo
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"{url}: {errors.group(1)} non-2xx answers\n{out}")
-    return {"rps": rate, "p50": pct("50"), "p99": pct("99")}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu_us = 1e6 * (cpu_seconds(pid) - cpu0) / requests if pid is not None and requests else float("nan")
+    return {"rps": rate, "p50": pct("50"), "p99": pct("99"), "cpu_us": cpu_us}
 
 
 def main() -> int:
@@ -197,6 +212,7 @@ def main() -> int:
               f"{len(risk_body):,} B, board {len(board_body):,} B")
 
         servers = {"service": base}
+        pids = {"service": procs[0].pid}
         if args.before is not None:  # the old tree on a copy of the same data (same keys, same scores)
             procs[0].terminate()
             procs[0].wait(timeout=30)
@@ -208,6 +224,7 @@ def main() -> int:
             procs.append(start(uvicorn("app.main:app_from_env", port, True), service_env(work / "data", ROOT),
                                ROOT, work / "service2.log", f"{base}/healthz"))
             servers["before"] = f"http://127.0.0.1:{before_port}"
+            pids.update(service=procs[-1].pid, before=procs[-2].pid)
             for name in ("service", "before"):
                 got = httpx.get(f"{servers[name]}/v1/patients/bed-0000/risk", headers=auth).content
                 assert got == risk_body, f"{name} answers a different risk body"
@@ -219,6 +236,7 @@ def main() -> int:
         procs.append(start(uvicorn("bare_app:app", bare_port, False), {**os.environ, "BARE_BODIES": str(bodies)},
                            work, work / "bare.log", f"http://127.0.0.1:{bare_port}/risk"))
         bare = f"http://127.0.0.1:{bare_port}"
+        pids["bare-json"] = pids["bare-bytes"] = procs[-1].pid
         assert orjson.loads(httpx.get(f"{bare}/board").content) == orjson.loads(board_body)
         lua = work / "paced.lua"
         lua.write_text(PACED_LUA)
@@ -231,7 +249,7 @@ def main() -> int:
                 runs.update({name: (f"{url}{path}", key) for name, url in servers.items()})
                 for name, (url, run_key) in runs.items():
                     results.setdefault((route, name), []).append(
-                        wrk(url, run_key, args.connections, args.seconds, None, lua))
+                        wrk(url, run_key, args.connections, args.seconds, None, lua, pids[name]))
                 for name, (url, run_key) in runs.items():  # half the throughput just reached, paced
                     if name == "bare-bytes":
                         continue
@@ -241,17 +259,22 @@ def main() -> int:
 
         print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} round(s), median; "
               f"{args.patients} beds; {machine().split(', ', 1)[1]}")
-        print(f"{'route':6} {'server':18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  ratios (same round)")
+        print(f"{'route':6} {'server':18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>10}  ratios (same "
+              "round; cpu: bare-bytes CPU per request / the server's)")
         for route in routes:
             for name in ["bare-json", "bare-bytes", *servers, *(f"{s} @ half" for s in ["bare-json", *servers])]:
                 runs = results[(route, name)]
                 rps = statistics.median(r["rps"] for r in runs)
+                cpu = statistics.median(r["cpu_us"] for r in runs) if "@" not in name else float("nan")
                 line = (f"{route:6} {name:18} {rps:9,.0f} {statistics.median(r['p50'] for r in runs):8.2f} "
-                        f"{statistics.median(r['p99'] for r in runs):8.2f}")
+                        f"{statistics.median(r['p99'] for r in runs):8.2f} {cpu:10.1f}")
                 if name in servers:
                     for ceiling in ("bare-json", "bare-bytes"):
                         ratios = [s["rps"] / c["rps"] for s, c in zip(runs, results[(route, ceiling)], strict=True)]
                         line += f"  /{ceiling} {statistics.median(ratios):.2f}"
+                    cpu_ratios = [c["cpu_us"] / s["cpu_us"]
+                                  for s, c in zip(runs, results[(route, "bare-bytes")], strict=True)]
+                    line += f"  cpu {statistics.median(cpu_ratios):.2f}"
                 print(line)
     finally:
         for proc in procs:

@@ -2,12 +2,14 @@
 service's own alert engine (NEWS2, twin and criteria-met alerts together).
 
 For each seed a simulated cohort (``simulator.cohort.iter_streams``: every patient a pure function of
-``(seed, i)``) streams through the real service in process: ``create_app`` on a temporary data directory
-with a fixed clock, readings posted through ``POST /v1/readings`` when the simulator *delivers* them, the
-clock stepped to each five-minute window end plus the cycle grace (``Settings.cycle_grace_s``), and
-``POST /v1/cycle`` for that window end. Afterwards every alert is read back through ``GET /v1/alerts``
-(per patient and kind, so no page is cut short). Nothing here applies an alert rule: the evaluation only
-counts what the service raised.
+``(seed, i)``; by default the general-ward mix) streams through the real service in process: ``create_app`` on a
+temporary data directory with a fixed clock, the monitor's readings posted through ``POST /v1/readings`` and the
+simulated nurse's observation sets (one full set per round, at the RCP 2017 frequency set by her last NEWS2)
+through ``POST /v1/observations`` when the simulator *delivers* them, the clock stepped to each five-minute window
+end plus the cycle grace (``Settings.cycle_grace_s``), and ``POST /v1/cycle`` for that window end. Afterwards every
+alert is read back through ``GET /v1/alerts`` (per patient and kind, so no page is cut short), and every stored
+score through the store. Nothing here applies an alert rule: this module only counts what the service raised; the
+summary and the Pareto table (:mod:`lab.alert_pareto`) replay the service's own rules over what it stored.
 
 Definitions (stated once, used everywhere):
 
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -52,7 +55,8 @@ from app.clock import FixedClock
 from app.main import create_app
 from app.security.keys import new_token
 from app.settings import Settings
-from models.schema import VITALS
+from lab import alert_pareto, alert_policies
+from models.schema import SOURCES, VITALS
 from models.windows import WINDOW
 from simulator.cohort import DEFAULT_START, iter_streams
 from simulator.devices import QUALITIES
@@ -65,7 +69,8 @@ LOOKBACK: Final[timedelta] = timedelta(hours=6)
 MIN_LEAD: Final[timedelta] = timedelta(minutes=30)
 ALERT_PAGE: Final[int] = 1000  # the route's maximum ``limit``
 N_BOOT: Final[int] = 1000
-POLICIES: Final[tuple[str, ...]] = ("news2", "twin", "criteria", "combined")
+#: every alert kind the service raises, then any kind
+POLICIES: Final[tuple[str, ...]] = (*KINDS, "combined")
 
 
 @dataclass
@@ -82,6 +87,13 @@ class SeedRun:
     seconds: float
     readings: int
     meta: dict[str, Any] = field(default_factory=dict)
+    #: per patient, the scores the service stored (``models.scoring.Score``, oldest first): the Pareto's replay input
+    scores: dict[str, list[Any]] = field(default_factory=dict)
+    #: the alert policy the service ran (``app.alerts.rules.Policy``) and the cycle grace it stamps alerts with
+    policy: Any = None
+    grace: timedelta = timedelta(0)
+    #: per patient, the nurse's sets the service accepted: ``(clock time of the post, the body posted)``, in order
+    charted: dict[str, list[tuple[datetime, dict[str, Any]]]] = field(default_factory=dict)
 
 
 def _ts(ms: int) -> datetime:
@@ -103,15 +115,15 @@ async def run_streams(streams: Sequence[PatientStream], hours: float, seed: int,
     cycle at a time from ``start`` for ``hours``, and read every alert back. ``seed`` only labels the run."""
     t0 = time.perf_counter()
     ids = [s.patient["patient_id"] for s in streams]
-    sizes = [len(s) for s in streams]
+    keep = [_monitor_only(s) for s in streams]  # the nurse's values go as sets, through POST /v1/observations
+    sizes = [int(k.sum()) for k in keep]
     pidx = np.repeat(np.arange(len(streams)), sizes)
-    deliver = np.concatenate([s.deliver_ms for s in streams]) if streams else np.empty(0, np.int64)
+    deliver = np.concatenate([s.deliver_ms[k] for s, k in zip(streams, keep, strict=True)]) if streams \
+        else np.empty(0, np.int64)
     order = np.argsort(deliver, kind="stable")
     pidx, deliver = pidx[order], deliver[order]
-    ts_ms = np.concatenate([s.ts_ms for s in streams])[order]
-    vital = np.concatenate([s.vital for s in streams])[order]
-    value = np.concatenate([s.value for s in streams])[order]
-    quality = np.concatenate([s.quality for s in streams])[order]
+    ts_ms, vital, value, quality = (np.concatenate([getattr(s, name)[k] for s, k in zip(streams, keep, strict=True)])
+                                    [order] for name in ("ts_ms", "vital", "value", "quality"))
 
     start_dt = pd.Timestamp(start).tz_convert("UTC").to_pydatetime()
     end_dt = start_dt + timedelta(hours=hours)
@@ -121,6 +133,11 @@ async def run_streams(streams: Sequence[PatientStream], hours: float, seed: int,
     grace = timedelta(seconds=settings.cycle_grace_s)
     app = create_app(settings, clock, cycle_interval_s=None)
     sent, windows = 0, 0
+    sets = sorted(((doc, i, body) for i, st in enumerate(streams) for doc, body in nurse_sets(st)),
+                  key=lambda x: x[:2])
+    set_at = np.asarray([doc for doc, _, _ in sets], np.int64)
+    posted, charted = 0, {}
+    meta: dict[str, Any] = {"observation_sets": 0, "observation_sets_refused": 0, "observations_route": True}
     n_windows = int((end_dt - start_dt) / WINDOW)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://alert-burden",
@@ -142,6 +159,19 @@ async def run_streams(streams: Sequence[PatientStream], hours: float, seed: int,
                 if response.status_code != 200:
                     raise ValueError(f"the service rejected simulated readings: {response.text[:500]}")
             sent = upto
+            due = int(np.searchsorted(set_at, int(pd.Timestamp(now).value // 1_000_000), side="right"))
+            for _, _, body in sets[posted:due] if meta["observations_route"] else ():
+                response = await client.post("/v1/observations", json=body)
+                if response.status_code in (404, 405):  # a service without the route: readings only
+                    meta["observations_route"] = False
+                    break
+                if response.is_success:
+                    charted.setdefault(body["patient_id"], []).append((now, body))
+                    meta["observation_sets"] += 1
+                else:
+                    meta["observation_sets_refused"] += 1
+                    meta.setdefault("observation_set_refused_example", response.text[:300])
+            posted = due
             (await client.post("/v1/cycle", params={"window_end": window_end.isoformat()})).raise_for_status()
             windows += 1
             if progress_every and (windows % progress_every == 0 or windows == n_windows):
@@ -158,6 +188,11 @@ async def run_streams(streams: Sequence[PatientStream], hours: float, seed: int,
                     raise RuntimeError(f"{pid} has {ALERT_PAGE}+ {kind} alerts; the route cannot page further")
                 alerts += page
         threshold, version = float(wt.engine.policy.threshold), str(wt.twin.version)
+        scores = {pid: await wt.store.score_history(pid, start_dt, end_dt + timedelta(milliseconds=1))
+                  for pid in sorted(served | set(ids))}
+        policy = wt.engine.policy
+        meta["twin_cohort"] = wt.twin.artifact.get("cohort")
+        meta["twin_calibration"] = wt.twin.artifact.get("calibration")
     patients, events = [], []
     for s in streams:
         pid = s.patient["patient_id"]
@@ -167,7 +202,25 @@ async def run_streams(streams: Sequence[PatientStream], hours: float, seed: int,
         events += [{"patient_id": pid, "kind": e["kind"], "onset": pd.Timestamp(e["onset"]).to_pydatetime()}
                    for e in first]
     return SeedRun(seed, sorted(alerts, key=lambda a: (a["raised_at"], a["id"])), patients, events, threshold,
-                   version, windows, time.perf_counter() - t0, sent)
+                   version, windows, time.perf_counter() - t0, sent, meta=meta, scores=scores, policy=policy,
+                   grace=grace,
+                   charted=charted)
+
+
+def nurse_sets(stream: PatientStream) -> list[tuple[int, dict[str, Any]]]:
+    """The simulated nurse's observation sets (``simulator.nurse``: one full set per round, at the RCP 2017
+    frequency set by her last NEWS2) as ``POST /v1/observations`` bodies, each with the time it is documented
+    (epoch ms: its ``ts`` and its delivery); none for a stream without a nurse (real stays)."""
+    sets = getattr(stream, "observation_sets", None)
+    return sets() if callable(sets) else []
+
+
+def _monitor_only(stream: PatientStream) -> np.ndarray:
+    """Which of the stream's readings the monitor sent (a charted value reaches the service in its set)."""
+    source = getattr(stream, "source", np.empty(0, np.int8))
+    if len(source) != len(stream):
+        return np.ones(len(stream), bool)
+    return np.asarray(source) == SOURCES.index("monitor")
 
 
 # -- per-patient facts --------------------------------------------------------------------------------
@@ -298,13 +351,17 @@ def _lead_cell(lead: dict[str, Any]) -> str:
 def _readme(report: dict[str, Any]) -> str:
     cfg = report["config"]
     lines = [
-        "# Alert burden and lead time: the service's own alert engine, NEWS2 alone vs NEWS2 + twin",
+        "# Alert burden and lead time: the service's own alert engine on a simulated general ward",
         "",
-        f"`{report['command']}` — {cfg['patients']} simulated patients × {cfg['hours']:g} h per seed, seeds "
+        f"`{report['command']}` — {cfg['patients']} simulated patients × {cfg['hours']:g} h per seed "
+        f"({'the ward mix' if cfg.get('archetype_mix') is None else 'mix ' + str(cfg['archetype_mix'])}), seeds "
         f"{', '.join(map(str, cfg['seeds']))}; twin `{report['model_version']}`, alert threshold "
         f"{report['twin_threshold']:g}; run time {report['seconds']:.0f} s. Definitions: see `report.json` "
-        "(`definitions`) and `lab/alert_burden.py`. Values with patient-bootstrap 95 % intervals.",
+        "(`definitions`), `lab/alert_burden.py` and `lab/alert_policies.py`. Values with patient-bootstrap 95 % "
+        "intervals.",
         "",
+        *(_summary_sections(report) if "summary" in report else []),
+        "## Per seed", "",
         "| | " + " | ".join(report["groups"]) + " |",
         "|---|" + "---|" * len(report["groups"]),
     ]
@@ -313,18 +370,18 @@ def _readme(report: dict[str, Any]) -> str:
         ("patient-days", lambda s: f"{s['patient_days']:.1f}"),
         ("first events / stable patients", lambda s: f"{s['first_events']} / {s['stable_patients']}"),
         *[(f"{p} alerts / 100 patient-days", lambda s, p=p: fmt(s["estimates"][f"per100d_{p}"]))
-          for p in ("news2", "twin", "criteria")],
+          for p in KINDS],
         ("**combined (any kind) alerts / 100 patient-days**", lambda s: fmt(s["estimates"]["per100d_combined"])),
         ("combined alert episodes / 100 patient-days", lambda s: fmt(s["estimates"]["per100d_episodes"])),
         *[(f"first events warned ≥ 30 min, {p} (%)", lambda s, p=p: fmt(s["estimates"][f"sens_{p}"], 100, 0))
           for p in POLICIES],
         *[(f"lead h, {p}: median [IQR] (n)", lambda s, p=p: _lead_cell(s["lead_time_h"][p]))
           for p in ("news2", "combined")],
-        ("lead added by twin + criteria over NEWS2, h: median [IQR]; mean (CI)", lambda s: (
+        ("lead added by the other kinds over news2 alerts, h: median [IQR]; mean (CI)", lambda s: (
             f"{s['twin_added_lead_h']['median']:.2f} [{s['twin_added_lead_h']['q1']:.2f}–"
             f"{s['twin_added_lead_h']['q3']:.2f}]; {fmt(s['estimates']['lead_gain_mean_h'], 1, 2)}"
             if s["twin_added_lead_h"]["n_events"] else "–")),
-        ("events warned by combined but not NEWS2", lambda s: str(
+        ("events warned by combined but not by news2 alerts", lambda s: str(
             s["twin_added_lead_h"].get("events_warned_by_combined_not_news2", "–"))),
         *[(f"stable patients with ≥ 1 {p} alert",
            lambda s, p=p: f"{s['stable_patients_alerted'][p]}/{s['stable_patients']}") for p in POLICIES],
@@ -335,6 +392,30 @@ def _readme(report: dict[str, Any]) -> str:
               "**Warning rule**: " + report["definitions"]["warning"], "",
               "![lead time](lead_time.png)", ""]
     return "\n".join(lines)
+
+
+def _summary_sections(report: dict[str, Any]) -> list[str]:
+    check = report["replay_check"]
+    charting = [report["per_seed"][g].get("charting", {}) for g in report["groups"] if g != "pooled"]
+    sets = sum(c.get("observation_sets", 0) for c in charting)
+    refused = sum(c.get("observation_sets_refused", 0) for c in charting)
+    return [
+        "## Summary: alerts a ward would keep?", "",
+        f"The simulated nurse charted {sets} observation sets through `POST /v1/observations` ({refused} refused) at "
+        "the RCP 2017 frequency set by her last NEWS2; the service raised `news2` alerts on them at once. "
+        "`charted_news2` is the RCP reference: `app.alerts.rules.decide_charted` on those sets alone. "
+        "`beyond_charted_news2` counts every alert of another kind (obs_due, twin, criteria).", "",
+        *alert_pareto.summary_lines(report["summary"]), "",
+        "**Chance warned**: " + report["definitions"]["chance_warned"] + ".", "",
+        "## Pareto table", "",
+        "Every row but the last is computed post hoc from the scores and charted sets the service stored, by the "
+        "service's own rules (`app.alerts.rules.decide` / `decide_charted`, `lab/alert_replay.py`) with the policy "
+        "changed; the last row is what the service raised. Replaying the shipped policy gives the service's own "
+        "alerts: " + ", ".join(f"{k} {v['replay']}/{v['service']}" for k, v in check.items() if isinstance(v, dict))
+        + f" (same open periods: {'yes' if check['all_same'] else 'NO'}). All seeds pooled; patient-bootstrap "
+        "95 % intervals.", "",
+        *alert_pareto.table_lines(report["pareto"]), "",
+        "![Pareto](pareto.png)", ""]
 
 
 def plot_lead_time(table: pd.DataFrame, path: Path) -> None:
@@ -378,21 +459,36 @@ DEFINITIONS: Final[dict[str, str]] = {
 }
 
 
+def _silent(_: str) -> None:
+    """No progress lines (a module-level function: it crosses into a seed's process)."""
+
+
+def _one_seed(args: tuple[int, float, int, dict[str, float] | None, int], say: Callable[[str], None]) -> SeedRun:
+    n_patients, hours, seed, archetype_mix, progress_every = args
+    say(f"seed {seed}: {n_patients} patients × {hours:g} h")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = asyncio.run(run_seed(n_patients, hours, seed, Path(tmp), archetype_mix=archetype_mix,
+                                   progress_every=progress_every, say=say))
+    say(f"seed {seed}: {len(run.alerts)} alerts, {len(run.events)} first events, {run.readings:,} readings, "
+        f"{run.seconds:.0f}s")
+    return run
+
+
 def evaluate(n_patients: int, hours: float, seeds: Sequence[int], out: Path, *,
              archetype_mix: dict[str, float] | None = None, n_boot: int = N_BOOT, progress_every: int = 48,
-             say: Callable[[str], None] = lambda _: None, command: str = "") -> dict[str, Any]:
-    """Run every seed, write ``report.json``, ``README.md``, ``lead_time.png`` and ``alerts.csv``; return the report."""
+             say: Callable[[str], None] | None = None, command: str = "", jobs: int = 1) -> dict[str, Any]:
+    """Run every seed (``jobs`` at a time, each in its own process: a seed's service is a pure function of its
+    cohort, so the runs do not depend on each other), write ``report.json``, ``README.md``, ``lead_time.png``,
+    ``pareto.png`` and ``alerts.csv``; return the report."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    runs: list[SeedRun] = []
-    for seed in seeds:
-        say(f"seed {seed}: {n_patients} patients × {hours:g} h")
-        with tempfile.TemporaryDirectory() as tmp:
-            run = asyncio.run(run_seed(n_patients, hours, seed, Path(tmp), archetype_mix=archetype_mix,
-                                       progress_every=progress_every, say=say))
-        say(f"seed {seed}: {len(run.alerts)} alerts, {len(run.events)} first events, {run.readings:,} readings, "
-            f"{run.seconds:.0f}s")
-        runs.append(run)
+    say = say or _silent
+    args = [(n_patients, hours, seed, archetype_mix, progress_every) for seed in seeds]
+    if jobs > 1 and len(seeds) > 1:
+        with ProcessPoolExecutor(min(jobs, len(seeds))) as pool:
+            runs = list(pool.map(_one_seed, args, [say] * len(args)))
+    else:
+        runs = [_one_seed(a, say) for a in args]
     tables = {r.seed: patient_table(r) for r in runs}
     pooled = pd.concat(tables.values(), ignore_index=True)
     rng = np.random.default_rng(20260105)
@@ -406,9 +502,13 @@ def evaluate(n_patients: int, hours: float, seeds: Sequence[int], out: Path, *,
         "definitions": DEFINITIONS,
         "groups": [f"seed {s}" for s in seeds] + ["pooled"],
         "per_seed": {f"seed {r.seed}": summarise(tables[r.seed], rng, n_boot) | {
-            "seconds": r.seconds, "windows": r.windows, "readings": r.readings} for r in runs},
+            "seconds": r.seconds, "windows": r.windows, "readings": r.readings,
+            "charting": {k: v for k, v in r.meta.items() if not k.startswith(("twin_", "_"))}} for r in runs},
         "pooled": summarise(pooled, rng, n_boot),
     }
+    say("summary and Pareto table: the service's rules replayed over the stored scores")
+    report |= alert_pareto.build(runs, n_boot=n_boot)
+    report["definitions"] = {**DEFINITIONS, **alert_policies.DEFINITIONS, **alert_pareto.DEFINITIONS}
     report["seconds"] = time.perf_counter() - t0
     alerts = pd.DataFrame([{"seed": r.seed, **{k: a.get(k) for k in (
         "id", "patient_id", "kind", "window_end", "raised_at", "resolved_at", "state", "risk")}}
@@ -416,18 +516,19 @@ def evaluate(n_patients: int, hours: float, seeds: Sequence[int], out: Path, *,
     alerts.to_csv(out / "alerts.csv", index=False)
     pooled.to_csv(out / "patients.csv", index=False)
     plot_lead_time(pooled, out / "lead_time.png")
+    alert_pareto.plot(report["pareto"], out / "pareto.png")
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "README.md").write_text(_readme(report))
     return report
 
 
 def alert_burden_command(*, patients: int, hours: float, seeds: list[int], out: Path, bootstrap: int,
-                         progress_every: int, command_line: str) -> int:
+                         progress_every: int, command_line: str, jobs: int = 1) -> int:
     """``wardtwin evaluate alert-burden``: run :func:`evaluate`, print the pooled rates."""
     for noisy in ("app", "simulator", "httpx", "models", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     report = evaluate(patients, hours, seeds, out, n_boot=bootstrap, progress_every=progress_every, say=say,
-                      command=command_line)
+                      command=command_line, jobs=jobs)
     pooled = report["pooled"]["estimates"]
     sys.stdout.write(f"pooled alerts/100 patient-days: news2 {fmt(pooled['per100d_news2'])}, combined "
                      f"{fmt(pooled['per100d_combined'])}, episodes {fmt(pooled['per100d_episodes'])}; "

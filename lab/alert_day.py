@@ -7,10 +7,15 @@ for each window end. Nobody acknowledges an alert (the worst case for escalation
 
 - **alerts by kind per patient-day**: alerts raised by the service, / (beds × hours / 24) (the demo ward keeps every
   bed occupied bar short turnovers, so bed-days stand in for patient-days);
-- **re-notifications** and **escalations**: ``renotified`` and ``escalated`` events in the outbox;
+- **re-notifications** and **escalations**: ``renotified`` and ``escalated`` events in the outbox; an escalation is
+  the timer's (nobody acknowledged) or a charted set's of a higher RCP grade (its actor the nurse), counted apart;
 - **suppressed by the lifecycle**: "alert on every cycle above threshold" counts, per kind, every scored window at
-  which the kind's raise rule holds (``app.alerts.rules.verdicts`` with no alert open, so no hysteresis, no clear time
-  and no one-open-alert rule); the service raised ``alerts`` of them; the rest were suppressed.
+  which the kind's raise rule holds (``app.alerts.rules.verdicts`` with no alert open, so no hysteresis, no clear time,
+  no sustain rule and no one-open-alert rule) and, for ``news2``, every charted set at a trigger
+  (``app.alerts.rules.charted_grade``); the service raised ``alerts`` of them; the rest were suppressed.
+
+The ward's nurse charts her sets through ``POST /v1/observations`` (``simulator.sinks.split_observations``, as the
+demo's sink does); the monitor's readings go through ``POST /v1/readings``.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from app.alerts.rules import verdicts
+from app.alerts.rules import charted_grade, verdicts
 from app.alerts.store import KINDS
 from app.clock import FixedClock
 from app.main import create_app
 from app.settings import Settings
+from models.news2 import News2Summary
 from models.windows import WINDOW
+from simulator.patient import NURSE
+from simulator.sinks import split_observations
 from simulator.ward import Ward
 
 DEFAULT_START = datetime.fromisoformat("2026-01-05T00:00:00+00:00")
@@ -53,20 +61,28 @@ async def measure(beds: int, seed: int, hours: float, start: datetime, data_dir:
             transport=httpx.ASGITransport(app=app), base_url="http://alert-day", headers=auth) as client:
         wt = app.state.wardtwin
         window_end = start + WINDOW
+        charted_sets = charted_triggers = 0
         while window_end <= end:
             clock.set(window_end + grace)
-            items = ward.advance(pd.Timestamp(window_end + grace))
-            for i in range(0, len(items), BATCH):
-                (await client.post("/v1/readings", json={"readings": items[i:i + BATCH]})).raise_for_status()
+            monitor, sets = split_observations(ward.advance(pd.Timestamp(window_end + grace)))
+            for i in range(0, len(monitor), BATCH):
+                (await client.post("/v1/readings", json={"readings": monitor[i:i + BATCH]})).raise_for_status()
+            for body in sets:  # the nurse's sets, escalated at once as the RCP defines it
+                answer = (await client.post("/v1/observations", json=body)).raise_for_status().json()
+                charted_triggers += charted_grade(News2Summary.from_stored(answer["news2"]), wt.engine.policy) > 0
+                charted_sets += 1
             (await client.post("/v1/cycle", params={"window_end": window_end.isoformat()})).raise_for_status()
             window_end += WINDOW
         alerts = await wt.alert_store.list(limit=1_000_000)
-        events = Counter(e.event for e in await wt.alert_store.events_after(0, limit=10_000_000))
+        outbox = await wt.alert_store.events_after(0, limit=10_000_000)
+        events = Counter(e.event for e in outbox)
+        regraded = sum(e.event == "escalated" and e.payload.get("actor") == NURSE for e in outbox)
         naive: Counter[str] = Counter()
         for pid in await wt.store.patient_ids():
             for score in await wt.store.score_history(pid, start, end + timedelta(milliseconds=1)):
                 for kind, verdict in verdicts(score, {}, wt.engine.policy).items():
                     naive[kind] += verdict.met
+        naive["news2"] += charted_triggers  # news2 follows charted sets: each set at a trigger would alert
     patient_days = beds * hours / 24.0
     raised = Counter(a.kind for a in alerts)
     return {
@@ -79,7 +95,9 @@ async def measure(beds: int, seed: int, hours: float, start: datetime, data_dir:
         "alerts": {k: raised[k] for k in KINDS} | {"all": sum(raised.values())},
         "alerts_per_patient_day": {k: raised[k] / patient_days for k in KINDS} | {
             "all": sum(raised.values()) / patient_days},
-        "escalations": events["escalated"],
+        "charted_sets": charted_sets,
+        "escalations": events["escalated"] - regraded,
+        "escalations_by_a_charted_set": regraded,
         "renotifications": events["renotified"],
         "naive_every_cycle_above_threshold": {k: naive[k] for k in KINDS} | {"all": sum(naive.values())},
         "suppressed_by_lifecycle": {k: naive[k] - raised[k] for k in KINDS} | {
@@ -100,7 +118,9 @@ def render(result: dict[str, Any]) -> str:
         share = f" ({100 * (naive - raised) / naive:.0f} %)" if naive else ""
         lines.append(f"{kind:<10}{raised:>8}{result['alerts_per_patient_day'][kind]:>14.2f}{naive:>13}"
                      f"{naive - raised:>12}{share}")
-    lines += ["", f"escalations {result['escalations']}, re-notifications {result['renotifications']}"]
+    lines += ["", f"charted observation sets {result['charted_sets']}; escalations {result['escalations']} "
+                  f"(unacknowledged) + {result['escalations_by_a_charted_set']} (a charted set of a higher grade), "
+                  f"re-notifications {result['renotifications']}"]
     return "\n".join(lines)
 
 

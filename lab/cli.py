@@ -163,6 +163,9 @@ def _tree() -> Command:
                 "(default 4)"),
             opt("--data-dir", type=Path, help="default WARDTWIN_DATA_DIR or ./data"),
             opt("--fresh", flag=True, help="forget a previous demo's ward and start a new one"),
+            opt("--mix", choices=("enriched", "ward"), default="enriched",
+                help="'enriched' (the default: the training mix, deteriorations within hours) or 'ward' (a general "
+                f"ward, {WARD_EVENT_RATE_PER_DAY} deteriorations per patient-day: its real alert rate)"),
         )),
         Command("serve", "serve the API (InfluxDB when WARDTWIN_INFLUX_URL is set, else SQLite)", "lab.cli:serve", (
             opt("--host", default="127.0.0.1", help="interface to serve on (default 127.0.0.1)"),
@@ -226,7 +229,19 @@ def _tree() -> Command:
                      "reports/sources)"),
             opt("--physionet-limit", type=int, help="at most N set-A stays (quick checks only; never for the "
                 "shipped twin)"),
+            opt("--alert-budget", type=float, help="the twin's alert budget, alerts per 100 patient-days on the "
+                "simulated general ward, from which its threshold is set (default "
+                "lab.train.ALERT_BUDGET_PER_100_PATIENT_DAYS, 5)"),
         ), check=_check_train, with_command_line=True),
+        Command("calibrate", "refit the twin's calibration map (slope, intercept) on a site's own out-of-sample "
+                "scores, weights unchanged, and write a new artifact", "lab.calibrate:calibrate", (
+                    opt("--scores", type=Path, required=True, help="CSV of the twin's scores on the site's patients: "
+                        "'outcome' (0/1) and 'logit' or 'risk', optionally 'patient_id' (bootstrap by patient)"),
+                    opt("--out", type=Path, required=True, help="where the recalibrated artifact JSON is written"),
+                    opt("--artifact", type=Path, help=f"twin artifact that scored them (default {shipped_twin})"),
+                    opt("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95 %% intervals of "
+                        "slope and observed/expected (default 200)"),
+                )),
         Command("evaluate", "evaluate the twin against NEWS2 on held-out simulated patients (and the studies below)",
                 "lab.models_cmd:evaluate", (
                     *_cohort_options(patients=600, hours=48, seed=2024),
@@ -273,6 +288,8 @@ def _tree() -> Command:
                         opt("--bootstrap", type=int, default=1000, help="patient-bootstrap replicates (default 1000)"),
                         opt("--progress-every", type=int, default=48, help="print progress every N windows "
                             "(default 48; 0: never)"),
+                        opt("--jobs", type=int, default=1, help="seeds run at once, each in its own process "
+                            "(default 1; the results do not depend on it)"),
                     ), with_command_line=True),
             Command("alert-burden-physionet2012", "the same alert-burden study on real ICU stays (PhysioNet 2012 set "
                     "A) streamed through the service", "lab.alert_burden_physionet:alert_burden_physionet_command", (
@@ -304,6 +321,8 @@ def _tree() -> Command:
             Command("create", "create a key and print its token (once)", "lab.keys_cmd:create", (
                 opt("--role", required=True, choices=tuple(ROLES), help="the key's role"),
                 opt("--name", required=True, help='who holds it, e.g. "ward 7 board" (audit shows it)'),
+                opt("--scope", help='device keys only: the patient ids it may write, comma-separated prefixes or '
+                    'globs, e.g. "bed-0*,bed-1?" (default: every patient)'),
                 _DATA_DIR,
             ), check=_check_key_name),
             Command("list", "every key: id, role, name, created, revoked (never the tokens)", "lab.keys_cmd:list_keys",
@@ -312,6 +331,11 @@ def _tree() -> Command:
                 opt("key_id", metavar="KEY_ID", help="the key's id (wardtwin keys list)"),
                 _DATA_DIR,
             )),
+        )),
+        Command("audit", "the audit trail in DATA_DIR/access.db", commands=(
+            Command("verify", "walk the audit trail's hash chain: exit 0 \"N rows, chain intact\", or 1 naming the "
+                    "first broken row (rows older than the chain are reported as unchained)", "lab.audit_cmd:verify",
+                    (_DATA_DIR,)),
         )),
         Command("replay", "score a simulated ward's history offline and print a digest of every score",
                 "lab.replay:replay_command", (
@@ -373,8 +397,11 @@ def serve(*, host: str, port: int) -> int:
 
     # permessage-deflate off: it compresses every frame once per client (the alert fan-out's largest cost at
     # 1,000 clients after the store writes, issue 14); alert frames are ~1 kB of JSON on a hospital LAN.
+    from app.security.serving import uvicorn_options
+    from app.settings import Settings
+
     uvicorn.run("app.main:app_from_env", factory=True, host=host, port=port, log_level="info",
-                ws_per_message_deflate=False)
+                ws_per_message_deflate=False, **uvicorn_options(Settings()))
     return 0
 
 

@@ -1,12 +1,16 @@
 """``wardtwin demo``: a simulated ward streamed through the ingest API in accelerated time.
 
 Start-up: the service starts on the embedded store (or InfluxDB when WARDTWIN_INFLUX_URL is set),
-a few hours of the ward's history are posted through ``POST /v1/readings`` and scored window by
-window, then the ward streams live at ``--speed`` × real time while APScheduler runs the cycle at
-the matching accelerated interval. Ctrl-C stops cleanly: every reading generated is either
-acknowledged by the service or regenerated on the next start, because the demo records in
+a few hours of the ward's history are posted — the monitors' readings through ``POST /v1/readings``, each
+observation set the simulated nurse charts through ``POST /v1/observations`` (so NEWS2 escalates as the RCP
+defines it, in that request) — and scored window by window, then the ward streams live at ``--speed`` × real
+time while APScheduler runs the cycle at the matching accelerated interval. Ctrl-C stops cleanly: every
+reading generated is either acknowledged by the service or regenerated on the next start, because the demo records in
 ``data/demo.json`` the simulated time up to which the service has acknowledged everything, and a
 restart rebuilds the (deterministic) ward and resumes from there.
+
+``--mix enriched`` (the default) is the training mix, 12 % deteriorating, so a demo shows deteriorations within
+hours; ``--mix ward`` is a general ward (0.02 deteriorations per patient-day), to watch a ward's real alert rate.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,10 +30,10 @@ import pandas as pd
 import uvicorn
 from tenacity import (
     AsyncRetrying,
-    RetryError,
+    RetryCallState,
     retry_if_exception_type,
     retry_if_result,
-    stop_after_attempt,
+    stop_never,
     wait_exponential,
 )
 
@@ -36,14 +41,33 @@ from app.clock import AcceleratedClock
 from app.main import create_app
 from app.security.access import Access
 from app.security.keys import ROLES
+from app.security.serving import uvicorn_options
 from app.service import WardTwin
 from app.settings import Settings
 from models.windows import WINDOW, align
+from simulator.archetypes import NAMED_MIXES
+from simulator.sinks import split_observations
 from simulator.ward import Ward
 
 logger = logging.getLogger(__name__)
 
 BATCH = 10_000
+#: Between attempts: 0.2 s doubling to at most 5 s (tests make it instant).
+RETRY_WAIT = wait_exponential(multiplier=0.2, max=5)
+
+
+def riding_out(what: str) -> AsyncRetrying:
+    """Retries of a request while the service answers 5xx or cannot be reached, without limit: a store outage is
+    ridden out, never a reason for the demo to exit (issue 21, finding 10: a 503 from the cycle stopped it)."""
+    def told(state: RetryCallState) -> None:
+        outcome = state.outcome
+        why = (f"HTTP {outcome.result().status_code}" if outcome is not None and not outcome.failed
+               else repr(outcome.exception()) if outcome is not None else "?")
+        logger.warning("%s: %s (attempt %d); retrying", what, why, state.attempt_number)
+
+    return AsyncRetrying(
+        retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(lambda r: r.status_code >= 500),
+        stop=stop_never, wait=RETRY_WAIT, before_sleep=told)
 DEMO_KEY_PREFIX = "demo session "
 
 
@@ -65,6 +89,7 @@ class DemoState:
     beds: int
     epoch: datetime  # the ward's simulated start (its history begins here)
     acknowledged_until: datetime  # everything the ward delivered up to here is stored
+    mix: str = "enriched"  # the ward's archetype mix (``simulator.archetypes.NAMED_MIXES``)
 
     @classmethod
     def load(cls, path: Path) -> DemoState | None:
@@ -72,31 +97,34 @@ class DemoState:
             return None
         data = json.loads(path.read_text())
         return cls(data["seed"], data["beds"], datetime.fromisoformat(data["epoch"]),
-                   datetime.fromisoformat(data["acknowledged_until"]))
+                   datetime.fromisoformat(data["acknowledged_until"]), data.get("mix", "enriched"))
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"seed": self.seed, "beds": self.beds, "epoch": self.epoch.isoformat(),
-                                   "acknowledged_until": self.acknowledged_until.isoformat()}, indent=2))
+                                   "acknowledged_until": self.acknowledged_until.isoformat(), "mix": self.mix},
+                                  indent=2))
         tmp.replace(path)
 
 
-async def post_readings(client: httpx.AsyncClient, readings: list[dict]) -> None:
-    """Post in batches; retry transport errors and 5xx (8 attempts, backoff 0.2 s doubling to at most 5 s);
-    a 422 is logged (bad items named) and not retried."""
-    retrying = AsyncRetrying(
-        retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(lambda r: r.status_code >= 500),
-        stop=stop_after_attempt(8),
-        wait=wait_exponential(multiplier=0.2, max=5),
-    )
-    for i in range(0, len(readings), BATCH):
-        batch = readings[i:i + BATCH]
-        try:
-            response = await retrying(client.post, "/v1/readings", json={"readings": batch})
-        except RetryError as exc:
-            raise RuntimeError("the service did not accept readings after 8 attempts") from exc
+async def post_readings(client: httpx.AsyncClient, readings: list[dict],
+                        spo2_scale: Callable[[str], int] | None = None) -> int:
+    """Post the monitors' readings in batches through ``POST /v1/readings`` and each charted set through
+    ``POST /v1/observations`` (``simulator.sinks.split_observations``: never the set's values as readings too;
+    ``spo2_scale``: each patient's NEWS2 SpO2 scale, ``Ward.spo2_scale``).
+    Transport errors and 5xx are retried until they pass (``riding_out``); a 422 is logged (bad items named) and
+    not retried. Returns how many observation sets were posted."""
+    monitor, sets = split_observations(readings, spo2_scale)
+    for i in range(0, len(monitor), BATCH):
+        batch = monitor[i:i + BATCH]
+        response = await riding_out("readings")(client.post, "/v1/readings", json={"readings": batch})
         if response.status_code == 422:
             logger.warning("ingest rejected items: %s", response.text[:500])
+    for body in sets:
+        response = await riding_out("observation set")(client.post, "/v1/observations", json=body)
+        if response.status_code == 422:
+            logger.warning("observation set rejected: %s", response.text[:500])
+    return len(sets)
 
 
 @dataclass(frozen=True)
@@ -111,14 +139,15 @@ class DemoOptions:
     history_hours: float = 4.0
     data_dir: Path | None = None  # None → WARDTWIN_DATA_DIR or ./data (the demo is the configured service)
     fresh: bool = False  # forget a previous demo's ward
+    mix: str = "enriched"  # ``enriched`` (deteriorations within hours) or ``ward`` (a general ward's rate)
 
 
 def _state(args: DemoOptions, path: Path) -> tuple[DemoState, bool]:
     state = DemoState.load(path)
-    if state and not args.fresh and state.seed == args.seed and state.beds == args.beds:
+    if state and not args.fresh and (state.seed, state.beds, state.mix) == (args.seed, args.beds, args.mix):
         return state, True
     epoch = align(datetime.now(UTC) - timedelta(hours=args.history_hours)).to_pydatetime()
-    return DemoState(args.seed, args.beds, epoch, epoch), False
+    return DemoState(args.seed, args.beds, epoch, epoch, args.mix), False
 
 
 async def run(args: DemoOptions) -> int:
@@ -130,7 +159,8 @@ async def run(args: DemoOptions) -> int:
     clock = AcceleratedClock(sim_start, args.speed)
     app = create_app(settings, clock, cycle_interval_s=WINDOW.total_seconds() / args.speed)
     wt = app.state.wardtwin
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                           **uvicorn_options(settings)))
     server_task = asyncio.create_task(server.serve())
     while not server.started:
         if server_task.done():
@@ -173,32 +203,38 @@ async def _feed(args: DemoOptions, state: DemoState, state_path: Path, resumed: 
     APScheduler runs the live cycle from the start (and, after a restart, resumes after the newest window end
     scored); the history's window ends are scored through ``POST /v1/cycle``, as an operator would."""
     history_end = state.epoch + timedelta(hours=args.history_hours)
-    ward = Ward(args.beds, args.seed, pd.Timestamp(state.epoch))
+    ward = Ward(args.beds, args.seed, pd.Timestamp(state.epoch), archetype_mix=NAMED_MIXES[args.mix])
     if resumed:
         ward.advance(pd.Timestamp(state.acknowledged_until))  # already stored: regenerate and discard
     async with httpx.AsyncClient(base_url=base, timeout=60, headers=bearer(keys["device"])) as client:
         if state.acknowledged_until < history_end:
             t0 = time.perf_counter()
             history = ward.advance(pd.Timestamp(history_end))
-            await post_readings(client, history)
+            sets = await post_readings(client, history, ward.spo2_scale)
             state.acknowledged_until = history_end
             state.save(state_path)
             print(f"history: {len(history):,} readings of {args.history_hours:g} h posted "
-                  f"in {time.perf_counter() - t0:.1f} s", flush=True)
+                  f"({sets} nurse's observation sets among them) in {time.perf_counter() - t0:.1f} s", flush=True)
             window_end = state.epoch + WINDOW
             while window_end <= history_end:
-                response = await client.post("/v1/cycle", params={"window_end": window_end.isoformat()},
-                                             headers=bearer(keys["admin"]))
+                response = await riding_out("history cycle")(  # a 503 while the store is down: wait it out
+                    client.post, "/v1/cycle", params={"window_end": window_end.isoformat()},
+                    headers=bearer(keys["admin"]))
                 response.raise_for_status()
                 window_end += WINDOW
             print(f"history: scored {args.history_hours * 12:.0f} windows for {args.beds} beds "
                   f"in {time.perf_counter() - t0:.1f} s", flush=True)
         await _stream_until(clock.now(), ward, client, state, state_path)
-        print(f"\nwardtwin demo{' (resumed)' if resumed else ''}: {args.beds} beds at {args.speed:g}x, "
+        print(f"\nwardtwin demo{' (resumed)' if resumed else ''}: {args.beds} beds ({args.mix} mix) "
+              f"at {args.speed:g}x, "
               f"store={wt.store.name}, model={wt.twin.version}")
-        print(f"  ward board   {base}/?key={keys['clinician']}\n  API docs     {base}/docs\n"
-              f"  patients     {base}/v1/patients")
-        print(f"  alerts       {base}/v1/alerts   (live: ws://{args.host}:{args.port}/v1/ws/alerts)")
+        shown = f"http://127.0.0.1:{args.port}" if args.host in ("0.0.0.0", "::", "") else base  # a browsable URL
+        print(f"  ward board   {shown}/?key={keys['clinician']}   (the key is kept for the browser session)\n"
+              f"  API docs     {shown}/docs   (offline: assets shipped with the package)\n"
+              f"  patients     {shown}/v1/patients")
+        print(f"  alerts       {shown}/v1/alerts   (live: ws://{shown.removeprefix('http://')}/v1/ws/alerts)")
+        print(f"  clock        simulated, {args.speed:g}x real time ({300 / args.speed:g} s per 5-minute window); "
+              f"ward time {clock.now():%Y-%m-%d %H:%M} UTC, shown in {wt.settings.ward_time_zone} on the board")
         print("  API keys for this session (Authorization: Bearer <key>; revoked by the next demo start):")
         for role, token in keys.items():
             print(f"  {role:<10}   {token}")
@@ -212,15 +248,17 @@ async def _stream_until(until: datetime, ward: Ward, client: httpx.AsyncClient, 
                         state_path: Path) -> None:
     readings = ward.advance(pd.Timestamp(until))
     if readings:
-        await post_readings(client, readings)
+        await post_readings(client, readings, ward.spo2_scale)
     state.acknowledged_until = until
     state.save(state_path)
 
 
 def demo(*, host: str, port: int, speed: float, beds: int, seed: int, history_hours: float, data_dir: Path | None,
-         fresh: bool) -> int:
+         fresh: bool, mix: str = "enriched") -> int:
     """``wardtwin demo``: run until Ctrl-C."""
-    args = DemoOptions(host, port, speed, beds, seed, history_hours, data_dir, fresh)
+    if mix not in NAMED_MIXES:
+        raise ValueError(f"unknown mix {mix!r}; known: {', '.join(NAMED_MIXES)}")
+    args = DemoOptions(host, port, speed, beds, seed, history_hours, data_dir, fresh, mix)
     for noisy in ("app", "httpx", "apscheduler", "simulator"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):

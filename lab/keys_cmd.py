@@ -1,4 +1,5 @@
-"""``wardtwin keys create --role ROLE --name NAME | list | revoke KEY_ID``: API keys in ``DATA_DIR/access.db``.
+"""``wardtwin keys create --role ROLE --name NAME [--scope PATTERNS] | list | revoke KEY_ID``: API keys in
+``DATA_DIR/access.db``.
 
 Works while the service runs (SQLite in WAL mode): a revoked key is refused from its next request. The token is
 printed once; only its SHA-256 is stored. Every change is appended to the audit trail as done by ``cli``. The data
@@ -35,23 +36,31 @@ def _keys(data_dir: Path | None) -> Iterator[KeyStore]:
         keys.close()
 
 
-def create(*, role: str, name: str, data_dir: Path | None) -> int:
-    """Create a key for ``role`` held by ``name``; print its token once."""
+def create(*, role: str, name: str, data_dir: Path | None, scope: str | None = None) -> int:
+    """Create a key for ``role`` held by ``name`` (a device key limited to ``scope``, comma-separated patient-id
+    patterns, when given); print its token once. 2 when the scope is refused."""
     now = datetime.now(UTC)
+    patterns = None if scope is None else [p for p in scope.split(",") if p.strip()]
     with _keys(data_dir) as keys:
-        key, token = keys.create(name.strip(), role, now)
+        try:
+            key, token = keys.create(name.strip(), role, now, patterns)
+        except ValueError as exc:
+            print(f"--scope: {exc}")
+            return 2
         AuditLog(keys).append(now, _operator(), "CLI keys create", f"key:{key.id}", None, socket.gethostname())
-    print(f"created key {key.id} role={key.role} name={key.name!r}\n{token}\n"
+    scoped = "" if key.scope is None else f" scope={','.join(key.scope)}"
+    print(f"created key {key.id} role={key.role} name={key.name!r}{scoped}\n{token}\n"
           "(shown once: only its hash is stored; send it as Authorization: Bearer <key>)")
     return 0
 
 
 def list_keys(*, data_dir: Path | None) -> int:
-    """Every key: id, role, created, revoked, name (never a token)."""
+    """Every key: id, role, created, revoked, name and a device key's scope (never a token)."""
     with _keys(data_dir) as keys:
         print(f"{'id':<12}  {'role':<9}  {'created':<32}  {'revoked':<32}  name")
         for key in keys.list():
-            print(f"{key.id:<12}  {key.role:<9}  {key.created_at:<32}  {key.revoked_at or '-':<32}  {key.name}")
+            print(f"{key.id:<12}  {key.role:<9}  {key.created_at:<32}  {key.revoked_at or '-':<32}  {key.name}"
+                  + ("" if key.scope is None else f"  (scope {','.join(key.scope)})"))
     return 0
 
 

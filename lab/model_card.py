@@ -7,8 +7,11 @@ report of it (``lab.report.evaluate``), into Markdown. Plain text from plain dat
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from models.labels import CRITERIA
 
@@ -54,15 +57,13 @@ def model_card(artifact: dict[str, Any]) -> dict[str, Any]:
             + (f" Left out by the shipped variant `{var.get('chosen')}` (coefficient fixed at 0 by design, see "
                "'Choice of the shipped variant'): " + ", ".join(f"`{n}`" for n in sorted(left_out)) + "."
                if left_out else ""),
-            "Vital-sign levels enter as hinges at the edge of the NEWS2 zero-point band (e.g. heart rate above 90 "
-            "or below 60 bpm, SpO2 below 96 %, systolic BP below 110 mmHg) and, from twin v3, as the NEWS2 points "
-            "of the latest value of each vital (`*_news2_points`, `on_oxygen`, `news2_latest`), which also work "
-            "when vitals are charted every few hours: a value inside the NEWS2 zero band adds nothing, so the twin "
-            "cannot tell 'high-normal' from 'low-normal'. Change from the patient's own baseline counts only in the "
-            "harmful direction and needs 5 hours of history; for the respiratory rate that direction is up, so a rate "
-            "recovering from bradypnoea (say 9 to 16 /min) reads as a rising rate and raises the risk a little, "
-            "while NEWS2 beside it scores the low rate.",
-            *_levels_limitation(artifact, zero),
+            "Vital-sign levels enter two-sided, once per vital (`*_outside_normal`, twin v4): how far the last-hour "
+            "mean (charted: the newest value) lies outside the NEWS2 zero-point band, in NEWS2 points, so heart rate "
+            "118 bpm scores above 55 bpm and bradycardia counts by its own NEWS2 scale. Inside the band a value adds "
+            "nothing, so the twin cannot tell 'high-normal' from 'low-normal'. Change from the patient's own baseline "
+            "counts only in the harmful direction and needs 5 hours of history; for the respiratory rate that "
+            "direction is up, so a rate recovering from bradypnoea (say 9 to 16 /min) reads as a rising rate and "
+            "raises the risk a little, while the two-sided level beside it falls.",
             "Contributions are measured from the average development-cohort window (the standardisation mean), so "
             "a contribution below zero means 'less than a typical ward patient' and its sentence says it lowers "
             "the risk; it is not a statement that the patient is safe.",
@@ -97,25 +98,6 @@ def _data_limitation(artifact: dict[str, Any]) -> str:
             "Real-ward performance is unknown until a prospective silent evaluation.")
 
 
-def _levels_limitation(artifact: dict[str, Any], zero: list[str]) -> list[str]:
-    """Why the level features weigh 0, when they do (the simulator-only twin v3)."""
-    levels = ("hr_news2_points", "spo2_news2_points", "rr_news2_points", "sbp_news2_points", "temp_news2_points")
-    if not all(n in zero or c == 0.0 for n, c in zip(artifact["feature_names"], artifact["coefficients"],
-                                                       strict=True) if n in levels):
-        return []
-    return [
-        "Why the level features weigh 0 (diagnosed when twin v3 was trained, simulator seed 42 cohort, "
-        "development windows): each level alone earns a positive coefficient (univariate AUROC 0.54-0.58 for "
-        "the hinges and points, 0.62 for `news2_latest`), but beside the trends, approach speeds and 4-hour "
-        "times in range (correlation 0.77-0.91 with the 1-hour hinges) its partial effect is zero or negative "
-        "and the sign constraint floors it; oxygen is below 0.5 even alone. Leaving the copies out "
-        "(`v3-levels-once`) lets the respiratory-rate, SBP and temperature points weigh 0.07-0.16 but loses "
-        "development AUROC (0.689 vs 0.696): in the simulator a patient's level adds nothing its trends do "
-        "not already say, so the cause is the simulator's labels, not the constraint; a twin that weighs how "
-        "sick a patient is now needs real training data or a reworked simulator.",
-    ]
-
-
 def _operating_point_limitation(artifact: dict[str, Any]) -> str:
     point = (artifact.get("operating_points") or {}).get("alert") or {}
     if point.get("threshold") is None:
@@ -126,14 +108,29 @@ def _operating_point_limitation(artifact: dict[str, Any]) -> str:
     return (f"Operating point: the service alerts at the artifact's threshold {point['threshold']:g} (development "
             f"patients' 95 % bootstrap interval {_fmt(lo, '.3f')}–{_fmt(hi, '.3f')}; target: {point['target']}) "
             "and clears below 0.8 × it, unless a site sets WARDTWIN_ALERT_THRESHOLD / "
-            "WARDTWIN_ALERT_CLEAR_THRESHOLD. It is tuned to NEWS2 >= 5's sensitivity on simulated development "
-            "patients, so on another population its sensitivity and alert rate differ (see the evaluations); "
-            "NEWS2 escalation stays the floor.")
+            "WARDTWIN_ALERT_CLEAR_THRESHOLD. The budget holds on the simulated ward; on another population the "
+            "alert rate and sensitivity differ (see the evaluations); NEWS2 escalation on charted observations stays "
+            "the floor.")
 
 
 def _choice_section(artifact: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     var = artifact.get("variants")
+    if var and "source_choice" in var:
+        sc = var["source_choice"]
+        lines += ["## Choice of the training data", "",
+                  f"Rule (`lab.source_choice.SOURCE_RULE`): {sc['rule']}. Chosen: **{sc['chosen']}**.", "",
+                  "| trained on | simulator: AUROC vs NEWS2, margin (95 % CI) "
+                  "| set A: AUROC vs NEWS2, margin (95 % CI) | worse margin |", "|---|---|---|---|"]
+        for name, v in sc["candidates"].items():
+            cells = " | ".join(f"{m['auroc']:.3f} vs {m['news2_auroc']:.3f}, {m['margin']:+.3f} "
+                               f"({m['margin_ci'][0]:+.3f} to {m['margin_ci'][1]:+.3f})"
+                               for m in (v["margins"]["simulator"], v["margins"]["set-a"]))
+            lines.append(f"| {name}{' (chosen)' if name == sc['chosen'] else ''} | {cells} | "
+                         f"{v['worse_margin']:+.3f} |")
+        lines += ["", "Out-of-fold on both sources (joint 5-fold patient cross-validation). The simulator alone "
+                  "was chosen, so the twin never saw set A and its feature variant follows "
+                  "`lab.train.SELECTION_RULE` below. Full comparison: `reports/sources/`.", ""]
     if var and "source_offsets" in var:
         lines += ["## Choice of the training data", "",
                   f"Rule (`lab.source_choice.SOURCE_RULE`): {var['rule']}. Shipped: **{var['chosen']}** "
@@ -161,19 +158,141 @@ def _choice_section(artifact: dict[str, Any]) -> list[str]:
             lines.append(f"| {name}{' (shipped)' if name == var['chosen'] else ''} | {left} | {v['free_features']} "
                          f"| {_fmt(v['cross_fitted_auroc'], '.4f')} | {_fmt(v['cross_fitted_auprc'], '.4f')} |")
         lines.append("")
+    lines += _threshold_section(artifact)
+    return lines
+
+
+def _floor_lines(artifact: dict[str, Any]) -> list[str]:
+    fl = artifact.get("floors")
+    if not fl:
+        return []
+    held = [n for n, lo in fl["per_sd_fitted"].items() if lo > 0 and n in artifact["feature_names"]
+            and abs(artifact["uncalibrated"]["coefficients"][artifact["feature_names"].index(n)] - lo) < 1e-9]
+    return [f"- A floor for what NEWS2 counts: every two-sided level, new confusion (`not_alert`, 3 NEWS2 points) "
+            f"and oxygen (`on_oxygen`, 2 points) gets at least {fl['log_odds_per_news2_point']:g} log-odds per NEWS2 "
+            "point (odds ratio "
+            f"{math.exp(fl['log_odds_per_news2_point']):.3f} per point) on the fitted scale, so the twin cannot ignore "
+            "a parameter NEWS2 scores; the shipped coefficient is the Platt slope times the fitted one. At the floor "
+            "(the data asked for less): " + (", ".join(f"`{n}`" for n in held) or "none") + "."]
+
+
+def _threshold_section(artifact: dict[str, Any]) -> list[str]:
     point = (artifact.get("operating_points") or {}).get("alert") or {}
-    if point.get("threshold") is not None:
-        lo, hi = point.get("threshold_ci") or (None, None)
-        lines += ["## Alert threshold", "",
-                  f"Target: {point['target']}. Threshold **{point['threshold']:g}** (patient-bootstrap 95 % interval "
-                  f"{_fmt(lo, '.3f')}–{_fmt(hi, '.3f')}, {point['bootstrap']['draws']} draws over "
-                  f"{point['first_events']} development first events). On the development patients' cross-fitted "
-                  f"risks: twin first-event sensitivity {_fmt(point['twin_sensitivity'], '.2f')} vs NEWS2 >= 5 "
-                  f"{_fmt(point['news2_5_sensitivity'], '.2f')}; alerts per 100 patient-days twin "
-                  f"{_fmt(point['twin_alerts_per_100_patient_days'], '.1f')} vs NEWS2 >= 5 "
-                  f"{_fmt(point['news2_5_alerts_per_100_patient_days'], '.1f')} ({point['alert_counting']}). "
-                  "The service uses it by default (`WARDTWIN_ALERT_THRESHOLD` unset) and clears an alert below "
-                  "0.8 × it; a site may override both.", ""]
+    if point.get("threshold") is None:
+        return []
+    lo, hi = point.get("threshold_ci") or (None, None)
+    curve = [c for i, c in enumerate(point.get("curve", [])) if i % 2 == 1]  # every 0.02, up to 0.3
+    if "budget_alerts_per_100_patient_days" not in point:  # an artifact before issue 20
+        return ["## Alert threshold", "", f"Target: {point['target']}. Threshold **{point['threshold']:g}** "
+                f"(95 % interval {_fmt(lo, '.3f')}–{_fmt(hi, '.3f')}).", ""]
+    lines = ["## Alert threshold: from an alert budget", "",
+             f"Budget: **{point['budget_alerts_per_100_patient_days']:g} twin alerts per 100 patient-days** on the "
+             f"simulated general ward; an alert needs the risk at or above the threshold for "
+             f"**{point['sustain_windows']} consecutive 5-minute windows** and clears below "
+             f"{point['clear_fraction']:g} × the threshold. Rule: {point['rule']}.", "",
+             f"Threshold **{point['threshold']:g}** (patient-bootstrap 95 % interval {_fmt(lo, '.3f')}–"
+             f"{_fmt(hi, '.3f')}, {point['bootstrap']['draws']} draws over {point['patients']} development patients, "
+             f"{point['patient_days']:g} patient-days; {point['weighting']}). At it: "
+             f"{_fmt(point['twin_alerts_per_100_patient_days'], '.2f')} twin alerts per 100 ward patient-days "
+             f"({_fmt(point['twin_alerts_per_100_patient_days_development_mix'], '.2f')} on the enriched development "
+             f"mix), against {_fmt(point['news2_5_every_5min_alerts_per_100_patient_days'], '.1f')} for NEWS2 >= 5 "
+             "scored on every monitor window (no ward does this; the service never alerts on it). First-event "
+             f"sensitivity on the development patients ({point['first_events']} first events): twin "
+             f"{_fmt(point['twin_sensitivity'], '.2f')}, NEWS2 >= 5 every 5 min "
+             f"{_fmt(point['news2_5_sensitivity'], '.2f')} "
+             f"({point['sensitivity_rule']}).", "",
+             "| threshold | " + " | ".join(f"{c['threshold']:g}" for c in curve) + " |",
+             "|---|" + "---|" * len(curve),
+             "| twin alerts / 100 ward patient-days | " + " | ".join(
+                 f"{c['alerts_per_100_patient_days']:.1f}" for c in curve) + " |", ""]
+    if not point.get("budget_met", True):
+        lines += [f"**The budget is not met**: even the highest threshold on the grid raises "
+                  f"{_fmt(point['twin_alerts_per_100_patient_days'], '.1f')} twin alerts per 100 patient-days.", ""]
+    if "threshold_before_site_calibration" in point:
+        lines += [f"Site-calibrated: the threshold maps the shipped {point['threshold_before_site_calibration']:g} "
+                  "through the site's calibration map, so the same windows alert.", ""]
+    return lines
+
+
+def _cal_cell(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "— | —"
+    s_lo, s_hi = c["calibration_slope_ci"]
+    o_lo, o_hi = c["observed_over_expected_ci"]
+    return (f"{_fmt(c['calibration_slope'], '.2f')} ({_fmt(s_lo, '.2f')}–{_fmt(s_hi, '.2f')}) | "
+            f"{_fmt(c['observed_over_expected'], '.2f')} ({_fmt(o_lo, '.2f')}–{_fmt(o_hi, '.2f')})")
+
+
+def _calibration_section(artifact: dict[str, Any]) -> list[str]:
+    cal = artifact.get("calibration_check")
+    if not cal:
+        return []
+    rows = [("test patients (held-out 20 % of the training cohort)", cal.get("test")),
+            ("development patients, cross-fitted", cal.get("cross_fitted"))]
+    ext = cal.get("set_a_out_of_fold")
+    if ext:
+        rows += [("set A out of fold, as shipped (ward calibration)", ext.get("as_shipped")),
+                 ("set A out of fold, after `wardtwin calibrate` fitted out of fold",
+                  ext.get("after_site_calibration_out_of_fold"))]
+    lines = ["## Calibration", "",
+             "Calibration slope (1 is ideal; above 1 the risks are too compressed, below 1 too spread) and observed / "
+             "expected events (1 is ideal; above 1 the twin under-predicts), patient-bootstrap 95 % intervals "
+             "(`lab.calibrate.calibration_report`).", "",
+             "| rows | windows (events) | calibration slope (95 % CI) | observed / expected (95 % CI) |",
+             "|---|---|---|---|"]
+    for name, c in rows:
+        if c:
+            lines.append(f"| {name} | {c['n']} ({c['events']}) | {_cal_cell(c)} |")
+    lines += ["", "A site recalibrates the map on its own out-of-sample scores with `wardtwin calibrate --scores "
+              "FILE --out ARTIFACT` (slope and intercept refitted, weights unchanged).", ""]
+    site = artifact.get("site_calibration")
+    if site:
+        f = site["fitted"]
+        lines += [f"**Site-calibrated**: slope {site['slope']:.3f}, intercept {site['intercept']:+.3f} on the shipped "
+                  f"logit (fitted on {f['on']}: {f['rows']} rows, {f['events']} events); there, calibration slope "
+                  f"{_fmt(site['before']['calibration_slope'], '.2f')} → "
+                  f"{_fmt(site['after']['calibration_slope'], '.2f')}, "
+                  f"observed / expected {_fmt(site['before']['observed_over_expected'], '.2f')} → "
+                  f"{_fmt(site['after']['observed_over_expected'], '.2f')}.", ""]
+    return lines
+
+
+#: Single abnormalities read by a clinician: (what, feature, value of the feature).
+_EXAMPLES: tuple[tuple[str, str, float], ...] = (
+    ("heart rate 118 bpm", "hr_outside_normal", 118.0), ("heart rate 55 bpm", "hr_outside_normal", 55.0),
+    ("heart rate 45 bpm", "hr_outside_normal", 45.0), ("heart rate 38 bpm", "hr_outside_normal", 38.0),
+    ("respiratory rate 24 /min", "rr_outside_normal", 24.0), ("respiratory rate 28 /min", "rr_outside_normal", 28.0),
+    ("respiratory rate 9 /min", "rr_outside_normal", 9.0), ("SpO2 92 %", "spo2_below_normal", 92.0),
+    ("systolic BP 95 mmHg", "sbp_outside_normal", 95.0), ("temperature 39.5 °C", "temp_outside_normal", 39.5),
+)
+
+
+def _example_rows(artifact: dict[str, Any]) -> list[str]:
+    """What one abnormal vital (or new confusion, or oxygen) adds to the logit against the same patient with it
+    normal, through its level feature alone (trends and times outside the band add more when it persists)."""
+    from models import features as F
+
+    names = artifact["feature_names"]
+    mean = dict(zip(names, artifact["scaler"]["mean"], strict=True))
+    scale = dict(zip(names, artifact["scaler"]["scale"], strict=True))
+    coef = dict(zip(names, artifact["coefficients"], strict=True))
+    clips = artifact["scaler"].get("clip")
+    clip = dict(zip(names, np.broadcast_to(np.asarray(math.inf if clips is None else clips, dtype=float),
+                                           (len(names),)).tolist(), strict=True))
+    levels = {lv.name: lv for lv in F.LEVELS}
+
+    def push(name: str, value: float, base: float) -> float:
+        z = np.clip((np.array([value, base]) - mean[name]) / scale[name], -clip[name], clip[name])
+        return float(coef[name] * (z[0] - z[1]))
+
+    cases = [(what, name, float(levels[name].of(np.array([x]))[0])) for what, name, x in _EXAMPLES
+             if name in coef and name in levels]
+    cases += [(what, name, 1.0) for what, name in (("new confusion (not Alert)", "not_alert"),
+                                                    ("on supplemental oxygen", "on_oxygen")) if name in coef]
+    lines = ["| abnormality | feature value | log-odds added | odds ratio |", "|---|---|---|---|"]
+    for what, name, value in cases:
+        d = push(name, value, 0.0)
+        lines.append(f"| {what} | `{name}` = {value:.2f} | {d:+.2f} | {math.exp(d):.2f} |")
     return lines
 
 
@@ -202,16 +321,33 @@ def render_model_card(artifact: dict[str, Any], report: dict[str, Any] | None = 
         f"({artifact['split'].get('folds', '?')} patient folds; a={artifact['calibration']['a']:.4f} > 0, "
         f"c={artifact['calibration']['c']:.4f}) and folded into the coefficients, so each contribution is "
         "coefficient × standardised value, they add up to the logit, and calibration keeps every sign.", "",
-        "Direction: `+1` the risk rises with the feature (coefficient ≥ 0), `-1` falls (≤ 0), `0` unconstrained. "
-        "A coefficient of 0 means the data gave no signal in the expected direction beyond the other features.",
-        "", "| feature | unit | direction | coefficient (per SD) | description | why this direction |",
-        "|---|---|---|---|---|---|",
+        "### Constraint set", "",
+        "- Every feature is 'more is worse' (direction `+1`, with its clinical reason below): its coefficient is "
+        "bounded at 0 from below, never negative. Levels are two-sided (distance outside the NEWS2 normal band, "
+        "either side), so a low heart rate or a low respiratory rate raises the risk by the same rule as a high one.",
+        *_floor_lines(artifact),
+        "- The Platt slope must be positive (checked), so calibration keeps every sign; a site's own calibration "
+        "(`wardtwin calibrate`) must be positive too.",
+        "- Standardised values are winsorised at ±4 SD (the features NEWS2 counts no lower than 4 NEWS2 points' worth, "
+        "so 38 bpm still reads above 118 bpm); a missing feature contributes 0 ('not measured').",
+        "- Features a variant leaves out are fixed at 0 by design (see the choice below).", "",
+        "### Coefficients (per SD)", "",
+        "Read a row as: one standard deviation more of the feature multiplies the odds of deterioration within 6 h "
+        "by the odds ratio, the other features held fixed. A coefficient of 0 means the data gave no signal in the "
+        "expected direction beyond the other features; NEWS2, scored beside the twin, still counts that vital.", "",
+        "| feature | what it means | unit | 1 SD = | coefficient per SD | odds ratio per SD | why it can only raise "
+        "the risk |", "|---|---|---|---|---|---|---|",
     ]
+    scale = dict(zip(artifact["feature_names"], artifact["scaler"]["scale"], strict=True))
     for name, coef in sorted(zip(artifact["feature_names"], artifact["coefficients"], strict=True),
                              key=lambda t: (-abs(t[1]), t[0])):
         f = feats[name]
-        lines.append(f"| `{name}` | {f['unit']} | {f.get('direction', 0):+d} | {coef:+.3f} | {f['description']} | "
-                     f"{f.get('reason', '')} |")
+        lines.append(f"| `{name}` | {f['description']} | {f['unit']} | {scale[name]:.3g} | {coef:+.3f} | "
+                     f"{math.exp(coef):.2f} | {f.get('reason', '')} |")
+    lines += ["", "### What one abnormality adds", "",
+              "Against the same patient with that vital in the normal band, through its level feature alone (a "
+              "persisting abnormality adds its time outside the band and trends too):", "",
+              *_example_rows(artifact)]
     lines += ["", f"Intercept {artifact['intercept']:+.3f}.", "",
               "## Test metrics (held-out 20 % of the training cohort's patients, eligible windows)", "",
               "| metric | twin | NEWS2 | twin, cross-fitted on development patients |", "|---|---|---|---|",
@@ -222,7 +358,7 @@ def render_model_card(artifact: dict[str, Any], report: dict[str, Any] | None = 
               f"| {_fmt(cv.get('calibration_slope'), '.2f')} / {_fmt(cv.get('calibration_intercept'), '.2f')} |",
               f"| windows / positives | {m['n']} / {m['positives']} | | "
               f"{cv.get('n', '—')} / {cv.get('positives', '—')} |",
-              "", *_choice_section(artifact)]
+              "", *_calibration_section(artifact), *_choice_section(artifact)]
     if report is not None and report.get("twin_version") == artifact["version"]:
         lines += _evaluation_section(report)
     else:

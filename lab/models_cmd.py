@@ -95,7 +95,8 @@ def load_cohort_windows(spec: CohortSpec, progress: Callable[[str], None]
 
 def train(*, cohort: Path | None, patients: int, hours: float, seed: int, mix: str | None, train_seed: int,
           out: Path | None, no_challenger: bool, variant: str | None, physionet_records: Path | None,
-          physionet_outcomes: Path | None, sources_report: Path, physionet_limit: int | None, command_line: str) -> int:
+          physionet_outcomes: Path | None, sources_report: Path, physionet_limit: int | None, command_line: str,
+          alert_budget: float | None = None) -> int:
     """``wardtwin train``: the twin (and the challenger) from the cohort, written as JSON with the model card.
 
     With ``physionet_records`` the stated source comparison chooses what it is trained on
@@ -108,15 +109,16 @@ def train(*, cohort: Path | None, patients: int, hours: float, seed: int, mix: s
     windows, cohort_patients, events, fingerprint = load_cohort_windows(
         CohortSpec(cohort, patients, hours, seed, mix), progress)
     dataset = T.prepare(windows, cohort_patients, events, progress=progress)
-    pooled = None
+    pooled, external = None, {}
     if physionet_records is not None:
         from lab.sources_cmd import choose_sources
 
         pooled, fingerprint = choose_sources(physionet_records, physionet_limit, train_seed=train_seed,
                                              sources_report=sources_report, dataset=dataset, fingerprint=fingerprint,
-                                             progress=progress, command_line=command_line)
+                                             progress=progress, command_line=command_line, external=external)
     artifact = T.train(windows, events, cohort_patients, seed=train_seed, cohort_fingerprint=fingerprint,
-                       progress=progress, dataset=dataset, variant=variant, pooled=pooled)
+                       progress=progress, dataset=dataset, variant=variant, pooled=pooled, external=external or None,
+                       budget=T.ALERT_BUDGET_PER_100_PATIENT_DAYS if alert_budget is None else alert_budget)
     path = T.write_artifact(artifact, out)
     say(f"twin {artifact['version']} written to {path} (model card {path.parent / 'MODEL_CARD.md'})")
     if not no_challenger:
@@ -125,8 +127,15 @@ def train(*, cohort: Path | None, patients: int, hours: float, seed: int, mix: s
         T.write_json(challenger, cpath)
         say(f"challenger {challenger['version']} written to {cpath}")
     m = artifact["metrics"]["test"]
-    say(f"test patients: AUROC twin {m['auroc']:.3f} vs NEWS2 {m['news2_auroc']:.3f}; "
-         f"Brier {m['brier']:.4f}; calibration slope {m['calibration_slope']:.2f}")
+    cal = artifact["calibration_check"]["test"]
+    point = artifact["operating_points"]["alert"]
+    say(f"test patients: AUROC twin {m['auroc']:.3f} vs NEWS2 {m['news2_auroc']:.3f}; Brier {m['brier']:.4f}; "
+        f"calibration slope {cal['calibration_slope']:.2f} ({cal['calibration_slope_ci'][0]:.2f}–"
+        f"{cal['calibration_slope_ci'][1]:.2f}), observed/expected {cal['observed_over_expected']:.2f} "
+        f"({cal['observed_over_expected_ci'][0]:.2f}–{cal['observed_over_expected_ci'][1]:.2f})")
+    say(f"alert threshold {point['threshold']} for a budget of {point['budget_alerts_per_100_patient_days']:g} per "
+        f"100 ward patient-days ({point['sustain_windows']} windows sustained): "
+        f"{point['twin_alerts_per_100_patient_days']} per 100 patient-days on development patients")
     return 0
 
 

@@ -188,7 +188,7 @@ def evaluate_stays(*, records: Path, outcomes: Path, limit: int | None, progress
         return 1
     progress(f"scored {tally.stays} stays × {len(E.HOURS)} hours")
     scores = pd.concat(score_parts, ignore_index=True)
-    in_sample = _fitted_on_these(twin.artifact, records) if limit is None else None
+    in_sample = _fitted_on_these(twin.artifact, records)  # whatever --limit: a subset of those stays is in sample
     if in_sample is not None:
         if not out_of_fold.exists():
             say(f"the twin {twin.version} was fitted on {records.name} ({in_sample}); judging it there needs "
@@ -202,6 +202,7 @@ def evaluate_stays(*, records: Path, outcomes: Path, limit: int | None, progress
     data = tally.as_dict()
     data["records"] = records.name
     data["limit"] = limit
+    data["twin_training_data"] = E.training_data(twin.artifact)
     data["outcome_rows"] = len(outcome_rows)
     data["risk"] = ("out of fold: " + str(out_of_fold)) if in_sample is not None else "the twin as served"
     demographics = pd.DataFrame([(p, a, g) for p, (a, g) in tally.demographics.items()],
@@ -228,12 +229,17 @@ def evaluate_stays(*, records: Path, outcomes: Path, limit: int | None, progress
 
 
 def _fitted_on_these(artifact: dict[str, Any], records: Path) -> str | None:
-    """How the twin's training data names ``records`` when the twin was fitted on them, else None."""
-    real = artifact.get("cohort", {}).get("real_data")
-    if not real or real.get("limit") is not None:
-        return None
+    """How the twin's training data names ``records`` when the twin was fitted on (some of) them, else None.
 
-    return f"sha256 {real['records_sha256'][:12]}" if P.records_sha256(records) == real["records_sha256"] else None
+    The archive is the unit: a twin fitted on its first N stays (``limit``) has seen stays that any evaluation of
+    the archive, limited or not, would judge; so no limit on either side skips this check."""
+    real = (artifact.get("cohort") or {}).get("real_data")
+    if not real or not real.get("records_sha256"):
+        return None
+    if P.records_sha256(records) != real["records_sha256"]:
+        return None
+    fitted = "all its stays" if real.get("limit") is None else f"its first {real['limit']} stays"
+    return f"sha256 {real['records_sha256'][:12]}, {fitted}"
 
 
 def _with_out_of_fold_risk(scores: pd.DataFrame, artifact: dict[str, Any], path: Path) -> pd.DataFrame:

@@ -12,7 +12,7 @@ Folds (:func:`patient_folds`): by stay (RecordID), stratified by whether the sta
 second stratum continuing where the first stopped). Every stay-hour of a stay is in its stay's fold.
 
 Fit per outer fold ``k`` (training = the other folds; the test fold plays no part), with ``lab.train``'s
-functions and settings: all ``FEATURES`` free (every feature, the NEWS2-points level features included, none left
+functions and settings: all ``FEATURES`` free (every feature, the two-sided level features included, none left
 out), ``fit_scaler`` + ``standardise`` (winsorised at ±``Z_CLIP``), ``fit_constrained`` (sign-constrained,
 class-balanced, L2 at train.py's default ``C_REGULARISATION``: nothing is tuned, so no inner search), and Platt
 calibration (``lab.train._platt``) on *inner* cross-fitted logits: the training stays are cut into
@@ -21,7 +21,8 @@ artifact is calibrated. Training rows: eligible scorable hours of the training s
 
 Out-of-fold risk: fold ``k``'s calibrated model on every scorable stay-hour of fold ``k``'s stays.
 
-Threshold per outer fold, by the artifact's rule (``lab.train.ALERT_TARGET``) on the training stays only: on
+Threshold per outer fold, matched to NEWS2 >= 5 (the rule the artifact used before issue 20's alert budget, which
+needs a ward's patient-days and is not defined on ICU stays) on the training stays only: on
 their inner cross-fitted calibrated risks, each training stay's first event is caught when an eligible hour (where
 both the risk and NEWS2 exist) in [onset − 6 h, onset − 30 min] is at or above the threshold; the threshold is
 the highest on a 0.005 grid that catches as many first events as NEWS2 >= 5 does on the same hours. The test
@@ -107,7 +108,8 @@ def _inner_logits(x: np.ndarray, y: np.ndarray, fit: np.ndarray, pids: np.ndarra
 
 
 def _threshold(table: pd.DataFrame, events: pd.DataFrame, rows: np.ndarray, risk: np.ndarray) -> dict[str, Any]:
-    """``lab.train.ALERT_TARGET`` on the given rows (training stays, scorable hours where NEWS2 exists)."""
+    """The NEWS2 >= 5-matched threshold (module docstring) on the given rows (training stays, scorable hours where
+    NEWS2 exists)."""
     frame = table.loc[:, ["patient_id", "window_end", "eligible"]].assign(news2=table["news2_total"].to_numpy(float))
     ds = T.Dataset(frame=frame, events=events, patients=pd.DataFrame(), truth=pd.DataFrame(), hours=0.0)
     twin_max, news_max = T._first_event_maxima(ds, rows, np.nan_to_num(risk))
@@ -157,7 +159,7 @@ def cross_validate(table: pd.DataFrame, events: pd.DataFrame, *, folds: int = OU
                 calibration = f"none: Platt slope {a:.3g} is not positive (too few training stays)"
                 a, c = 1.0, 0.0
         mean, scale = T.fit_scaler(x[fit])
-        w, b = T._fit_free(T.standardise(x[fit], mean, scale), y[fit], directions, free)
+        w, b = T._fit_free(T.standardise(x[fit], mean, scale), y[fit], directions, free, T.floors(scale))
         coef, intercept = a * w, a * b + c
         cv_risk[test] = expit(T.standardise(x[test], mean, scale) @ coef + intercept)
         inner_risk = expit(a * oof + c) if oof is not None else expit(T.standardise(x, mean, scale) @ coef + intercept)

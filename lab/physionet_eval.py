@@ -280,7 +280,13 @@ def _ci(m: dict[str, Any], key: str = "auroc") -> str:
 
 
 def twin_threshold(twin: Twin) -> tuple[float, str]:
-    """The artifact's alert threshold: the operating point matched to NEWS2 >= 5 on development data."""
+    """The artifact's alert threshold, as the service alerts on it (``Twin.alert_threshold``: the operating point
+    set by an alert budget); for an older artifact, the operating point matched to NEWS2 >= 5."""
+    alert = (twin.artifact.get("operating_points") or {}).get("alert") or {}
+    if alert.get("threshold") is not None:
+        budget = alert.get("budget_alerts_per_100_patient_days")
+        return twin.alert_threshold, "artifact operating_points.alert" + (
+            f" (budget {budget:g} alerts per 100 patient-days)" if isinstance(budget, int | float) else "")
     point = (twin.artifact.get("operating_points") or {}).get("match_news2_5") or {}
     if "threshold" in point:
         return float(point["threshold"]), "artifact operating_points.match_news2_5 (" + str(point.get("rule", "")) + ")"
@@ -372,12 +378,13 @@ def build_report(scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int,
     feature_missing = {k: v / feature_rows for k, v in scores.attrs.get("feature_missing", {}).items()} \
         if feature_rows else {}
     report: dict[str, Any] = {
-        "scope": f"PhysioNet/CinC Challenge 2012 set A, {stays} real ICU stays, charted vitals; " + (
-            "the shipped twin (trained on the simulator only, nothing fitted here) scored hourly through the "
+        "scope": f"{records_given(data or {}, stays)}, charted vitals; twin {twin.version}, trained on "
+                 f"{(data or {}).get('twin_training_data') or training_data(twin.artifact)}; " + (
+            "its risk as served (its training data does not include these records), scored hourly through the "
             "serving code" if (data or {}).get("risk", "the twin as served") == "the twin as served" else
-            "the shipped twin was fitted on these stays (with the simulator), so its risk here is out of fold: "
-            "each stay scored by the fold model that did not see it, through the same windows and features, "
-            "calibrated by the artifact's Platt map (fitted on simulated ward patients only)"),
+            "the twin was fitted on these stays, so its risk here is out of fold: each stay scored by the fold "
+            "model that did not see it, through the same windows and features, calibrated by the artifact's "
+            "Platt map"),
         "twin_version": twin.version, "data": data or {},
         "coverage": {
             "stay_hours": len(scores), "risk_empty_hours": int(scores["risk"].isna().sum()),
@@ -410,6 +417,31 @@ def build_report(scores: pd.DataFrame, events: pd.DataFrame, outcomes: dict[int,
     }
     report["summary"] = summary_lines(report)
     return report
+
+
+def records_given(data: dict[str, Any], stays: int) -> str:
+    """The records the evaluation was given, as its report names them: archive, limit, stays scored."""
+    records = data.get("records")
+    limit = data.get("limit")
+    given = f"records {records}" if records else "records given"
+    return (f"PhysioNet/CinC Challenge 2012 {given}" + (f", the first {limit} stays" if limit is not None else "")
+            + f", {stays} real ICU stays")
+
+
+def training_data(artifact: dict[str, Any]) -> str:
+    """The twin's training data as its artifact records it (``cohort``): simulated patients and real records."""
+    cohort = artifact.get("cohort") or {}
+    parts = []
+    if cohort.get("n_patients"):
+        parts.append(f"{cohort['n_patients']} simulated patients × {cohort.get('hours', '?'):g} h (simulator "
+                     f"{cohort.get('simulator_version', '?')}, seed {cohort.get('seed', '?')})"
+                     if isinstance(cohort.get("hours"), int | float) else f"{cohort['n_patients']} simulated patients")
+    real = cohort.get("real_data")
+    if real:
+        limit = f", first {real['limit']} stays" if real.get("limit") is not None else ""
+        sha = f", sha256 {str(real['records_sha256'])[:12]}" if real.get("records_sha256") else ""
+        parts.append(f"{real.get('stays', '?')} stays of {real.get('records', '?')}{limit}{sha}")
+    return " + ".join(parts) if parts else "training data not recorded in the artifact"
 
 
 RULES: Final[dict[str, str]] = {
@@ -468,8 +500,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     cov = report["coverage"]
     miss = cov["feature_missing_share_at_scored_hours"]
     if miss and not ev["goal"]["met"]:
-        shown = ("hr_above_90_1h", "rr_above_20_1h", "spo2_below_96_1h", "shock_index_above_0_7", "hr_rise_1h",
-                 "sbp_below_110", "not_alert")
+        shown = ("hr_outside_normal", "rr_outside_normal", "spo2_below_normal", "shock_index_above_0_7", "hr_rise_1h",
+                 "sbp_outside_normal", "not_alert")
         lines.append("Why: the twin's features were built for monitor streams; at charted cadence most cannot be "
                      "computed and contribute 0 (missing at scored hours: "
                      + ", ".join(f"{k} {miss[k]:.0%}" for k in shown if k in miss) + ").")

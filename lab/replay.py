@@ -62,6 +62,9 @@ async def replay(beds: int, seed: int, hours: float, start: datetime, data_dir: 
             response = await client.get(f"/v1/patients/{patient['patient_id']}/risk/history",
                                         params={"since": start.isoformat(), "until": end.isoformat()})
             scores += response.raise_for_status().json()
+            while "next" in response.links:  # the history is paged (Link: rel="next")
+                response = await client.get(response.links["next"]["url"])
+                scores += response.raise_for_status().json()
     return sorted(scores, key=lambda s: (s["window_end"], s["patient_id"]))
 
 

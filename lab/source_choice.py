@@ -136,8 +136,9 @@ def fit_on(sources: list[SourceRows], masks: list[np.ndarray]
         directions = np.concatenate([directions, np.zeros(len(others), dtype=int)])
     k = len(F.FEATURE_NAMES)
     penalised = np.arange(z.shape[1]) < k  # the per-source intercepts are intercepts: not penalised
+    lower = np.concatenate([T.floors(scale), np.zeros(z.shape[1] - k)])
     coef, intercept = T.fit_constrained(z, y, directions, c_reg=T.C_REGULARISATION, sample_weight=w,
-                                        penalised=penalised)
+                                        penalised=penalised, lower=lower)
     offsets = {s.name: float(coef[k + j]) for j, s in enumerate(others)}
     return mean, scale, coef[:k], intercept, offsets
 
@@ -200,6 +201,31 @@ def compare(by_name: dict[str, SourceRows], *, n_bootstrap: int = 200, seed: int
     return report, logits
 
 
+def choice_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The comparison in short, for the artifact and its model card: every candidate's margins, the choice, the rule."""
+    return {"chosen": report["chosen"], "rule": report["rule"],
+            "candidates": {c: {"sources": r["sources"], "worse_margin": r["worse_margin"],
+                               "margins": {n: {k: v[k] for k in ("auroc", "news2_auroc", "margin", "margin_ci")}
+                                           for n, v in r["margins"].items()}}
+                           for c, r in report["candidates"].items()}}
+
+
+def external_rows(by_name: dict[str, SourceRows], logits: dict[str, dict[str, np.ndarray]], chosen: str
+                  ) -> dict[str, np.ndarray] | None:
+    """Set A's measured rows for the shipped twin's calibration check (``lab.train.external_calibration``): the
+    chosen candidate's out-of-fold raw logits when it was fitted on set A, else the features (the shipped twin never
+    saw set A, so it scores them itself); with labels, patients and joint folds."""
+    if "set-a" not in by_name:
+        return None
+    sa = by_name["set-a"]
+    m = sa.measure & (sa.fold >= 0)
+    out = {"y": sa.y[m], "patient": sa.patient[m], "fold": sa.fold[m]}
+    if "set-a" in CANDIDATES[chosen]:
+        ok = np.isfinite(logits[chosen]["set-a"][m])
+        return {**{k: v[ok] for k, v in out.items()}, "logit": logits[chosen]["set-a"][m][ok]}
+    return {**out, "x": sa.x[m]}
+
+
 def pooled_fit(report: dict[str, Any], logits: dict[str, dict[str, np.ndarray]], by_name: dict[str, SourceRows],
                *, progress: Callable[[str], None] = T._quiet) -> T.PooledFit:
     """The chosen candidate (one that includes set A) fitted on every fold's rows of its sources, with its
@@ -212,16 +238,16 @@ def pooled_fit(report: dict[str, Any], logits: dict[str, dict[str, np.ndarray]],
     mean, scale, w, b, offsets = fit_on(own, masks)
     rows = ", ".join(f"{s.name}: {int(m.sum())} rows of {int(pd.unique(s.patient[m]).size)} patients"
                      for s, m in zip(own, masks, strict=True))
-    summary = {c: {"sources": r["sources"], "worse_margin": r["worse_margin"],
-                   "margins": {n: {k: v[k] for k in ("auroc", "news2_auroc", "margin", "margin_ci")}
-                               for n, v in r["margins"].items()}}
-               for c, r in report["candidates"].items()}
+    summary = choice_summary(report)["candidates"]
+    external = external_rows(by_name, logits, chosen)
     return T.PooledFit(name=chosen, oof=logits[chosen]["simulator"], mean=mean, scale=scale, w=w, b=b,
+                       external=external,
                        fitted_on=f"{rows} (each source the same total weight, each its own intercept; the "
                                  f"shipped intercept is the simulator ward's)",
                        selection={"candidates": summary, "chosen": chosen, "rule": SOURCE_RULE,
                                   "source_offsets": offsets})
 
 
-__all__ = ["CANDIDATES", "FOLDS", "SOURCE_RULE", "SOURCE_TIE", "SourceRows", "choose", "compare", "fit_on",
-           "margins", "out_of_fold", "pooled_fit", "set_a_rows", "simulator_rows", "source_weights"]
+__all__ = ["CANDIDATES", "FOLDS", "SOURCE_RULE", "SOURCE_TIE", "SourceRows", "choice_summary", "choose", "compare",
+           "external_rows", "fit_on", "margins", "out_of_fold", "pooled_fit", "set_a_rows", "simulator_rows",
+           "source_weights"]

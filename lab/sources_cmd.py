@@ -44,7 +44,8 @@ def write_out_of_fold(table: pd.DataFrame, logit: np.ndarray, path: Path) -> Non
 
 def choose_sources(records: Path, limit: int | None, *, train_seed: int, sources_report: Path,
                    dataset: T.Dataset, fingerprint: dict[str, Any], progress: Progress,
-                   command_line: str) -> tuple[T.PooledFit | None, dict[str, Any]]:
+                   command_line: str, external: dict[str, Any] | None = None
+                   ) -> tuple[T.PooledFit | None, dict[str, Any]]:
     """(the pooled fit to ship, or None when the simulator alone wins; the cohort fingerprint, with set A's).
 
     ``records``: set A (its charted events are the labels); ``limit``: at most that many stays; ``command_line``
@@ -57,6 +58,9 @@ def choose_sources(records: Path, limit: int | None, *, train_seed: int, sources
     source_report.write(report, sources_report)
     for line in source_report.summary_lines(report):
         out(line)
+    if external is not None:  # set A's rows for the shipped twin's calibration check (lab.train)
+        external.update(S.external_rows(by_name, logits, report["chosen"]) or {},
+                        source_choice=S.choice_summary(report))
     if report["chosen"] == "simulator":
         return None, fingerprint
     write_out_of_fold(table, logits[report["chosen"]]["set-a"], sources_report / OUT_OF_FOLD)

@@ -31,15 +31,21 @@ Variants and the choice of the shipped twin (twin v3, stated before any PhysioNe
     variants within ``SELECTION_TIE`` (0.002) of the best are tied, and among tied variants the one with the
     fewest free features wins (then the order of ``VARIANTS``). Test patients, the evaluation cohort and set A
     play no part. Every variant's numbers are kept in the artifact (``variants``).
-Operating point (the service's alert threshold)
-    ``ALERT_TARGET``: on the development patients' cross-fitted (calibrated) risks, each patient's first
-    derived event counts as caught when an eligible window ending 6 h to 30 min before its onset is at or
-    above the threshold; the threshold is the *highest* on a 0.005 grid whose first-event sensitivity reaches
-    NEWS2 >= 5's on the same events (so, at NEWS2's sensitivity, the fewest twin alerts). The artifact records
-    the target, the threshold, a patient-bootstrap 95 % interval (resampling the development events,
-    ``THRESHOLD_BOOTSTRAP`` draws) and both policies' alert rates (``lab.metrics.alerts``, 1 h re-arm) on
-    the development patients. The service alerts at it unless a site overrides ``WARDTWIN_ALERT_THRESHOLD``;
-    the clear threshold is ``models.twin.CLEAR_FRACTION`` of it.
+Operating point (the service's alert threshold; issue 20: a threshold from an alert budget)
+    ``ALERT_TARGET``: the lowest threshold on a 0.005 grid whose twin alerts stay within
+    ``ALERT_BUDGET_PER_100_PATIENT_DAYS`` (5, or ``wardtwin train --alert-budget``) per 100 patient-days on the
+    simulated general ward. Counted on the development patients' cross-fitted (calibrated) risks, monitored windows
+    only, as the service's engine raises and clears: an alert when the risk has held at or above the threshold for
+    ``SUSTAIN_WINDOWS`` consecutive windows, a new one only after it fell below ``models.twin.CLEAR_FRACTION`` × the
+    threshold. The training cohort is enriched with deteriorations, so each development patient is weighted by
+    (ward share / development share) of their archetype (``ward_weights``): the rate is the ward's. The artifact
+    records the budget, the sustain rule, the threshold with a patient-bootstrap 95 % interval
+    (``THRESHOLD_BOOTSTRAP`` draws), the rate it reaches, the alert curve, and the first-event sensitivity it buys
+    (an eligible sustained window 6 h to 30 min before onset) beside NEWS2 >= 5 every 5 minutes. Test patients play
+    no part. The service alerts at it unless a site overrides ``WARDTWIN_ALERT_THRESHOLD``.
+Calibration check
+    Calibration slope, intercept at slope 1 and observed / expected, with patient-bootstrap 95 % intervals
+    (``lab.calibrate.calibration_report``), on the test patients and on the cross-fitted development logits.
 Determinism
     Fixed seed, deterministic solvers (L-BFGS-B from zero), no wall clock; the artifact is written with
     sorted keys.
@@ -65,6 +71,7 @@ import sklearn
 from scipy.special import expit
 
 from lab import metrics as M
+from lab.calibrate import calibration_report
 from lab.model_card import model_card, write_model_card
 from models import features as F
 from models import labels as L
@@ -79,37 +86,46 @@ SPLIT_FRACTIONS: Final[tuple[float, float]] = (0.6, 0.8)
 C_REGULARISATION: Final[float] = 1.0
 #: Patient folds for cross-fitting the calibration and the matched threshold.
 CV_FOLDS: Final[int] = 5
-#: Standardised values are winsorised at ±Z_CLIP SD (training and serving alike).
+#: Standardised values are winsorised at ±Z_CLIP SD (training and serving alike; ``clips`` for NEWS2's features).
 Z_CLIP: Final[float] = 4.0
 
 #: Variants compared on development patients: name → features left out (coefficient fixed at 0).
-#: ``v2-trends`` is the previous twin's inputs; the ``v3-*`` variants add the levels of ``F.NOW_FEATURES``.
-#: ``v3-levels-once`` removes the cause of the previous twin's zero level coefficients (model card): each vital's
-#: level enters once, as the NEWS2 points of its latest value, instead of three near-copies (a 1-hour hinge, the
-#: 4-hour time in range, correlation 0.77–0.91 on development windows, and the NEWS2 points) between which the
-#: sign-constrained fit floored whichever partial effect came out negative.
-_POINTS_ONLY: Final[tuple[str, ...]] = tuple(n for n in F.NOW_FEATURES if n != "news2_latest")
+#: Twin v4 (issue 20): every level is two-sided (``F.LEVELS``). ``v4-levels-once`` leaves out the 4-hour times
+#: outside the band and the oxygen flow, so each vital's level and the oxygen need enter once (the copies' partial
+#: effects are what the sign constraint floored in twin v3).
 _LEVEL_COPIES: Final[tuple[str, ...]] = (
-    "hr_above_90_1h", "hr_below_60_1h", "spo2_below_96_1h", "rr_above_20_1h", "rr_below_12_1h", "sbp_below_110",
-    "temp_above_37_5", "spo2_below_95_min_4h", "hr_above_100_min_4h", "sbp_below_100_min_4h", "rr_above_20_min_4h",
-    "temp_above_38_min_4h", "o2_l_min", "news2_latest")
+    "hr_outside_normal_min_4h", "rr_outside_normal_min_4h", "spo2_below_normal_min_4h", "sbp_outside_normal_min_4h",
+    "temp_outside_normal_min_4h", "o2_l_min")
 VARIANTS: Final[dict[str, tuple[str, ...]]] = {
-    "v2-trends": F.NOW_FEATURES,
-    "v3-points": ("news2_latest",),
-    "v3-aggregate": _POINTS_ONLY,
-    "v3-all": (),
-    "v3-levels-once": _LEVEL_COPIES,
+    "v4-all": (),
+    "v4-levels-once": _LEVEL_COPIES,
 }
+#: The floor (issue 20: RR, new confusion and oxygen must carry clinically plausible weight): every feature NEWS2
+#: itself scores gets at least ``NEWS2_FLOOR`` log-odds per NEWS2 point on the fitted (pre-Platt) scale: the
+#: two-sided levels per NEWS2 point, new confusion per its 3 points, oxygen per its 2. 0.1 per point (odds ratio
+#: 1.105; 3 points 1.35) is well below the 0.3-0.5 per point that the NEWS2 aggregate carries for 24-hour outcomes,
+#: so the floor only stops the fit from ignoring a parameter NEWS2 counts; where the data give more, it is not felt.
+NEWS2_FLOOR: Final[float] = 0.1
+NEWS2_POINTS_PER_UNIT: Final[dict[str, float]] = {**{lv.name: 1.0 for lv in F.LEVELS}, "not_alert": 3.0,
+                                                  "on_oxygen": 2.0}
 SELECTION_TIE: Final[float] = 0.002
 SELECTION_RULE: Final[str] = (
     "highest cross-fitted AUROC on eligible development (train + validation) windows; variants within "
     f"{SELECTION_TIE} of the best are tied and the tied variant with the fewest free features is shipped; "
     "stated before any PhysioNet 2012 set-A result was seen")
-#: The alert threshold's target (module docstring, "Operating point").
+#: The twin's alert budget (module docstring, "Operating point"): alerts per 100 patient-days on the simulated
+#: general-ward mix, the twin alone, raised on sustained risk (``SUSTAIN_WINDOWS``). Kaiser's Advance Alert Monitor
+#: runs at about 3 per 100 patient-days (Escobar, NEJM 2020); issue 20 gives the twin at most 10 beyond charted NEWS2.
+ALERT_BUDGET_PER_100_PATIENT_DAYS: Final[float] = 5.0
+#: The twin raises after this many consecutive 5-minute windows at or above its threshold (15 minutes); the
+#: service's ``Settings.twin_sustain_windows`` (default 3) applies the same rule; the artifact records it.
+SUSTAIN_WINDOWS: Final[int] = 3
 ALERT_TARGET: Final[str] = (
-    "catch at least as many first deterioration events (with at least 30 min lead, within 6 h) as NEWS2 >= 5 "
-    "on the development patients, with the fewest twin alerts: the highest threshold on a 0.005 grid whose "
-    "first-event sensitivity reaches NEWS2 >= 5's")
+    "the lowest twin threshold on a 0.005 grid at and above which every threshold keeps its alerts within the budget "
+    "of {budget:g} per 100 patient-days on the simulated general-ward mix (development patients' cross-fitted risks, "
+    "reweighted by archetype to the ward mix), counting an alert when the risk has been at or above the threshold "
+    "for {sustain} consecutive 5-minute windows and a new one only after the risk fell below 0.8 x the threshold "
+    "(the service's hysteresis)")
 ALERT_LEAD: Final[pd.Timedelta] = pd.Timedelta(minutes=30)
 THRESHOLD_BOOTSTRAP: Final[int] = 1000
 
@@ -186,15 +202,33 @@ def fit_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, scale
 
 
-def standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, clip: float = Z_CLIP) -> np.ndarray:
-    z = np.clip((x - mean) / scale, -clip, clip)
+#: The NEWS2-counted features are winsorised no lower than this many NEWS2 points (``clips``).
+LEVEL_CAP_POINTS: Final[float] = 4.0
+
+
+def clips(mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Per feature, the winsorising bound in SD: ``Z_CLIP``, except that a feature NEWS2 counts
+    (``NEWS2_POINTS_PER_UNIT``) is never cut below ``LEVEL_CAP_POINTS`` NEWS2 points' worth: most windows sit in the
+    normal band, so its SD is small and 4 SD would make heart rate 38 bpm read like 118 bpm (and cut new confusion,
+    a 0/1 feature, below 1)."""
+    per_unit = np.asarray([NEWS2_POINTS_PER_UNIT.get(n, 0.0) for n in F.FEATURE_NAMES])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cap = np.where(per_unit > 0, (LEVEL_CAP_POINTS / np.where(per_unit > 0, per_unit, 1.0) - mean) / scale, 0.0)
+    return np.maximum(Z_CLIP, np.where(np.isfinite(cap), cap, Z_CLIP))
+
+
+def standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, clip: float | np.ndarray | None = None
+                ) -> np.ndarray:
+    """(x − mean) / scale, winsorised at ±``clip`` SD (default ``clips(mean, scale)``), missing → 0."""
+    bound = clips(mean, scale) if clip is None else clip
+    z = np.clip((x - mean) / scale, -bound, bound)
     z[np.isnan(z)] = 0.0
     return z
 
 
 def fit_constrained(z: np.ndarray, y: np.ndarray, directions: np.ndarray, *, c_reg: float = 1.0,
-                    sample_weight: np.ndarray | None = None, penalised: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, float]:
+                    sample_weight: np.ndarray | None = None, penalised: np.ndarray | None = None,
+                    lower: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Sign-constrained, L2-penalised, class-balanced logistic regression on standardised features.
 
     Minimises ``Σ_i s_i · logloss_i + ||w||² / (2 C)`` (scikit-learn's objective for
@@ -203,7 +237,8 @@ def fit_constrained(z: np.ndarray, y: np.ndarray, directions: np.ndarray, *, c_r
     from zero. The objective is divided by ``Σ s_i`` for conditioning (same minimiser). Deterministic.
     ``sample_weight`` (e.g. equal total weight per data source) multiplies each row's weight; the class balance is
     then taken over the weighted rows, and with no weights the fit is exactly the unweighted one. ``penalised``
-    (boolean per column, default all) leaves columns such as per-source intercepts out of the L2 penalty.
+    (boolean per column, default all) leaves columns such as per-source intercepts out of the L2 penalty. ``lower``
+    (per column, default 0) raises the bound of a ``+1`` column above 0 (``NEWS2_FLOOR``).
     """
     from scipy.optimize import minimize
 
@@ -232,13 +267,15 @@ def fit_constrained(z: np.ndarray, y: np.ndarray, directions: np.ndarray, *, c_r
         grad[k] = float(r.sum())
         return loss, grad
 
-    bounds = [(0.0, None) if d > 0 else (None, 0.0) if d < 0 else (None, None) for d in directions] + [(None, None)]
+    low = np.zeros(k) if lower is None else np.maximum(np.asarray(lower, dtype=float), 0.0)
+    bounds = [(float(lo), None) if d > 0 else (None, 0.0) if d < 0 else (None, None)
+              for d, lo in zip(directions, low, strict=True)] + [(None, None)]
     res = minimize(objective, np.zeros(k + 1), jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": 20_000, "maxcor": 30, "ftol": 1e-15, "gtol": 1e-10})
     if not res.success and "ABNORMAL" not in str(res.message).upper():
         raise RuntimeError(f"constrained logistic regression did not converge: {res.message}")
     w = np.asarray(res.x[:k], dtype=float)
-    w = np.where(np.asarray(directions) > 0, np.maximum(w, 0.0), np.where(np.asarray(directions) < 0,
+    w = np.where(np.asarray(directions) > 0, np.maximum(w, low), np.where(np.asarray(directions) < 0,
                                                                          np.minimum(w, 0.0), w))
     return w, float(res.x[k])
 
@@ -269,11 +306,14 @@ class PooledFit:
     b: float
     fitted_on: str
     selection: dict[str, Any]
+    #: Set A's rows for the calibration check: out-of-fold raw logit, label, patient, joint fold (measured rows only).
+    external: dict[str, np.ndarray] | None = None
 
 
 def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *, seed: int,
           cohort_fingerprint: dict, progress: Progress = _quiet, dataset: Dataset | None = None,
-          variant: str | None = None, pooled: PooledFit | None = None) -> dict:
+          variant: str | None = None, pooled: PooledFit | None = None,
+          budget: float = ALERT_BUDGET_PER_100_PATIENT_DAYS, external: dict[str, np.ndarray] | None = None) -> dict:
     """Train and calibrate the twin; returns the JSON artifact (a plain dict).
 
     ``variant`` forces one of ``VARIANTS`` (to study a variant the rule did not choose; never for shipping).
@@ -326,7 +366,7 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
     if pooled is None:
         progress(f"fit: {dev.sum()} development windows, sign-constrained; {te.sum()} test windows held out")
         mean, scale = fit_scaler(x[dev])
-        w, b = _fit_free(standardise(x[dev], mean, scale), y[dev], directions, free)
+        w, b = _fit_free(standardise(x[dev], mean, scale), y[dev], directions, free, floors(scale))
         fitted_on = "eligible development (train + validation) windows"
     else:
         mean, scale, w, b = pooled.mean, pooled.scale, np.asarray(pooled.w, dtype=float), float(pooled.b)
@@ -347,8 +387,23 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
         "cross_fitted": M.summary(y[dev], oof_risk[dev], news[dev]),
         "development": M.summary(y[dev], risk[dev], news[dev]),
     }
-    alert = alert_threshold(ds, fold >= 0, np.nan_to_num(oof_risk), seed=seed)
-    progress(f"alert threshold ({ALERT_TARGET}): {alert['threshold']} (95 % interval {alert['threshold_ci']})")
+    progress("calibration slope and observed/expected with patient-bootstrap intervals (test, cross-fitted)")
+    calibration = {
+        "test": calibration_report(y[te], logit[te], pids[te], seed=seed),
+        "cross_fitted": calibration_report(y[dev], a * oof[dev] + c, pids[dev], seed=seed),
+    }
+    ext = pooled.external if pooled is not None else external
+    if pooled is None and external and "source_choice" in external:  # the source rule chose the simulator alone
+        selection["source_choice"] = external["source_choice"]
+    if ext and "y" in ext:
+        if "x" in ext:  # the shipped twin never saw these rows: it scores them itself
+            ext_logit = standardise(np.asarray(ext["x"], dtype=float), mean, scale) @ coef + intercept
+        else:  # out-of-fold raw logits of the pooled fit, through the ward's Platt map
+            ext_logit = a * np.asarray(ext["logit"], dtype=float) + c
+        calibration["set_a_out_of_fold"] = external_calibration(ext, ext_logit, seed=seed)
+    alert = alert_threshold(ds, fold >= 0, np.nan_to_num(oof_risk), seed=seed, budget=budget)
+    progress(f"alert threshold ({alert['target']}): {alert['threshold']} (95 % interval {alert['threshold_ci']}), "
+             f"{alert.get('twin_alerts_per_100_patient_days')} alerts per 100 ward patient-days")
     n_pat = {s: int(frame.loc[split == s, "patient_id"].nunique()) for s in ("train", "validation", "test")}
     body = {
         "format": ARTIFACT_FORMAT,
@@ -356,13 +411,17 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
         "features": [{"name": f.name, "unit": f.unit, "description": f.description, "direction": f.direction,
                       "reason": f.reason} for f in F.FEATURES],
         "directions": directions.tolist(),
-        "scaler": {"mean": mean.tolist(), "scale": scale.tolist(), "clip": Z_CLIP},
+        "scaler": {"mean": mean.tolist(), "scale": scale.tolist(), "clip": clips(mean, scale).tolist()},
         "coefficients": coef.tolist(),
         "intercept": float(intercept),
         "uncalibrated": {"coefficients": w.tolist(), "intercept": float(b)},
         "calibration": {"method": "platt-on-logit", "a": float(a), "c": float(c),
                         "fitted_on": f"cross-fitted logits of eligible development (train + validation) windows, "
                                      f"{CV_FOLDS} patient folds"},
+        "floors": {"log_odds_per_news2_point": NEWS2_FLOOR, "points_per_unit": dict(NEWS2_POINTS_PER_UNIT),
+                   "per_sd_fitted": dict(zip(F.FEATURE_NAMES, floors(scale).tolist(), strict=True)),
+                   "rule": "coefficient per SD >= floor x NEWS2 points per unit x SD on the fitted (pre-Platt) "
+                           "scale; the shipped coefficient is the Platt slope times it"},
         "estimator": {"kind": "sign-constrained logistic regression", "C": C_REGULARISATION,
                       "class_weight": "balanced", "solver": "scipy L-BFGS-B with bounds", "penalty": "l2",
                       "fitted_on": fitted_on},
@@ -374,24 +433,52 @@ def train(windows: pd.DataFrame, events: pd.DataFrame, patients: pd.DataFrame, *
                    "refractory_h": L.REFRACTORY / pd.Timedelta(hours=1)},
         "cohort": dict(cohort_fingerprint),
         "metrics": metrics,
-        "operating_points": {"alert": alert, "match_news2_5": alert},
+        "calibration_check": calibration,
+        "operating_points": {"alert": alert},
         "variants": selection,
         "library_versions": {"python": platform.python_version(), "numpy": np.__version__,
                              "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
                              "scipy": scipy.__version__},
     }
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
-    body["version"] = f"twin-3.{digest}"
+    body["version"] = f"twin-4.{digest}"
     body["card"] = model_card(body)
     progress(f"done: version {body['version']}, test AUROC {metrics['test']['auroc']:.3f} "
              f"(NEWS2 {metrics['test']['news2_auroc']:.3f})")
     return body
 
 
-def _fit_free(z: np.ndarray, y: np.ndarray, directions: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
+def external_calibration(ext: dict[str, np.ndarray], shipped: np.ndarray, *, seed: int) -> dict[str, Any]:
+    """Calibration on another population (set A) of the shipped twin's calibrated logits ``shipped`` (out of fold
+    where the twin was fitted on it): as shipped, and after a site recalibration (``lab.calibrate``: slope and
+    intercept) fitted out of fold — each fold's map fitted on the other folds' rows — which is what ``wardtwin
+    calibrate`` on a site's own data would give."""
+    y, pid, fold = (np.asarray(ext[k]) for k in ("y", "patient", "fold"))
+    site = np.full(len(y), np.nan)
+    for k in np.unique(fold[fold >= 0]):
+        fit_rows, out_rows = (fold >= 0) & (fold != k), fold == k
+        slope, shift = M.logistic_fit(shipped[fit_rows], y[fit_rows].astype(float))
+        site[out_rows] = slope * shipped[out_rows] + shift
+    ok = np.isfinite(site)
+    return {"as_shipped": calibration_report(y, shipped, pid, seed=seed),
+            "after_site_calibration_out_of_fold": calibration_report(y[ok], site[ok], pid[ok], seed=seed),
+            "rows": "set A eligible scorable stay-hours with NEWS2, the shipped twin's logits (out of fold where it "
+                    "saw set A); site calibration refitted per joint fold on the other folds"}
+
+
+def floors(scale: np.ndarray) -> np.ndarray:
+    """Per feature (``F.FEATURE_NAMES`` order), the lowest coefficient per SD the fit may give it: ``NEWS2_FLOOR``
+    log-odds per NEWS2 point × points per unit of the feature (``NEWS2_POINTS_PER_UNIT``) × its SD; 0 elsewhere."""
+    per_unit = np.asarray([NEWS2_POINTS_PER_UNIT.get(n, 0.0) for n in F.FEATURE_NAMES])
+    return NEWS2_FLOOR * per_unit * np.asarray(scale, dtype=float)
+
+
+def _fit_free(z: np.ndarray, y: np.ndarray, directions: np.ndarray, free: np.ndarray,
+              lower: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """:func:`fit_constrained` on the free columns only; the left-out features' coefficients are exactly 0."""
     w = np.zeros(z.shape[1])
-    w_free, b = fit_constrained(z[:, free], y, directions[free], c_reg=C_REGULARISATION)
+    w_free, b = fit_constrained(z[:, free], y, directions[free], c_reg=C_REGULARISATION,
+                                lower=None if lower is None else np.asarray(lower)[free])
     w[free] = w_free
     return w, b
 
@@ -406,7 +493,7 @@ def _cross_fit(x: np.ndarray, y: np.ndarray, dev: np.ndarray, fold: np.ndarray, 
         if y[fit_k].min(initial=1) == y[fit_k].max(initial=0) or not out_k.any():
             raise ValueError("every cross-fitting fold needs both classes; the cohort is too small")
         mean_k, scale_k = fit_scaler(x[fit_k])
-        w_k, b_k = _fit_free(standardise(x[fit_k], mean_k, scale_k), y[fit_k], directions, free)
+        w_k, b_k = _fit_free(standardise(x[fit_k], mean_k, scale_k), y[fit_k], directions, free, floors(scale_k))
         oof[out_k] = standardise(x[out_k], mean_k, scale_k) @ w_k + b_k
     return oof
 
@@ -448,35 +535,128 @@ def _highest_threshold(best: np.ndarray, target: float) -> float:
     return math.floor(kth * 200) / 200  # 0.005 grid, rounded down so the sensitivity is reached
 
 
+def sustained_risk(frame: pd.DataFrame, risk: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """Per row: the lowest risk over the row and the ``n - 1`` windows before it, when all ``n`` are ``mask`` rows
+    of the same patient on consecutive 5-minute windows; ``-inf`` otherwise. "Sustained at or above T" is
+    ``sustained_risk >= T``. ``frame`` sorted by patient and window end."""
+    pid = frame["patient_id"].to_numpy()
+    t = pd.DatetimeIndex(frame["window_end"]).as_unit("ns").asi8
+    s = np.where(mask, risk, -np.inf)
+    out = s.copy()
+    step = pd.Timedelta(minutes=5).value
+    for k in range(1, n):
+        same = np.zeros(len(s), dtype=bool)
+        same[k:] = (pid[k:] == pid[:-k]) & (t[k:] - t[:-k] == k * step)
+        prev = np.full(len(s), -np.inf)
+        prev[k:] = s[:-k]
+        out = np.minimum(out, np.where(same, prev, -np.inf))
+    return out
+
+
+def alert_counts(frame: pd.DataFrame, risk: np.ndarray, sustained: np.ndarray, mask: np.ndarray, codes: np.ndarray,
+                 n_patients: int, threshold: float, clear: float) -> np.ndarray:
+    """Twin alerts per patient (``codes``: patient index per row): one per run of ``mask`` windows at or above
+    ``clear`` (consecutive, same patient) that holds a sustained window at or above ``threshold`` — the engine
+    raises there and keeps the alert open until the risk falls below ``clear``."""
+    pid = frame["patient_id"].to_numpy()
+    t = pd.DatetimeIndex(frame["window_end"]).as_unit("ns").asi8
+    hold = mask & (risk >= clear)
+    cont = np.zeros(len(hold), dtype=bool)
+    cont[1:] = hold[:-1] & (pid[1:] == pid[:-1]) & (t[1:] - t[:-1] == pd.Timedelta(minutes=5).value)
+    seg = np.cumsum(hold & ~cont)
+    raised = hold & (sustained >= threshold)
+    first = np.unique(seg[raised], return_index=True)[1]
+    return np.bincount(codes[np.flatnonzero(raised)[first]], minlength=n_patients).astype(float)
+
+
+def ward_weights(patients: pd.DataFrame, ids: np.ndarray, hours_per_patient: float) -> tuple[np.ndarray, str]:
+    """Per patient (``ids``): the weight that makes the development patients' archetype mix the simulated general
+    ward's (``simulator.archetypes.mix_for_event_rate`` at the cohort's stay length); all 1 when the patients'
+    archetypes are not the simulator's."""
+    from simulator.archetypes import WARD_EVENT_RATE_PER_DAY, mix_for_event_rate
+
+    ward = mix_for_event_rate(WARD_EVENT_RATE_PER_DAY, max(hours_per_patient, 1.0))
+    if "archetype" not in patients:
+        return np.ones(len(ids)), "development mix (no archetypes recorded)"
+    arch = patients.drop_duplicates("patient_id").set_index("patient_id")["archetype"].reindex(ids)
+    if arch.isna().any() or not set(arch).issubset(ward):
+        return np.ones(len(ids)), "development mix (archetypes not the simulator's)"
+    share = arch.value_counts(normalize=True)
+    w = np.asarray([ward[a] / share[a] for a in arch], dtype=float)
+    return w, (f"reweighted by archetype to the simulated general ward ({WARD_EVENT_RATE_PER_DAY:g} planned "
+               f"deteriorations per patient-day over {hours_per_patient:.0f} h stays)")
+
+
+def _lowest_within(grid: np.ndarray, rate: np.ndarray, budget: float) -> float:
+    """The lowest grid threshold at and above which every threshold's rate is within ``budget`` (rates need not fall
+    monotonically: at a very low threshold hysteresis merges a stay's alerts into one long one)."""
+    over = np.flatnonzero(rate > budget)
+    if not len(over):
+        return float(grid[0])
+    return float(grid[min(int(over.max()) + 1, len(grid) - 1)])
+
+
 def alert_threshold(ds: Dataset, patients_mask: np.ndarray, risk: np.ndarray, *, seed: int,
-                    n_boot: int = THRESHOLD_BOOTSTRAP) -> dict[str, Any]:
-    """The service's twin alert threshold from ``ALERT_TARGET`` on the given (development) patients."""
-    twin_max, news_max = _first_event_maxima(ds, patients_mask, risk)
-    if len(twin_max) == 0:
-        return {"threshold": None, "target": ALERT_TARGET, "rule": "no observable development events"}
-    target = float(np.mean(news_max >= 5))
-    chosen = _highest_threshold(twin_max, target)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(twin_max), len(twin_max))
-        draws.append(_highest_threshold(twin_max[i], float(np.mean(news_max[i] >= 5))))
-    lo, hi = np.percentile(draws, [2.5, 97.5]) if draws else (math.nan, math.nan)
+                    n_boot: int = THRESHOLD_BOOTSTRAP, budget: float = ALERT_BUDGET_PER_100_PATIENT_DAYS,
+                    sustain: int = SUSTAIN_WINDOWS) -> dict[str, Any]:
+    """The service's twin alert threshold from the alert budget (``ALERT_TARGET``) on the given (development)
+    patients' risks; with the first-event sensitivity it buys and a patient-bootstrap interval."""
+    from models.twin import CLEAR_FRACTION
+
     frame = ds.frame
     mon = M.monitored(frame) & patients_mask
-    sub = frame.loc[mon].reset_index(drop=True)
-    days = len(sub) * 5 / 60 / 24
-    twin_alerts = int(M.alerts(sub, risk[mon] >= chosen).sum())
-    news_alerts = int(M.alerts(sub, sub["news2"].to_numpy() >= 5).sum())
+    ids, codes = np.unique(frame["patient_id"].to_numpy(object), return_inverse=True)
+    present = np.bincount(codes[mon], minlength=len(ids)) > 0
+    days = np.bincount(codes[mon], minlength=len(ids)) * 5 / 60 / 24
+    if not present.any():
+        return {"threshold": None, "target": ALERT_TARGET.format(budget=budget, sustain=sustain),
+                "rule": "no development patients"}
+    n_pat = int(present.sum())
+    weights, weighting = ward_weights(ds.patients, ids[present], ds.hours / max(frame["patient_id"].nunique(), 1))
+    w = np.zeros(len(ids))
+    w[present] = weights
+    sus = sustained_risk(frame, risk, mon, sustain)
+    grid = np.round(np.arange(1, 200) / 200, 3)
+    counts = np.vstack([alert_counts(frame, risk, sus, mon, codes, len(ids), float(g), CLEAR_FRACTION * float(g))
+                        for g in grid])  # thresholds × patients
+    rate = 100 * (counts @ w) / float(days @ w)
+    chosen = _lowest_within(grid, rate, budget)
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(present)
+    draws = []
+    for _ in range(n_boot):
+        c = np.bincount(rng.integers(0, len(idx), len(idx)), minlength=len(idx)).astype(float)
+        wd = np.zeros(len(ids))
+        wd[idx] = c * w[idx]
+        draws.append(_lowest_within(grid, 100 * (counts @ wd) / max(float(days @ wd), 1e-12), budget))
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    at = int(np.flatnonzero(grid == chosen)[0])
+    twin_max, news_max = _first_event_maxima(ds, patients_mask, np.where(np.isfinite(sus), sus, 0.0))
+    news = frame["news2"].to_numpy(float)
+    news_on = np.where(np.isnan(news), -np.inf, news)
+    news_counts = alert_counts(frame, news_on, news_on, mon, codes, len(ids), 5.0, 5.0)
     return {
-        "threshold": chosen, "threshold_ci": [float(lo), float(hi)], "target": ALERT_TARGET,
-        "rule": ALERT_TARGET + "; chosen on the cross-fitted risks of development (train + validation) patients",
-        "first_events": len(twin_max), "news2_5_sensitivity": target,
-        "twin_sensitivity": float(np.mean(twin_max >= chosen)),
-        "twin_alerts_per_100_patient_days": round(100 * twin_alerts / days, 1) if days else None,
-        "news2_5_alerts_per_100_patient_days": round(100 * news_alerts / days, 1) if days else None,
-        "alert_counting": "lab.metrics.alerts (a new alert after an hour below), monitored development windows",
-        "bootstrap": {"draws": n_boot, "resampled": "development first events (one per patient)", "seed": seed},
+        "threshold": chosen, "threshold_ci": [float(lo), float(hi)],
+        "target": ALERT_TARGET.format(budget=budget, sustain=sustain),
+        "rule": ALERT_TARGET.format(budget=budget, sustain=sustain)
+        + "; chosen on the cross-fitted risks of development (train + validation) patients, never test patients",
+        "budget_alerts_per_100_patient_days": budget, "budget_met": bool(rate[at] <= budget),
+        "sustain_windows": sustain, "clear_fraction": CLEAR_FRACTION,
+        "twin_alerts_per_100_patient_days": round(float(rate[at]), 2),
+        "twin_alerts_per_100_patient_days_development_mix": round(float(100 * counts[at].sum() / days.sum()), 2),
+        "news2_5_every_5min_alerts_per_100_patient_days": round(float(100 * (news_counts @ w) / float(days @ w)), 1),
+        "weighting": weighting, "patients": n_pat, "patient_days": round(float(days.sum()), 1),
+        "first_events": len(twin_max),
+        "twin_sensitivity": float(np.mean(twin_max >= chosen)) if len(twin_max) else None,
+        "news2_5_sensitivity": float(np.mean(news_max >= 5)) if len(news_max) else None,
+        "sensitivity_rule": "first derived event per development patient caught when a sustained twin window (NEWS2 "
+                            "every 5 min: one window >= 5) ends 6 h to 30 min before onset; development event mix, "
+                            "not reweighted",
+        "curve": [{"threshold": float(g), "alerts_per_100_patient_days": round(float(x), 2)}
+                  for i, (g, x) in enumerate(zip(grid, rate, strict=True)) if i % 2 == 1 and g <= 0.3],
+        "alert_counting": f"a twin alert per run of monitored windows at or above 0.8 x the threshold holding "
+                          f"{sustain} consecutive windows at or above it (the engine's raise and clear)",
+        "bootstrap": {"draws": n_boot, "resampled": "development patients", "seed": seed},
     }
 
 
@@ -577,7 +757,9 @@ def write_artifact(artifact: dict[str, Any], path: str | Path) -> Path:
 
 
 __all__ = [
-    "ALERT_TARGET", "CV_FOLDS", "SELECTION_RULE", "VARIANTS", "Dataset", "alert_threshold", "export_hgb",
-    "fit_constrained", "fit_scaler", "fold_of", "matched_threshold", "prepare", "select_variant", "split_of",
-    "standardise", "train", "train_challenger", "write_artifact", "write_json",
+    "ALERT_BUDGET_PER_100_PATIENT_DAYS", "ALERT_TARGET", "CV_FOLDS", "NEWS2_FLOOR", "NEWS2_POINTS_PER_UNIT",
+    "SELECTION_RULE", "SUSTAIN_WINDOWS", "VARIANTS", "Dataset", "alert_counts", "alert_threshold", "export_hgb",
+    "external_calibration", "fit_constrained", "fit_scaler", "floors", "fold_of", "matched_threshold", "prepare",
+    "select_variant", "split_of", "standardise", "sustained_risk", "train", "train_challenger", "ward_weights",
+    "write_artifact", "write_json",
 ]

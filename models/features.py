@@ -16,35 +16,35 @@ Definitions (``k`` windows "ending at" a window end ``t`` are the windows whose 
 Every feature is "more is worse": its declared ``direction`` is +1 with a one-line clinical reason,
 and training constrains its coefficient to be >= 0.
 
-- Levels as hinges at the edge of the NEWS2 zero-point band (0 inside it, so a normal value never
-  moves the score and a better-than-normal value never reads as risk): ``hr_above_90_1h``,
-  ``hr_below_60_1h``, ``spo2_below_96_1h``, ``rr_above_20_1h``, ``rr_below_12_1h`` on the last-hour
-  mean (12 windows, at least 3 with data); ``sbp_below_110``, ``temp_above_37_5`` on the window value
-  (already carried forward up to one hour by ``models.windows``); ``shock_index_above_0_7`` on latest
-  HR / latest SBP (latest HR is the newest window mean within the last 15 minutes).
+- Levels, two-sided (twin v4, issue 20): ``*_outside_normal`` (``spo2_below_normal``) is how far the vital lies
+  outside its NEWS2 zero-point band, in NEWS2 points: the distance beyond the band's edge divided by the width of
+  the first scoring band on that side (``LEVELS``), 0 inside the band. So heart rate 118 bpm reads (118 − 90.5) / 20
+  = 1.4 and 55 bpm reads 0, while 45 bpm reads (50.5 − 45) / 5 = 1.1 and 38 bpm 2.5: bradycardia counts by its
+  own NEWS2 scale (where the chart jumps from 1 to 3 points the width is the span of that rise), and one coefficient
+  per vital weighs both sides. Heart rate, SpO2 and respiratory rate: the
+  last-hour mean (12 windows, at least 3 with data) on a monitored patient, else (charted cadence) the newest value
+  within ``LEVEL_CARRY``; SBP and temperature: the window value (already carried ≤ 1 h by ``models.windows``).
+  ``shock_index_above_0_7``: latest HR / latest SBP above 0.7 (latest HR: the newest window mean within 15 min).
 - ``*_rise_1h`` / ``*_fall_1h``: the least-squares slope over the last hour, per hour (at least 6
   windows), in the harmful direction only (0 when moving the other way).
 - ``approach_*``: how fast the vital is closing on an event line, as (rate towards it) / (distance
   left), per hour, 0 when moving away; i.e. 1 / (hours to the line at the current 1-hour trend).
   Capped at 4 /h (15 minutes away); 4 /h as well when the line is already crossed and moving on.
 - ``*_std_1h``: sample standard deviation (ddof=1) over the last hour; at least 4 windows.
-- ``*_min_4h``: minutes, over the last 4 hours, spent in a range clinicians watch (e.g. SpO2 < 95 %).
+- ``*_normal_min_4h``: minutes, over the last 4 hours, with the vital outside its NEWS2 zero-point band (both
+  sides; SpO2 below it): a sustained abnormality, not a single reading.
 - ``*_rise_vs_baseline`` / ``*_drop_vs_baseline``: last-hour mean minus the patient's baseline (mean
-  over the baseline period), harmful direction only. The baseline period is the patient's first
+  over the baseline period; for HR, RR and SpO2 no better than a typical value, ``_BASELINE_REFERENCE``), harmful
+  direction only. The baseline period is the patient's first
   4 hours of windows within the look-back (``HISTORY``, 12 h before the window end); available once
   5 hours of history exist (NaN before).
 - ``*_missing_min_1h``: minutes of the last hour without any clean reading of the vital.
 - ``not_alert``: last charted ACVPU is not Alert; ``o2_l_min``: last charted oxygen flow.
-- Levels now (twin v3, issue 10), at both cadences: ``*_news2_points`` are the RCP 2017 NEWS2 points
-  (``models.news2.from_windows``, SpO2 scale 1) of the **latest** value of each vital: heart rate, SpO2 and
-  respiratory rate from the newest window that has them within ``LEVEL_CARRY`` (1 h, as ``models.windows``
-  carries SBP and temperature, and as the service's stale rule); SBP and temperature from the window itself
-  (already carried ≤ 1 h). A monitor streaming every second and a nurse charting hourly give the same value.
-  ``on_oxygen``: 1 when the last charted oxygen flow (≤ 12 h, ``models.windows``) is above 0 (oxygen need, NEWS2
-  scores it 2). ``news2_latest``: the NEWS2 aggregate of those latest values (all seven parameters; a
-  parameter not observed scores 0, as a partial NEWS2 does; NaN when none is observed). Missing stays NaN (a
-  zero contribution, "not measured").
+- ``on_oxygen``: 1 when the last charted oxygen flow (≤ 12 h, ``models.windows``) is above 0 (NEWS2 scores it 2).
 
+Left out on purpose (issue 20): the one-sided level hinges (HR above 90 / below 60 bpm …), which let a steady 55 bpm
+weigh more than 118 bpm when the label rewarded it, and the NEWS2 points of the latest values with their total
+(step copies of the two-sided levels: the sign-constrained fit floored whichever partial effect came out negative).
 Left out on purpose (issue 6): signed distances to the thresholds next to last-hour means (collinear,
 the two HR distances exactly so), signed trends and baseline differences (ambiguous direction), the
 4-hour SDs and the Mahalanobis distance from baseline (rise when a patient returns to normal), and the
@@ -64,7 +64,6 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from models import news2 as N
 from models.schema import HR_HIGH_BPM, HR_LOW_BPM, SBP_LOW_MMHG, SPO2_LOW_PCT, TEMP_HIGH_C
 from models.windows import MEASURE_COLUMNS, WINDOW, WINDOW_COLUMNS
 
@@ -111,30 +110,57 @@ _SOURCE: Final[dict[str, str]] = {"hr": "hr_mean", "spo2": "spo2_mean", "rr": "r
 #: inside the normal range never moves the score and "better than normal" never reads as risk.
 #: name → (vital, source, anchor, side, unit, level format, wording of the vital, zero sentence, reason)
 _HINGES: Final[tuple[tuple[str, str, str, float, int, str, str, str, str, str], ...]] = (
-    ("hr_above_90_1h", "hr", "mean_1h", 90.0, 1, "bpm", ".0f", "Heart rate has averaged {level:.0f} bpm over the "
-     "last hour, {value:.0f} bpm above 90", "Heart rate has averaged 90 bpm or less over the last hour",
-     "tachycardia: NEWS2 scores heart rate from 91 bpm; the event line is 120 bpm"),
-    ("hr_below_60_1h", "hr", "mean_1h", 60.0, -1, "bpm", ".0f", "Heart rate has averaged {level:.0f} bpm over the "
-     "last hour, {value:.0f} bpm below 60", "Heart rate has averaged 60 bpm or more over the last hour",
-     "bradycardia: the event line is 50 bpm; NEWS2 scores 50 bpm and below"),
-    ("spo2_below_96_1h", "spo2", "mean_1h", 96.0, -1, "%", ".0f", "SpO2 has averaged {level:.1f} % over the last "
-     "hour, {value:.1f} points below 96 %", "SpO2 has averaged 96 % or more over the last hour",
-     "hypoxaemia: NEWS2 (scale 1) scores SpO2 of 95 % and below; the event line is 90 %"),
-    ("rr_above_20_1h", "rr", "mean_1h", 20.0, 1, "/min", ".0f", "Respiratory rate has averaged {level:.0f} /min over "
-     "the last hour, {value:.0f} /min above 20", "Respiratory rate has averaged 20 /min or less over the last hour",
-     "tachypnoea: NEWS2 scores 21 /min and above; often the earliest sign of deterioration"),
-    ("rr_below_12_1h", "rr", "mean_1h", 12.0, -1, "/min", ".0f", "Respiratory rate has averaged {level:.0f} /min "
-     "over the last hour, {value:.0f} /min below 12", "Respiratory rate has averaged 12 /min or more over the last "
-     "hour", "bradypnoea (opioids, exhaustion, CO2 narcosis): NEWS2 scores 11 /min and below"),
-    ("sbp_below_110", "sbp", "latest", 110.0, -1, "mmHg", ".0f", "Systolic BP is {level:.0f} mmHg, {value:.0f} mmHg "
-     "below 110", "Systolic BP is 110 mmHg or more",
-     "hypotension: NEWS2 scores systolic BP of 110 mmHg and below; the event line is 90 mmHg"),
-    ("temp_above_37_5", "temp", "latest", 37.5, 1, "°C", ".1f", "Temperature is {level:.1f} °C, {value:.1f} °C above "
-     "37.5", "Temperature is 37.5 °C or less", "fever: NEWS2 scores from 38.1 °C; the event line is 39 °C"),
     ("shock_index_above_0_7", "si", "latest", 0.7, 1, "", ".2f", "Shock index (heart rate / systolic BP) is "
      "{level:.2f}, above the normal 0.7", "Shock index (heart rate / systolic BP) is 0.7 or less",
      "a shock index above 0.7 flags hypovolaemia or shock before the blood pressure falls"),
 )
+
+
+@dataclass(frozen=True)
+class Level:
+    """A two-sided level: NEWS2 points' worth outside the zero-point band ``[low, high]``.
+
+    ``low_width`` / ``high_width``: how far beyond the edge one NEWS2 point lies, below / above (the first scoring
+    band's width, or less where the chart jumps by 2 points; None: that side is not abnormal, e.g. a high SpO2).
+    The edges sit half a unit of the chart's resolution outside the band's last normal value, so a charted integer
+    at the band's first scoring value reads about 1 / width, not 0.
+    """
+
+    name: str
+    vital: str
+    low: float | None
+    low_width: float | None
+    high: float | None
+    high_width: float | None
+    band: str
+    reason: str
+
+    def of(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(x))
+        with np.errstate(invalid="ignore"):
+            if self.low is not None and self.low_width:
+                out = np.maximum(out, (self.low - x) / self.low_width)
+            if self.high is not None and self.high_width:
+                out = np.maximum(out, (x - self.high) / self.high_width)
+        return np.where(np.isnan(x), np.nan, out)
+
+
+#: The two-sided levels (module docstring): edges and first-band widths from the RCP 2017 NEWS2 chart.
+LEVELS: Final[tuple[Level, ...]] = (
+    Level("hr_outside_normal", "hr", 50.5, 5.0, 90.5, 20.0, "51–90 bpm",
+          "tachycardia and bradycardia alike: NEWS2 scores 91–110 bpm 1, 111–130 2, 131+ 3; 41–50 bpm 1, ≤ 40 3"),
+    Level("rr_outside_normal", "rr", 11.5, 1.5, 20.5, 2.0, "12–20 /min",
+          "tachypnoea is often the earliest sign (21–24 /min scores 2, 25+ 3); bradypnoea (opioids, CO2 narcosis) "
+          "scores 1 at 9–11 and 3 at 8 or less"),
+    Level("spo2_below_normal", "spo2", 95.5, 2.0, None, None, "96 % or more",
+          "hypoxaemia: NEWS2 (scale 1) scores 94–95 % 1, 92–93 % 2, 91 % or less 3"),
+    Level("sbp_outside_normal", "sbp", 110.5, 10.0, 219.5, 10.0, "111–219 mmHg",
+          "hypotension (101–110 mmHg scores 1, 91–100 2, ≤ 90 3) and severe hypertension (220+ scores 3)"),
+    Level("temp_outside_normal", "temp", 36.05, 0.5, 38.05, 1.0, "36.1–38.0 °C",
+          "fever (38.1–39.0 °C scores 1, 39.1+ 2) and hypothermia (35.1–36.0 °C 1, 35.0 or less 3)"),
+)
+_LEVEL_UNIT: Final[str] = "NEWS2 pts"
+
 
 #: One-sided last-hour trends, in the harmful direction only: name → (vital, sign, sentence, zero, reason).
 _TRENDS: Final[tuple[tuple[str, str, int, str, str, str], ...]] = (
@@ -158,13 +184,13 @@ _LABEL: Final[dict[str, tuple[str, str]]] = {  # name, unit
     "sbp": ("Systolic BP", "mmHg"), "temp": ("Temperature", "°C"),
 }
 
-#: minutes-in-range features: name → (window column, comparison, bound, wording).
-_RANGES: Final[dict[str, tuple[str, str, float, str]]] = {
-    "spo2_below_95_min_4h": ("spo2_mean", "<", 95.0, "SpO2 below 95 %"),
-    "hr_above_100_min_4h": ("hr_mean", ">", 100.0, "heart rate above 100 bpm"),
-    "sbp_below_100_min_4h": ("sbp", "<", 100.0, "systolic BP below 100 mmHg"),
-    "rr_above_20_min_4h": ("rr_mean", ">", 20.0, "respiratory rate above 20 /min"),
-    "temp_above_38_min_4h": ("temp", ">", 38.0, "temperature above 38 °C"),
+#: minutes-outside-the-band features: name → (level, window column, wording).
+_RANGES: Final[dict[str, tuple[str, str, str]]] = {
+    "hr_outside_normal_min_4h": ("hr_outside_normal", "hr_mean", "heart rate outside 51–90 bpm"),
+    "rr_outside_normal_min_4h": ("rr_outside_normal", "rr_mean", "respiratory rate outside 12–20 /min"),
+    "spo2_below_normal_min_4h": ("spo2_below_normal", "spo2_mean", "SpO2 below 96 %"),
+    "sbp_outside_normal_min_4h": ("sbp_outside_normal", "sbp", "systolic BP outside 111–219 mmHg"),
+    "temp_outside_normal_min_4h": ("temp_outside_normal", "temp", "temperature outside 36.1–38.0 °C"),
 }
 _APPROACH_TEXT: Final[dict[str, tuple[str, str, str]]] = {
     "approach_hr_120": ("Heart rate", "120", "bpm"),
@@ -186,8 +212,23 @@ _BASELINE: Final[tuple[tuple[str, str, int, str, str], ...]] = (
 )
 
 
+#: A change from baseline counts only beyond a typical adult value as well: a heart rate or respiratory rate rise
+#: above max(baseline, 75 bpm / 16 /min), an SpO2 fall below min(baseline, 97 %). So a patient whose own baseline
+#: is bradypnoeic (say 10 /min) and who recovers to 16 /min is not read as "rising". SBP keeps the patient's own
+#: baseline (relative hypotension in a hypertensive patient).
+_BASELINE_REFERENCE: Final[dict[str, float]] = {"hr": 75.0, "rr": 16.0, "spo2": 97.0}
+
+
 def _level_features() -> list[Feature]:
     out: list[Feature] = []
+    for lv in LEVELS:
+        label = _LABEL[lv.vital][0]
+        where = "latest" if lv.vital in ("sbp", "temp") else "last-hour mean (charted: newest within 1 h)"
+        side = "below" if lv.high is None else "outside"
+        out.append(Feature(lv.name, _LEVEL_UNIT, f"how far the {where} {_LOWER[lv.vital]} lies {side} the NEWS2 "
+                           f"normal band ({lv.band}), in NEWS2 points (0 inside the band; both sides count)",
+                           f"{label} {side} its normal band ({lv.band}): worth {{value:.1f}} NEWS2 points",
+                           f"{label} in its normal band ({lv.band})", 1, lv.reason))
     for name, v, source, anchor, side, unit, _, text, zero, reason in _HINGES:
         what = "shock index (latest heart rate / latest systolic BP)" if v == "si" else \
             f"{'last-hour mean' if source == 'mean_1h' else 'latest'} {_LOWER[v]}"
@@ -215,8 +256,8 @@ def _dynamic_features() -> list[Feature]:
                            "the last hour", f"{label} has varied by ±{{value:.1f}} {unit} (SD) over the last hour", "",
                            1,
                            "short-term instability (swinging values) precedes decompensation"))
-    for name, (_, _, _, text) in _RANGES.items():
-        out.append(Feature(name, "min", f"minutes of the last 4 hours with {text}",
+    for name, (_, _, text) in _RANGES.items():
+        out.append(Feature(name, "min", f"minutes of the last 4 hours with {text} (NEWS2 normal band)",
                            f"{text[0].upper()}{text[1:]} for {{value:.0f}} of the last 240 minutes",
                            f"No time with {text} in the last 4 hours", 1,
                            "time spent in an abnormal range: a sustained abnormality, not a single reading"))
@@ -247,44 +288,16 @@ def _care_features() -> list[Feature]:
     ]
 
 
-#: NEWS2 points of the latest value: name → (vital, window column, wording, zero-point band, highest points, reason).
-_POINTS: Final[tuple[tuple[str, str, str, str, str, int, str], ...]] = (
-    ("hr_news2_points", "hr", "hr_mean", "heart rate", "51–90 bpm", 3,
-     "NEWS2 scores heart rate from 91 bpm (2 points from 111, 3 from 131) and at 50 bpm and below"),
-    ("spo2_news2_points", "spo2", "spo2_mean", "SpO2", "96 % or more", 3,
-     "NEWS2 (scale 1) scores SpO2 of 95 % and below (3 points at 91 % and below)"),
-    ("rr_news2_points", "rr", "rr_mean", "respiratory rate", "12–20 /min", 3,
-     "NEWS2 scores respiratory rate from 21 /min (3 points from 25) and at 11 /min and below"),
-    ("sbp_news2_points", "sbp", "sbp", "systolic BP", "111–219 mmHg", 3,
-     "NEWS2 scores systolic BP of 110 mmHg and below (3 points at 90 and below)"),
-    ("temp_news2_points", "temp", "temp", "temperature", "36.1–38.0 °C", 3,
-     "NEWS2 scores temperature above 38.0 °C and at 36.0 °C and below"),
-)
-
-
 def _now_features() -> list[Feature]:
-    out: list[Feature] = []
-    for name, v, _, label, band, top, reason in _POINTS:
-        where = "newest value within the last hour" if v in ("hr", "spo2", "rr") else "latest value"
-        out.append(Feature(name, "points", f"NEWS2 points (0–{top}) of the {where} of {label}",
-                           f"{label[0].upper()}{label[1:]} scores {{value:.0f}} of {top} NEWS2 points now "
-                           f"(0 at {band})", f"{label[0].upper()}{label[1:]} in the NEWS2 normal band ({band})", 1,
-                           reason))
-    out.append(Feature("on_oxygen", "", "on supplemental oxygen at the last charting (flow above 0, within 12 h)",
-                       "On supplemental oxygen (oxygen need)", "Breathing room air", 1,
-                       "needing oxygen at all is a sign of respiratory compromise (NEWS2 scores it 2)"))
-    out.append(Feature("news2_latest", "points", "NEWS2 aggregate (0–20) of the latest values (heart rate, SpO2 and "
-                       "respiratory rate within the last hour; unobserved parameters score 0)",
-                       "NEWS2 from the latest observations is {value:.0f}", "NEWS2 from the latest observations is 0",
-                       1, "how sick the patient is now, on the chart every ward uses (5 or more calls for urgent "
-                       "review)"))
-    return out
+    return [Feature("on_oxygen", "", "on supplemental oxygen at the last charting (flow above 0, within 12 h)",
+                    "On supplemental oxygen (oxygen need)", "Breathing room air", 1,
+                    "needing oxygen at all is a sign of respiratory compromise (NEWS2 scores it 2)")]
 
 
 FEATURES: Final[tuple[Feature, ...]] = (*_level_features(), *_dynamic_features(), *_care_features(),
                                         *_now_features())
-#: The twin-v3 level features ("how sick is the patient now"), working at both cadences.
-NOW_FEATURES: Final[tuple[str, ...]] = tuple(f.name for f in _now_features())
+#: The level features ("how sick is the patient now"), working at both cadences: the two-sided levels and oxygen.
+NOW_FEATURES: Final[tuple[str, ...]] = (*(lv.name for lv in LEVELS), *(f.name for f in _now_features()))
 FEATURE_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in FEATURES)
 _BY_NAME: Final[dict[str, Feature]] = {f.name: f for f in FEATURES}
 #: name → clinically expected sign of its coefficient (+1 / -1 / 0 = unconstrained).
@@ -457,6 +470,12 @@ def _compute(frame: Mapping[str, np.ndarray], group_start: np.ndarray, rows: np.
     for name, v, source, anchor, side, *_ in _HINGES:
         x = mean1h[v] if source == "mean_1h" else latest[v]
         cols[name] = _hinge(x, anchor, side)
+    # Two-sided levels: the last-hour mean where a monitor gives one, else the newest value within LEVEL_CARRY.
+    level_of: dict[str, np.ndarray] = {"sbp": latest["sbp"], "temp": latest["temp"]}
+    for v, column in (("hr", "hr_mean"), ("spo2", "spo2_mean"), ("rr", "rr_mean")):
+        level_of[v] = np.where(np.isnan(mean1h[v]), r.latest(frame[column], _LEVEL_CARRY_N), mean1h[v])
+    for lv in LEVELS:
+        cols[lv.name] = lv.of(level_of[lv.vital])
     for name, v, sign, *_ in _TRENDS:
         cols[name] = _hinge(trend[v], 0.0, sign)
 
@@ -474,10 +493,11 @@ def _compute(frame: Mapping[str, np.ndarray], group_start: np.ndarray, rows: np.
 
     k4 = 4 * PER_HOUR
     lo4, hi4 = r.trailing(k4)
-    for name, (column, op, bound, _) in _RANGES.items():
+    by_level = {lv.name: lv for lv in LEVELS}
+    for name, (level, column, _) in _RANGES.items():
         x = frame[column]
         with np.errstate(invalid="ignore"):
-            hit = (x < bound) if op == "<" else (x > bound)
+            hit = by_level[level].of(x) > 0
         seen = r.window_sum(((~np.isnan(x)).astype(float)), lo4, hi4)
         minutes = 5.0 * r.window_sum((hit.astype(float)), lo4, hi4)
         cols[name] = np.where(seen > 0, minutes, np.nan)
@@ -493,6 +513,9 @@ def _compute(frame: Mapping[str, np.ndarray], group_start: np.ndarray, rows: np.
         tot = r.window_sum((np.where(m, x, 0.0)), b_lo, b_hi)
         with np.errstate(invalid="ignore", divide="ignore"):
             base = np.where(ready & (cnt >= PER_HOUR), tot / cnt, np.nan)
+        ref = _BASELINE_REFERENCE.get(v)
+        if ref is not None:  # returning towards a typical value never reads as a harmful change
+            base = np.where(np.isnan(base), np.nan, np.maximum(base, ref) if sign > 0 else np.minimum(base, ref))
         cols[name] = _hinge(mean1h[v] - base, 0.0, sign)
 
     # Missingness and nurse charting.
@@ -505,26 +528,9 @@ def _compute(frame: Mapping[str, np.ndarray], group_start: np.ndarray, rows: np.
         cols["not_alert"] = np.where(np.isnan(acvpu), np.nan, (acvpu >= 0.5).astype(float))
     cols["o2_l_min"] = frame["o2"][rows]
 
-    # Levels now: NEWS2 points of the latest values (both cadences; module docstring).
-    now = pd.DataFrame({
-        "patient_id": np.zeros(len(rows)),
-        "hr_mean": r.latest(frame["hr_mean"], _LEVEL_CARRY_N),
-        "spo2_mean": r.latest(frame["spo2_mean"], _LEVEL_CARRY_N),
-        "rr_mean": r.latest(frame["rr_mean"], _LEVEL_CARRY_N),
-        "sbp": frame["sbp"][rows], "temp": frame["temp"][rows],
-        "o2": frame["o2"][rows], "acvpu": frame["acvpu"][rows],
-    })
-    pts = N.from_windows(now)
-    seen = np.zeros(len(rows), dtype=bool)
-    for name, _, column, *_ in _POINTS:
-        x = now[column].to_numpy(float)
-        seen |= ~np.isnan(x)
-        cols[name] = np.where(np.isnan(x), np.nan, pts[f"news2_{name.split('_')[0]}"].to_numpy(float))
-    o2 = now["o2"].to_numpy(float)
+    o2 = frame["o2"][rows]
     with np.errstate(invalid="ignore"):
         cols["on_oxygen"] = np.where(np.isnan(o2), np.nan, (o2 > 0).astype(float))
-    seen |= ~np.isnan(o2) | ~np.isnan(now["acvpu"].to_numpy(float))
-    cols["news2_latest"] = np.where(seen, pts["news2"].to_numpy(float), np.nan)
     return cols
 
 
@@ -591,6 +597,6 @@ def _num(v: object) -> float | None:
 
 
 __all__ = [
-    "BASELINE", "DIRECTIONS", "FEATURES", "FEATURE_NAMES", "HISTORY", "LEVEL_CARRY", "NOW_FEATURES", "PER_HOUR",
-    "Feature", "build", "build_newest", "feature", "render", "sentence", "sentence_fields",
+    "BASELINE", "DIRECTIONS", "FEATURES", "FEATURE_NAMES", "HISTORY", "LEVELS", "LEVEL_CARRY", "NOW_FEATURES",
+    "PER_HOUR", "Feature", "Level", "build", "build_newest", "feature", "render", "sentence", "sentence_fields",
 ]

@@ -51,6 +51,8 @@ class ReadingLike(Protocol):
     def value(self) -> float: ...
     @property
     def quality(self) -> str: ...
+    @property
+    def source(self) -> str: ...  # "monitor" (written without a tag) or "charted" (tag ``source=charted``)
 
 
 def escape_measurement(name: str) -> str:
@@ -107,7 +109,9 @@ def encode_point(measurement: str, tags: Mapping[str, str], fields: Mapping[str,
 
 
 class ReadingEncoder:
-    """Readings → ``vitals`` points (tags ``patient_id``, ``vital``; fields ``value``, ``quality``), fast.
+    """Readings → ``vitals`` points (tags ``patient_id``, ``vital`` and, for a charted reading only, ``source``;
+    fields ``value``, ``quality``), fast. A monitor reading carries no ``source`` tag (absent = monitor), so its
+    series is the one written before sources existed and a re-delivered monitor reading still overwrites its point.
 
     The escaped ``measurement,patient_id=…,vital=… value=`` prefix and the ``,quality="…" `` middle are
     cached, and each distinct time of a batch is converted once (a batch repeats each tick's time across beds and
@@ -116,15 +120,16 @@ class ReadingEncoder:
 
     def __init__(self, measurement: str = "vitals", max_cache: int = 200_000) -> None:
         self.measurement = escape_measurement(measurement)
-        self._prefix: dict[tuple[str, str], str] = {}
+        self._prefix: dict[tuple[str, str, str], str] = {}
         self._quality: dict[str, str] = {}
         self._max_cache = max_cache
 
-    def _prefix_for(self, patient_id: str, vital: str) -> str:
+    def _prefix_for(self, patient_id: str, vital: str, source: str) -> str:
         if len(self._prefix) >= self._max_cache:
             self._prefix.clear()
-        prefix = f"{self.measurement},patient_id={escape_tag(patient_id)},vital={escape_tag(vital)} value="
-        self._prefix[(patient_id, vital)] = prefix
+        tag = "" if source == "monitor" else f",source={escape_tag(source)}"  # tags in key order
+        prefix = f"{self.measurement},patient_id={escape_tag(patient_id)}{tag},vital={escape_tag(vital)} value="
+        self._prefix[(patient_id, vital, source)] = prefix
         return prefix
 
     def _quality_for(self, quality: str) -> str:
@@ -142,8 +147,8 @@ class ReadingEncoder:
         lines: list[str] = []
         append = lines.append
         for r in readings:
-            patient_id, vital, ts, value, quality = r.patient_id, r.vital, r.ts, r.value, r.quality
-            prefix = prefixes.get((patient_id, vital)) or self._prefix_for(patient_id, vital)
+            patient_id, vital, ts, value, quality, source = r.patient_id, r.vital, r.ts, r.value, r.quality, r.source
+            prefix = prefixes.get((patient_id, vital, source)) or self._prefix_for(patient_id, vital, source)
             middle = qualities.get(quality) or self._quality_for(quality)
             value = float(value)
             if not isfinite(value):
@@ -215,8 +220,11 @@ def _unescape(text: str, chars: str) -> str:
 def _parse_field(raw: str) -> FieldValue:
     if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
         return _unescape(raw[1:-1], '"\\')
-    if raw.endswith("i"):
-        return int(raw[:-1])
+    if raw.endswith("i"):  # a signed 64-bit integer, as InfluxDB reads it (a longer one overflowed float(): a 500)
+        value = int(raw[:-1])
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"integer {raw[:24]}… is outside the signed 64-bit range")
+        return value
     if raw in ("t", "T", "true", "True", "TRUE"):
         return True
     if raw in ("f", "F", "false", "False", "FALSE"):

@@ -1,8 +1,9 @@
 """The reading and window schema shared by the service, the models and the simulator.
 
-A *reading* is one device or charted observation: ``patient_id, ts, vital, value, quality``.
+A *reading* is one device or charted observation: ``patient_id, ts, vital, value, quality, source``.
 As a DataFrame (the cohort files, ``models.windows``) the columns are ``READING_COLUMNS`` with
-``ts`` as ``datetime64[ns, UTC]``.
+``ts`` as ``datetime64[ns, UTC]``, optionally followed by ``source`` (``SOURCE_COLUMN``; absent: every reading is
+a monitor's). The stores answer ``SOURCED_READING_COLUMNS``.
 
 Codes
 -----
@@ -10,6 +11,10 @@ Codes
 - ``o2``: supplemental oxygen flow in L/min; 0 means room air.
 - ``quality``: ``"ok"`` for a clean reading; anything else (``"probe_off"``, ``"motion"``,
   ``"low_perfusion"``, ...) is a device's artefact flag: stored, never scored.
+- ``source``: ``"monitor"`` (a bedside device's stream, the default) or ``"charted"`` (a nurse's observation
+  set, ``POST /v1/observations``). Part of a reading's identity: a charted and a monitor value of one patient,
+  vital and time are both kept. NEWS2 escalation is defined on charted sets (RCP 2017); monitor data informs the
+  twin and may prompt "observations due", never stands in for a charted set.
 """
 
 from __future__ import annotations
@@ -66,6 +71,14 @@ QUALITY_OK: Final[str] = "ok"
 QUALITY_PATTERN, QUALITY_RULE = _charset_rule("a-z_", 32)
 
 READING_COLUMNS: Final[tuple[str, ...]] = ("patient_id", "ts", "vital", "value", "quality")
+
+Source = Literal["monitor", "charted"]
+SOURCES: Final[tuple[str, ...]] = ("monitor", "charted")
+SOURCE_MONITOR: Final[str] = "monitor"
+SOURCE_CHARTED: Final[str] = "charted"
+SOURCE_COLUMN: Final[str] = "source"
+#: What a store's ``readings`` answers: the reading columns and each reading's source.
+SOURCED_READING_COLUMNS: Final[tuple[str, ...]] = (*READING_COLUMNS, SOURCE_COLUMN)
 
 #: The earliest reading time accepted (inclusive, UTC). A monitor reading dated before it (1970 from an unset
 #: device clock, 1900 or 1677 from a bad default) is not plausible ward data; it is also far inside what

@@ -2,11 +2,14 @@
 
 Scoring (exact, no hidden terms)::
 
-    z_j      = clip((x_j - mean_j) / scale_j, ±Z_CLIP)   standardised feature, winsorised at ±4 SD so a
+    z_j      = clip((x_j - mean_j) / scale_j, ±clip_j)   standardised feature, winsorised at ±4 SD (NEWS2's
+                                                 features at ≥ 4 NEWS2 points' worth) so a
                                                  far-out value cannot push the logit without bound; a
                                                  missing x_j is imputed with the training mean: z_j = 0
     points_j = coef_j * z_j                      the feature's push on the logit
-    logit    = intercept + Σ_j points_j          coef and intercept already include Platt calibration
+    logit    = intercept + Σ_j points_j          coef and intercept already include Platt calibration (and a
+                                                 site's own map, ``site_calibration``: slope × logit + intercept,
+                                                 folded in at load; the stored weights are never changed)
     risk     = expit(logit) = 1 / (1 + exp(-logit))   a calibrated probability of deterioration within 6 h
 
 Every feature's points are listed, so ``intercept + sum(points) == logit``. Contributions are sorted
@@ -24,8 +27,9 @@ the artifact (``directions`` is stored beside the coefficients and checked at lo
 The artifact is JSON only (never pickle); loading refuses feature names that differ from
 ``models.features.FEATURES``.
 
-Alert threshold: the artifact records the twin's alert threshold with its target and interval
+Alert threshold: the artifact records the twin's alert threshold with its alert budget, sustain rule and interval
 (``operating_points.alert``, derived on development patients by ``lab.train.alert_threshold``);
+:attr:`Twin.sustain_windows` is how many consecutive windows at or above it raise an alert;
 :meth:`Twin.alert_thresholds` gives the service its raise / clear pair: the artifact's threshold unless a
 site overrides it, and a clear threshold of ``CLEAR_FRACTION`` (0.8) of the raise threshold unless given.
 
@@ -106,9 +110,17 @@ class Twin:
         self._mean = np.asarray(artifact["scaler"]["mean"], dtype=float)
         self._scale = np.asarray(artifact["scaler"]["scale"], dtype=float)
         self._coef = np.asarray(artifact["coefficients"], dtype=float)
-        clip = artifact["scaler"].get("clip")
-        self._clip = float(clip) if clip is not None else math.inf
+        clip = artifact["scaler"].get("clip")  # one bound for every feature, or one per feature
+        self._clip = np.full(len(names), math.inf) if clip is None else \
+            np.broadcast_to(np.asarray(clip, dtype=float), (len(names),)).copy()
         self.intercept: float = float(artifact["intercept"])
+        site = artifact.get("site_calibration")
+        if site is not None:  # a site's own calibration map on top of the shipped logit (``wardtwin calibrate``)
+            slope, shift = float(site["slope"]), float(site["intercept"])
+            if not (slope > 0 and math.isfinite(slope) and math.isfinite(shift)):
+                raise ValueError(f"site calibration slope {slope!r} must be positive and finite (it keeps the signs)")
+            self._coef = slope * self._coef
+            self.intercept = slope * self.intercept + shift
         n = len(names)
         if not (self._mean.shape == self._scale.shape == self._coef.shape == (n,)) or np.any(self._scale <= 0):
             raise ValueError("twin artifact scaler/coefficients do not fit its features")
@@ -135,6 +147,14 @@ class Twin:
         point = (self.artifact.get("operating_points") or {}).get("alert") or {}
         t = point.get("threshold")
         return float(t) if t is not None and 0 < float(t) < 1 else FALLBACK_THRESHOLD
+
+    @property
+    def sustain_windows(self) -> int:
+        """Consecutive 5-minute windows at or above the threshold before the twin raises (the rule its threshold was
+        budgeted with, ``operating_points.alert.sustain_windows``; 1 for older artifacts)."""
+        point = (self.artifact.get("operating_points") or {}).get("alert") or {}
+        n = point.get("sustain_windows")
+        return int(n) if isinstance(n, int) and n >= 1 else 1
 
     def alert_thresholds(self, threshold: float | None = None, clear: float | None = None) -> tuple[float, float]:
         """(raise, clear): a site's values where given, else the artifact's threshold and ``CLEAR_FRACTION`` × it."""

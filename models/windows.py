@@ -2,7 +2,9 @@
 
 Definition (per patient, per window ``[start, start + 5 min)``, ``start`` aligned to 5 minutes UTC),
 computed on readings whose ``quality`` is ``"ok"`` after de-duplication on
-``(patient_id, vital, ts)`` (the last delivered copy wins, as an InfluxDB point overwrite does):
+``(patient_id, vital, ts, source)`` (the last delivered copy wins, as an InfluxDB point overwrite does; readings
+without a ``source`` column are the monitor's). Monitor and charted readings are aggregated together; for the
+last-value columns a charted value in the window wins over the monitor's (a nurse's validated observation):
 
 ==========  ===================================================================
 hr_mean     mean of heart-rate readings (bpm)
@@ -29,7 +31,14 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from models.schema import QUALITY_OK, READING_COLUMNS, WINDOW_MINUTES
+from models.schema import (
+    QUALITY_OK,
+    READING_COLUMNS,
+    SOURCE_CHARTED,
+    SOURCE_COLUMN,
+    SOURCE_MONITOR,
+    WINDOW_MINUTES,
+)
 
 WINDOW: Final[pd.Timedelta] = pd.Timedelta(minutes=WINDOW_MINUTES)
 
@@ -73,13 +82,15 @@ def empty_windows() -> pd.DataFrame:
 
 
 def clean_readings(readings: pd.DataFrame) -> pd.DataFrame:
-    """De-duplicate on (patient_id, vital, ts) keeping the last copy, then keep clean readings."""
+    """De-duplicate on (patient_id, vital, ts, source) keeping the last copy, then keep clean readings. The frame
+    gains ``source`` (``"monitor"`` where the input had none)."""
     missing = set(READING_COLUMNS) - set(readings.columns)
     if missing:
         raise ValueError(f"readings lack columns {sorted(missing)}")
     frame = readings.loc[:, list(READING_COLUMNS)].copy()
+    frame[SOURCE_COLUMN] = readings[SOURCE_COLUMN].to_numpy() if SOURCE_COLUMN in readings else SOURCE_MONITOR
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    frame = frame.drop_duplicates(subset=["patient_id", "vital", "ts"], keep="last")
+    frame = frame.drop_duplicates(subset=["patient_id", "vital", "ts", SOURCE_COLUMN], keep="last")
     return frame[frame["quality"] == QUALITY_OK]
 
 
@@ -97,7 +108,8 @@ def aggregate(readings: pd.DataFrame) -> pd.DataFrame:
     for vital, column in MEAN_VITALS.items():
         if vital != "hr":
             parts.append(frame[frame["vital"] == vital].groupby(keys)["value"].mean().rename(column).to_frame())
-    last = frame[frame["vital"].isin(LAST_VITALS)].sort_values("ts", kind="mergesort")
+    last = frame[frame["vital"].isin(LAST_VITALS)]
+    last = last.assign(charted=last[SOURCE_COLUMN] == SOURCE_CHARTED).sort_values(["charted", "ts"], kind="mergesort")
     last = last.groupby([*keys, "vital"])["value"].last().unstack("vital")
     parts.append(last.reindex(columns=list(LAST_VITALS)))
 

@@ -8,9 +8,9 @@ Modules
 -------
 - ``archetypes``  archetype names, the default ward mix, drawing a patient's archetype
 - ``physiology``  baselines, circadian rhythm, autocorrelated variability, coupling, trajectories
-- ``nurse``       NEWS2-paced charting of ACVPU and supplemental oxygen
+- ``nurse``       NEWS2-paced full observation sets (her own RR count, SpO2, pulse, BP, temperature, ACVPU, O2)
 - ``devices``     sampling rates, artefacts with quality flags, gaps, delivery delays and duplicates
-- ``detect``      the sustained threshold crossing that defines an event onset (mirrors ``models.labels``)
+- ``detect``      the sustained threshold crossing that defines an event onset (``models.labels``' own rule)
 - ``patient``     one patient's stream, the unit every mode is built from
 - ``cohort``      cohort mode: ``iter_cohort``, ``write_cohort``, ``load_cohort``
 - ``ward``        live mode: ``Ward.advance`` returns readings by delivery time
@@ -18,6 +18,6 @@ Modules
 - ``report``      the realism report; ``cli`` the ``wardtwin simulate`` command
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = ["__version__"]

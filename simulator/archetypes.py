@@ -9,7 +9,7 @@ sepsis                 yes    fever, tachycardia, vasodilatory hypotension, tach
 respiratory_failure    yes    falling SpO2, rising RR and HR; the nurse starts oxygen
 haemorrhage            yes    hypovolaemia: HR rises while SBP falls, RR rises
 bradyarrhythmia        yes    heart rate drifts down below 50 with a modest fall in SBP
-fever                  no     fever to 38.3–39.4 °C with a coupled HR rise (hard negative: may touch 39 °C)
+fever                  no     fever to 38.3–39.4 °C with a coupled HR rise (hard negative: NEWS2 scores it, no event)
 recovery               yes    an episode (sepsis, respiratory or haemorrhage) early, then recovery
 =====================  =====  ==================================================================
 

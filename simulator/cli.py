@@ -34,23 +34,24 @@ def cohort(*, patients: int, hours: float, seed: int, out: Path, start: str | No
 def live(*, url: str | None, key: str | None, influx_url: str | None, database: str, parquet_out: Path | None,
          beds: int, speed: float, seed: int, start: str | None, history_hours: float, duration: float | None,
          mix: str | None) -> int:
-    """Stream a ward to every sink given (at least one; ``url`` with a device ``key``) until ``duration`` ends."""
+    """Stream a ward to every sink given (at least one; ``url`` with a device ``key``: monitor readings through
+    ``POST /v1/readings``, the nurse's sets through ``POST /v1/observations``) until ``duration`` ends."""
     from simulator.live import run_live
     from simulator.sinks import HttpSink, InfluxLineSink, ParquetSink
     from simulator.ward import Ward
 
+    now = pd.Timestamp(datetime.now(UTC)).floor("5min")
+    first = pd.Timestamp(start) if start else now - pd.Timedelta(hours=history_hours)
+    ward = Ward(beds, seed, first, archetype_mix=_mix(mix))
     sinks = []
     if url:
-        sinks.append(HttpSink(url, headers={"Authorization": f"Bearer {key}"}))
+        sinks.append(HttpSink(url, headers={"Authorization": f"Bearer {key}"}, spo2_scale=ward.spo2_scale))
     if influx_url:
         sinks.append(InfluxLineSink(influx_url, database))
     if parquet_out:
         sinks.append(ParquetSink(parquet_out))
     if not sinks or (url and not key):
         raise ValueError("give at least one sink, and a device key with url")
-    now = pd.Timestamp(datetime.now(UTC)).floor("5min")
-    first = pd.Timestamp(start) if start else now - pd.Timedelta(hours=history_hours)
-    ward = Ward(beds, seed, first, archetype_mix=_mix(mix))
     print(f"ward: {beds} beds, seed {seed}, start {first.isoformat()}, "
           f"{sum(p['archetype'] != 'stable' for p in ward.patients)} not stable; events "
           + ", ".join(f"{e['patient_id']} {e['kind']} at {e['onset'].isoformat()}" for e in ward.events),

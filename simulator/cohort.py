@@ -6,9 +6,11 @@ and the same arguments always give the same rows. ``write_cohort`` writes, with 
 wall-clock metadata, byte-identical files for the same arguments:
 
 - ``readings.parquet``: ``patient_id`` (dictionary), ``ts`` (timestamp[ns, UTC], ms precision),
-  ``vital`` (dictionary), ``value`` (double), ``quality`` (dictionary); one row group per chunk of
-  patients, each patient's rows in *delivery* order (so late readings appear out of ``ts`` order,
-  and a retransmitted reading appears twice).
+  ``vital`` (dictionary), ``value`` (double), ``quality`` (dictionary), ``source`` (dictionary: ``monitor`` or
+  ``charted``, a value of a nurse's set, as the service stores a set posted to ``POST /v1/observations``); one
+  row group per chunk of patients, each patient's rows in *delivery* order (so late readings appear out of
+  ``ts`` order, and a retransmitted reading appears twice).
+- ``observations.parquet``: the nurse's charted sets whole (``simulator.patient.SET_COLUMNS``).
 - ``patients.parquet``: ``patient_id, age, sex, archetype, spo2_scale`` (the NEWS2 SpO2 scale the ward
   charts the patient on: 2 for hypercapnic COPD with a prescribed 88–92 % target, else 1).
 - ``events.parquet``: ``patient_id, kind, onset, criterion`` — ground truth: the first sustained
@@ -36,8 +38,8 @@ import pyarrow.parquet as pq
 import simulator
 from models.schema import VITALS
 from simulator.archetypes import normalise_mix
-from simulator.devices import QUALITIES
-from simulator.patient import PatientStream, generate_patient, to_epoch_ms
+from simulator.devices import QUALITIES, SOURCES
+from simulator.patient import SET_COLUMNS, PatientStream, generate_patient, to_epoch_ms
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ READINGS_SCHEMA: Final[pa.Schema] = pa.schema([
     ("vital", pa.dictionary(pa.int8(), pa.string())),
     ("value", pa.float64()),
     ("quality", pa.dictionary(pa.int8(), pa.string())),
+    ("source", pa.dictionary(pa.int8(), pa.string())),
 ])
 PATIENTS_SCHEMA: Final[pa.Schema] = pa.schema([
     ("patient_id", pa.string()), ("age", pa.int32()), ("sex", pa.string()), ("archetype", pa.string()),
@@ -61,6 +64,7 @@ EVENTS_SCHEMA: Final[pa.Schema] = pa.schema([
 ])
 _VITAL_DICT = pa.array(list(VITALS), pa.string())
 _QUALITY_DICT = pa.array(list(QUALITIES), pa.string())
+_SOURCE_DICT = pa.array(list(SOURCES), pa.string())
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ def _readings_table(streams: list[PatientStream]) -> pa.Table:
         pa.DictionaryArray.from_arrays(pa.array(np.concatenate([s.vital for s in streams])), _VITAL_DICT),
         pa.array(np.concatenate([s.value for s in streams]), pa.float64()),
         pa.DictionaryArray.from_arrays(pa.array(np.concatenate([s.quality for s in streams])), _QUALITY_DICT),
+        pa.DictionaryArray.from_arrays(pa.array(np.concatenate([s.source for s in streams])), _SOURCE_DICT),
     ], schema=READINGS_SCHEMA)
 
 
@@ -144,12 +149,14 @@ class CohortWriter:
         self._pending: list[PatientStream] = []
         self.patients: list[dict] = []
         self.events: list[dict] = []
+        self.sets: list[pd.DataFrame] = []
         self.rows = 0
 
     def add(self, stream: PatientStream) -> None:
         self._pending.append(stream)
         self.patients.append(stream.patient)
         self.events.extend(stream.events)
+        self.sets.append(stream.charted_sets())
         if len(self._pending) >= self.chunk_patients:
             self.flush()
 
@@ -165,6 +172,9 @@ class CohortWriter:
         self._writer.close()
         write_patients(self.out / "patients.parquet", self.patients)
         write_events(self.out / "events.parquet", self.events)
+        sets = [f for f in self.sets if len(f)]
+        frame = pd.concat(sets, ignore_index=True) if sets else pd.DataFrame(columns=list(SET_COLUMNS))
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), self.out / "observations.parquet")
 
 
 def write_patients(path: Path, patients: list[dict]) -> None:
@@ -192,7 +202,7 @@ def write_cohort(out_dir: str | Path, n_patients: int, hours: float, seed: int, 
     manifest = {
         "simulator_version": simulator.__version__, "seed": seed, "n_patients": n_patients, "hours": hours,
         "start": pd.Timestamp(start).tz_convert("UTC").isoformat(), "archetype_mix": mix,
-        "files": ["readings.parquet", "patients.parquet", "events.parquet"],
+        "files": ["readings.parquet", "patients.parquet", "events.parquet", "observations.parquet"],
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     elapsed = time.perf_counter() - t0

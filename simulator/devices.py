@@ -6,24 +6,28 @@ device          vitals     rate and behaviour
 ECG monitor     hr         1 Hz; beat-to-beat AR(1) spread 2–4.5 bpm (falls with age and illness);
                            motion artefact spikes flagged ``motion``; leads-off gaps (no readings)
 impedance       rr         every minute, from the ECG leads (shares their gaps); minute-to-minute spread
-                           1.8 /min; talking and moving read 5–18 /min high (unflagged), 4 per day
+                           1.5 /min, nearly independent from minute to minute (a 5-minute mean
+                           varies far less than a reading); talking and moving read 5–18 /min
+                           high, 4 per day, flagged ``motion`` (the monitor's motion detection on
+                           the impedance signal), as are the ECG's motion spells
 pulse oximeter  spo2       every 30 s, whole per cent; probe-off drops read 50–82 % flagged
                            ``probe_off``; motion flagged ``motion``; cold peripheries ``low_perfusion``
 temperature     temp       every 5 min (continuous probe), 0.1 °C; probe gaps
 NIBP cuff       sbp, dbp   every 15 min; 3 % failed cycles (no reading); 1 % motion-flagged
-nurse           acvpu, o2  at NEWS2-paced rounds (``nurse``), stamped when documented (1–30 min after
-                           the observation), forwarded within seconds
+nurse           a full     at NEWS2-paced rounds (``nurse``): rr (her count), spo2, hr, sbp, temp, acvpu,
+                set        o2, source ``charted``, all stamped when documented (1–30 min after the
+                           observation) and forwarded together within seconds (one delivery per set)
 ==============  =========  ===================================================================
 
 Every device has its own phase (ms offset), so timestamps carry milliseconds. The patient also
 leaves the ward now and then (0.15 per day, 30–90 min: no monitor readings at all).
 
 Delivery (``deliver``): monitor readings reach the network after a log-normal latency (median
-0.6 s, so consecutive 1 Hz readings sometimes overtake each other), NIBP and charted observations
-after ~2 s (a charted set's ``ts`` is already its documentation time, 1–30 min after the bedside
-observation); network outages (3 per day per monitor, 10 s–5 min) buffer readings and flush them late
-at the outage end; 0.1 % of readings are delivered twice (a retransmission 1–60 s later: a duplicate
-row with the same patient, vital, ts, value and quality).
+0.6 s, so consecutive 1 Hz readings sometimes overtake each other), NIBP after ~2 s, a charted set
+whole after ~2 s (its ``ts`` is already its documentation time, 1–30 min after the bedside
+observation); network outages (3 per day per monitor, 10 s–5 min) buffer monitor readings and flush them
+late at the outage end; 0.1 % of monitor readings are delivered twice (a retransmission 1–60 s later: a
+duplicate row with the same patient, vital, ts, value, quality and source).
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ HYPOX_RAMP = 1.3  # slow desaturations: gentler flanks than the brief dips (see 
 
 QUALITIES: Final[tuple[str, ...]] = ("ok", "probe_off", "motion", "low_perfusion")
 Q_OK, Q_PROBE_OFF, Q_MOTION, Q_LOW_PERFUSION = range(4)
+#: reading sources (``models.schema.SOURCES`` order): the monitor's stream, or a nurse's charted set
+SOURCES: Final[tuple[str, ...]] = ("monitor", "charted")
+S_MONITOR, S_CHARTED = range(2)
+#: the vitals of a charted set, in the order its readings are written
+CHARTED_VITALS: Final[tuple[str, ...]] = ("rr", "spo2", "o2", "sbp", "hr", "acvpu", "temp")
 VCODE: Final[dict[str, int]] = {v: i for i, v in enumerate(VITALS)}
 MONITOR_VITALS: Final[tuple[str, ...]] = ("hr", "spo2", "rr", "temp", "sbp", "dbp")
 
@@ -50,7 +59,7 @@ class DeviceSpec:
     hr_interval_s: float = 1.0
     spo2_interval_s: float = 30.0
     rr_interval_s: float = 60.0
-    rr_noise_sd: float = 1.8  # /min, minute-to-minute spread of the impedance rate
+    rr_noise_sd: float = 1.5  # /min, minute-to-minute spread of the impedance rate (breath-to-breath: averages out)
     rr_overcount_per_day: float = 4.0  # talking, eating, moving: the impedance rate reads 5–18 /min high
     temp_interval_s: float = 300.0
     nibp_interval_s: float = 900.0
@@ -75,9 +84,10 @@ class Samples:
     vital: np.ndarray  # int8, index into VITALS
     value: np.ndarray  # float64
     quality: np.ndarray  # int8, index into QUALITIES
+    source: np.ndarray  # int8, index into SOURCES
 
     def take(self, keep: np.ndarray) -> Samples:
-        return Samples(self.t_ms[keep], self.vital[keep], self.value[keep], self.quality[keep])
+        return Samples(self.t_ms[keep], self.vital[keep], self.value[keep], self.quality[keep], self.source[keep])
 
 
 def _intervals(rng: np.random.Generator, horizon_s: float, per_day: float, dur: tuple[float, float]) -> np.ndarray:
@@ -137,17 +147,20 @@ def sample(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarr
     parts.append(("hr", t[keep], _clip("hr", np.round(hr[keep])), q[keep]))
 
     # impedance respiratory rate (ECG leads), every minute: breath-to-breath spread, and talking, eating or
-    # moving read as fast breathing by the impedance monitor (unflagged: what a nurse counting would not see)
+    # moving read as fast breathing by the impedance monitor, flagged as motion (never scored)
     t = _grid(rng, horizon_s, spec.rr_interval_s)
     rr = np.interp(t, tm, latent["rr"])
     add_bumps(t, rr, benign.fast_rr)
     add_bumps(t, rr, benign.slow_rr, multiply=True)
-    rr += ar1(rng, len(t), spec.rr_noise_sd, 2.0)
+    rr += ar1(rng, len(t), spec.rr_noise_sd, 0.5)
+    q = np.zeros(len(t), dtype=np.int8)
     for a, b in _intervals(rng, horizon_s, spec.rr_overcount_per_day, (60.0, 240.0)):
         i, j = np.searchsorted(t, [a, b])
         rr[i:j] += rng.uniform(5.0, 18.0)
+        q[i:j] = Q_MOTION
+    q[_inside(t, motion)] = Q_MOTION
     keep = ~_inside(t, ecg_gaps)
-    parts.append(("rr", t[keep], _clip("rr", np.round(rr[keep])), np.zeros(int(keep.sum()), dtype=np.int8)))
+    parts.append(("rr", t[keep], _clip("rr", np.round(rr[keep])), q[keep]))
 
     # pulse oximeter, every 30 s
     t = _grid(rng, horizon_s, spec.spo2_interval_s)
@@ -155,9 +168,13 @@ def sample(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarr
     desat = benign.desat.copy()
     desat[:, 2] *= -1.0
     add_bumps(t, spo2, desat)
-    hypox = benign.hypox.copy()
-    hypox[:, 2] *= -1.0
-    add_bumps(t, spo2, hypox, ramp=HYPOX_RAMP)
+    # slow desaturations set a nadir (amplitude = baseline − nadir): overlapping ones take the deeper, never the sum
+    hypox = np.zeros(len(t))
+    for episode in benign.hypox:
+        one = np.zeros(len(t))
+        add_bumps(t, one, episode[None, :], ramp=HYPOX_RAMP)
+        np.maximum(hypox, one, out=hypox)
+    spo2 -= hypox
     spo2 = np.minimum(spo2, 100.0)
     q = np.zeros(len(t), dtype=np.int8)
     for a, b in _intervals(rng, horizon_s, spec.low_perfusion_per_day, (120.0, 900.0)):
@@ -194,18 +211,24 @@ def sample(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarr
     parts.append(("sbp", t[keep], _clip("sbp", np.round(sbp + jolt)[keep]), q[keep]))
     parts.append(("dbp", t[keep], _clip("dbp", np.round(dbp + 0.6 * jolt)[keep]), q[keep]))
 
-    # nurse-charted ACVPU and oxygen
-    zeros = np.zeros(len(charted.t_s), dtype=np.int8)
+    # the nurse's charted sets: every value of a set stamped with its documentation time
     doc_s = charted.doc_s if len(charted.doc_s) == len(charted.t_s) else charted.t_s
     keep = doc_s < horizon_s
-    parts.append(("acvpu", doc_s[keep], charted.acvpu[keep], zeros[keep]))
-    parts.append(("o2", doc_s[keep], charted.o2[keep], zeros[keep]))
-
+    values = charted.values()
+    n_monitor = sum(len(p[1]) for p in parts)
+    for v in CHARTED_VITALS:
+        x = values[v] if v in ("acvpu", "o2") else _clip(v, values[v])
+        if len(x) == len(doc_s):
+            parts.append((v, doc_s[keep], x[keep], np.zeros(int(keep.sum()), dtype=np.int8)))
+    t_ms = np.concatenate([np.round(p[1] * 1000.0).astype(np.int64) for p in parts])
+    source = np.full(len(t_ms), S_CHARTED, dtype=np.int8)
+    source[:n_monitor] = S_MONITOR
     return Samples(
-        t_ms=np.concatenate([np.round(p[1] * 1000.0).astype(np.int64) for p in parts]),
+        t_ms=t_ms,
         vital=np.concatenate([np.full(len(p[1]), VCODE[p[0]], dtype=np.int8) for p in parts]),
         value=np.concatenate([p[2].astype(np.float64) for p in parts]),
         quality=np.concatenate([p[3] for p in parts]),
+        source=source,
     )
 
 
@@ -213,13 +236,14 @@ def deliver(rng: np.random.Generator, s: Samples, horizon_s: float,
             spec: DeviceSpec = DeviceSpec()) -> tuple[Samples, np.ndarray]:
     """Delivery times (ms since admission) with outages and duplicates; returned sorted by delivery."""
     n = len(s.t_ms)
-    nurse = (s.vital == VCODE["acvpu"]) | (s.vital == VCODE["o2"])
-    nibp = (s.vital == VCODE["sbp"]) | (s.vital == VCODE["dbp"])
+    nurse = s.source == S_CHARTED
+    nibp = ((s.vital == VCODE["sbp"]) | (s.vital == VCODE["dbp"])) & ~nurse
     latency = rng.lognormal(np.log(600.0), 0.5, n)
     latency[nibp] = rng.lognormal(np.log(2000.0), 0.4, int(nibp.sum()))
     # charted sets are stamped when documented (``nurse.DOCUMENT_DELAY_MIN`` after the observation): the record
-    # system forwards them within seconds, so training and serving see them at the same time
-    latency[nurse] = rng.lognormal(np.log(2000.0), 0.5, int(nurse.sum()))
+    # system forwards each set whole within seconds, so training and serving see it at the same time
+    sets, which = np.unique(s.t_ms[nurse], return_inverse=True)
+    latency[nurse] = rng.lognormal(np.log(2000.0), 0.5, len(sets))[which]
     at = s.t_ms + np.round(latency).astype(np.int64)
     order = np.argsort(s.t_ms, kind="stable")
     for a, b in _intervals(rng, horizon_s, spec.outages_per_day, (10.0, 300.0)):
@@ -227,10 +251,10 @@ def deliver(rng: np.random.Generator, s: Samples, horizon_s: float,
         idx = order[i:j]
         idx = idx[~nurse[idx]]
         at[idx] = np.maximum(at[idx], int(b * 1000.0) + np.round(rng.lognormal(np.log(300.0), 0.5, len(idx))))
-    dup = np.flatnonzero(rng.random(n) < spec.duplicate_prob)
+    dup = np.flatnonzero((rng.random(n) < spec.duplicate_prob) & ~nurse)  # a set is never half re-sent
     if len(dup):
         s = Samples(np.r_[s.t_ms, s.t_ms[dup]], np.r_[s.vital, s.vital[dup]], np.r_[s.value, s.value[dup]],
-                    np.r_[s.quality, s.quality[dup]])
+                    np.r_[s.quality, s.quality[dup]], np.r_[s.source, s.source[dup]])
         at = np.r_[at, at[dup] + rng.integers(1_000, 60_000, len(dup))]
     by_delivery = np.argsort(at, kind="stable")
     return s.take(by_delivery), at[by_delivery]

@@ -1,6 +1,8 @@
-"""Nurse-charted observations: ACVPU and supplemental oxygen at NEWS2-paced intervals.
+"""Nurse-charted observations: a full NEWS2 observation set at NEWS2-paced intervals.
 
-At each observation round the nurse reads the patient's current vitals, charts ACVPU (0 = Alert,
+At each observation round the nurse takes a full set at the bedside — her own measurements, apart from the
+monitor's: the respiratory rate counted over 30 s (``nurse_rr``), SpO2 from a spot check (whole per cent), the
+pulse counted over 30 s, a cuff systolic BP, a tympanic temperature (0.1 °C) — charts ACVPU (0 = Alert,
 1 = new Confusion) and the oxygen flow (L/min, 0 = room air), titrates oxygen (start 2 L/min when
 SpO2 < 92 %, step up by 2 to 6 L/min while it stays < 92 %, wean when ≥ 96 %), and sets the next round
 from an *approximate* NEWS2 of what she saw (RCP chart 4): 0 → 12 h, 1–4 → 4 h, a single 3 or 5–6 → 1 h,
@@ -27,6 +29,19 @@ class Charted:
     spo2_lift: np.ndarray  # per minute-grid point: SpO2 added by the oxygen the nurse gave
     doc_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # when the set is documented (its reading ts)
     rr: np.ndarray = field(default_factory=lambda: np.empty(0))  # respiratory rate the nurse counted, /min
+    hr: np.ndarray = field(default_factory=lambda: np.empty(0))  # pulse she counted, /min
+    spo2: np.ndarray = field(default_factory=lambda: np.empty(0))  # spot SpO2, %
+    sbp: np.ndarray = field(default_factory=lambda: np.empty(0))  # cuff systolic, mmHg
+    temp: np.ndarray = field(default_factory=lambda: np.empty(0))  # tympanic temperature, °C
+
+    def values(self) -> dict[str, np.ndarray]:
+        """The set's values per vital (``models.schema.VITALS`` names), one entry per round."""
+        return {"rr": self.rr, "spo2": self.spo2, "o2": self.o2, "sbp": self.sbp, "hr": self.hr,
+                "acvpu": self.acvpu, "temp": self.temp}
+
+
+#: the nurse's own measurement error per vital (SD): a 30-s pulse count, a spot oximeter, a cuff, a tympanic probe
+MEASURE_SD = {"hr": 3.0, "spo2": 1.0, "sbp": 5.0, "temp": 0.15}
 
 
 #: minutes from the observation at the bedside to the set being documented in the record (its timestamp)
@@ -84,6 +99,7 @@ def chart(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarra
     acvpu: list[int] = []
     o2s: list[float] = []
     rrs: list[float] = []
+    measured: dict[str, list[float]] = {v: [] for v in MEASURE_SD}
     t = float(rng.uniform(0, 0.5 * HOUR))  # admission observations
     flow = base.chronic_o2
     at = {k: latent[k] for k in ("hr", "sbp", "rr", "spo2", "temp", "sev")}
@@ -102,11 +118,19 @@ def chart(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarra
         if base.delirium and rng.random() < DELIRIUM_CHARTED:
             confused = 1
         counted = nurse_rr(rng, v["rr"])
-        total, single = news2_estimate(counted, spo2, flow, v["sbp"], v["hr"], confused, v["temp"], base.spo2_scale)
+        noise = rng.normal(0.0, 1.0, len(MEASURE_SD))
+        got = {"hr": float(round(v["hr"] + MEASURE_SD["hr"] * noise[0])),
+               "spo2": float(min(round(spo2 + MEASURE_SD["spo2"] * noise[1]), 100)),
+               "sbp": float(round(v["sbp"] + MEASURE_SD["sbp"] * noise[2])),
+               "temp": float(round(v["temp"] + MEASURE_SD["temp"] * noise[3], 1))}
+        total, single = news2_estimate(counted, got["spo2"], flow, got["sbp"], got["hr"], confused, got["temp"],
+                                       base.spo2_scale)
         ts.append(t)
         acvpu.append(confused)
         o2s.append(flow)
         rrs.append(counted)
+        for k, x in got.items():
+            measured[k].append(x)
         band = "high" if total >= 7 else "medium" if total >= 5 or single >= 3 else "low" if total >= 1 else "zero"
         t += float(rng.uniform(*ROUND_H[band])) * HOUR
     t_s = np.asarray(ts)
@@ -118,4 +142,4 @@ def chart(rng: np.random.Generator, latent: dict[str, np.ndarray], tm: np.ndarra
         spo2_lift = np.minimum(2.5, given)
     doc_s = t_s + rng.uniform(*DOCUMENT_DELAY_MIN, len(t_s)) * 60.0
     return Charted(t_s=t_s, acvpu=np.asarray(acvpu, dtype=float), o2=o2, spo2_lift=spo2_lift, doc_s=doc_s,
-                   rr=np.asarray(rrs))
+                   rr=np.asarray(rrs), **{k: np.asarray(x, dtype=float) for k, x in measured.items()})

@@ -7,7 +7,7 @@ Model (per patient, minute grid ``t``)::
 
     hr(t)   = hr0   + 5.0 c(t) + AR(2.5 bpm, 5 min) + AR(4 bpm, 45 min) + 2.5 a(t) + s(t) D_hr  + 8 ΔT(t)
     sbp(t)  = sbp0  + 6.0 c(t) + AR(6 mmHg, 60 min)                    + 3.0 a(t) + s(t) D_sbp
-    rr(t)   = rr0 e^AR(0.17, 20 min) + 0.7 c(t)                        + 0.8 a(t) + s(t) D_rr  + 1.2 ΔT(t)
+    rr(t)   = rr0 e^AR(0.05, 20 min) + 0.7 c(t)                        + 0.5 a(t) + s(t) D_rr  + 1.2 ΔT(t)
     spo2(t) = spo20            + AR(0.6 %, 20 min)                     - 0.2 a(t) + s(t) D_spo2
     temp(t) = temp0 + 0.25 c(t) + AR(0.12 °C, 90 min)                             + ΔT(t)
 
@@ -47,7 +47,10 @@ from typing import Final
 import numpy as np
 from scipy.signal import lfilter
 
-from models.schema import HR_HIGH_BPM, HR_LOW_BPM, SBP_LOW_MMHG, SPO2_LOW_PCT
+from models.labels import HR_HIGH as HR_HIGH_BPM
+from models.labels import HR_LOW as HR_LOW_BPM
+from models.labels import SBP_LOW as SBP_LOW_MMHG
+from models.labels import SPO2_LOW as SPO2_LOW_PCT
 from simulator.archetypes import (
     BRADY,
     EVENT_ARCHETYPES,
@@ -65,8 +68,15 @@ DAY = 86400.0
 GAMMA = 1.5
 FEVER_HR_PER_C = 8.0
 FEVER_RR_PER_C = 1.2
-RR_MEDIAN = 16.8  # /min, personal resting rate of ward patients (log-normal between patients)
+#: personal resting rate of ward patients, log-normal between patients; most of the spread of the ward's RR is
+#: between patients, little within one (Posthuma 2020: median 15, IQR 13–19 /min over all readings; a patient's
+#: 5-minute rate stays within a few breaths of its own level outside brief episodes)
+RR_MEDIAN = 16.5
 RR_LOG_SD = 0.12
+RR_WITHIN_LOG_SD = 0.05  # slow (20-min) within-patient variation of the resting rate
+RR_BASE_RANGE = (13.0, 24.0)  # resting rates outside it are not a stable patient's
+SLOW_RR_PER_NIGHT = 0.1  # slow breathing in deep sleep (× 0.55–0.75 for 5–15 min), everyone
+FAST_RR_PER_DAY = 0.35  # benign tachypnoea (exertion, pain, anxiety): +6–14 /min for 3–15 min
 #: hours from the (recorded) onset to the transfer out (rapid response, review, ICU bed): escalation and
 #: review take hours on a real ward, and some patients are treated on the ward for a while first
 TRANSFER_AFTER_H = (3.0, 10.0)
@@ -76,9 +86,9 @@ AF_SHARE = 0.12  # stable patients in atrial fibrillation
 NIGHT_DIPS_SHARE = 0.15  # stable patients with nocturnal intermittent hypoxaemia (sleep apnoea, opioids)
 NIGHT_HOURS = (23.0, 6.0)  # clock hours (UTC, as ``circadian``) of sleep
 #: Hard negatives (stable patients near a threshold all day; the label, not the simulator, decides):
-CHRONIC_TACHY_SHARE = 0.05  # persistent sinus tachycardia, resting mean 100–108 /min (HR > 120 line)
+CHRONIC_TACHY_SHARE = 0.05  # persistent sinus tachycardia, resting mean 100–108 /min (NEWS2 2 points)
 CHRONIC_TACHY_BPM = (100.0, 108.0)
-LOW_BP_SHARE = 0.06  # on antihypertensives: resting systolic 102–112 mmHg (SBP < 90 line), lowest at night
+LOW_BP_SHARE = 0.06  # on antihypertensives: resting systolic 102–112 mmHg (NEWS2 1–2), lowest at night
 LOW_BP_MMHG = (102.0, 112.0)
 #: parenteral opioids (PRODIGY: 46 % of such ward patients had ≥ 1 respiratory-depression episode in a median 24 h)
 OPIOID_SHARE = 0.35
@@ -195,21 +205,21 @@ def draw_baseline(rng: np.random.Generator, age: int, sex: str, archetype: str) 
     # the resting range of patients without a chronic near-threshold condition (those are drawn below)
     hr = float(np.clip(hr, 62.0, 86.0 if archetype == FEVER else 100.0))
     sbp = float(np.clip(rng.normal(125.0 + 0.35 * (age - 66) - 3.0 * female, 21.0), 110.0, 200.0))
-    rr = float(np.clip(RR_MEDIAN * math.exp(rng.normal(0.0, RR_LOG_SD)), 11.0, 30.0))
+    rr = float(np.clip(RR_MEDIAN * math.exp(rng.normal(0.0, RR_LOG_SD)), RR_BASE_RANGE[0], RR_BASE_RANGE[1]))
     spo2 = float(np.clip(rng.normal(97.2 - 0.03 * (age - 66), 1.3), 93.5, 99.6))
     hr_fast_sd, af_cv = float(np.clip(4.0 - 0.025 * (age - 40), 2.0, 4.5)), 0.0
     chronic_o2, scale, chronic = 0.0, 1, ""
     kind, dips, more = rng.random(), rng.random(), rng.random()
     if archetype == STABLE and kind < COPD_SHARE:
         # COPD with hypercapnic (type 2) respiratory failure on long-term oxygen: NEWS2 scale 2, target 88–92 %;
-        # a hard negative: the window mean runs 1–3 % above the 90 % line all day and sometimes dips below it.
+        # a hard negative: the window mean runs 90–93 % all day (NEWS2 scale 1 would score it 3; scale 2 scores 0)
         chronic_o2, scale, chronic = float(rng.choice([1.0, 2.0])), 2, "copd"
         spo2 = float(np.clip(rng.normal(91.8, 0.6), 90.6, 93.0))
     elif archetype == STABLE and kind < COPD_SHARE + CHRONIC_TACHY_SHARE:
-        # persistent sinus tachycardia (pain, anaemia, anxiety, thyrotoxicosis) running below the 120 line
+        # persistent sinus tachycardia (pain, anaemia, anxiety, thyrotoxicosis) running below 110–120 /min
         hr, chronic = float(rng.uniform(*CHRONIC_TACHY_BPM)), "tachycardia"
     elif archetype == STABLE and kind < COPD_SHARE + CHRONIC_TACHY_SHARE + LOW_BP_SHARE:
-        # on antihypertensives (or frail and dry): a systolic that runs above the 90 line, lowest at night
+        # on antihypertensives (or frail and dry): a systolic of 100–110 that dips at night
         sbp, chronic = float(rng.uniform(*LOW_BP_MMHG)), "hypotension"
     elif archetype == STABLE and kind < COPD_SHARE + CHRONIC_TACHY_SHARE + LOW_BP_SHARE + AF_SHARE:
         # atrial fibrillation, partly rate-controlled (mean ventricular rate 88–108 /min): irregularly
@@ -273,10 +283,10 @@ def fever_profile(plan: Plan, t: np.ndarray) -> np.ndarray:
     return up * up * (3 - 2 * up) * (1.0 - down * down * (3 - 2 * down))
 
 
-#: How far beyond its threshold the primary vital's mean path goes at full severity (uniform range): the
-#: event phase of a deterioration that is not yet treated — septic or bleeding tachycardia 123–130 /min
-#: (a secondary tachycardia stops at ``HR_CEILING``), shock with a systolic of 78–85 mmHg, SpO2 78–84 %
-#: before oxygen (81–87 % on it), a junctional or blocked rhythm at 40–45 /min.
+#: How far beyond its threshold (``models.labels``: the NEWS2 "3" edges) the primary vital's mean path goes at
+#: full severity (uniform range): the event phase of a deterioration that is not yet treated — septic or
+#: bleeding tachycardia 133–140 /min (a secondary tachycardia stops at ``HR_CEILING``), shock with a systolic of
+#: 78–85 mmHg, SpO2 76–83 % before oxygen (79–85 % on it), complete heart block with a 28–35 /min escape rhythm.
 EXCESS: dict[str, tuple[float, float]] = {
     "hr_high": (2.0, 8.0), "hr_low": (4.0, 9.0), "sbp_low": (3.0, 10.0), "spo2_low": (4.0, 10.0),
 }
@@ -324,7 +334,7 @@ def episode_course(rng: np.random.Generator, plan: Plan, base: Baseline, c_plan:
     if plan.primary == "hr_high":
         d["hr"] = max(need / s - FEVER_HR_PER_C * d["temp"], 5.0)
     elif plan.primary == "hr_low":
-        d["hr"] = -min(max(need / s, 5.0), base.hr - 33.0)
+        d["hr"] = -min(max(need / s, 5.0), base.hr - 28.0)
     elif plan.primary == "sbp_low":
         d["sbp"] = -max(need / s, 10.0)
     elif plan.primary == "spo2_low":
@@ -352,7 +362,7 @@ def latent_paths(rng: np.random.Generator, base: Baseline, plan: Plan, tm: np.nd
           + sev * deltas.get("hr", 0.0) + FEVER_HR_PER_C * d_temp)
     sbp = base.sbp + 6.0 * c + ar1(rng, n, 6.0, 60.0) + 3.0 * arousal + sev * deltas.get("sbp", 0.0)
     # breathing varies a lot within a patient and is right-skewed (Posthuma 2020: median 15, IQR 13–19 /min)
-    rr = (base.rr * np.exp(ar1(rng, n, 0.17, 20.0)) + 0.7 * c + 0.8 * arousal + sev * deltas.get("rr", 0.0)
+    rr = (base.rr * np.exp(ar1(rng, n, RR_WITHIN_LOG_SD, 20.0)) + 0.7 * c + 0.5 * arousal + sev * deltas.get("rr", 0.0)
           + FEVER_RR_PER_C * d_temp)
     spo2 = base.spo2 + ar1(rng, n, 0.6, 20.0) - 0.2 * arousal + sev * deltas.get("spo2", 0.0)
     temp = base.temp + 0.25 * c + ar1(rng, n, 0.12, 90.0) + d_temp
@@ -366,7 +376,7 @@ class Benign:
     """Brief physiological events of any ward patient: (start_s, duration_s, amplitude) arrays.
 
     Rates and sizes follow continuous ward-monitoring studies (the realism report states each source
-    and compares the simulated rates with it): most episodes are brief and never make a 15-minute
+    and compares the simulated rates with it): most episodes are brief and never make a sustained
     event; a few touch or cross a threshold, and the label (``models.labels``) decides what they are.
     """
 
@@ -377,8 +387,8 @@ class Benign:
     hypox: np.ndarray  # SpO2 lowered to a nadir (amplitude = baseline − nadir) for 30–180 min (atelectasis,
     #                    position, hypoventilation), ``HYPOX_PER_DAY``; nadir 90.5–92.5 %, in 10 % of them 88.5–90.5 %
     #                    for 6–14 min (a brief touch of the 90 % line)
-    fast_rr: np.ndarray  # RR +6–14 /min for 3–15 min (exertion, pain, anxiety), 1 per day
-    slow_rr: np.ndarray  # RR × factor: × 0.55–0.75 for 5–15 min in sleep (0.3 per day, everyone); with
+    fast_rr: np.ndarray  # RR +6–14 /min for 3–15 min (exertion, pain, anxiety), ``FAST_RR_PER_DAY``
+    slow_rr: np.ndarray  # RR × factor: × 0.55–0.75 for 5–15 min in sleep (``SLOW_RR_PER_NIGHT``); with
     #                      ``Baseline.opioid`` also × 0.2–0.4 for 3–8 min, 0–2 per night (respiratory depression)
 
 
@@ -409,7 +419,7 @@ def _merge(*parts: np.ndarray) -> np.ndarray:
 def draw_benign(rng: np.random.Generator, horizon_s: float, start_s: float = 0.0,
                 base: Baseline | None = None) -> Benign:
     desat = _poisson_events(rng, horizon_s, 6.0, (30, 150), (5, 14))
-    slow_rr = _at_night(_poisson_events(rng, horizon_s, 0.3 * 24 / 7, (300, 900), (0.55, 0.75)), start_s)
+    slow_rr = _at_night(_poisson_events(rng, horizon_s, SLOW_RR_PER_NIGHT * 24 / 7, (300, 900), (0.55, 0.75)), start_s)
     if base is not None and base.night_dips_per_h > 0:
         dips = _poisson_events(rng, horizon_s, base.night_dips_per_h * 24.0, (20, 60), (5, 14))
         desat = _merge(desat, _at_night(dips, start_s))
@@ -431,7 +441,7 @@ def draw_benign(rng: np.random.Generator, horizon_s: float, start_s: float = 0.0
         tachy=_poisson_events(rng, horizon_s, 4.0, (60, 240), (15, 35)),
         desat=desat,
         hypox=hypox[hypox[:, 2] > 0],
-        fast_rr=_poisson_events(rng, horizon_s, 1.0, (180, 900), (6, 14)),
+        fast_rr=_poisson_events(rng, horizon_s, FAST_RR_PER_DAY, (180, 900), (6, 14)),
         slow_rr=slow_rr,
     )
 

@@ -13,6 +13,7 @@ centiles, example trajectories of each archetype).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from models.schema import ACVPU_CODES, VITALS
+from models.labels import CRITERIA, criterion_text
+from models.schema import VITALS
 from simulator import detect, realism
 from simulator.archetypes import ARCHETYPES, DEFAULT_MIX, ENRICHED_MIX, EVENT_ARCHETYPES, WARD_EVENT_RATE_PER_DAY
 from simulator.cohort import DEFAULT_START, iter_streams
-from simulator.devices import Q_OK
+from simulator.devices import Q_OK, S_CHARTED, S_MONITOR
 from simulator.patient import PatientStream, generate_patient, to_epoch_ms
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,8 @@ class SeedStats:
     charted_late_s: float = 0.0  # longest delivery delay of a charted set after its ts
     ward_days: float = 0.0  # the default (general-ward) mix cohort of the same seed
     ward_events: Counter = field(default_factory=Counter)  # kind → events in it
+    ward_archetype_days: Counter = field(default_factory=Counter)  # archetype → patient-days in it
+    ward_criteria: Counter = field(default_factory=Counter)  # (archetype, criterion) → events in it
 
 
 def _hist(values: np.ndarray) -> np.ndarray:
@@ -105,7 +109,8 @@ def _runs(mask: np.ndarray, min_len: int = 1) -> int:
 
 
 def _series(s: PatientStream, vital: str, clean: bool = True) -> np.ndarray:
-    m = s.vital == VITALS.index(vital)
+    """The monitor's readings of ``vital`` by time, once each (``clean``: artefact-free only)."""
+    m = (s.vital == VITALS.index(vital)) & (s.source == S_MONITOR)
     if clean:
         m &= s.quality == Q_OK
     ts, vals = s.ts_ms[m], s.value[m]
@@ -128,42 +133,30 @@ def _news2_for(stream: PatientStream) -> tuple[int, int, int] | None:
 
 
 def charted_news2(stream: PatientStream, rr_source: str = "nurse") -> list[tuple[int, int, dict[str, int]]]:
-    """NEWS2 as the nurse meets it: one set per observation round (``simulator.nurse``, RCP 2017 frequency).
+    """NEWS2 as the nurse meets it: one per observation set she charts (``simulator.nurse``, RCP 2017 frequency).
 
-    Each set is scored with ``models.news2.score`` from the vitals of the last complete 5-minute window before
-    the bedside round (HR and SpO2 window means; SBP and temperature carried forward up to 1 h, as
-    ``models.windows``), the respiratory rate the nurse counted (``rr_source="nurse"``; ``"monitor"``: the
-    impedance window mean instead), the ACVPU and oxygen charted at that round, on the patient's SpO2 scale.
+    Each set (``PatientStream.observation_sets``: her RR count, spot SpO2, pulse, cuff systolic, temperature,
+    ACVPU and oxygen, on the patient's SpO2 scale) is scored with ``models.news2.score`` — what
+    ``POST /v1/observations`` answers. ``rr_source="monitor"`` scores the same set with the monitor's RR instead
+    (the impedance mean of the last complete 5-minute window before the bedside round), for contrast.
     Returns ``(documentation time in epoch ms, total, points)`` per set, in time order.
     """
     from models import news2
 
-    m = stream.quality == Q_OK
-    ts, vital, value = stream.ts_ms[m], stream.vital[m], stream.value[m]
-    key = ts * 16 + vital
-    _, first = np.unique(key, return_index=True)  # duplicates (retransmissions) dropped
-    ts, vital, value = ts[first], vital[first], value[first]
-    origin, series = detect.window_aggregates(ts, vital, value)
-    if not series:
-        return []
-    n = len(series["hr"])
-    charted = {}
-    for v in ("acvpu", "o2"):
-        sel = vital == VITALS.index(v)
-        charted[v] = dict(zip(ts[sel].tolist(), value[sel].tolist(), strict=True))
+    monitor_rr: np.ndarray | None = None
+    origin = 0
+    if rr_source == "monitor":
+        ts, vital, value = realism._clean(stream)
+        origin, series = detect.window_aggregates(ts, vital, value)
+        monitor_rr = series.get("rr")
     out = []
-    for t, doc, counted in zip(stream.nurse_rr_ms.tolist(), stream.nurse_doc_ms.tolist(), stream.nurse_rr.tolist(),
-                               strict=True):
-        if doc not in charted["acvpu"]:
-            continue  # documented after monitoring ended
-        k = min(max((t - origin) // WINDOW_MS - 1, 0), n - 1)
-        at = {v: series[v][k] for v in ("hr", "spo2", "rr", "sbp", "temp")}
-        at = {v: None if np.isnan(x) else float(x) for v, x in at.items()}
-        rr = counted if rr_source == "nurse" else at["rr"]
-        o2 = charted["o2"].get(doc)
-        got = news2.score(rr=rr, spo2=at["spo2"], spo2_scale=stream.spo2_scale,
-                          on_oxygen=None if o2 is None else o2 > 0, sbp=at["sbp"], hr=at["hr"],
-                          acvpu=ACVPU_CODES[round(charted["acvpu"][doc])], temp=at["temp"])
+    for (doc, body), bedside in zip(stream.observation_sets(), stream.nurse_rr_ms.tolist(), strict=True):
+        rr: float | None = body["rr"]
+        if monitor_rr is not None:
+            k = min(max((bedside - origin) // WINDOW_MS - 1, 0), len(monitor_rr) - 1)
+            rr = None if np.isnan(monitor_rr[k]) else float(monitor_rr[k])
+        got = news2.score(rr=rr, spo2=body["spo2"], spo2_scale=body["spo2_scale"], on_oxygen=body["o2"] > 0,
+                          sbp=body["sbp"], hr=body["hr"], acvpu=body["acvpu"], temp=body["temp"])
         out.append((doc, got.total, got.points))
     out.sort(key=lambda x: x[0])
     return out
@@ -226,8 +219,8 @@ def collect(seed: int, n_patients: int, hours: float, progress: bool = False,
         st.events.extend(s.events)
         st.rows += len(s)
         st.quality.update(Counter(s.quality.tolist()))
-        nurse = s.vital == VITALS.index("acvpu")
-        if nurse.any():  # first copy of each set (a retransmitted duplicate arrives up to a minute later)
+        nurse = s.source == S_CHARTED
+        if nurse.any():  # first copy of each set
             late = pd.Series(s.deliver_ms[nurse] - s.ts_ms[nurse]).groupby(s.ts_ms[nurse]).min()
             st.charted_late_s = max(st.charted_late_s, float(late.max()) / 1000)
         st.doc_delay_min.extend(((s.nurse_doc_ms - s.nurse_rr_ms) / 60_000).tolist())
@@ -270,8 +263,10 @@ def collect(seed: int, n_patients: int, hours: float, progress: bool = False,
                     st.news2_windows += got[2]
     for s in iter_streams(ward_patients or 0, hours, seed, start, DEFAULT_MIX, False):
         st.ward_days += (s.end_ms - s.start_ms) / 86_400_000
+        st.ward_archetype_days[s.patient["archetype"]] += (s.end_ms - s.start_ms) / 86_400_000
         for e in s.events:
             st.ward_events[e["kind"]] += 1
+            st.ward_criteria[(e["kind"], e["criterion"])] += 1
     return st
 
 
@@ -324,7 +319,10 @@ def realism_table(stats: list[SeedStats]) -> tuple[list[str], bool, dict[str, li
     return lines, ok_all, values
 
 
-def _plots(out: Path, stats: list[SeedStats], hours: float, values: dict[str, list[float | None]]) -> list[str]:
+def _plots(out: Path, stats: list[SeedStats], hours: float, values: dict[str, list[float | None]],
+           all_plots: bool = False) -> list[str]:
+    """The two key plots (ward histograms against the CEWS centiles; monitor against nurse-counted RR) and, with
+    ``all_plots``, the stable checks and example trajectories (kept out of ``reports/``: it stays small)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -356,21 +354,22 @@ def _plots(out: Path, stats: list[SeedStats], hours: float, values: dict[str, li
     plt.close(fig)
     files.append("histograms.png")
 
-    pinned = [c for c in realism.CHECKS if c.low is not None and c.unit == "%"]
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(pinned) + 1.2))
-    for k, c in enumerate(pinned):
-        ax.plot([c.low, c.high], [k, k], color="#bdc3c7", lw=8, solid_capstyle="butt")
-        if c.ref_value is not None:
-            ax.plot([c.ref_value], [k], marker="|", color="#c0392b", ms=16, mew=2)
-        vals = [v for v in values[c.key] if v is not None]
-        ax.plot(vals, [k] * len(vals), "o", color="#2c3e50", ms=5)
-    ax.set_yticks(range(len(pinned)), [c.key for c in pinned], fontsize=8)
-    ax.set_xlabel("% of stable patients (per 24-h stay); grey = accepted range, red = published figure, "
-                  "dots = seeds")
-    fig.tight_layout()
-    fig.savefig(out / "stable_checks.png", dpi=90)
-    plt.close(fig)
-    files.append("stable_checks.png")
+    if all_plots:  # the pinned checks at a glance (the table above says the same)
+        pinned = [c for c in realism.CHECKS if c.low is not None and c.unit == "%"]
+        fig, ax = plt.subplots(figsize=(10, 0.45 * len(pinned) + 1.2))
+        for k, c in enumerate(pinned):
+            ax.plot([c.low, c.high], [k, k], color="#bdc3c7", lw=8, solid_capstyle="butt")
+            if c.ref_value is not None:
+                ax.plot([c.ref_value], [k], marker="|", color="#c0392b", ms=16, mew=2)
+            vals = [v for v in values[c.key] if v is not None]
+            ax.plot(vals, [k] * len(vals), "o", color="#2c3e50", ms=5)
+        ax.set_yticks(range(len(pinned)), [c.key for c in pinned], fontsize=8)
+        ax.set_xlabel("% of stable patients (per 24-h stay); grey = accepted range, red = published figure, "
+                      "dots = seeds")
+        fig.tight_layout()
+        fig.savefig(out / "stable_checks.png", dpi=90)
+        plt.close(fig)
+        files.append("stable_checks.png")
 
     pairs = np.array([p for st in stats for p in st.rr_pairs]) if any(st.rr_pairs for st in stats) else None
     if pairs is not None:
@@ -385,41 +384,42 @@ def _plots(out: Path, stats: list[SeedStats], hours: float, values: dict[str, li
         plt.close(fig)
         files.append("rr_monitor_vs_nurse.png")
 
-    start_ms = to_epoch_ms(DEFAULT_START)
-    examples: list[tuple[str, PatientStream]] = []
-    for a in ARCHETYPES:
-        examples.append((a, generate_patient(f"ex-{a[:4]}", (2026, len(examples)), start_ms, max(hours, 12.0),
-                                             archetype=a)))
-    wanted = {"gradual", "short", "fluctuating", "abrupt"}
-    for k in range(200):  # one sepsis or bradyarrhythmia course of every prodrome shape
-        if not wanted:
-            break
-        a = "bradyarrhythmia" if "abrupt" in wanted and k % 2 else "sepsis"
-        s = generate_patient(f"sh{k}", (2027, k), start_ms, 12.0, archetype=a, onset_window_h=(6.0, 9.0))
-        if s.traits["shape"] in wanted and s.events:
-            wanted.discard(s.traits["shape"])
-            examples.append((f"{a} ({s.traits['shape']} prodrome)", s))
-    fig, axes = plt.subplots(len(examples), 1, figsize=(12, 2.0 * len(examples)), sharex=True)
-    for k, (ax, (name, s)) in enumerate(zip(axes, examples, strict=True)):
-        win = W.build(s.frame())
-        t = (win["start"] - DEFAULT_START).dt.total_seconds() / 3600
-        for col, color in (("hr_mean", "#c0392b"), ("sbp", "#2c3e50"), ("spo2_mean", "#2980b9"),
-                           ("rr_mean", "#27ae60"), ("temp", "#e67e22")):
-            y = win[col] * (10 if col == "temp" else 1) - (300 if col == "temp" else 0)
-            ax.plot(t, y, color=color, lw=0.9, label=col if col != "temp" else "temp×10−300")
-        for e in s.events:
-            at = (e["onset"] - DEFAULT_START).total_seconds() / 3600
-            ax.axvline(at, color="k", ls="--", lw=1)
-            ax.text(at, 150, f" onset ({e['criterion']})", fontsize=8)
-        ax.set_ylim(20, 170)
-        ax.set_ylabel(name, fontsize=7)
-        if k == 0:
-            ax.legend(fontsize=7, ncol=5, loc="upper right")
-    axes[-1].set_xlabel("hours since admission (5-minute windows)")
-    fig.tight_layout()
-    fig.savefig(out / "trajectories.png", dpi=90)
-    plt.close(fig)
-    files.append("trajectories.png")
+    if all_plots:  # example trajectories of every archetype and prodrome shape
+        start_ms = to_epoch_ms(DEFAULT_START)
+        examples: list[tuple[str, PatientStream]] = []
+        for a in ARCHETYPES:
+            examples.append((a, generate_patient(f"ex-{a[:4]}", (2026, len(examples)), start_ms, max(hours, 12.0),
+                                                 archetype=a)))
+        wanted = {"gradual", "short", "fluctuating", "abrupt"}
+        for k in range(200):  # one sepsis or bradyarrhythmia course of every prodrome shape
+            if not wanted:
+                break
+            a = "bradyarrhythmia" if "abrupt" in wanted and k % 2 else "sepsis"
+            s = generate_patient(f"sh{k}", (2027, k), start_ms, 12.0, archetype=a, onset_window_h=(6.0, 9.0))
+            if s.traits["shape"] in wanted and s.events:
+                wanted.discard(s.traits["shape"])
+                examples.append((f"{a} ({s.traits['shape']} prodrome)", s))
+        fig, axes = plt.subplots(len(examples), 1, figsize=(12, 2.0 * len(examples)), sharex=True)
+        for k, (ax, (name, s)) in enumerate(zip(axes, examples, strict=True)):
+            win = W.build(s.frame())
+            t = (win["start"] - DEFAULT_START).dt.total_seconds() / 3600
+            for col, color in (("hr_mean", "#c0392b"), ("sbp", "#2c3e50"), ("spo2_mean", "#2980b9"),
+                               ("rr_mean", "#27ae60"), ("temp", "#e67e22")):
+                y = win[col] * (10 if col == "temp" else 1) - (300 if col == "temp" else 0)
+                ax.plot(t, y, color=color, lw=0.9, label=col if col != "temp" else "temp×10−300")
+            for e in s.events:
+                at = (e["onset"] - DEFAULT_START).total_seconds() / 3600
+                ax.axvline(at, color="k", ls="--", lw=1)
+                ax.text(at, 150, f" onset ({e['criterion']})", fontsize=8)
+            ax.set_ylim(20, 170)
+            ax.set_ylabel(name, fontsize=7)
+            if k == 0:
+                ax.legend(fontsize=7, ncol=5, loc="upper right")
+        axes[-1].set_xlabel("hours since admission (5-minute windows)")
+        fig.tight_layout()
+        fig.savefig(out / "trajectories.png", dpi=90)
+        plt.close(fig)
+        files.append("trajectories.png")
     return files
 
 
@@ -429,7 +429,8 @@ def _share(c: Counter, key: str) -> str:
 
 
 def build_report(out: str | Path, n_patients: int = 500, hours: float = 24.0, seeds: list[int] | None = None,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, all_plots: bool = False) -> dict:
+    """Write ``README.md``, ``report.json`` (the numbers, for other tools) and the plots under ``out``."""
     seeds = seeds or [1, 2, 3]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -467,16 +468,17 @@ def build_report(out: str | Path, n_patients: int = 500, hours: float = 24.0, se
         "Brief benign episodes (`simulator.physiology.Benign`, `simulator.devices`): slow desaturations "
         "(atelectasis, position) to a 90.5–92.5 % nadir for 30–180 min, some touching 88.5–90.5 % for 6–14 min; "
         "brief dips; opioid respiratory depression at night; brief tachypnoea; the impedance monitor reading "
-        "talking as fast breathing. Multi-day study shares are converted per day (`realism.per_day`). "
+        "talking as fast breathing, flagged `motion` as a monitor's motion detection does (artefact-flagged readings "
+        "are never scored). Multi-day study shares are converted per day (`realism.per_day`). "
         "*Accepted* ranges were set from the references before tuning; *context* rows are not pinned.", "",
         *checks, "",
         f"All pinned stable-patient checks within their range on every seed: **{'yes' if checks_ok else 'no'}**.",
         "", "Not matched, on purpose: Sun's 37 % (SpO2 < 90 % for an hour in 48 h) and Duus's 52 % (SpO2 < 85 % for "
-        "more than 10 min) are postoperative cohorts; on this ward each such episode would be an *event* by the "
-        "15-minute rule of `models.labels`, so the simulated general ward has far fewer of them (rows above).", "",
+        "more than 10 min) are postoperative cohorts, sicker than a general ward's stable patients (rows above).", "",
+        *_episode_lines(stats), "",
         "### Hard negatives: stable patients near a threshold (all seeds)", "",
-        "Nothing is regenerated: a stable patient who crosses a threshold for 15 minutes keeps the crossing, and the "
-        "label calls it an event (first criterion of those events: "
+        "Nothing is regenerated: a stable patient who crosses a threshold for half an hour (`models.labels`) keeps the "
+        "crossing, and the label calls it an event (first criterion of those events: "
         + (", ".join(f"{k} {v}" for k, v in crit_stable.most_common()) or "none") + ").", "",
         "| stable group | patients | with an event by the label |", "|---|---|---|",
         *[f"| {g} | {chronic[(g, 'patients')]} | {chronic[(g, 'events')]} "
@@ -496,8 +498,9 @@ def build_report(out: str | Path, n_patients: int = 500, hours: float = 24.0, se
             f"monitor means rounding to 18 or 20: {np.isin(np.round(pairs[:, 1]), (18, 20)).mean():.0%})",
             f"- NEWS2 RR points ≥ 2: nurse {np.mean(pairs[:, 0] >= 21):.1%} of rounds, monitor "
             f"{np.mean(np.round(pairs[:, 1]) >= 21):.1%}",
-            "- the reading schema has one `rr` vital (the monitor's); the nurse's count is kept by the simulator "
-            "(`PatientStream.nurse_rr`) and used for the charted NEWS2 below, as on a ward.", "",
+            "- the nurse's count is hers, apart from the monitor's: it reaches the service in her observation set "
+            "(`PatientStream.observation_sets`, `POST /v1/observations`; stored as `rr` with source `charted`) and is "
+            "the RR of the charted NEWS2 below, as on a ward.", "",
         ]
     lines += [
         "## 3. NEWS2 ≥ 5 on stable patients at RCP 2017 charting frequency", "",
@@ -520,9 +523,10 @@ def build_report(out: str | Path, n_patients: int = 500, hours: float = 24.0, se
     points = sum((st.charted_points for st in stats), Counter())
     lines += ["", "*Charted*: the simulated nurse (`simulator.nurse`) charts a full set at the RCP 2017 minimum "
               "frequency for the band she sees: 10.5–12 h at 0, 4–6 h at 1–4, hourly at 5–6 or a single 3, every "
-              "15 min (continuous) at ≥ 7; each set is scored with `models.news2.score` from the last complete "
-              "5-minute window before the round (HR, SpO2 means; SBP and temperature carried forward), the RR the "
-              "nurse counted, the charted ACVPU and oxygen, on the patient's SpO2 scale; all stable patients of each "
+              "15 min (continuous) at ≥ 7; each set holds her own measurements (RR counted over 30 s, spot SpO2, "
+              "pulse, cuff systolic, tympanic temperature, ACVPU, oxygen flow: `PatientStream.observation_sets`, the "
+              "`POST /v1/observations` bodies) and is scored with `models.news2.score` on the patient's SpO2 scale, as "
+              "the service answers it; all stable patients of each "
               f"seed. *Per 5-minute window*: `models.news2.from_windows` on the first {NEWS2_PATIENTS} stable "
               "patients of each seed — a continuous score, not an alert rate. Real wards: about 2–5.5 alerts per "
               "100 patient-days (`reference/news2.md`).",
@@ -540,6 +544,7 @@ def build_report(out: str | Path, n_patients: int = 500, hours: float = 24.0, se
         + f" (pooled {n_ward / max(ward_days, 1e-9):.3f}: planned deteriorations {planned / max(ward_days, 1e-9):.3f}"
         f", stable or fever crossings {(n_ward - planned) / max(ward_days, 1e-9):.3f})."
         " Configurable: `wardtwin simulate cohort --event-rate R` or `--mix enriched` (the training mix).",
+        "", *_ward_event_lines(stats),
         "", "| prodrome shape (all seeds) | planned episodes | recorded events |", "|---|---|---|",
         *[f"| {k} | {_share(shapes, k)} |" for k in ("gradual", "short", "fluctuating", "abrupt")],
         "", "| course (all seeds) | planned episodes | recorded events |", "|---|---|---|",
@@ -578,15 +583,89 @@ def build_report(out: str | Path, n_patients: int = 500, hours: float = 24.0, se
     for name in first.episodes:
         lines.append(f"| {name} | " + " | ".join(f"{st.episodes[name] / max(st.stable_days, 1e-9):.2f}"
                                                 for st in stats) + " |")
-    files = _plots(out_dir, stats, hours, values)
+    files = _plots(out_dir, stats, hours, values, all_plots)
     lines += ["", "## Plots", "", *[f"![{f[:-4]}]({f})" for f in files], ""]
     markdown = "\n".join(lines)
     path = out_dir / "README.md"
     path.write_text(markdown + "\n")
+    summary = _summary(stats, n_patients, hours, seeds, ok, checks_ok, values)
+    (out_dir / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return {"markdown": markdown, "path": str(path), "all_within_tolerance": ok and checks_ok, "stats": stats,
             "checks": values, "events_per_patient": len(first.events) / max(len(first.patients), 1),
             "pre_deterioration_fraction": first.pre_windows / max(first.windows, 1),
             "event_archetypes": sorted(EVENT_ARCHETYPES)}
+
+
+def _summary(stats: list[SeedStats], n_patients: int, hours: float, seeds: list[int], centiles_ok: bool,
+             checks_ok: bool, values: dict[str, list[float | None]]) -> dict:
+    """The report's numbers as JSON: the ward mix's events per patient-day by archetype, the stable checks per
+    seed, benign episodes per stable patient-day, charted NEWS2 ≥ 5 per 100 stable patient-days."""
+    days = sum((st.ward_archetype_days for st in stats), Counter())
+    events = sum((st.ward_events for st in stats), Counter())
+    negatives = [a for a in ARCHETYPES if a not in EVENT_ARCHETYPES]
+    neg_days = sum(days[a] for a in negatives)
+    episodes = [realism.summarise(st.flags, {}) for st in stats]
+    return {
+        "simulator_version": simulator_version(),
+        "command": f"wardtwin simulate report --patients {n_patients} --hours {hours:g} --seeds "
+                   f"{','.join(map(str, seeds))}",
+        "label": {kind: criterion_text(kind) for kind in CRITERIA},
+        "ward_mix": {
+            "events_per_patient_day_by_archetype": {a: round(events[a] / days[a], 4) for a in ARCHETYPES if days[a]},
+            "patient_days_by_archetype": {a: round(days[a], 1) for a in ARCHETYPES if days[a]},
+            "events_by_archetype": {a: events[a] for a in ARCHETYPES if days[a]},
+            "stable_and_hard_negative_events_per_patient_day": round(
+                sum(events[a] for a in negatives) / max(neg_days, 1e-9), 4),
+            "target": 0.03,
+        },
+        "stable_checks": {k: [None if v is None else round(v, 2) for v in vs] for k, vs in values.items()},
+        "benign_episodes_per_stable_patient_day": {
+            k: [round(e[k], 3) for e in episodes] for k in ("rr_gt24_episodes", "rr_lt11_episodes",
+                                                             "spo2_lt92_episodes")},
+        "charted_news2_ge5_per_100_stable_patient_days": [
+            round(100 * st.charted_ge5 / max(st.charted_days, 1e-9), 1) for st in stats],
+        "charted_sets_per_stable_patient_day": [round(st.charted_sets / max(st.charted_days, 1e-9), 2)
+                                                for st in stats],
+        "centiles_within_tolerance": centiles_ok, "stable_checks_within_range": checks_ok,
+    }
+
+
+def _episode_lines(stats: list[SeedStats]) -> list[str]:
+    """Benign monitor episodes per stable patient-day: runs of 5-minute windows beyond a NEWS2 RR or SpO2 band."""
+    rows = (("rr_gt24_episodes", "5-min monitor RR mean > 24 /min (NEWS2 3 points)"),
+            ("rr_lt11_episodes", "5-min monitor RR mean < 11 /min (NEWS2 ≥ 1 point)"),
+            ("spo2_lt92_episodes", "5-min SpO2 mean < 92 % (NEWS2 scale 1: 3 points)"))
+    got = [realism.summarise(st.flags, {}) for st in stats]
+    return ["### Benign monitor episodes per stable patient-day (all stable patients, 24-h stays)", "",
+            "| episode (a run of 5-minute windows; artefact-flagged readings excluded) | "
+            + " | ".join(f"seed {st.seed}" for st in stats) + " |", "|---|" + "---|" * len(stats),
+            *[f"| {name} | " + " | ".join(f"{g[key]:.2f}" if g[key] is not None else "–" for g in got) + " |"
+              for key, name in rows], "",
+            "The share of patient-days with at least one such episode is checked against Duus 2018 in the table above "
+            "(`rr_any_gt24`, `rr_any_lt11`, `spo2_any_lt92`)."]
+
+
+def _ward_event_lines(stats: list[SeedStats]) -> list[str]:
+    """Recorded events per patient-day by archetype on the general-ward mix (all seeds pooled; issue 20's target:
+    stable and hard-negative patients ≤ 0.03)."""
+    days = sum((st.ward_archetype_days for st in stats), Counter())
+    events = sum((st.ward_events for st in stats), Counter())
+    criteria = sum((st.ward_criteria for st in stats), Counter())
+    negatives = [a for a in ARCHETYPES if a not in EVENT_ARCHETYPES]
+    neg_days = sum(days[a] for a in negatives)
+    neg_events = sum(events[a] for a in negatives)
+    lines = ["| archetype (`--mix ward`, all seeds) | patient-days | events | events per patient-day "
+             "| first criterion |", "|---|---|---|---|---|"]
+    for a in ARCHETYPES:
+        if days[a]:
+            crit = ", ".join(f"{c} {n}" for (k, c), n in sorted(criteria.items()) if k == a) or "–"
+            lines.append(f"| {a} | {days[a]:.1f} | {events[a]} | {events[a] / days[a]:.3f} | {crit} |")
+    lines += ["", f"**Stable and hard-negative (fever) patients: {neg_events} events in {neg_days:.0f} patient-days = "
+              f"{neg_events / max(neg_days, 1e-9):.3f} per patient-day** (issue 20's target ≤ 0.03; 0.17 under the "
+              "old label). The event rule (`models.labels`): " + "; ".join(criterion_text(k) for k in CRITERIA)
+              + ", sustained half an hour (three cuff cycles for SBP and temperature). Deteriorating patient-days are "
+              "short: most leave the ward 2–10 h after the onset."]
+    return lines
 
 
 def simulator_version() -> str:

@@ -1,11 +1,18 @@
 """Where readings go: the service's ingest API, InfluxDB (v1 line protocol), or Parquet files.
 
 Every sink has ``send(readings: list[dict]) -> int`` (readings accepted) and ``close()``. A reading
-is ``{"patient_id", "vital", "ts" (ISO 8601 with offset), "value", "quality"}``.
+is ``{"patient_id", "vital", "ts" (ISO 8601 with offset), "value", "quality", "source"}``; ``source`` is
+``monitor`` (the default) or ``charted`` (a value of a nurse's observation set).
+
+The HTTP sink sends what a ward sends: monitor readings through ``POST /v1/readings``, and the charted readings
+of each set, whole, as one nurse's observation set through ``POST /v1/observations`` (``split_observations``:
+the readings of one patient charted at one ``ts`` are one set) — never the charted values as readings too. The
+InfluxDB and Parquet sinks store every reading with its source, as the service stores a set.
 
 Line protocol (InfluxDB v1 ``/write?db=…&precision=ms``)::
 
     vitals,patient_id=bed-01,vital=hr value=72.0,quality="ok" 1767571200000
+    vitals,patient_id=bed-01,source=charted,vital=rr value=18.0,quality="ok" 1767571200000
 
 is written by ``models.line_protocol``, the encoder the service's InfluxDB store uses, so the simulator
 and the service escape alike (and refuse alike what line protocol 1.x cannot carry).
@@ -36,7 +43,10 @@ from tenacity import (
 )
 
 from models.line_protocol import encode_point
-from models.schema import QUALITY_OK
+from models.schema import ACVPU_CODES, QUALITY_OK
+
+#: who charted a simulated set (``simulator.patient.NURSE``; not imported: the sinks need no physiology)
+NURSE: Final[str] = "sim-nurse"
 
 logger = logging.getLogger(__name__)
 
@@ -77,24 +87,53 @@ def _retrying_post(client: httpx.Client, url: str, *, max_retries: int, backoff_
         raise SinkError(f"POST {url}: {_describe(last)} after {max_retries} retries") from last.exception()
 
 
+def split_observations(readings: Sequence[dict], spo2_scale: Callable[[str], int] | None = None,
+                       ) -> tuple[list[dict], list[dict]]:
+    """(monitor readings, observation sets): the charted readings of one patient at one ``ts`` become one
+    ``POST /v1/observations`` body ``{patient_id, ts, rr, spo2, spo2_scale, o2, sbp, hr, acvpu, temp, by}`` (in
+    order of first appearance; ``spo2_scale(patient_id)``, e.g. ``Ward.spo2_scale``, else scale 1); monitor
+    readings are kept as they are."""
+    monitor: list[dict] = []
+    sets: dict[tuple[str, str], dict] = {}
+    for r in readings:
+        if r.get("source", "monitor") != "charted":
+            monitor.append(r)
+            continue
+        pid = r["patient_id"]
+        body = sets.setdefault((pid, r["ts"]), {"patient_id": pid, "ts": r["ts"],
+                                                "spo2_scale": spo2_scale(pid) if spo2_scale else 1, "by": NURSE})
+        value = float(r["value"])
+        body[r["vital"]] = ACVPU_CODES[round(value)] if r["vital"] == "acvpu" else value
+    return monitor, list(sets.values())
+
+
 class HttpSink:
-    """``POST {base_url}/v1/readings`` with ``{"readings": [...]}`` batches of at most 10,000."""
+    """``POST {base_url}/v1/readings`` with ``{"readings": [...]}`` batches of at most 10,000 monitor readings, and
+    each charted set through ``POST {base_url}/v1/observations`` (``split_observations``; ``spo2_scale`` names each
+    patient's NEWS2 SpO2 scale, e.g. ``Ward.spo2_scale``)."""
 
     def __init__(self, base_url: str, *, batch_size: int = MAX_BATCH, max_retries: int = 5, backoff_s: float = 0.5,
                  timeout_s: float = 30.0, headers: dict[str, str] | None = None, client: httpx.Client | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 spo2_scale: Callable[[str], int] | None = None) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
         self.url = base_url.rstrip("/") + "/v1/readings"
+        self.observations_url = base_url.rstrip("/") + "/v1/observations"
         self.batch_size, self.max_retries, self.backoff_s, self.sleep = batch_size, max_retries, backoff_s, sleep
         self.client = client or httpx.Client(timeout=timeout_s, headers=headers)
         self.sent = 0
         self.rejected = 0
+        self.sets_sent = 0
+        self.sets_rejected = 0
+        self.spo2_scale = spo2_scale
 
     def send(self, readings: Sequence[dict]) -> int:
+        """Readings accepted (a set counts as its values)."""
+        monitor, sets = split_observations(readings, self.spo2_scale)
         accepted = 0
-        for i in range(0, len(readings), self.batch_size):
-            batch = list(readings[i:i + self.batch_size])
+        for i in range(0, len(monitor), self.batch_size):
+            batch = list(monitor[i:i + self.batch_size])
             response = _retrying_post(self.client, self.url, json={"readings": batch}, max_retries=self.max_retries,
                                       backoff_s=self.backoff_s, sleep=self.sleep)
             if response.status_code == 422:
@@ -110,8 +149,25 @@ class HttpSink:
             if response.status_code >= 400:
                 raise SinkError(f"POST {self.url}: HTTP {response.status_code} {response.text[:500]}")
             accepted += len(batch)
+        for body in sets:
+            accepted += self._post_set(body)
         self.sent += accepted
         return accepted
+
+    def _post_set(self, body: dict) -> int:
+        response = _retrying_post(self.client, self.observations_url, json=body, max_retries=self.max_retries,
+                                  backoff_s=self.backoff_s, sleep=self.sleep)
+        values = len(body) - 4  # patient_id, ts, spo2_scale, by
+        if response.status_code == 422:  # a set is atomic: the service names every bad field and stores nothing
+            self.sets_rejected += 1
+            self.rejected += values
+            logger.error("observation set rejected patient=%s ts=%s: %s", body["patient_id"], body["ts"],
+                         _json(response))
+            return 0
+        if response.status_code >= 400:
+            raise SinkError(f"POST {self.observations_url}: HTTP {response.status_code} {response.text[:500]}")
+        self.sets_sent += 1
+        return values
 
     def close(self) -> None:
         self.client.close()
@@ -132,10 +188,17 @@ def readings_to_lines(readings: Sequence[dict]) -> list[str]:
         return []
     ts_ms = pd.to_datetime([r["ts"] for r in readings], utc=True, format="ISO8601").as_unit("ms").asi8
     return [
-        encode_point(MEASUREMENT, {"patient_id": r["patient_id"], "vital": r["vital"]},
+        encode_point(MEASUREMENT, {"patient_id": r["patient_id"], "vital": r["vital"], **_source_tag(r)},
                      {"value": float(r["value"]), "quality": r.get("quality", QUALITY_OK)}, t)
         for r, t in zip(readings, ts_ms.tolist(), strict=True)
     ]
+
+
+def _source_tag(reading: dict) -> dict[str, str]:
+    """A charted reading is tagged ``source=charted``; a monitor reading carries no source tag (as the service
+    writes them, ``models.line_protocol.ReadingEncoder``)."""
+    source = reading.get("source", "monitor")
+    return {} if source == "monitor" else {"source": source}
 
 
 class InfluxLineSink:
@@ -191,6 +254,8 @@ class ParquetSink:
             pa.array(frame["vital"].astype(str)).dictionary_encode().cast(self.schema.field("vital").type),
             pa.array(frame["value"].astype(float)),
             pa.array(frame["quality"].astype(str)).dictionary_encode().cast(self.schema.field("quality").type),
+            pa.array((frame["source"] if "source" in frame else pd.Series("monitor", index=frame.index))
+                     .fillna("monitor").astype(str)).dictionary_encode().cast(self.schema.field("source").type),
         ], schema=self.schema)
         self._writer.write_table(table)
         self.sent += len(frame)
@@ -200,4 +265,5 @@ class ParquetSink:
         self._writer.close()
 
 
-__all__ = ["MAX_BACKOFF_S", "HttpSink", "InfluxLineSink", "ParquetSink", "SinkError", "readings_to_lines"]
+__all__ = ["MAX_BACKOFF_S", "NURSE", "HttpSink", "InfluxLineSink", "ParquetSink", "SinkError", "readings_to_lines",
+           "split_observations"]

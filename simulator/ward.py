@@ -11,6 +11,10 @@ The bed is then taken by a new admission (after 30–90 min when someone was tra
 archetype is drawn from the mix. Admission ``k`` of bed ``b`` is a pure function of
 ``(seed, b, k)``, so ``advance`` is deterministic whatever the sequence of ``until`` values: it only
 decides which deliveries fall in which call.
+
+Readings carry their ``source``: the monitor's, or ``charted`` — the values of a nurse's observation set, all
+delivered at once, which a sink rebuilds into the set (``simulator.sinks.split_observations``, with the patient's
+SpO2 scale from ``Ward.spo2_scale``) and sends through ``POST /v1/observations``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import pandas as pd
 
 from models.schema import VITALS
 from simulator.archetypes import ENRICHED_MIX, EVENT_ARCHETYPES, normalise_mix, quota_archetypes
-from simulator.devices import QUALITIES
+from simulator.devices import QUALITIES, SOURCES
 from simulator.patient import PatientStream, generate_patient, to_epoch_ms
 
 logger = logging.getLogger(__name__)
@@ -100,7 +104,8 @@ class Ward:
         if not parts:
             empty = np.empty(0, dtype=np.int64)
             return {"bed": empty, "ts_ms": empty, "deliver_ms": empty, "vital": empty.astype(np.int8),
-                    "value": empty.astype(float), "quality": empty.astype(np.int8)}
+                    "value": empty.astype(float), "quality": empty.astype(np.int8), "source": empty.astype(np.int8),
+                    "spo2_scale": empty.astype(np.int8)}
         out = {
             "bed": np.concatenate([np.full(j - i, b, dtype=np.int64) for b, _, i, j in parts]),
             "ts_ms": np.concatenate([s.ts_ms[i:j] for _, s, i, j in parts]),
@@ -108,12 +113,14 @@ class Ward:
             "vital": np.concatenate([s.vital[i:j] for _, s, i, j in parts]),
             "value": np.concatenate([s.value[i:j] for _, s, i, j in parts]),
             "quality": np.concatenate([s.quality[i:j] for _, s, i, j in parts]),
+            "source": np.concatenate([s.source[i:j] for _, s, i, j in parts]),
+            "spo2_scale": np.concatenate([np.full(j - i, s.spo2_scale, dtype=np.int8) for _, s, i, j in parts]),
         }
         order = np.argsort(out["deliver_ms"], kind="stable")
         return {k: v[order] for k, v in out.items()}
 
     def advance_frame(self, until: pd.Timestamp) -> pd.DataFrame:
-        """Like ``advance`` as a DataFrame (patient_id, ts, vital, value, quality, delivered_at)."""
+        """Like ``advance`` as a DataFrame (patient_id, ts, vital, value, quality, source, delivered_at)."""
         a = self.advance_arrays(until)
         return pd.DataFrame({
             "patient_id": pd.Categorical.from_codes(a["bed"], self.bed_ids),
@@ -121,6 +128,7 @@ class Ward:
             "vital": pd.Categorical.from_codes(a["vital"], list(VITALS)),
             "value": a["value"],
             "quality": pd.Categorical.from_codes(a["quality"], list(QUALITIES)),
+            "source": pd.Categorical.from_codes(a["source"], list(SOURCES)),
             "delivered_at": pd.to_datetime(a["deliver_ms"], unit="ms", utc=True).astype("datetime64[ns, UTC]"),
         })
 
@@ -134,10 +142,15 @@ class Ward:
         ts = np.datetime_as_string(a["ts_ms"].astype("datetime64[ms]"), unit="ms", timezone="UTC")
         bed_ids, vitals, qualities = self.bed_ids, VITALS, QUALITIES
         return [
-            {"patient_id": bed_ids[b], "vital": vitals[v], "ts": t, "value": x, "quality": qualities[q]}
-            for b, v, t, x, q in zip(a["bed"].tolist(), a["vital"].tolist(), ts.tolist(), a["value"].tolist(),
-                                     a["quality"].tolist(), strict=True)
+            {"patient_id": bed_ids[b], "vital": vitals[v], "ts": t, "value": x, "quality": qualities[q],
+             "source": SOURCES[src]}
+            for b, v, t, x, q, src in zip(a["bed"].tolist(), a["vital"].tolist(), ts.tolist(), a["value"].tolist(),
+                                          a["quality"].tolist(), a["source"].tolist(), strict=True)
         ]
+
+    def spo2_scale(self, patient_id: str) -> int:
+        """The NEWS2 SpO2 scale the ward charts the bed's current patient on (2: hypercapnic COPD, 88–92 %)."""
+        return self._streams[self.bed_ids.index(patient_id)][-1].spo2_scale
 
 
 __all__ = ["Ward"]

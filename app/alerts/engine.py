@@ -23,7 +23,17 @@ from datetime import datetime
 from typing import Any
 
 from app.alerts.notify import Batch, Notifier
-from app.alerts.rules import Policy, Raise, by_patient, decide
+from app.alerts.rules import (
+    Changes,
+    ChartedSet,
+    Policy,
+    Raise,
+    Regrade,
+    Streak,
+    by_patient,
+    decide,
+    decide_charted,
+)
 from app.alerts.store import Alert, AlertStore
 from app.alerts.timers import Timers
 from app.clock import Clock
@@ -51,6 +61,8 @@ class AlertEngine:
         self._evaluating = 0
         #: The newest cycle's ward update, until the worker delivers it after the cycle's events.
         self._ward: dict[str, Any] | None = None
+        #: One rule application at a time: a cycle's and a charted set's changes never interleave.
+        self._rules = asyncio.Lock()
         store.on_event = self._committed
 
     def subscribe(self, notifier: Notifier) -> None:
@@ -70,7 +82,7 @@ class AlertEngine:
             if not scores:
                 return []
             window_end = max(s.window_end for s in scores)
-        if not await self.store.claim_window(window_end):
+        if not await self.store.claim_window(window_end, self.clock.now()):
             logger.info("alerts untouched for past window_end=%s", window_end.isoformat())
             return None
         self._evaluating += 1  # the worker holds its fan-out until the rules are through (one burst, at the end)
@@ -85,22 +97,49 @@ class AlertEngine:
         return raised
 
     async def _apply(self, scores: Sequence[Score]) -> list[Alert]:
-        now = self.clock.now()
-        open_alerts = by_patient((await self.store.open_by_kind()).values())
-        changes = decide(scores, open_alerts, await self.store.last_met(), self.policy)
-        raised: list[Alert] = []
+        async with self._rules:
+            now = self.clock.now()
+            open_alerts = by_patient((await self.store.open_by_kind()).values())
+            streaks = {key: Streak(*run) for key, run in (await self.store.streaks()).items()}
+            changes = decide(scores, open_alerts, await self.store.last_met(), self.policy, streaks)
+            raised = await self._steps(changes, now)
+            await self.store.mark_met(changes.still_met)
+        await self.timers.sweep(now)
+        return raised
+
+    async def _steps(self, changes: Changes, now: datetime) -> list[Alert]:
+        """Apply the rules' steps and the runs that changed; the alerts raised or escalated."""
+        touched: list[Alert] = []
         for step in changes.steps:
             if isinstance(step, Raise):
                 new = await self.store.raise_alert(step.patient_id, step.window_end, step.risk, step.reasons, now,
-                                                   kind=step.kind, news2=step.news2)
+                                                   kind=step.kind, news2=step.news2, actor=step.actor,
+                                                   alert_id=step.alert_id)
                 if new is not None:
-                    raised.append(new)
+                    touched.append(new)
                     logger.info("alert raised id=%s kind=%s risk=%.3f", new.id, step.kind, step.risk)
+            elif isinstance(step, Regrade):
+                touched.append(await self.store.regrade(step.alert_id, step.reasons, step.news2, now, step.actor))
+                logger.info("alert escalated id=%s by a charted set", step.alert_id)
             else:
-                await self.store.resolve(step.alert_id, now, step.reason)
-        await self.store.mark_met(changes.still_met)
-        await self.timers.sweep(now)
-        return raised
+                await self.store.resolve(step.alert_id, now, step.reason, actor=step.actor)
+        await self.store.save_streaks({key: None if run is None else (run.since, run.last)
+                                       for key, run in changes.streaks.items()})
+        return touched
+
+    async def raise_charted(self, chart: ChartedSet) -> tuple[Alert | None, Changes]:
+        """Apply one charted observation set's changes (``rules.decide_charted``) now, whatever window the cycle
+        is at: a ``news2`` alert raised, escalated or resolved, an ``obs_due`` resolved. Each transition goes through
+        the outbox like any alert's (so the WebSocket and the webhooks deliver it). Returns the patient's open
+        ``news2`` alert afterwards (None when none is open) and the changes applied."""
+        async with self._rules:
+            now = self.clock.now()
+            open_kinds = await self.store.open_for(chart.patient_id)
+            changes = decide_charted(chart, open_kinds, self.policy)
+            await self._steps(changes, now)
+            current = (await self.store.open_for(chart.patient_id)).get("news2")
+        self.wake()
+        return current, changes
 
     # -- delivery ---------------------------------------------------------------------------------
     async def publish_pending(self) -> int:

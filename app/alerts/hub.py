@@ -22,9 +22,14 @@ Replay: with ``?since=SEQ`` every event after ``SEQ``; without it, every event n
 (then live). Replay and live read one cursor per client, so the switch has neither a gap nor a duplicate.
 
 Flow control: at most ``max_unacked`` events are in flight to a client; further events wait for its acks.
-A client whose unconfirmed live events exceed ``max_behind``, or whose send blocks past ``send_timeout_s``, is
-told and disconnected; each client's sends run in its own task, so it never delays the others. Close codes:
-4400 bad request (malformed ``since``, ack of an unsent seq), 4008 too slow.
+A client whose own lag exceeds ``max_behind`` — the events it was sent and has not acknowledged plus those published
+since it was sent the oldest of them, or since it joined (issue 21, finding 8: counting a whole burst published at
+once cut off every board, however promptly it acked) — or whose send blocks past ``send_timeout_s``, is told and
+disconnected; each client's sends run in its own task, so it never delays the others. Close codes: 4400 bad request
+(malformed ``since``, ack of an unsent seq), 4008 too slow, 4403 the client's key was revoked.
+
+Revocation (issue 21, finding 6): :meth:`AlertHub.revoke_key` closes every socket opened with the key at once, and an
+ack arriving from one of them afterwards confirms nothing (a revoked key never marks an alert delivered).
 
 Cost per event at 1,000 clients (issue 14): each event is encoded once when published (``Encoded``, shared by
 every client's sender); only the first subscriber's confirmation of an event is written to the store (later ones
@@ -51,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_TOO_SLOW = 4008
+CLOSE_REVOKED = 4403
 
 
 class EventSource(Protocol):
@@ -115,6 +121,9 @@ class Client:
     acked: int = 0
     sent: int = 0
     inflight: deque[int] = field(default_factory=deque)
+    #: The hub's head when each in-flight event was sent (parallel to ``inflight``): the client's lag is measured
+    #: from its oldest unacknowledged send.
+    inflight_heads: deque[int] = field(default_factory=deque)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     #: Subscribed to ward updates (``?ward=1``); ``ward`` is the newest one not yet sent (one slot: bounded).
     wants_ward: bool = False
@@ -123,6 +132,11 @@ class Client:
     ward_after: int = 0
     #: Takes ``events`` frames (``?batch=1``): the events ready for it go in one frame.
     batch: bool = False
+    #: The key the socket was opened with (None: unknown); set once that key is revoked.
+    key_id: str | None = None
+    revoked: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Asks whether the key is still valid (None: never re-checked); asked before each send and on each ack.
+    still_admitted: Callable[[], Awaitable[bool]] | None = None
 
 
 class AlertHub:
@@ -196,9 +210,21 @@ class AlertHub:
                 client.changed.set()
 
     # -- one connection -----------------------------------------------------------------------------
-    async def serve(self, ws: Any, since: int | None, *, ward: bool = False, batch: bool = False) -> None:
-        """Run one accepted WebSocket until it disconnects or is cut off; ``ward``: also send ward updates;
-        ``batch``: live events ready together go in one ``events`` frame."""
+    def revoke_key(self, key_id: str) -> int:
+        """Close every socket opened with ``key_id`` at once (4403); their acks from now on confirm nothing.
+        Returns how many were open."""
+        revoked = [client for client in self._clients if client.key_id == key_id]
+        for client in revoked:
+            client.revoked.set()
+            client.changed.set()
+        if revoked:
+            logger.warning("websocket clients closed: key %s revoked (%d open)", key_id, len(revoked))
+        return len(revoked)
+
+    async def serve(self, ws: Any, since: int | None, *, ward: bool = False, batch: bool = False,
+                    key_id: str | None = None, still_admitted: Callable[[], Awaitable[bool]] | None = None) -> None:
+        """Run one accepted WebSocket until it disconnects, is cut off or its key (``key_id``) is revoked;
+        ``ward``: also send ward updates; ``batch``: live events ready together go in one ``events`` frame."""
         assert self.source is not None, "hub not bound to an event source"
         last = await self.source.last_seq()  # read before the pending seq, so no event falls between the two
         if since is not None and since > last:
@@ -206,7 +232,7 @@ class AlertHub:
                 await ws.close(CLOSE_BAD_REQUEST, f"since {since} is after the newest event, seq {last}")
             return
         client = Client(f"ws-{next(self._ids)}", ws, joined_head=max(self.head, last), wants_ward=ward,
-                        batch=batch)
+                        batch=batch, key_id=key_id, still_admitted=still_admitted)
         if since is None:
             pending = await self.source.first_pending_seq()
             since = min(pending - 1, last) if pending is not None else last
@@ -214,16 +240,18 @@ class AlertHub:
         self._clients.add(client)
         sender = asyncio.create_task(self._send_loop(client, since), name=f"ws-send-{client.id}")
         receiver = asyncio.create_task(self._receive_loop(client), name=f"ws-recv-{client.id}")
+        revoked = asyncio.create_task(client.revoked.wait(), name=f"ws-revoked-{client.id}")
         try:
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({sender, receiver, revoked}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._clients.discard(client)
-            for task in (sender, receiver):
+            for task in (sender, receiver, revoked):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            close = (CLOSE_REVOKED, "key revoked") if client.revoked.is_set() else ()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), self.send_timeout_s)
+                await asyncio.wait_for(ws.close(*close), self.send_timeout_s)
 
     async def _send_loop(self, client: Client, cursor: int) -> None:
         try:
@@ -235,6 +263,8 @@ class AlertHub:
                     await self._send(client, text)
                     continue
                 if self.head > cursor:
+                    if not await self._admitted(client):
+                        return
                     events = self._from_ring(cursor)
                     if events is None:
                         stored = await self.source.events_after(cursor, self.page_size)  # type: ignore[union-attr]
@@ -271,14 +301,18 @@ class AlertHub:
         return list(itertools.islice(self._ring, i, None))
 
     def _behind(self, client: Client) -> int:
-        """Live events (published after the client joined) that the client has not confirmed."""
-        return self.head - max(client.acked, client.joined_head)
+        """The client's own lag: the events it was sent and has not acknowledged, plus those published since it was
+        sent the oldest of them (0 with nothing in flight: it has confirmed all it was sent, however many wait)."""
+        if not client.inflight_heads:
+            return 0
+        return len(client.inflight) + self.head - client.inflight_heads[0]
 
     async def _send_event(self, client: Client, event: Encoded, *, live: bool = True) -> None:
         await self._wait_for_room(client)
         if live and self._behind(client) > self.max_behind:
             raise TooSlowError(f"too slow: {self._behind(client)} events unacknowledged")
         client.inflight.append(event.seq)  # before the send: its ack may be handled before the send returns
+        client.inflight_heads.append(max(self.head, client.joined_head))  # replayed: lag counts from joining
         client.sent = event.seq
         await self._send(client, event.text)
 
@@ -290,6 +324,7 @@ class AlertHub:
             raise TooSlowError(f"too slow: {self._behind(client)} events unacknowledged")
         batch = events[:self.max_unacked - len(client.inflight)]
         client.inflight.extend(event.seq for event in batch)
+        client.inflight_heads.extend(max(self.head, client.joined_head) for _ in batch)
         client.sent = batch[-1].seq
         await self._send(client, batch[0].text if len(batch) == 1 else self._joined(batch))
         return client.sent
@@ -348,10 +383,21 @@ class AlertHub:
                 return
             await self.ack(client, seq)
 
+    async def _admitted(self, client: Client) -> bool:
+        """False (and the socket marked for closing, 4403) once the client's key has been revoked, by this process
+        (``revoke_key``) or another (``still_admitted``)."""
+        if not client.revoked.is_set() and client.still_admitted is not None and not await client.still_admitted():
+            logger.warning("websocket client %s closed: its key was revoked", client.id)
+            client.revoked.set()
+        return not client.revoked.is_set()
+
     async def ack(self, client: Client, seq: int) -> None:
+        if not await self._admitted(client):  # a revoked key's ack counts for nothing
+            return
         confirmed = []
         while client.inflight and client.inflight[0] <= seq:
             confirmed.append(client.inflight.popleft())
+            client.inflight_heads.popleft()
         client.acked = max(client.acked, seq)
         client.changed.set()
         first = [s for s in confirmed if s not in self._confirmed]

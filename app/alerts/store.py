@@ -4,8 +4,9 @@ An alert moves ``raised → delivered → acknowledged → resolved``; an unackn
 ``escalated``. Every transition appends an event to the outbox in the same transaction, so an
 alert raised is either delivered or still visibly pending after a restart.
 
-Every alert has a ``kind`` (``KINDS``): ``twin`` (the twin's risk), ``news2`` (the RCP 2017 NEWS2
-triggers) or ``criteria`` (a deterioration criterion met now). A patient has at most one open alert
+Every alert has a ``kind`` (``KINDS``): ``twin`` (sustained twin risk), ``news2`` (a charted set at
+the RCP 2017 NEWS2 triggers), ``obs_due`` (observations due: the monitor suggested NEWS2 at a trigger
+persistently) or ``criteria`` (a deterioration criterion met now). A patient has at most one open alert
 per kind (a partial unique index holds it durably). Databases from before kinds existed gain the
 column on open, their alerts as ``twin``.
 
@@ -21,16 +22,20 @@ cycle at or after it may raise, resolve or escalate (a cycle for a past window w
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from app.errors import AlertConflictError, AlertNotFoundError
 from app.storage.migrations import Schema, add_column
 from app.storage.sqlite_db import SqliteDatabase
+from models.schema import WINDOW_MINUTES
+
+logger = logging.getLogger(__name__)
 
 STATES = ("raised", "delivered", "acknowledged", "resolved", "escalated")
 OPEN_STATES = ("raised", "delivered", "escalated", "acknowledged")
@@ -40,7 +45,9 @@ PENDING_STATES = ("raised", "escalated")
 #: The events whose confirmation by a subscriber counts as the alert reaching someone.
 NOTIFYING_EVENTS = ("raised", "escalated", "renotified")
 #: Alert kinds, most urgent first (the order the ward board picks a patient's open alert by).
-KINDS = ("news2", "criteria", "twin")
+#: ``news2``: a charted set at an RCP trigger; ``criteria``: a deterioration criterion met now; ``obs_due``: the
+#: monitor has suggested NEWS2 at a trigger persistently, observations are due; ``twin``: sustained twin risk.
+KINDS = ("news2", "criteria", "obs_due", "twin")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -150,6 +157,11 @@ SCHEMA = Schema("alerts", (
     add_column("alerts", "news2", "TEXT"),
     add_column("alerts", "last_notified_at", "TEXT"),
     add_column("alerts", "renotifications", "INTEGER NOT NULL DEFAULT 0"),
+    add_column("alert_transitions", "note", "TEXT"),  # a nurse's note on an acknowledgement or resolution
+    # runs of consecutive windows a sustained rule held (``app.alerts.rules.Streak``), per patient and kind
+    """CREATE TABLE IF NOT EXISTS alert_streaks (
+        patient_id TEXT NOT NULL, kind TEXT NOT NULL, since TEXT NOT NULL, last TEXT NOT NULL,
+        PRIMARY KEY (patient_id, kind)) WITHOUT ROWID;""",
 ))
 #: How urgently an open alert wants attention on the board: unacknowledged first, escalated first of all.
 _STATE_URGENCY = {"escalated": 0, "raised": 1, "delivered": 2, "acknowledged": 3}
@@ -211,7 +223,7 @@ class AlertStore:
 
     # -- transitions ------------------------------------------------------------------------------
     def _emit(self, conn: sqlite3.Connection, alert_id: str, event: str, at: datetime, actor: str,
-              from_state: str | None) -> None:
+              from_state: str | None, note: str | None = None) -> None:
         """Append the event to the outbox and the transition log (inside the caller's transaction)."""
         alert = _row_to_alert(conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone())
         payload = json.dumps({"event": event, "actor": actor, "alert": alert.to_dict()}, sort_keys=True)
@@ -220,8 +232,8 @@ class AlertStore:
             (alert_id, event, payload, _iso(at)),
         )
         conn.execute(
-            "INSERT INTO alert_transitions (alert_id, from_state, to_state, event, at, actor) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (alert_id, from_state, alert.state, event, _iso(at), actor),
+            "INSERT INTO alert_transitions (alert_id, from_state, to_state, event, at, actor, note) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (alert_id, from_state, alert.state, event, _iso(at), actor, note),
         )
 
     def _notify(self) -> None:
@@ -230,12 +242,12 @@ class AlertStore:
 
     async def raise_alert(self, patient_id: str, window_end: datetime, risk: float, reasons: list[str],
                           at: datetime, kind: str = "twin", news2: dict[str, Any] | None = None,
-                          actor: str = "engine") -> Alert | None:
+                          actor: str = "engine", alert_id: str | None = None) -> Alert | None:
         """Raise an alert of ``kind``; ``None`` if this (patient, window end, kind) already raised one (cycle
         rerun) or the patient already has an open alert of this kind. The id is ``<patient>-<window end>-<kind>``."""
         if kind not in KINDS:
             raise ValueError(f"alert kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        alert_id = f"{patient_id}-{window_end.astimezone(UTC):%Y%m%dT%H%MZ}-{kind}"
+        alert_id = alert_id or f"{patient_id}-{window_end.astimezone(UTC):%Y%m%dT%H%MZ}-{kind}"
 
         def raise_(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
@@ -254,7 +266,7 @@ class AlertStore:
         return await self.get(alert_id) if created else None
 
     async def _transition(self, alert_id: str, allowed_from: tuple[str, ...], to: str, at: datetime,
-                          extra: dict[str, Any], actor: str) -> Alert:
+                          extra: dict[str, Any], actor: str, note: str | None = None) -> Alert:
         def move(conn: sqlite3.Connection) -> None:
             row = conn.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
             if row is None:
@@ -263,7 +275,7 @@ class AlertStore:
                 raise AlertConflictError(f"alert {alert_id} is {row[0]}; cannot become {to}")
             sets = ", ".join(f"{k} = ?" for k in ("state", "updated_at", *extra))
             conn.execute(f"UPDATE alerts SET {sets} WHERE id = ?", (to, _iso(at), *extra.values(), alert_id))
-            self._emit(conn, alert_id, to, at, actor, row[0])
+            self._emit(conn, alert_id, to, at, actor, row[0], note)
 
         await self._db.run(lambda c: SqliteDatabase.transaction(c, move))
         self._notify()
@@ -301,19 +313,20 @@ class AlertStore:
             self._notify()
         return delivered
 
-    async def acknowledge(self, alert_id: str, by: str, at: datetime) -> Alert:
+    async def acknowledge(self, alert_id: str, by: str, at: datetime, note: str | None = None) -> Alert:
         return await self._transition(
             alert_id, UNACKNOWLEDGED, "acknowledged", at,
-            {"acknowledged_by": by, "acknowledged_at": _iso(at)}, by,
+            {"acknowledged_by": by, "acknowledged_at": _iso(at)}, by, note,
         )
 
     async def escalate(self, alert_id: str, at: datetime, actor: str = "engine") -> Alert:
         return await self._transition(alert_id, ("raised", "delivered"), "escalated", at,
                                       {"escalated_at": _iso(at), "last_notified_at": _iso(at)}, actor)
 
-    async def resolve(self, alert_id: str, at: datetime, reason: str, actor: str = "engine") -> Alert:
+    async def resolve(self, alert_id: str, at: datetime, reason: str, actor: str = "engine",
+                      note: str | None = None) -> Alert:
         return await self._transition(
-            alert_id, OPEN_STATES, "resolved", at, {"resolved_at": _iso(at), "resolved_reason": reason}, actor
+            alert_id, OPEN_STATES, "resolved", at, {"resolved_at": _iso(at), "resolved_reason": reason}, actor, note
         )
 
     async def renotify(self, alert_id: str, at: datetime, actor: str = "engine") -> Alert | None:
@@ -341,19 +354,29 @@ class AlertStore:
 
     async def transitions(self, alert_id: str) -> list[dict[str, Any]]:
         """Every transition of one alert, oldest first: from, to, event, at, actor."""
-        sql = ("SELECT from_state, to_state, event, at, actor FROM alert_transitions WHERE alert_id = ? "
+        sql = ("SELECT from_state, to_state, event, at, actor, note FROM alert_transitions WHERE alert_id = ? "
                "ORDER BY id")
         rows = await self._db.run(lambda c: c.execute(sql, (alert_id,)).fetchall())
-        return [dict(zip(("from_state", "to_state", "event", "at", "actor"), r, strict=True)) for r in rows]
+        return [dict(zip(("from_state", "to_state", "event", "at", "actor", "note"), r, strict=True)) for r in rows]
 
     # -- which window drives the alert rules ------------------------------------------------------
-    async def claim_window(self, window_end: datetime) -> bool:
+    async def claim_window(self, window_end: datetime, now: datetime | None = None) -> bool:
         """True (and recorded durably) when ``window_end`` is at or after the newest window end that has driven
-        the alert rules; False for a past window, whose cycle must leave alert state alone."""
+        the alert rules; False for a past window, whose cycle must leave alert state alone.
+
+        Given the clock's ``now``, a recorded window end more than one window past it (written while the host
+        clock ran ahead) is never trusted: the claim replaces it, so alerting recovers as soon as the clock comes
+        back (issue 21, finding 1). Window ends past the clock are refused at the edge (``POST /v1/cycle``) and
+        never due in the scheduler."""
+        ahead = None if now is None else now + timedelta(minutes=WINDOW_MINUTES)
+
         def claim(conn: sqlite3.Connection) -> bool:
             row = conn.execute("SELECT newest_window_end FROM alert_clock WHERE id = 1").fetchone()
             if row is not None and datetime.fromisoformat(row[0]) > window_end:
-                return False
+                if ahead is None or datetime.fromisoformat(row[0]) <= ahead:
+                    return False
+                logger.warning("alert clock newest_window_end=%s is ahead of the clock (now %s): replaced by %s",
+                               row[0], _iso(now), _iso(window_end))  # type: ignore[arg-type]
             conn.execute("INSERT INTO alert_clock (id, newest_window_end) VALUES (1, ?) ON CONFLICT (id) DO UPDATE "
                          "SET newest_window_end = excluded.newest_window_end", (_iso(window_end),))
             return True
@@ -363,6 +386,54 @@ class AlertStore:
     async def newest_window_end(self) -> datetime | None:
         row = await self._db.run(lambda c: c.execute("SELECT newest_window_end FROM alert_clock").fetchone())
         return datetime.fromisoformat(row[0]) if row else None
+
+    async def regrade(self, alert_id: str, reasons: list[str], news2: dict[str, Any], at: datetime,
+                      actor: str) -> Alert:
+        """A charted set of a higher grade for an open ``news2`` alert: new reasons and NEWS2, and the alert becomes
+        ``escalated`` from any open state (an acknowledged one too: a higher grade needs someone again), its delivery
+        pending until a subscriber confirms the ``escalated`` event."""
+        def move(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            if row is None:
+                raise AlertNotFoundError(f"no alert {alert_id!r}")
+            if row[0] not in OPEN_STATES:
+                raise AlertConflictError(f"alert {alert_id} is {row[0]}; cannot be escalated")
+            conn.execute("UPDATE alerts SET state = 'escalated', updated_at = ?, escalated_at = ?, "
+                         "last_notified_at = ?, delivered_at = NULL, reasons = ?, news2 = ? WHERE id = ?",
+                         (_iso(at), _iso(at), _iso(at), json.dumps(reasons), json.dumps(news2), alert_id))
+            self._emit(conn, alert_id, "escalated", at, actor, row[0])
+
+        await self._db.run(lambda c: SqliteDatabase.transaction(c, move))
+        self._notify()
+        return await self.get(alert_id)
+
+    # -- sustained rules ----------------------------------------------------------------------------
+    async def streaks(self) -> dict[tuple[str, str], tuple[datetime, datetime]]:
+        """Every run of a sustained rule: (patient, kind) → (first, newest window end)."""
+        rows = await self._db.run(lambda c: c.execute("SELECT patient_id, kind, since, last FROM alert_streaks")
+                                  .fetchall())
+        return {(p, k): (datetime.fromisoformat(a), datetime.fromisoformat(b)) for p, k, a, b in rows}
+
+    async def save_streaks(self, changed: dict[tuple[str, str], tuple[datetime, datetime] | None]) -> None:
+        """Write the runs that changed (None: the run ended), in one transaction."""
+        upserts = [(p, k, _iso(v[0]), _iso(v[1])) for (p, k), v in changed.items() if v is not None]
+        ended = [(p, k) for (p, k), v in changed.items() if v is None]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany("INSERT INTO alert_streaks (patient_id, kind, since, last) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (patient_id, kind) DO UPDATE SET since = excluded.since, "
+                             "last = excluded.last", upserts)
+            conn.executemany("DELETE FROM alert_streaks WHERE patient_id = ? AND kind = ?", ended)
+
+        if changed:
+            await self._db.run(lambda c: SqliteDatabase.transaction(c, write))
+
+    async def open_for(self, patient_id: str) -> dict[str, Alert]:
+        """One patient's open alerts by kind."""
+        marks = ", ".join("?" * len(OPEN_STATES))
+        sql = f"SELECT {_COLUMNS} FROM alerts WHERE patient_id = ? AND state IN ({marks})"
+        rows = await self._db.run(lambda c: c.execute(sql, (patient_id, *OPEN_STATES)).fetchall())
+        return {a.kind: a for a in map(_row_to_alert, rows)}
 
     # -- sustained clearing -----------------------------------------------------------------------
     async def mark_met(self, met: Sequence[tuple[str, datetime]]) -> None:

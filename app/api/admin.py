@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from app.api.auth import requires
-from app.api.deps import AccessDep
-from app.security.keys import Role
+from app.api.deps import AccessDep, ServiceDep
+from app.errors import InvalidRequestError
+from app.security.keys import MAX_SCOPE_PATTERNS, SCOPE_PATTERN, LastAdminKeyError, Role
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(requires("admin"))])
 
@@ -26,6 +27,11 @@ class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN,
                       description="who holds the key, as audit records and acknowledgements show it")
     role: Role
+    scope: list[Annotated[str, Field(pattern=SCOPE_PATTERN)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_SCOPE_PATTERNS,
+        description="device keys only: the patient ids this key may write, as prefixes or globs (`bed-0*`, "
+                    "`ward7-*`, `bed-1?`); readings for any other patient are refused item by item (issue 21). "
+                    "Absent: every patient")
 
 
 class KeyOut(BaseModel):
@@ -34,6 +40,7 @@ class KeyOut(BaseModel):
     role: Role
     created_at: str
     revoked_at: str | None = None
+    scope: list[str] | None = None
 
 
 class NewKeyOut(KeyOut):
@@ -55,7 +62,10 @@ class AuditOut(BaseModel):
 @router.post("/v1/keys", response_model=NewKeyOut, status_code=201, summary="Create an API key (token shown once)")
 async def create_key(request: Request, access: AccessDep, body: KeyIn) -> NewKeyOut:
     keys = access.keys
-    key, token = await asyncio.to_thread(keys.create, body.name, body.role, datetime.now(UTC))
+    try:
+        key, token = await asyncio.to_thread(keys.create, body.name, body.role, datetime.now(UTC), body.scope)
+    except ValueError as exc:
+        raise InvalidRequestError(["body", "scope"], str(exc), "scope") from None
     request.state.audit_target = f"key:{key.id}"
     return NewKeyOut(**key.__dict__, token=token)
 
@@ -66,8 +76,14 @@ async def list_keys(access: AccessDep) -> list[KeyOut]:
 
 
 @router.post("/v1/keys/{key_id}/revoke", response_model=KeyOut, summary="Revoke a key (at once)")
-async def revoke_key(access: AccessDep, key_id: Annotated[str, Path(pattern=KEY_ID_PATTERN)]) -> KeyOut:
-    key = await asyncio.to_thread(access.keys.revoke, key_id, datetime.now(UTC))
+async def revoke_key(access: AccessDep, wt: ServiceDep,
+                     key_id: Annotated[str, Path(pattern=KEY_ID_PATTERN)]) -> KeyOut:
+    """The next request with the key is refused; its open alert WebSockets are closed now (issue 21)."""
+    try:
+        key = await asyncio.to_thread(access.keys.revoke, key_id, datetime.now(UTC), keep_an_admin=access.keep_an_admin)
+    except LastAdminKeyError as exc:
+        raise InvalidRequestError(["path", "key_id"], str(exc), "last_admin_key") from None
+    wt.hub.revoke_key(key.id)
     return KeyOut(**key.__dict__)
 
 

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, NamedTuple
 from urllib.parse import urlsplit
 
@@ -33,7 +33,14 @@ from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import AuthenticationError, PermissionDeniedError, RateLimitedError, WardTwinError
+from app.api.errors import problem_bytes
+from app.errors import (
+    AuthenticationError,
+    PermissionDeniedError,
+    RateLimitedError,
+    StoreUnavailableError,
+    WardTwinError,
+)
 from app.security.access import Access
 from app.security.keys import ROLES, Principal
 
@@ -95,7 +102,37 @@ class Authenticate:
                 except WardTwinError as exc:  # raised again by the check of a route that needs a key
                     auth = Authentication(None, True, exc)
             scope["auth"], scope["user"] = auth, auth.principal
+            if scope["type"] == "http" and scope["method"] in BODY_METHODS and auth.principal is None:
+                if auth.error is None:
+                    audit_refusal(self.access, scope, token)
+                await refuse_unread(auth.error or AuthenticationError(
+                    "a valid API key is required: Authorization: Bearer <key>"), send)
+                return
         await self.app(scope, receive, send)
+
+
+#: Methods whose request may carry a body: refused unread without a valid key (issue 21, finding 7: 50 unauthenticated
+#: 4 MiB bodies trickled in held 203 MB). Every such route needs a key; only ``/healthz`` is public, and it is a GET.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def refuse_unread(exc: WardTwinError, send: Send) -> None:
+    """Answer ``exc`` (401, or 503 when the key store is down) without reading the body, and close the connection
+    (the unread body must not be parsed as the next request)."""
+    status, body, headers = problem_bytes(exc)  # problem+json, with WWW-Authenticate or Retry-After
+    headers += [(b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+                (b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def audit_refusal(access: Access, scope: Scope, token: str | None) -> None:
+    """Audit a 401 (issue 21, finding 9): the request, the client's address and the presented key's prefix hash,
+    never the key; capped per address and minute (``app.security.audit_refusals``)."""
+    route = scope.get("route")
+    action = f"{scope.get('method', 'WS')} {getattr(route, 'path', scope['path'])}"
+    client = scope.get("client")
+    access.audit_writer.refused(access.wall_clock.now(), action, token, client[0] if client else None)
 
 
 def access_of(connection: HTTPConnection) -> Access:
@@ -123,6 +160,7 @@ class Requires(SecurityBase):
             if auth.error is not None:
                 raise auth.error
             if who is None:
+                audit_refusal(scope["app"].state.access, scope, bearer_token(scope["headers"]))
                 raise AuthenticationError("a valid API key is required: Authorization: Bearer <key>")
             state["admitted"] = True
             if self.audited:
@@ -134,6 +172,11 @@ class Requires(SecurityBase):
         if not who.roles & self.roles:
             needs = " or ".join(sorted(self.roles))
             raise PermissionDeniedError(f"a {who.role} key may not do this (needs {needs})")
+        if self.audited:
+            access = scope["app"].state.access
+            if access.audit_writer.failing:  # fail closed (issue 21, finding 9): no read that cannot be audited
+                access.audit_writer.probe(access.wall_clock.now())
+                raise StoreUnavailableError("the audit trail cannot be written; audited requests are refused")
         return who
 
 
@@ -179,6 +222,7 @@ async def admit_websocket(websocket: WebSocket, roles: tuple[str, ...] = ("clini
     if auth.error is not None:
         raise auth.error
     who = auth.principal
+    token = bearer_token(websocket.scope["headers"])
     if not auth.presented:
         token = None
         with contextlib.suppress(asyncio.TimeoutError, WebSocketDisconnect, RuntimeError):
@@ -188,9 +232,33 @@ async def admit_websocket(websocket: WebSocket, roles: tuple[str, ...] = ("clini
     reason = "a valid API key is required" if who is None else \
         None if who.roles & set(roles) else f"a {who.role} key may not open this stream"
     if reason is not None:
+        if who is None:
+            audit_refusal(access, websocket.scope, token)
         with contextlib.suppress(RuntimeError):
             await websocket.close(code=WS_POLICY_VIOLATION, reason=reason)
         return None
     client = websocket.client.host if websocket.client else None
     await access.record(who, f"WS {websocket.url.path}", None, 101, client)
+    websocket.scope.setdefault("state", {})[_STILL_ADMITTED] = _admission(access, token)
     return who
+
+
+_STILL_ADMITTED = "wardtwin.still_admitted"
+
+
+def _admission(access: Access, token: str | None) -> Callable[[], Awaitable[bool]]:
+    async def still_admitted() -> bool:
+        """Whether the socket's key is still valid (a revocation from any process is seen: the key cache checks
+        ``access.db``'s commit marker). A key store that cannot be read keeps the socket: alerts keep flowing."""
+        try:
+            return await access.authenticate(token) is not None
+        except WardTwinError:
+            return True
+
+    return still_admitted
+
+
+def admission_of(websocket: WebSocket) -> Callable[[], Awaitable[bool]] | None:
+    """The re-check of an admitted WebSocket's key (``admit_websocket``), for the hub to ask before it sends and
+    when it is sent an ack (issue 21, finding 6)."""
+    return websocket.scope.get("state", {}).get(_STILL_ADMITTED)

@@ -2,7 +2,8 @@
 (415), security headers on every answer, and the audit entry of an audited request once its status is known.
 
 Bodies are buffered up to ``max_body_bytes`` (a declared ``Content-Length`` above it is refused unread), so an
-oversized body is never parsed and never echoed. Authentication is the next step in (``app.api.auth``).
+oversized body is never parsed and never echoed. Authentication runs before the edge (``app.api.auth``): a request
+that may carry a body and has no valid key is refused there, its body unread (issue 21).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.datastructures import Headers
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.errors import problem_bytes
 from app.errors import PayloadTooLargeError, UnsupportedMediaTypeError, WardTwinError
 from app.security.access import Access
 
@@ -25,14 +27,14 @@ logger = logging.getLogger(__name__)
 _JSON = re.compile(r"^application/(?:[\w.+-]+\+)?json\s*(?:;.*)?$", re.IGNORECASE)
 #: Routes that also take ``text/plain`` (InfluxDB line protocol). Still no cross-site risk: a browser's "simple"
 #: cross-origin post cannot carry the ``Authorization`` header every such route requires.
-_TEXT = re.compile(r"^text/plain\s*(?:;.*)?$", re.IGNORECASE)
-TEXT_PATHS = frozenset({"/v1/write"})
+#: ``/v1/hl7`` also takes HL7 v2's ER7 media types.
+_TEXT = re.compile(r"^(?:text/plain|application/hl7-v2|x-application/hl7-v2\+er7)\s*(?:;.*)?$", re.IGNORECASE)
+TEXT_PATHS = frozenset({"/v1/write", "/v1/hl7"})
 _TARGETS = ("patient_id", "alert_id", "key_id", "webhook_id")
-#: Swagger UI and ReDoc load their scripts from jsDelivr and start them inline.
-_DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-             "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-             "img-src 'self' data: https://fastapi.tiangolo.com; font-src 'self' https://fonts.gstatic.com; "
-             "worker-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+#: Swagger UI and ReDoc load their scripts from the package (``app/static/vendor``) and start them inline.
+_DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+             "img-src 'self' data:; font-src 'self'; worker-src blob:; frame-ancestors 'none'; base-uri 'none'; "
+             "form-action 'none'")
 
 
 def board_csp(static_dir: Path) -> str:
@@ -64,9 +66,8 @@ def redact_keys_in_access_logs() -> None:
 
 
 def _error(exc: WardTwinError, status: int) -> tuple[int, bytes]:
-    import orjson
-
-    return status, orjson.dumps({"detail": str(exc), "code": exc.code})
+    """The problem details (``application/problem+json``) of an early refusal."""
+    return status, problem_bytes(exc)[1]
 
 
 class BoardMount(Mount):
@@ -86,6 +87,7 @@ class Edge:
         self.max_body, self.csp = max_body_bytes, csp
         self._extra = self._security_headers(csp)
         self._docs_extra = self._security_headers(_DOCS_CSP)
+        self._extra_names = frozenset(name for name, _ in self._extra)  # the same names in both
 
     @staticmethod
     def _security_headers(csp: str) -> list[tuple[bytes, bytes]]:
@@ -106,8 +108,10 @@ class Edge:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_seen.append(message["status"])
-                names = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []), *(h for h in extra if h[0] not in names)]
+                headers = message.get("headers", [])
+                names = {k.lower() for k, _ in headers}
+                message["headers"] = [*headers, *extra] if names.isdisjoint(self._extra_names) else \
+                    [*headers, *(h for h in extra if h[0] not in names)]
             await send(message)
 
         refusal = None
@@ -117,7 +121,7 @@ class Edge:
             await self._refuse(refusal, send_with_headers)
         else:
             await self.app(scope, receive, send_with_headers)
-        await self._audit(scope, status_seen[0] if status_seen else None)
+        self._audit(scope, status_seen[0] if status_seen else None)
 
     async def _check_body(self, headers: Headers, receive: Receive,
                           text_ok: bool = False) -> tuple[tuple[int, bytes] | None, Receive]:
@@ -155,11 +159,12 @@ class Edge:
     async def _refuse(refusal: tuple[int, bytes], send: Send) -> None:
         status, body = refusal
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+                    "headers": [(b"content-type", b"application/problem+json"),
+                                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _audit(self, scope: Scope, status: int | None) -> None:
+    def _audit(self, scope: Scope, status: int | None) -> None:
+        """Hands the entry over without waiting for its commit (``AuditWriter``): the answer is already sent."""
         state = scope.get("state") or {}
         if not state.get("audit"):
             return
@@ -169,7 +174,4 @@ class Edge:
         target = state.get("audit_target") or next(
             (f"{name.removesuffix('_id')}:{params[name]}" for name in _TARGETS if name in params), None)
         client = scope.get("client")
-        try:
-            await self.access.record(scope.get("user"), action, target, status, client[0] if client else None)
-        except WardTwinError:
-            logger.exception("audit entry not written action=%s", action)
+        self.access.submit(scope.get("user"), action, target, status, client[0] if client else None)

@@ -14,13 +14,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+import pandas as pd
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter
 from starlette.types import Receive, Scope, Send
 
 from app.api.auth import Requires, requires
 from app.api.deps import ServiceDep
+from app.api.paging import DEFAULT_LIMIT, NEXT_LINK, After, Limit, link_next
 from app.api.schemas import IsoDatetime, PatientSummary, RiskOut, WhatIfIn, WindowOut
 from app.domain import Score
 from app.errors import InvalidRequestError
@@ -28,6 +30,7 @@ from app.ingest import check_value
 from app.readmodel import BoardRow, top_reason
 from app.storage.codec import score_to_dict
 from models.schema import EARLIEST_READING_AT, PATIENT_ID_PATTERN
+from models.windows import WINDOW
 
 router = APIRouter(tags=["patients"])
 #: Reading a patient's data: the ward board (clinician) and the record system (ehr).
@@ -144,11 +147,27 @@ class ViewRoute(APIRoute):
                 await self._solved(scope, receive, send)
                 return
         response = await self.endpoint(scope["app"].state.wardtwin, **params)
-        await response(scope, receive, send)
+        # what ``Response.__call__`` sends for a response with no background task, without the call
+        await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+_CONTENT_TYPE = (b"content-type", b"application/json")
+
+
+class _Json(Response):
+    """``Response(body, media_type="application/json")`` with the same headers, built without ``render`` and
+    ``init_headers`` (a hot read builds one per request)."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes) -> None:
+        self.status_code, self.background, self.body = 200, None, body
+        self.raw_headers = [(b"content-length", str(len(body)).encode("latin-1")), _CONTENT_TYPE]
 
 
 def _json(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
+    return _Json(body)
 
 
 async def list_patients(wt: ServiceDep) -> Response:
@@ -169,14 +188,39 @@ router.add_api_route(RISK_ROUTE, get_risk, methods=["GET"], dependencies=READ, r
 
 
 @router.get("/v1/patients/{patient_id}/risk/history", dependencies=READ, response_model=list[RiskOut],
-            summary="Scores over time")
+            summary="Scores over time, oldest first, paged", responses=NEXT_LINK)
 async def get_risk_history(
-    wt: ServiceDep, patient_id: PatientId,
+    request: Request, response: Response, wt: ServiceDep, patient_id: PatientId,
     since: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default until − 24 h")] = None,
     until: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default now")] = None,
+    limit: Limit = DEFAULT_LIMIT, after: After = None,
 ) -> list[RiskOut]:
     since, until = _range(since, until, timedelta(hours=24), wt.now(), timedelta(days=31))
-    return [risk_out(s) for s in await wt.risk_history(patient_id, since, until)]
+    after = _aware(after, "after")
+    if after is not None and after >= until:  # past the range: an empty last page
+        await wt.require_patient(patient_id)
+        scores = []
+    else:
+        start = since if after is None or after < since else after + _TICK
+        scores = await _scores_from(wt, patient_id, start, until, limit + 1)
+    if len(scores) > limit:
+        scores = scores[:limit]
+        link_next(request, response, since=since, until=until, limit=limit, after=scores[-1].window_end)
+    return [risk_out(s) for s in scores]
+
+
+#: The store keeps times to the millisecond: the first instant after a cursor.
+_TICK = timedelta(milliseconds=1)
+
+
+async def _scores_from(wt: ServiceDep, patient_id: str, start: datetime, until: datetime, n: int) -> list[Score]:
+    """The first ``n`` scores of ``[start, until]``. A patient has one score per window end, so ``n`` windows' span
+    usually holds them; only a sparse history is read on to ``until``."""
+    end = min(until, start + WINDOW * n)
+    scores = await wt.risk_history(patient_id, start, end)
+    if len(scores) < n and end < until:
+        scores += await wt.risk_history(patient_id, end + _TICK, until)
+    return scores[:n]
 
 
 def _none_if_nan(value: object) -> object:
@@ -184,18 +228,39 @@ def _none_if_nan(value: object) -> object:
 
 
 @router.get("/v1/patients/{patient_id}/windows", dependencies=READ, response_model=list[WindowOut],
-            summary="5-minute windows as the twin sees them (last readings carried forward within their limit)")
+            summary="5-minute windows as the twin sees them (last readings carried forward within their limit), paged",
+            responses=NEXT_LINK)
 async def get_windows(
-    wt: ServiceDep, patient_id: PatientId,
+    request: Request, response: Response, wt: ServiceDep, patient_id: PatientId,
     since: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default until − 4 h")] = None,
     until: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default now")] = None,
+    limit: Limit = DEFAULT_LIMIT, after: After = None,
 ) -> list[WindowOut]:
     since, until = _range(since, until, timedelta(hours=4), wt.now(), timedelta(days=7))
-    grid = await wt.windows(patient_id, since, until)
+    after = _aware(after, "after")
+    # windows are keyed by their start, on the grid: [floor(since), ceil(until)), from the one after the cursor
+    first, last = _floor(since), _ceil(until)
+    if after is not None and after >= first:
+        first = _floor(after) + WINDOW if after < last else last
+    if first >= last:
+        await wt.require_patient(patient_id)
+        return []
+    end = min(last, first + WINDOW * limit)
+    grid = await wt.windows(patient_id, first, end)
+    if end < last:
+        link_next(request, response, since=since, until=until, limit=limit, after=end - WINDOW)
     return [
         WindowOut(**{k: _none_if_nan(v) for k, v in row.items() if k != "patient_id"})
         for row in grid.to_dict("records")
     ]
+
+
+def _floor(ts: datetime) -> datetime:
+    return pd.Timestamp(ts).floor(WINDOW).to_pydatetime()
+
+
+def _ceil(ts: datetime) -> datetime:
+    return pd.Timestamp(ts).ceil(WINDOW).to_pydatetime()
 
 
 @router.post("/v1/patients/{patient_id}/what-if", dependencies=[Depends(requires("clinician"))],

@@ -3,7 +3,6 @@ ones, name every bad one."""
 
 from __future__ import annotations
 
-import zlib
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -12,9 +11,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from app.api.auth import requires
+from app.api.compression import decoded_body
 from app.api.deps import ServiceDep
+from app.api.device_writes import store
 from app.api.schemas import IngestResult, ReadingsBatch
-from app.errors import InvalidRequestError, PayloadTooLargeError, ReadingRejectedError
+from app.errors import InvalidRequestError
 from app.ingest import validate_batch
 from app.ingest_decoder import decode_batch
 from app.ingest_lines import PRECISIONS, reading_lines, validate_lines
@@ -68,7 +69,9 @@ def batch_schema() -> dict[str, Any]:
     response_model=IngestResult,
     summary="Ingest a batch of readings (≤ 10,000)",
     description=(
-        "Valid items are stored durably before the answer; re-sending is idempotent on (patient_id, vital, ts). "
+        "Valid items are stored durably before the answer; re-sending is idempotent on (patient_id, vital, ts, "
+        "source). `source` is `monitor` (default) or `charted` (a nurse's value; a whole NEWS2 set goes to "
+        "`POST /v1/observations`). "
         "If any item is bad the answer is **422** listing every bad item (`loc` = body, readings, index, field) "
         "with `accepted` = how many of the batch's good items were stored anyway."
     ),
@@ -76,11 +79,19 @@ def batch_schema() -> dict[str, Any]:
         "schema": batch_schema()}}}},
 )
 async def post_readings(request: Request, wt: ServiceDep) -> IngestResult:
-    raw = await request.body()
+    raw = decoded_body(request, await request.body(), wt.settings.max_body_bytes)
     skew, age = timedelta(seconds=wt.settings.max_future_skew_s), timedelta(days=wt.settings.reading_horizon_days)
-    readings = decode_batch(raw, wt.now(), skew, age, wt.settings.max_batch_readings)
+    try:
+        readings = decode_batch(raw, wt.now(), skew, age, wt.settings.max_batch_readings)
+    except UnicodeDecodeError:  # invalid UTF-8 inside a string: the full path names where (issue 21: was a 500)
+        readings = None
     if readings is not None:  # the typed fast path: every item valid (app/ingest_decoder.py)
-        return IngestResult(accepted=await wt.ingest(readings))
+        return IngestResult(accepted=await store(request, wt, readings))
+    try:
+        raw.decode()
+    except UnicodeDecodeError as exc:  # JSON is UTF-8 (RFC 8259): say where it is not
+        raise InvalidRequestError(["body"], f"body is not valid JSON: not UTF-8 ({exc.reason} at byte {exc.start})",
+                                  "json_invalid") from None
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -94,11 +105,7 @@ async def post_readings(request: Request, wt: ServiceDep) -> IngestResult:
             "too_long",
         )
     result = validate_batch(items, wt.now(), skew, age)
-    if result.readings:
-        await wt.ingest(result.readings)
-    if result.errors:
-        raise ReadingRejectedError(result.errors, accepted=len(result.readings))
-    return IngestResult(accepted=len(result.readings))
+    return IngestResult(accepted=await store(request, wt, result.readings, result.errors))
 
 
 @router.post(
@@ -108,7 +115,8 @@ async def post_readings(request: Request, wt: ServiceDep) -> IngestResult:
     summary="Ingest readings as InfluxDB line protocol (≤ 10,000 lines)",
     description=(
         "For gateways and Telegraf that speak InfluxDB line protocol (v1 `/write`): one line per reading, "
-        "`vitals,patient_id=<id>,vital=<vital> value=<number>[,quality=\"<flag>\"] [<timestamp>]`, the timestamp in "
+        "`vitals,patient_id=<id>[,source=charted],vital=<vital> value=<number>[,quality=\"<flag>\"] [<timestamp>]` "
+        "(no `source` tag: the monitor's), the timestamp in "
         "`precision` (default `ns`; none: the service's clock). `Content-Type: text/plain`, optionally "
         "`Content-Encoding: gzip`. The rules of `POST /v1/readings` apply line by line: **204** when every line is "
         "stored; otherwise **422** listing every bad line (`loc` = body, lines, 0-based line index, field) with "
@@ -123,9 +131,7 @@ async def post_write(
     precision: Annotated[Literal[tuple(PRECISIONS)], Query(  # type: ignore[valid-type]
         description="the timestamps' unit, as InfluxDB 1.x names it")] = "ns",
 ) -> Response:
-    raw = await request.body()
-    if request.headers.get("content-encoding", "").strip().lower() == "gzip":
-        raw = _gunzip(raw, wt.settings.max_body_bytes)
+    raw = decoded_body(request, await request.body(), wt.settings.max_body_bytes)
     try:
         text = raw.decode()
     except UnicodeDecodeError as exc:
@@ -138,20 +144,5 @@ async def post_write(
             "too_long")
     result = validate_lines(lines, precision, wt.now(), timedelta(seconds=wt.settings.max_future_skew_s),
                             timedelta(days=wt.settings.reading_horizon_days))
-    if result.readings:
-        await wt.ingest(result.readings)
-    if result.errors:
-        raise ReadingRejectedError(result.errors, accepted=len(result.readings))
+    await store(request, wt, result.readings, result.errors)
     return Response(status_code=204)
-
-
-def _gunzip(raw: bytes, limit: int) -> bytes:
-    """A gzip body inflated to at most ``limit`` bytes (413 beyond: no decompression bomb)."""
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        out = inflater.decompress(raw, limit + 1)
-    except zlib.error as exc:
-        raise InvalidRequestError(["body"], f"the body is not valid gzip: {exc}", "gzip") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLargeError(f"the inflated body is larger than {limit} bytes")
-    return out

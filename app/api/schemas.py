@@ -10,7 +10,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from app.alerts.store import KINDS, STATES
 from models import news2
-from models.schema import ACVPU_CODES, PATIENT_ID_PATTERN, PLAUSIBLE_RANGES, QUALITY_OK, QUALITY_PATTERN, VITALS
+from models.schema import (
+    ACVPU_CODES,
+    PATIENT_ID_PATTERN,
+    PLAUSIBLE_RANGES,
+    QUALITY_OK,
+    QUALITY_PATTERN,
+    SOURCES,
+    VITALS,
+)
 
 
 class ReadingIn(BaseModel):
@@ -25,6 +33,8 @@ class ReadingIn(BaseModel):
     )
     ts: datetime = Field(description="ISO 8601 with a timezone offset", examples=["2026-11-24T10:00:00Z"])
     quality: str = Field(QUALITY_OK, pattern=QUALITY_PATTERN.pattern, description="'ok' or the device's artefact flag")
+    source: Literal[SOURCES] = Field("monitor", description="monitor (a device's stream) or charted (a nurse's "  # type: ignore[valid-type]
+                                     "observation; POST /v1/observations charts a whole NEWS2 set)")
 
 
 class ReadingsBatch(BaseModel):
@@ -123,8 +133,9 @@ class AlertOut(BaseModel):
     escalated_at: datetime | None = None
     resolved_at: datetime | None = None
     resolved_reason: str | None = None
-    kind: AlertKind = Field(description="twin: the twin's risk; news2: the RCP 2017 NEWS2 triggers; "
-                                        "criteria: a deterioration criterion met now")
+    kind: AlertKind = Field(description="twin: sustained twin risk; news2: a charted set at the RCP 2017 NEWS2 "
+                                        "triggers; obs_due: the monitor suggested NEWS2 at a trigger persistently, "
+                                        "observations due; criteria: a deterioration criterion met now")
     delivery_pending: bool = Field(False, description="open, unacknowledged and not yet confirmed by any "
                                                       "subscriber (WebSocket ack or webhook 2xx)")
     news2: dict | None = Field(None, description="NEWS2 of the score that raised it: total, band, response")
@@ -137,7 +148,9 @@ class TransitionOut(BaseModel):
     to_state: AlertState
     event: str = Field(description="raised, delivered, escalated, renotified, acknowledged or resolved")
     at: datetime
-    actor: str = Field(description="engine, the key's name, websocket:<client> or webhook:<endpoint>")
+    actor: str = Field(description="engine, the key's name (`<nurse> via <key's name>` when the nurse is named), "
+                                   "websocket:<client> or webhook:<endpoint>")
+    note: str | None = Field(None, description="the nurse's note on an acknowledgement or resolution")
 
 
 def ranged(vital: str) -> Any:

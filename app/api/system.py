@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -11,6 +11,7 @@ from app.api.auth import requires
 from app.api.deps import ServiceDep
 from app.api.schemas import CycleOut, IsoDatetime, News2In, News2Out
 from app.errors import InvalidRequestError
+from app.service import WardTwin
 from models import news2
 from models.schema import EARLIEST_READING_AT, WINDOW_MINUTES
 
@@ -22,9 +23,11 @@ _INTERNAL = frozenset({"path", "spool_path"})
 @router.get("/healthz", tags=["system"], summary="Liveness, store state and backlogs")
 async def healthz(wt: ServiceDep) -> dict:
     store = {k: v for k, v in (await wt.store.health()).items() if k not in _INTERNAL}
+    ahead = await _ahead_of_clock(wt)
     return {
-        "ok": bool(store.get("ok")),
+        "ok": bool(store.get("ok")) and not ahead,
         "store": store,
+        "window_ends_ahead_of_clock": ahead,
         "alerts_outbox_backlog": await wt.alert_store.backlog(),
         "alerts_pending_delivery": await wt.alert_store.pending_delivery(),
         "websocket_clients": wt.hub.client_count,
@@ -33,6 +36,17 @@ async def healthz(wt: ServiceDep) -> dict:
         "last_window_end": wt.scheduler.last_window_end if wt.scheduler else None,
         "now": wt.clock.now(),
     }
+
+
+async def _ahead_of_clock(wt: WardTwin) -> dict[str, datetime]:
+    """Window ends more than one window past the clock (written while it ran ahead): the alert rules' newest, the
+    scheduler's resume point, or the one it discarded (scores the store still holds ahead of the clock, shown as the
+    latest until real time passes them) (issue 21, finding 1). Any of them makes ``ok`` false."""
+    limit = wt.clock.now() + timedelta(minutes=WINDOW_MINUTES)
+    found = {"alerts": await wt.alert_store.newest_window_end(),
+             "scheduler": wt.scheduler.last_window_end if wt.scheduler else None,
+             "discarded_resume_point": wt.scheduler.ahead_of_clock if wt.scheduler else None}
+    return {name: at for name, at in found.items() if at is not None and at > limit}
 
 
 @router.post("/v1/news2", dependencies=[Depends(requires("clinician", "ehr"))], response_model=News2Out,

@@ -8,11 +8,13 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import AnyHttpUrl, BaseModel, Field
+from pydantic import AnyHttpUrl, BaseModel, Field, UrlConstraints
 
 from app.alerts.webhooks import EVENT_TYPES
 from app.api.auth import requires
 from app.api.deps import ServiceDep
+from app.errors import InvalidRequestError
+from app.security.outbound import MAX_URL_LENGTH, OutboundPolicy, OutboundRefused
 
 router = APIRouter(tags=["webhooks"], dependencies=[Depends(requires("admin"))])
 
@@ -25,7 +27,9 @@ SECRET_PATTERN = (r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{3}=|[A-
 
 
 class WebhookIn(BaseModel):
-    url: AnyHttpUrl = Field(description="http(s) URL the signed POSTs go to", examples=["https://nursecall.local/hook"])
+    url: Annotated[AnyHttpUrl, UrlConstraints(max_length=MAX_URL_LENGTH)] = Field(
+        description="http(s) URL the signed POSTs go to: no credentials in it; loopback, private, link-local and "
+                    "metadata addresses only when the operator allow-lists them", examples=["https://nursecall.example/hook"])
     secret: str = Field(min_length=30, max_length=100, pattern=SECRET_PATTERN,
                         description="Standard Webhooks secret: 'whsec_' + base64 of 24–64 random bytes",
                         examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
@@ -59,6 +63,11 @@ class DeliveryOut(BaseModel):
 
 @router.post("/v1/webhooks", status_code=201, response_model=WebhookOut, summary="Register a webhook endpoint")
 async def create_webhook(wt: ServiceDep, body: WebhookIn) -> WebhookOut:
+    """The URL passes the outbound guard (``app.security.outbound``: checked again after DNS on every delivery)."""
+    try:
+        OutboundPolicy.from_settings(wt.settings).check_url(str(body.url))
+    except OutboundRefused as exc:
+        raise InvalidRequestError(["body", "url"], str(exc), "url_refused") from None
     endpoint = await wt.webhooks.create(str(body.url), body.secret, sorted(set(body.events)))
     if wt.webhook_worker is not None:
         wt.webhook_worker.wake()

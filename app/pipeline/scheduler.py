@@ -1,4 +1,10 @@
-"""APScheduler decides *when*; the cycle decides nothing about time but its window end argument."""
+"""APScheduler decides *when*; the cycle decides nothing about time but its window end argument.
+
+A resume point ahead of the clock (more than one window past its now, the most a manual cycle may run: the newest
+window end scored while the host clock ran ahead, in memory or read back from the store at a restart) is never
+trusted: the scheduler logs it, remembers it for ``/healthz`` (``ahead_of_clock``) and resumes at the window end now
+due, so scoring and alerting recover on the first tick after the clock comes back instead of waiting for real time
+to catch up (issue 21, finding 1)."""
 
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ class CycleScheduler:
         self.grace_s = grace_s
         self.interval_s = interval_s
         self.last_window_end: datetime | None = None
+        #: The last resume point found ahead of the clock and discarded (None: never), reported by ``/healthz``.
+        self.ahead_of_clock: datetime | None = None
         self._scheduler = AsyncIOScheduler()
         self._lock = asyncio.Lock()
 
@@ -39,6 +47,11 @@ class CycleScheduler:
             due = self.due_window_end()
             if self.last_window_end is None:  # (re)start: resume after the newest window end scored
                 self.last_window_end = await self.cycle.last_window_end() or due - WINDOW
+            if self.last_window_end > self.clock.now() + WINDOW:  # scored under a clock that ran ahead
+                logger.warning("resume point window_end=%s is ahead of the clock (due %s): discarded",
+                               self.last_window_end.isoformat(), due.isoformat())
+                self.ahead_of_clock = self.last_window_end
+                self.last_window_end = due - WINDOW
             pending = []
             next_end = self.last_window_end + WINDOW
             while next_end <= due:

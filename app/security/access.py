@@ -24,11 +24,14 @@ class Access:
         self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         self._demo = settings.demo_key.get_secret_value() if settings.demo_key else None
         self.ws_origins = tuple(settings.ws_allowed_origins)
+        #: No demo key (every role, from settings): the last stored admin key is the only way in to manage keys.
+        self.keep_an_admin = self._demo is None
 
     def open(self) -> None:
         self.keys.open()
 
     def close(self) -> None:
+        self.audit_writer.close()  # what is pending is written before the database closes
         self.keys.close()
 
     async def authenticate(self, token: str | None) -> Principal | None:
@@ -46,3 +49,9 @@ class Access:
         """Append to the audit trail, stamped with the wall clock (the service clock may be simulated); returns once
         committed. Concurrent requests share a commit (``AuditWriter``)."""
         await self.audit_writer.record(self.wall_clock.now(), who, action, target, status, remote)
+
+    def submit(self, who: Principal | None, action: str, target: str | None, status: int | None,
+               remote: str | None) -> None:
+        """Hand an entry to the audit trail, stamped with the wall clock, without waiting for its commit (the edge,
+        once an answer is sent; reads of the trail wait for it: ``AuditWriter``)."""
+        self.audit_writer.submit(self.wall_clock.now(), who, action, target, status, remote)

@@ -22,20 +22,24 @@ is therefore seen by the very next request. Unknown tokens are not cached (so gu
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import json
 import mmap
 import os
+import re
 import secrets
 import sqlite3
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal
 
 from app.errors import KeyNotFoundError
-from app.storage.migrations import Schema
+from app.storage.migrations import Schema, add_column
 from app.storage.sqlite_db import SqliteDatabase
 
 #: device: post readings · clinician: read patients, alerts, acknowledge · ehr: read patients and scores ·
@@ -64,7 +68,33 @@ CREATE TRIGGER IF NOT EXISTS api_keys_updated AFTER UPDATE ON api_keys
     BEGIN UPDATE key_generation SET n = n + 1 WHERE id = 0; END;
 CREATE TRIGGER IF NOT EXISTS api_keys_deleted AFTER DELETE ON api_keys
     BEGIN UPDATE key_generation SET n = n + 1 WHERE id = 0; END;
-""",))
+""",
+    # issue 21, finding 9: each audit row chained to the previous by a hash (app/security/audit.py); rows made
+    # before this step keep NULL (unchained).
+    add_column("audit", "row_hash", "TEXT"),
+    # issue 21, finding 4: a device key's scope, a JSON list of patient-id patterns (NULL: every patient).
+    add_column("api_keys", "scope", "TEXT"),
+))
+
+#: A scope pattern: a patient-id prefix or glob (``bed-0*``, ``ward7-bed-1?``): patient-id characters, ``*``, ``?``.
+SCOPE_PATTERN: Final = r"^[A-Za-z0-9_*?-]{1,64}$"
+_SCOPE_RE: Final = re.compile(SCOPE_PATTERN)
+MAX_SCOPE_PATTERNS: Final = 64
+
+
+def check_scope(role: str, scope: Sequence[str] | None) -> tuple[str, ...] | None:
+    """A key's scope as stored (None: unscoped), or ValueError naming the problem. Only device keys carry one."""
+    if scope is None:
+        return None
+    if role != "device":
+        raise ValueError("only a device key may carry a scope")
+    patterns = tuple(dict.fromkeys(p.strip() for p in scope))
+    if not patterns or len(patterns) > MAX_SCOPE_PATTERNS:
+        raise ValueError(f"a scope is 1 to {MAX_SCOPE_PATTERNS} patient-id patterns")
+    for pattern in patterns:
+        if not _SCOPE_RE.fullmatch(pattern):
+            raise ValueError(f"scope pattern {pattern[:70]!r} must be 1-64 of A-Z a-z 0-9 _ - and the wildcards * ?")
+    return patterns
 
 
 @dataclass(frozen=True)
@@ -74,6 +104,11 @@ class Principal:
     key_id: str
     name: str
     roles: frozenset[str]
+    #: patient-id patterns (``fnmatch``, case-sensitive) this key may write; None: every patient (issue 21, 4)
+    scope: tuple[str, ...] | None = None
+
+    def may_write(self, patient_id: str) -> bool:
+        return self.scope is None or any(fnmatch.fnmatchcase(patient_id, p) for p in self.scope)
 
     @property
     def role(self) -> str:
@@ -87,6 +122,7 @@ class ApiKey:
     role: str
     created_at: str
     revoked_at: str | None = None
+    scope: tuple[str, ...] | None = None
 
 
 def new_token() -> str:
@@ -97,8 +133,15 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _scope(stored: str | None) -> tuple[str, ...] | None:
+    return None if stored is None else tuple(json.loads(stored))
+
+
 def _row(row: tuple) -> ApiKey:
-    return ApiKey(*row)
+    return ApiKey(*row[:5], scope=_scope(row[5]))
+
+
+_KEY_COLUMNS: Final = "id, name, role, created_at, revoked_at, scope"
 
 
 class WalWatch:
@@ -140,6 +183,10 @@ class WalWatch:
         self._shm.close()
 
 
+class LastAdminKeyError(ValueError):
+    """Revoking this key would leave no active admin key."""
+
+
 class KeyStore:
     """Keys in ``access.db``; also opened by ``wardtwin keys`` while the service runs (WAL: both see commits)."""
 
@@ -163,29 +210,41 @@ class KeyStore:
             watch.close()
         self.db.close()
 
-    def create(self, name: str, role: str, at: datetime) -> tuple[ApiKey, str]:
-        """A new key and its token (shown once; only the hash is kept)."""
+    def create(self, name: str, role: str, at: datetime,
+               scope: Sequence[str] | None = None) -> tuple[ApiKey, str]:
+        """A new key and its token (shown once; only the hash is kept). ``scope``: a device key's patient-id
+        patterns (``check_scope``); None: every patient."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
-        key = ApiKey(uuid.uuid4().hex[:12], name, role, at.astimezone(UTC).isoformat())
+        patterns = check_scope(role, scope)
+        key = ApiKey(uuid.uuid4().hex[:12], name, role, at.astimezone(UTC).isoformat(), scope=patterns)
         token = new_token()
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
-                         (key.id, key.name, key.role, token_hash(token), key.created_at))
+            conn.execute("INSERT INTO api_keys (id, name, role, token_sha256, created_at, revoked_at, scope) "
+                         "VALUES (?, ?, ?, ?, ?, NULL, ?)",
+                         (key.id, key.name, key.role, token_hash(token), key.created_at,
+                          None if patterns is None else json.dumps(list(patterns))))
 
         self.db.call(insert)
         return key, token
 
     def list(self) -> list[ApiKey]:
         return self.db.call_read(lambda conn: [_row(r) for r in conn.execute(
-            "SELECT id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at, id")])
+            f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")])
 
-    def revoke(self, key_id: str, at: datetime) -> ApiKey:
+    def revoke(self, key_id: str, at: datetime, *, keep_an_admin: bool = False) -> ApiKey:
+        """Revoke a key (idempotent). ``keep_an_admin``: refuse (``LastAdminKeyError``) to revoke the last active
+        admin key, which would leave nobody able to manage keys through the API (issue 21, finding 11)."""
         def update(conn: sqlite3.Connection) -> ApiKey:
+            if keep_an_admin:
+                admins = [r[0] for r in conn.execute(
+                    "SELECT id FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL")]
+                if admins == [key_id]:
+                    raise LastAdminKeyError(f"key {key_id} is the last active admin key; create another first")
             conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                          (at.astimezone(UTC).isoformat(), key_id))
-            row = conn.execute("SELECT id, name, role, created_at, revoked_at FROM api_keys WHERE id = ?",
+            row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?",
                                (key_id,)).fetchone()
             if row is None:
                 raise KeyNotFoundError(f"no key {key_id!r}")
@@ -222,9 +281,9 @@ class KeyStore:
         principal = cache.get(digest)
         if principal is None:
             self.database_reads += 1
-            row = conn.execute("SELECT id, name, role FROM api_keys WHERE token_sha256 = ? AND revoked_at IS NULL",
-                               (digest,)).fetchone()
+            row = conn.execute("SELECT id, name, role, scope FROM api_keys "
+                               "WHERE token_sha256 = ? AND revoked_at IS NULL", (digest,)).fetchone()
             if row is None:
                 return None
-            principal = cache[digest] = Principal(row[0], row[1], frozenset({row[2]}))
+            principal = cache[digest] = Principal(row[0], row[1], frozenset({row[2]}), _scope(row[3]))
         return principal

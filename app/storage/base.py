@@ -2,7 +2,8 @@
 
 Every adapter passes the one contract suite in ``tests/integration/test_store_contract.py``;
 ``windows`` after ``materialize_windows`` must equal ``models.windows.aggregate`` on the same
-readings (same de-duplication: the last delivered copy of a (patient_id, vital, ts) wins).
+readings (same de-duplication: the last delivered copy of a (patient_id, vital, ts, source) wins; a charted and a
+monitor reading at one (patient_id, vital, ts) are both kept and both aggregated).
 Alerts and their outbox are transactional state and live in the SQLite alert store
 (``app/alerts/store.py``) whichever VitalStore is configured.
 """
@@ -35,7 +36,8 @@ class VitalStore(Protocol):
         """Store readings durably before returning (or spool them durably); idempotent per key."""
 
     async def readings(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
-        """Raw readings with ``start <= ts < end``: columns ``models.schema.READING_COLUMNS``, sorted by ts."""
+        """Raw readings with ``start <= ts < end``: columns ``models.schema.SOURCED_READING_COLUMNS``, sorted by
+        (ts, patient_id, vital), a monitor reading before a charted one at the same key."""
 
     async def materialize_windows(self, start: datetime, end: datetime) -> int:
         """Aggregate raw readings of ``[start, end)`` in the store into stored 5-minute windows, all patients.

@@ -2,8 +2,10 @@
 
 Measurements
 ------------
-``vitals``     raw readings; tags ``patient_id``, ``vital``; fields ``value`` (float), ``quality`` (string);
-               millisecond timestamps. Same series + timestamp overwrites: the last delivered copy wins.
+``vitals``     raw readings; tags ``patient_id``, ``vital`` and, for a charted reading, ``source=charted`` (no tag:
+               the monitor's, as every reading written before sources existed); fields ``value`` (float),
+               ``quality`` (string); millisecond timestamps. Same series + timestamp overwrites: the last
+               delivered copy of a source wins; a charted and a monitor value at one time are two series, both kept.
 ``vitals_5m``  pushed-down 5-minute windows; tag ``patient_id``; fields ``models.windows.WINDOW_COLUMNS``
                plus ``missing``, an integer bitmask of the columns that are NaN (see below).
 ``scores``     tag ``patient_id``; fields ``risk``, ``logit``, ``model_version``, ``payload`` (``codec``
@@ -17,7 +19,8 @@ Push-down
 ---------
 ``materialize_windows(start, end)`` runs, in one request, ``GROUP BY time(5m), patient_id`` queries over
 raw ``vitals`` (``mean``/``stddev``/``count`` of HR; ``mean`` of SpO2 and RR; ``last`` of SBP, DBP,
-temperature, ACVPU and O2, with ``quality = 'ok'``) for ``[start, end)`` only, and writes the result to
+temperature, ACVPU and O2 per source, the charted one winning where a window has both, with ``quality = 'ok'``)
+for ``[start, end)`` only, and writes the result to
 ``vitals_5m``; the cycle then reads ``vitals_5m``, never hours of raw 1 Hz data. ``stddev`` is the sample
 standard deviation and InfluxDB returns null for a single point, as pandas gives NaN. Carry-forward of
 BP/temperature is not done in InfluxQL (``fill(previous)`` cannot look before a query's start); it
@@ -70,7 +73,7 @@ from app.storage.base import WINDOW_MS, window_runs
 from app.storage.codec import from_ms, score_from_json, score_to_json, to_ms
 from app.storage.spool import Spool
 from models.line_protocol import ReadingEncoder, encode_point
-from models.schema import NAME_PATTERN, NAME_RULE, READING_COLUMNS
+from models.schema import NAME_PATTERN, NAME_RULE, SOURCE_CHARTED, SOURCE_MONITOR, SOURCED_READING_COLUMNS
 from models.windows import LAST_VITALS, WINDOW_COLUMNS, empty_windows, normalise
 
 logger = logging.getLogger(__name__)
@@ -94,7 +97,7 @@ def _materialize_statements(only_ok: bool) -> tuple[str, ...]:
         "fill(none)",
         f"SELECT mean(value) FROM vitals WHERE vital = 'spo2' AND {where} {_GROUP} fill(none)",
         f"SELECT mean(value) FROM vitals WHERE vital = 'rr' AND {where} {_GROUP} fill(none)",
-        "SELECT last(value) FROM vitals WHERE ({}) AND {} {}, vital fill(none)".format(
+        "SELECT last(value) FROM vitals WHERE ({}) AND {} {}, vital, source fill(none)".format(
             " OR ".join(f"vital = '{v}'" for v in LAST_VITALS), where, _GROUP
         ),
         "SELECT hr_count, missing FROM vitals_5m WHERE time >= $lo AND time < $hi GROUP BY patient_id",
@@ -399,24 +402,28 @@ class InfluxStore:
     # -- readings ---------------------------------------------------------------------------------
     async def readings(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
         ids = list(dict.fromkeys(patient_ids))
-        rows: list[tuple[str, int, str, float, str]] = []
+        rows: list[tuple[str, int, str, float, str, str]] = []
         if ids:
             time_params = {"lo": _rfc3339(to_ms(start)), "hi": _rfc3339(to_ms(end))}
             for series in await self._by_ids(
                 "SELECT value, quality FROM vitals WHERE {ids} AND time >= $lo AND time < $hi "
-                "GROUP BY patient_id, vital",
+                "GROUP BY patient_id, vital, source",
                 ids, time_params,
             ):
-                pid, vital = series["tags"]["patient_id"], series["tags"]["vital"]
-                rows.extend((pid, t, vital, v, q) for t, v, q in series["values"])
-        frame = pd.DataFrame(rows, columns=["patient_id", "ts", "vital", "value", "quality"])
-        frame = frame.sort_values(["ts", "patient_id", "vital"], kind="mergesort").reset_index(drop=True)
+                tags = series["tags"]
+                pid, vital, source = tags["patient_id"], tags["vital"], tags.get("source") or SOURCE_MONITOR
+                rows.extend((pid, t, vital, v, q, source) for t, v, q in series["values"])
+        frame = pd.DataFrame(rows, columns=list(SOURCED_READING_COLUMNS))
+        # monitor before charted at one key, as the SQLite store answers
+        frame = frame.assign(_charted=frame["source"] == SOURCE_CHARTED).sort_values(
+            ["ts", "patient_id", "vital", "_charted"], kind="mergesort").drop(columns="_charted").reset_index(drop=True)
         frame["ts"] = pd.to_datetime(frame["ts"].astype("int64"), unit="ms", utc=True).astype("datetime64[ns, UTC]")
         frame["value"] = frame["value"].astype("float64")
         frame["patient_id"] = frame["patient_id"].astype(object)
         frame["vital"] = frame["vital"].astype(object)
         frame["quality"] = frame["quality"].astype(object)
-        return frame[list(READING_COLUMNS)]
+        frame["source"] = frame["source"].astype(object)
+        return frame[list(SOURCED_READING_COLUMNS)]
 
     async def _by_ids(self, template: str, ids: list[str], params: dict[str, Any]) -> list[dict[str, Any]]:
         """Run ``template`` (with ``{ids}`` where the patient filter goes) over ids in bound-parameter groups."""
@@ -462,10 +469,15 @@ class InfluxStore:
                 pid = series["tags"]["patient_id"]
                 for t, mean in series["values"]:
                     windows.setdefault((pid, t), {})[column] = mean
+        charted_last: set[tuple[str, int, str]] = set()  # (patient, window, vital) holding a charted value
         for series in last:
-            pid, vital = series["tags"]["patient_id"], series["tags"]["vital"]
+            tags = series["tags"]
+            pid, vital, charted = tags["patient_id"], tags["vital"], tags.get("source") == SOURCE_CHARTED
             for t, value in series["values"]:
-                windows.setdefault((pid, t), {})[vital] = value
+                if charted or (pid, t, vital) not in charted_last:  # a charted value wins in its window
+                    windows.setdefault((pid, t), {})[vital] = value
+                if charted:
+                    charted_last.add((pid, t, vital))
 
         lines: list[str] = []
         for (pid, t), row in windows.items():

@@ -1,8 +1,9 @@
 """The embedded default store: one SQLite file in WAL mode, ``synchronous=FULL`` (durable on return).
 
-Readings are keyed on (ts_ms, patient_id, vital) and clustered by time, so the cycle's range scan
+Readings are keyed on (ts_ms, patient_id, vital, source) and clustered by time, so the cycle's range scan
 over the newest minutes reads contiguous pages. Re-sending a reading replaces it, so ingest is
-idempotent and the last delivered copy wins, as with an InfluxDB point. ``materialize_windows``
+idempotent and the last delivered copy of a source wins, as with an InfluxDB point; a charted and a monitor value
+at the same patient, vital and time are both kept. ``materialize_windows``
 pushes the 5-minute aggregation down into SQL and stores the result in ``windows``.
 """
 
@@ -22,6 +23,7 @@ from app.storage.base import WINDOW_MS, window_runs
 from app.storage.codec import from_ms, score_from_json, score_to_json, to_ms
 from app.storage.migrations import Schema
 from app.storage.sqlite_db import SqliteDatabase
+from models.schema import SOURCED_READING_COLUMNS
 from models.windows import LAST_VITALS, WINDOW_COLUMNS, empty_windows, normalise
 
 T = TypeVar("T")
@@ -43,8 +45,20 @@ CREATE TABLE IF NOT EXISTS scores (
     patient_id TEXT NOT NULL, window_end_ms INTEGER NOT NULL, payload TEXT NOT NULL,
     PRIMARY KEY (patient_id, window_end_ms)) WITHOUT ROWID;
 """
+#: Step 2: the reading's source (``models.schema.SOURCES``) joins its key. SQLite cannot alter a primary key, so the
+#: table is rebuilt; readings stored before sources existed are the monitor's.
+_SOURCE_STEP = """
+CREATE TABLE readings_sourced (
+    patient_id TEXT NOT NULL, vital TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+    value REAL NOT NULL, quality TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'monitor',
+    PRIMARY KEY (ts_ms, patient_id, vital, source)) WITHOUT ROWID;
+INSERT INTO readings_sourced (patient_id, vital, ts_ms, value, quality)
+    SELECT patient_id, vital, ts_ms, value, quality FROM readings;
+DROP TABLE readings;
+ALTER TABLE readings_sourced RENAME TO readings;
+"""
 #: Versioned (``app/storage/migrations.py``): append steps, never edit one.
-SCHEMA = Schema("readings", (_SCHEMA,))
+SCHEMA = Schema("readings", (_SCHEMA, _SOURCE_STEP))
 
 # One pass: the sum of squares is taken about 100 bpm (a fixed shift keeps the subtraction in
 # var = (Σd² − (Σd)²/n)/(n − 1) well conditioned for heart rates), then hr_std is finished in Python.
@@ -67,10 +81,13 @@ def _sample_std(n: int, d: float | None, dd: float | None) -> float | None:
     return (max(dd - d * d / n, 0.0) / (n - 1)) ** 0.5
 
 
+#: The window's last value of a last-value vital: the last charted one if the window holds any, else the last
+#: monitor one (``models.windows.aggregate``).
 _LAST_SQL = f"""
 SELECT patient_id, start_ms, vital, value FROM (
     SELECT patient_id, vital, value, (ts_ms / {WINDOW_MS}) * {WINDOW_MS} AS start_ms,
-        ROW_NUMBER() OVER (PARTITION BY patient_id, vital, ts_ms / {WINDOW_MS} ORDER BY ts_ms DESC) AS rn
+        ROW_NUMBER() OVER (PARTITION BY patient_id, vital, ts_ms / {WINDOW_MS}
+                           ORDER BY source = 'charted' DESC, ts_ms DESC) AS rn
     FROM readings
     WHERE ts_ms >= :lo AND ts_ms < :hi AND quality = 'ok' AND vital IN ({", ".join(f"'{v}'" for v in LAST_VITALS)})
 ) WHERE rn = 1
@@ -128,16 +145,17 @@ class SqliteStore:
         times = {r.ts for r in readings}
         if all(type(ts.tzinfo) is timezone for ts in times):
             ms_of = {ts: to_ms(ts) for ts in times}
-            rows = [(r.patient_id, r.vital, ms_of[r.ts], float(r.value), r.quality) for r in readings]
+            rows = [(r.patient_id, r.vital, ms_of[r.ts], float(r.value), r.quality, r.source) for r in readings]
             stamps = set(ms_of.values())
         else:
-            rows = [(r.patient_id, r.vital, to_ms(r.ts), float(r.value), r.quality) for r in readings]
+            rows = [(r.patient_id, r.vital, to_ms(r.ts), float(r.value), r.quality, r.source) for r in readings]
             stamps = {row[2] for row in rows}
         patients = sorted({(r.patient_id,) for r in readings})
         pending = sorted({(ms // WINDOW_MS * WINDOW_MS,) for ms in stamps})
 
         def write(conn: sqlite3.Connection) -> None:
-            conn.executemany("INSERT OR REPLACE INTO readings VALUES (?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR REPLACE INTO readings (patient_id, vital, ts_ms, value, quality, source) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", rows)
             conn.executemany("INSERT OR IGNORE INTO patients VALUES (?)", patients)
             conn.executemany("INSERT OR IGNORE INTO pending_windows VALUES (?)", pending)
 
@@ -151,14 +169,14 @@ class SqliteStore:
             if not ids:
                 return []
             sql = (
-                "SELECT patient_id, ts_ms, vital, value, quality FROM readings "
+                "SELECT patient_id, ts_ms, vital, value, quality, source FROM readings "
                 f"WHERE patient_id IN ({_placeholders(len(ids))}) AND ts_ms >= ? AND ts_ms < ? "
-                "ORDER BY ts_ms, patient_id, vital"
+                "ORDER BY ts_ms, patient_id, vital, source DESC"
             )
             return conn.execute(sql, [*ids, to_ms(start), to_ms(end)]).fetchall()
 
         rows = await self._read(read)
-        frame = pd.DataFrame(rows, columns=["patient_id", "ts", "vital", "value", "quality"])
+        frame = pd.DataFrame(rows, columns=list(SOURCED_READING_COLUMNS))
         frame["ts"] = pd.to_datetime(frame["ts"].astype("int64"), unit="ms", utc=True).astype("datetime64[ns, UTC]")
         frame["value"] = frame["value"].astype("float64")
         return frame

@@ -7,9 +7,10 @@ is asked for with an explicit ``window_end``.
 Fixtures
 --------
 - ``client``: an empty service in ``tmp_path`` (clock at ``NOW``), for validation and error paths.
-- ``alerting``: ``client`` with the sick patient's three hours ingested and one cycle at ``T0``, which raises one
-  alert of each kind (news2, criteria, twin); the twin alert's id is the fixture's value. Function-scoped, so
-  tests may acknowledge and resolve them.
+- ``alerting``: ``client`` with the sick patient's three hours ingested, a nurse's set charted at ``T0`` (a news2
+  alert at once) and the cycles of the three windows to ``T0`` (the twin's sustained alert): the alerts of
+  ``ALERTING_KINDS``; the twin alert's id is the fixture's value. Function-scoped, so tests may acknowledge and
+  resolve them.
 - ``ward``: a stable and a sick patient, three hours each, scored at every window end: the read-only ward that
   the patient-route tests share (session-scoped; never mutate it).
 """
@@ -23,7 +24,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.clock import FixedClock
-from tests.support.api import NOW, SICK, STABLE, T0, WINDOW_ENDS, Ward, post_readings, run_cycle, serve
+from tests.support.api import (
+    ALERTING_KINDS,
+    NOW,
+    SICK,
+    STABLE,
+    T0,
+    WINDOW_ENDS,
+    Ward,
+    post_readings,
+    raise_alerts,
+    run_cycle,
+    serve,
+)
 from tests.support.synthetic_readings import trajectory
 
 
@@ -50,11 +63,11 @@ def client(tmp_path: Path, clock: FixedClock) -> Iterator[TestClient]:
 
 @pytest.fixture
 def alerting(client: TestClient, sick_readings: list[dict]) -> str:
-    """The sick patient ingested and scored at T0: one alert of each kind raised, not yet delivered (nobody
-    listens). Returns the twin alert's id."""
+    """The sick patient ingested, charted and scored to T0: the alerts of ``ALERTING_KINDS`` raised, not yet
+    delivered (nobody listens). Returns the twin alert's id."""
     post_readings(client, sick_readings)
-    assert run_cycle(client, T0)["alerts_raised"] == 3
-    assert sorted(a["kind"] for a in client.get("/v1/alerts").json()) == ["criteria", "news2", "twin"]
+    assert raise_alerts(client) == len(ALERTING_KINDS)
+    assert sorted(a["kind"] for a in client.get("/v1/alerts").json()) == sorted(ALERTING_KINDS)
     (alert,) = client.get("/v1/alerts", params={"kind": "twin"}).json()
     return alert["id"]
 

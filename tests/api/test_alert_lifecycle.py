@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.support.api import NOW, SICK, T0, assert_domain_error, client_as, parse, run_cycle
+from tests.support.api import ALERTING_KINDS, NOW, SICK, T0, assert_domain_error, client_as, parse, run_cycle
 
 
 def open_alerts(client) -> dict[str, str]:
@@ -15,7 +15,7 @@ def open_alerts(client) -> dict[str, str]:
 def test_a_past_window_cycle_leaves_open_alerts_untouched(client, alerting):
     """Reproduction: a cycle for a 2-hour-old window (the patient was well then) resolved the live alert."""
     before = open_alerts(client)
-    assert len(before) == 3
+    assert len(before) == len(ALERTING_KINDS)
     old = T0 - timedelta(hours=2)
     result = run_cycle(client, old)
     assert result["scored"] == 1 and result["alerts_evaluated"] is False and result["alerts_raised"] == 0
@@ -36,7 +36,7 @@ def test_a_past_window_cycle_raises_nothing_from_old_data(client, alerting):
     result = run_cycle(client, T0 - timedelta(minutes=10))  # the patient was already sick ten minutes earlier
     assert result["alerts_evaluated"] is False and result["alerts_raised"] == 0
     assert open_alerts(client) == {}
-    assert len(client.get("/v1/alerts").json()) == 3  # the three resolved ones, nothing new
+    assert len(client.get("/v1/alerts").json()) == len(ALERTING_KINDS)  # the resolved ones, nothing new
 
 
 def test_every_transition_is_stored_with_its_time_and_actor(client, alerting):

@@ -14,8 +14,23 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from models.twin import Twin
-from tests.support.api import NOW, SICK, T0, client_as, parse, post_readings, run_cycle, serve
+from models.windows import WINDOW
+from tests.support.api import (
+    ALERTING_KINDS,
+    NOW,
+    SICK,
+    T0,
+    client_as,
+    parse,
+    post_readings,
+    raise_alerts,
+    run_cycle,
+    serve,
+)
 from tests.support.wait import wait_until
+
+#: How many alerts ``raise_alerts`` raises (a charted news2, then the twin's sustained one).
+N = len(ALERTING_KINDS)
 
 
 def ack(ws, seq: int) -> None:
@@ -65,44 +80,45 @@ def test_an_alert_is_delivered_when_a_client_acknowledges_it_not_when_it_is_sent
     post_readings(client, sick_readings)
     with client.websocket_connect("/v1/ws/alerts") as ws:
         assert until_live(ws) == []  # nothing pending: an empty replay, then live
-        assert run_cycle(client, T0)["alerts_raised"] == 3
-        raised = take(ws, 3, acknowledge=False)
+        assert raise_alerts(client) == N
+        raised = take(ws, N, acknowledge=False)
         # sent, not confirmed: still raised and visibly pending
-        assert states(client) == {k: ("raised", True) for k in ("news2", "criteria", "twin")}
-        assert client.get("/healthz").json()["alerts_pending_delivery"] == 3
-        ack(ws, raised[-1]["seq"])  # cumulative: confirms all three
-        delivered = take(ws, 3)
+        assert states(client) == {k: ("raised", True) for k in ALERTING_KINDS}
+        assert client.get("/healthz").json()["alerts_pending_delivery"] == N
+        ack(ws, raised[-1]["seq"])  # cumulative: confirms both
+        delivered = take(ws, N)
         assert client.get("/healthz").json()["websocket_clients"] == 1
         # its acks of the 'delivered' events confirm those too (waited for before the socket closes)
         wait_until(lambda: client.get("/healthz").json()["alerts_outbox_backlog"] == 0, "the backlog to drain")
-    assert [e["seq"] for e in raised + delivered] == [1, 2, 3, 4, 5, 6]
-    # raised in rule order: the NEWS2 floor first, then the criterion met now, then the twin
-    assert [e["alert"]["kind"] for e in raised] == ["news2", "criteria", "twin"]
+    assert [e["seq"] for e in raised + delivered] == list(range(1, 2 * N + 1))
+    # the charted set's news2 alert within its request, then the twin's at the cycle of T0
+    assert [e["alert"]["kind"] for e in raised] == list(ALERTING_KINDS)
     for event in raised:
         assert event["event"] == "raised" and event["alert"]["patient_id"] == SICK and event["alert"]["reasons"]
-        assert event["actor"] == "engine" and event["alert"]["delivery_pending"] is True
-    assert raised[2]["alert"]["risk"] >= 5 * Twin.load().alert_threshold
-    assert raised[0]["alert"]["news2"]["band"] in ("medium", "high")
+        assert event["alert"]["delivery_pending"] is True
+    assert [e["actor"] for e in raised] == ["Nurse Ada", "engine"]  # who charted; the engine's cycle
+    assert raised[0]["alert"]["news2"]["band"] == "high"
     for event in delivered:
         assert event["event"] == "delivered" and event["actor"].startswith("websocket:")
         assert parse(event["alert"]["delivered_at"]) == NOW and event["alert"]["delivery_pending"] is False
-    assert states(client) == {k: ("delivered", False) for k in ("news2", "criteria", "twin")}
+    assert states(client) == {k: ("delivered", False) for k in ALERTING_KINDS}
     assert client.get("/healthz").json()["alerts_pending_delivery"] == 0
+    assert raised[1]["alert"]["risk"] >= 5 * Twin.load().alert_threshold
 
 
 def test_a_never_reading_client_leaves_the_alerts_pending(client, alerting):
     """Reproduction: one connected client that never reads; the alerts were delivered by being written to it."""
     with client.websocket_connect("/v1/ws/alerts") as silent:
-        wait_until(lambda: [c.sent for c in hub_clients(client)] == [3], "the hub to send the three events")
-        assert states(client) == {k: ("raised", True) for k in ("news2", "criteria", "twin")}
+        wait_until(lambda: [c.sent for c in hub_clients(client)] == [N], "the hub to send the events")
+        assert states(client) == {k: ("raised", True) for k in ALERTING_KINDS}
         health = client.get("/healthz").json()
-        assert health["alerts_pending_delivery"] == 3 and health["alerts_outbox_backlog"] == 3
+        assert health["alerts_pending_delivery"] == N and health["alerts_outbox_backlog"] == N
         with client.websocket_connect("/v1/ws/alerts") as reader:  # a second client is not held up by the first
-            assert [e["event"] for e in until_live(reader)] == ["raised"] * 3
-            take(reader, 3)  # the three 'delivered' events its acknowledgement caused
-        assert states(client) == {k: ("delivered", False) for k in ("news2", "criteria", "twin")}
-        # the silent client was sent the three alerts all along (written to its socket, never confirmed)
-        assert [silent.receive_json().get("event") for _ in range(4)] == ["raised"] * 3 + [None]
+            assert [e["event"] for e in until_live(reader)] == ["raised"] * N
+            take(reader, N)  # the 'delivered' events its acknowledgement caused
+        assert states(client) == {k: ("delivered", False) for k in ALERTING_KINDS}
+        # the silent client was sent the alerts all along (written to its socket, never confirmed)
+        assert [silent.receive_json().get("event") for _ in range(N + 1)] == ["raised"] * N + [None]
 
 
 def test_a_client_that_falls_behind_is_told_and_disconnected_without_delaying_the_others(tmp_path, clock,
@@ -111,13 +127,13 @@ def test_a_client_that_falls_behind_is_told_and_disconnected_without_delaying_th
         post_readings(client, sick_readings)
         with client.websocket_connect("/v1/ws/alerts") as slow, client.websocket_connect("/v1/ws/alerts") as good:
             assert until_live(slow) == [] and until_live(good) == []
-            run_cycle(client, T0)
-            seen = take(good, 6)  # 3 raised, then the 3 'delivered' its acks caused
+            raise_alerts(client)
+            seen = take(good, 2 * N)  # raised, then the 'delivered' its acks caused
             nurse = client_as(client, "clinician", "nurse-7")
             for alert in client.get("/v1/alerts").json():
                 assert nurse.post(f"/v1/alerts/{alert['id']}/acknowledge").status_code == 200
-            seen += take(good, 3)
-            assert [e["seq"] for e in seen] == list(range(1, 10))  # no gap, no duplicate
+            seen += take(good, N)
+            assert [e["seq"] for e in seen] == list(range(1, 3 * N + 1))  # no gap, no duplicate
             first = [slow.receive_json(), slow.receive_json()]  # its window: two events, never acknowledged
             assert [m["seq"] for m in first] == [1, 2]
             told = slow.receive_json()
@@ -130,13 +146,13 @@ def test_a_client_that_falls_behind_is_told_and_disconnected_without_delaying_th
 
 def test_the_stream_replays_events_after_a_sequence_number(client, alerting):
     with client.websocket_connect("/v1/ws/alerts") as ws:
-        assert [e["seq"] for e in until_live(ws)] == [1, 2, 3]
-        assert [e["seq"] for e in take(ws, 3)] == [4, 5, 6]
+        assert [e["seq"] for e in until_live(ws)] == [1, 2]
+        assert [e["seq"] for e in take(ws, 2)] == [3, 4]
     client_as(client, "clinician", "nurse-7").post(f"/v1/alerts/{alerting}/acknowledge")
-    with client.websocket_connect("/v1/ws/alerts?since=5") as ws:
+    with client.websocket_connect("/v1/ws/alerts?since=3") as ws:
         replayed = until_live(ws)
     assert [(e["seq"], e["event"], e["alert"]["kind"]) for e in replayed] == [
-        (6, "delivered", "twin"), (7, "acknowledged", "twin")]
+        (4, "delivered", "twin"), (5, "acknowledged", "twin")]
     assert replayed[1]["alert"]["acknowledged_by"] == "nurse-7" and replayed[1]["actor"] == "nurse-7"
 
 
@@ -148,14 +164,14 @@ def test_the_stream_refuses_a_bad_since_with_a_reason(client, since):
 
 
 def test_the_stream_refuses_a_since_after_the_newest_event(client, alerting):
-    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/v1/ws/alerts?since=4") as ws:
+    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/v1/ws/alerts?since=3") as ws:
         ws.receive_json()
-    assert closed.value.code == 4400 and "after the newest event, seq 3" in closed.value.reason
+    assert closed.value.code == 4400 and "after the newest event, seq 2" in closed.value.reason
 
 
 def test_an_ack_for_a_seq_never_sent_is_refused(client, alerting):
     with client.websocket_connect("/v1/ws/alerts") as ws:
-        assert [ws.receive_json()["type"] for _ in range(4)] == ["event"] * 3 + ["replay"]  # none acknowledged
+        assert [ws.receive_json()["type"] for _ in range(N + 1)] == ["event"] * N + ["replay"]  # none acknowledged
         ack(ws, 99)
         with pytest.raises(WebSocketDisconnect) as closed:
             while True:
@@ -188,16 +204,16 @@ def test_since_0_replays_4000_events_in_pages_then_goes_live_without_duplicate_o
                 ack(ws, message["through"])
                 if len(markers) == 1:  # live events arrive while the replay is under way
                     post_readings(client, sick_readings)
-                    assert run_cycle(client, T0)["alerts_raised"] == 3
+                    assert raise_alerts(client) == N
                 if not message["more"]:
                     break
             else:
                 events.append(message)
                 if len(events) % 100 == 0:
                     ack(ws, message["seq"])
-        events += take(ws, 3 + 3 - (len(events) - 4236))  # whatever of the cycle's events was not in the replay
+        events += take(ws, 2 * N - (len(events) - 4236))  # whatever of the alerts' events was not in the replay
     seqs = [e["seq"] for e in events]
-    assert seqs == list(range(1, 4236 + 7)) and len(set(seqs)) == len(seqs)  # every event once, in order
+    assert seqs == list(range(1, 4236 + 2 * N + 1)) and len(set(seqs)) == len(seqs)  # every event once, in order
     assert len(markers) >= 9 and all(m["more"] for m in markers[:-1]) and not markers[-1]["more"]
     assert [m["through"] for m in markers] == sorted(m["through"] for m in markers)
     assert markers[-1]["through"] >= 4236
@@ -206,17 +222,17 @@ def test_since_0_replays_4000_events_in_pages_then_goes_live_without_duplicate_o
 def test_the_outbox_survives_a_restart_and_reaches_the_next_client(tmp_path, clock, sick_readings):
     with serve(tmp_path, clock) as client:
         post_readings(client, sick_readings)
-        assert run_cycle(client, T0)["alerts_raised"] == 3
+        assert raise_alerts(client) == N
     with serve(tmp_path, clock) as client, client.websocket_connect("/v1/ws/alerts") as ws:
-        assert [e["event"] for e in until_live(ws)] == ["raised"] * 3
-        take(ws, 3)
-        assert states(client) == {k: ("delivered", False) for k in ("news2", "criteria", "twin")}
+        assert [e["event"] for e in until_live(ws)] == ["raised"] * N
+        take(ws, N)
+        assert states(client) == {k: ("delivered", False) for k in ALERTING_KINDS}
 
 
 def test_an_unacknowledged_alert_is_renotified_and_escalates(tmp_path, clock, sick_readings):
     with serve(tmp_path, clock, alert_renotify_after_min=5) as client:
         post_readings(client, sick_readings)
-        run_cycle(client, T0)
+        raise_alerts(client)
         clock.advance(timedelta(minutes=5))
         client.app.state.wardtwin.engine.wake()
         wait_until(lambda: all(a["renotifications"] == 1 for a in client.get("/v1/alerts").json()),
@@ -226,24 +242,26 @@ def test_an_unacknowledged_alert_is_renotified_and_escalates(tmp_path, clock, si
         wait_until(lambda: {a["state"] for a in client.get("/v1/alerts").json()} == {"escalated"}, "escalation")
         with client.websocket_connect("/v1/ws/alerts?since=0") as ws:
             events = [(e["event"], e["alert"]["kind"]) for e in until_live(ws)]
-    for kind in ("news2", "criteria", "twin"):
+    for kind in ALERTING_KINDS:
         assert [ev for ev, k in events if k == kind] == ["raised", "renotified", "escalated"]
 
 
 def test_a_ward_subscriber_gets_the_cycles_alerts_then_one_ward_update_and_batches_on_request(client, sick_readings):
     post_readings(client, sick_readings)
+    for end in (T0 - 2 * WINDOW, T0 - WINDOW):  # the twin's risk holds two windows: nothing raised yet
+        assert run_cycle(client, end)["alerts_raised"] == 0
     with client.websocket_connect("/v1/ws/alerts?ward=1&batch=1") as ws:
         assert until_live(ws) == []
-        run_cycle(client, T0)
-        raised = take_batched(ws, 3)  # published together once its rules are through: one frame, as a rule
-        assert [e["event"] for e in raised] == ["raised"] * 3 and [e["seq"] for e in raised] == [1, 2, 3]
+        assert run_cycle(client, T0)["alerts_raised"] == 1  # the third window: the twin's sustained alert
+        raised = take_batched(ws, 1)
+        assert [(e["event"], e["seq"], e["alert"]["kind"]) for e in raised] == [("raised", 1, "twin")]
         ward = ws.receive_json()  # after the cycle's alerts
-        assert ward["type"] == "ward" and ward["alerts_raised"] == 3 and ward["scored"] >= 1
+        assert ward["type"] == "ward" and ward["alerts_raised"] == 1 and ward["scored"] >= 1
         assert parse(ward["window_end"]) == T0
-        ack(ws, 3)  # cumulative, as for single events
-        delivered = take_batched(ws, 3)
-        assert [e["event"] for e in delivered] == ["delivered"] * 3 and [e["seq"] for e in delivered] == [4, 5, 6]
-        ack(ws, 6)
+        ack(ws, 1)  # cumulative, as for single events
+        delivered = take_batched(ws, 1)
+        assert [e["event"] for e in delivered] == ["delivered"] and [e["seq"] for e in delivered] == [2]
+        ack(ws, 2)
         wait_until(lambda: client.get("/healthz").json()["alerts_outbox_backlog"] == 0, "the backlog to drain")
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.support.api import NOW, T0, assert_422, iso, reading, run_cycle, serve
+from tests.support.api import NOW, T0, assert_422, assert_problem, iso, reading, run_cycle, serve
 
 GOOD_AT = T0 - timedelta(minutes=2)
 
@@ -105,7 +105,7 @@ def test_what_if_refuses_what_ingest_refuses(scored, changes, vital):
     assert ingest.status_code == 422
     response = scored.post("/v1/patients/sick-1/what-if", json={"changes": changes})
     assert response.status_code == 422, response.text
-    assert response.json()["detail"][0]["loc"][:2] == ["body", "changes"]
+    assert response.json()["errors"][0]["loc"][:2] == ["body", "changes"]
 
 
 @pytest.mark.parametrize("changes", [{"acvpu": "V"}, {"acvpu": 1}, {"hr": 130}, {"spo2": 88.5}])
@@ -165,11 +165,12 @@ def test_a_422_never_echoes_a_large_value(client, path, body):
 def test_a_wrong_method_is_405_with_allow(client, method, path, allow):
     response = client.request(method, path)
     assert response.status_code == 405 and response.headers["allow"] == allow
+    assert_problem(response, 405, "method_not_allowed")
 
 
 def test_an_unknown_api_path_is_a_json_404_and_the_board_is_served(client):
     response = client.get("/v1/nothing-here")
-    assert response.status_code == 404 and response.json() == {"detail": "Not Found"}
+    assert assert_problem(response, 404, "not_found")["type"] == "about:blank"
     assert client.get("/").status_code == 200
 
 

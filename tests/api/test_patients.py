@@ -49,8 +49,10 @@ def check_score(score: dict) -> None:
 def test_every_cycle_scored_both_patients(ward):
     assert [c["window_end"] for c in ward.cycles] == [iso(w).replace("+00:00", "Z") for w in WINDOW_ENDS]
     assert all(c["patients"] == 2 and c["scored"] == 2 for c in ward.cycles)
-    # the sick patient, once per kind: NEWS2 reaches 5 first, the criterion and the twin follow (hysteresis)
-    assert sum(c["alerts_raised"] for c in ward.cycles) == 3
+    # the sick patient, once (hysteresis): the twin's sustained risk. No news2 alert (nothing was charted), no
+    # observations-due (its monitor NEWS2 did not stay at the shipped trigger, >= 7, for a whole hour), no criterion
+    # of the issue-20 label met in these three hours
+    assert sum(c["alerts_raised"] for c in ward.cycles) == 1
 
 
 def test_the_board_lists_the_ward_highest_risk_first(ward):
@@ -59,15 +61,14 @@ def test_the_board_lists_the_ward_highest_risk_first(ward):
     board = response.json()
     assert [p["patient_id"] for p in board] == [SICK, STABLE]
     sick, stable = board
-    assert sick["risk"] > 5 * Twin.load().alert_threshold and stable["risk"] < Twin.load().alert_threshold
+    assert sick["risk"] > 3 * Twin.load().alert_threshold and stable["risk"] < Twin.load().alert_threshold
     assert sick["window_end"] == stable["window_end"] == Z
     assert sick["news2_band"] == "high" and sick["news2_total"] >= 7 and stable["news2_band"] == "low"
     assert sick["top_reason"] and stable["top_reason"] is None
-    assert any(f.startswith("criteria_met:") for f in sick["flags"]) and stable["flags"] == []
+    assert not any(f.startswith("criteria_met:") for f in sick["flags"]) and stable["flags"] == []
     alerts = {a["kind"]: a for a in ward.client.get("/v1/alerts").json()}
-    assert set(alerts) == {"news2", "criteria", "twin"} and {a["patient_id"] for a in alerts.values()} == {SICK}
-    # every alert open and unacknowledged: the board shows the NEWS2 one (most urgent kind first)
-    assert (sick["alert_id"], sick["alert_state"]) == (alerts["news2"]["id"], alerts["news2"]["state"])
+    assert set(alerts) == {"twin"} and {a["patient_id"] for a in alerts.values()} == {SICK}
+    assert (sick["alert_id"], sick["alert_state"]) == (alerts["twin"]["id"], alerts["twin"]["state"])
     assert stable["alert_id"] is None and stable["alert_state"] is None
     for row in board:  # the board agrees with each patient's latest score
         risk = ward.client.get(f"/v1/patients/{row['patient_id']}/risk").json()

@@ -1,25 +1,30 @@
-"""Never less safe than NEWS2: patients held for hours at abnormal values each raise an alert through the service,
-whatever the twin's risk.
+"""Never less safe than NEWS2 charted at the RCP frequency: patients held for hours at abnormal values each raise a
+NEWS2 alert through the service, at their first charted set, whatever the twin's risk.
 
-Every patient is posted as readings (monitor vitals every 10–30 s, NIBP every 15 min, temperature every 30 min,
-ACVPU and oxygen charted hourly) over ``HOURS`` hours, and the ward is scored at every window end, the clock
-one minute past each (so unacknowledged alerts escalate as they would on a ward). The ward is run twice: with
-the shipped settings, and with the twin's threshold at 0.99 (a twin that never alerts), so the NEWS2 floor is
+Every patient is posted as monitor readings (vitals every 10–30 s, NIBP every 15 min, temperature every 30 min,
+ACVPU and oxygen hourly) over ``HOURS`` hours, and a nurse charts the patient's full NEWS2 set through
+``POST /v1/observations`` at the start and then at the RCP frequency the last set's answer gives
+(``observe_within_min``; 30 minutes under continuous monitoring). The ward is scored at every window end, the
+clock one minute past each (so unacknowledged alerts escalate as they would on a ward). The ward is run twice:
+with the shipped settings, and with the twin's threshold at 0.99 (a twin that never alerts), so the NEWS2 floor is
 shown not to depend on what the twin says. For each patient NEWS2 flags, the test asserts:
 
-- a ``news2`` alert is raised at the first cycle whose NEWS2 meets a trigger (aggregate ≥ 5 or a 3 in any single
-  parameter), with the score, its band, the RCP clinical response and monitoring frequency in its reasons;
-- exactly one ``news2`` alert per patient, and it does not resolve while NEWS2 stays at a trigger.
+- a ``news2`` alert is raised within the request of the first charted set at a trigger (aggregate ≥ 5, ≥ 7 or a
+  3 in any single parameter), graded by the RCP response, with the score, its band, the RCP clinical response and
+  monitoring frequency in its reasons;
+- exactly one ``news2`` alert per patient, and it does not resolve while the charted sets stay at a trigger.
 
 A normal patient (NEWS2 0) raises no alert of any kind; an aggregate of 4 with no 3 raises no NEWS2 alert; a
-patient who recovers has the NEWS2 alert resolved at the first cycle below both triggers.
+patient who recovers has the NEWS2 alert resolved by the first charted set below both triggers. The monitor alone
+never raises a ``news2`` alert: a patient nobody charts gets "observations due" once the monitor-window NEWS2 has
+held a trigger for an hour; a monitor score flickering across its trigger raises nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,6 +33,7 @@ from pydantic import ValidationError
 
 from app.clock import FixedClock
 from app.settings import Settings
+from models.schema import ACVPU_CODES
 from models.twin import Twin
 from models.windows import WINDOW
 from tests.support.api import T0, iso, parse, post_readings, run_cycle, serve
@@ -50,6 +56,16 @@ class Patient:
     vitals: dict[str, Value]
     news2_alert: bool = True  # NEWS2 flags this patient throughout: a news2 alert must be raised and stay open
     min_total: int = 0  # the NEWS2 aggregate the patient holds at least
+
+    def observation(self, at: datetime, by: str = "Nurse Ada") -> dict:
+        """The set a nurse charts at ``at``: the patient's values then (only the vitals the patient has)."""
+        f = (at - START) / timedelta(hours=HOURS)
+        values = {k: (v(f) if callable(v) else v) for k, v in self.vitals.items()}
+        if "o2" in values:
+            values["o2"] = float(values["o2"])
+        if isinstance(values.get("acvpu"), float | int):
+            values["acvpu"] = ACVPU_CODES[int(values["acvpu"])]
+        return {"patient_id": self.id, "ts": iso(at), "by": by, **values}
 
     def readings(self) -> list[dict]:
         out = []
@@ -94,8 +110,12 @@ RECOVERING = Patient("recovering", {"o2": 0, "acvpu": "A"} | {
 }, news2_alert=False)
 
 #: RR 28 (3 NEWS2 points) and 16 in turn, ten minutes each: NEWS2 flickers across its trigger every two windows.
+#: Monitored, never charted.
 FLICKER = Patient("flicker", _with(rr=lambda f: 28 if int(f * HOURS * 6) % 2 == 0 else 16), news2_alert=False)
-CLEAR_AFTER = timedelta(minutes=Settings().alert_clear_after_min)
+#: The septic patient's values on the monitor, and nobody charts: observations become due, no NEWS2 alert.
+UNCHARTED = Patient("unseen-k", _with(rr=28, spo2=91, hr=115, sbp=95, temp=38.5), news2_alert=False, min_total=11)
+MONITOR_ONLY = (FLICKER, UNCHARTED)
+OBS_DUE_AFTER = timedelta(minutes=Settings().obs_due_after_min)
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,7 @@ class SafetyWard:
     client: TestClient
     raised: dict[str, int]  # window end (ISO) → alerts raised by that cycle
     twin_threshold: float
+    charted: dict[str, list[dict]]  # patient → the answers to its charted sets, oldest first
 
     def alerts(self, patient_id: str, kind: str | None = None) -> list[dict]:
         params = {"patient_id": patient_id, **({"kind": kind} if kind else {})}
@@ -124,13 +145,23 @@ def _triggers(news2: dict) -> bool:
 def safety_ward(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SafetyWard]:
     clock = FixedClock(T0 + timedelta(minutes=1))
     with serve(tmp_path_factory.mktemp("safety"), clock, **request.param) as client:
-        for patient in (*PATIENTS, RECOVERING, FLICKER):
+        for patient in (*PATIENTS, RECOVERING, *MONITOR_ONLY):
             post_readings(client, patient.readings())
-        raised = {}
+        raised: dict[str, int] = {}
+        charted: dict[str, list[dict]] = {p.id: [] for p in (*PATIENTS, RECOVERING)}
+        due = {p.id: START + timedelta(minutes=2) for p in (*PATIENTS, RECOVERING)}  # the admission set first
         for end in WINDOW_ENDS:
+            clock.set(end - timedelta(minutes=1))  # the nurse charts inside the window
+            for patient in (*PATIENTS, RECOVERING):
+                if due[patient.id] <= clock.now():
+                    response = client.post("/v1/observations", json=patient.observation(clock.now()))
+                    assert response.status_code == 201, response.text
+                    answer = response.json()
+                    charted[patient.id].append({**answer, "at": clock.now()})
+                    due[patient.id] = clock.now() + timedelta(minutes=answer["news2"]["observe_within_min"] or 30)
             clock.set(end + timedelta(minutes=1))
             raised[iso(end)] = run_cycle(client, end)["alerts_raised"]
-        yield SafetyWard(client, raised, request.param.get("alert_threshold", Twin.load().alert_threshold))
+        yield SafetyWard(client, raised, request.param.get("alert_threshold", Twin.load().alert_threshold), charted)
 
 
 FLAGGED = [p for p in PATIENTS if p.news2_alert]
@@ -145,16 +176,23 @@ def test_a_patient_news2_flags_raises_a_news2_alert_at_once_that_stays_open(safe
     if patient.min_total < 5:  # a single parameter scoring 3 with an aggregate below 5, throughout
         assert all(h["news2"]["total"] < 5 and h["news2"]["single_parameter_3"] for h in history)
     (alert,) = safety_ward.alerts(patient.id, "news2")  # one, never re-raised
-    first = next(h for h in history if _triggers(h["news2"]))
-    assert alert["window_end"] == first["window_end"] == history[0]["window_end"]  # the first cycle it holds
+    first, *later = safety_ward.charted[patient.id]
+    # raised within the request of the first charted set (the admission set, before any cycle ran)
+    assert first["alert"]["event"] == "raised" and first["alert"]["id"] == alert["id"]
+    assert parse(alert["raised_at"]) == first["at"] and parse(alert["window_end"]) == WINDOW_ENDS[0]
+    assert later and all(a["alert"]["id"] == alert["id"] for a in later)  # every later set: still the one alert
     assert alert["state"] in OPEN and alert["resolved_at"] is None, alert  # NEWS2 stays high: not resolved
     news2 = first["news2"]
-    reason = alert["reasons"][0]
+    assert news2["total"] >= patient.min_total and news2["partial"] == (patient.id == "uncharted-i")
+    grade = 3 if news2["total"] >= 7 else 2 if news2["total"] >= 5 else 1
+    assert alert["reasons"][0] == "Charted by Nurse Ada: " + {
+        3: "emergency response", 2: "key threshold for urgent response", 1: "urgent ward-based response"}[grade]
+    reason = alert["reasons"][1]
     assert reason.startswith(f"NEWS2 {news2['total']}") and news2["response"] in reason
     assert f"monitoring: {news2['monitoring']}" in reason
     for name, points in news2["points"].items():
         if points == 3:
-            assert any(r.startswith("NEWS2 ") and r.endswith("scores 3") for r in alert["reasons"][1:]), name
+            assert any(r.startswith("NEWS2 ") and r.endswith("scores 3") for r in alert["reasons"][2:]), name
     kinds = {a["kind"] for a in safety_ward.alerts(patient.id)}
     if safety_ward.twin_threshold > 0.9:  # whatever the twin says: it never alerted, NEWS2 did
         assert "twin" not in kinds
@@ -191,44 +229,59 @@ def test_an_aggregate_of_4_without_a_3_raises_no_news2_alert(safety_ward):
     assert safety_ward.alerts("aggregate-4", "news2") == []
 
 
-def test_the_news2_alert_resolves_once_below_both_triggers_for_the_clear_time(safety_ward):
-    history = safety_ward.history("recovering")
+def test_the_news2_alert_resolves_at_the_first_charted_set_below_both_triggers(safety_ward):
+    answers = safety_ward.charted["recovering"]
     (alert,) = safety_ward.alerts("recovering", "news2")
-    assert alert["window_end"] == history[0]["window_end"]
-    cleared = next(h for h in history if not _triggers(h["news2"]))
-    assert all(_triggers(h["news2"]) for h in history if h["window_end"] < cleared["window_end"])
-    assert not any(_triggers(h["news2"]) for h in history if h["window_end"] >= cleared["window_end"])
-    last_held = parse(cleared["window_end"]) - WINDOW
-    resolving = next(h for h in history if parse(h["window_end"]) - last_held >= CLEAR_AFTER)
-    assert alert["state"] == "resolved"
-    assert parse(alert["resolved_at"]) == parse(resolving["window_end"]) + timedelta(minutes=1)  # that cycle's clock
-    assert alert["resolved_reason"] == f"NEWS2 fell to {resolving['news2']['total']}, below both triggers"
+    assert answers[0]["alert"]["id"] == alert["id"] and answers[0]["news2"]["total"] == 11
+    cleared = next(a for a in answers if a["news2"]["total"] < 5 and not a["news2"]["single_parameter_3"])
+    assert all(a["alert"] is not None for a in answers if a["at"] < cleared["at"])  # open while at a trigger
+    assert cleared["resolved"] == [alert["id"]] and cleared["alert"] is None
+    assert alert["state"] == "resolved" and parse(alert["resolved_at"]) == cleared["at"]  # in that request
+    assert alert["resolved_reason"] == f"charted NEWS2 {cleared['news2']['total']} by Nurse Ada, below every trigger"
 
 
-def test_a_news2_score_flickering_across_its_trigger_keeps_one_alert_open(safety_ward):
+def test_the_monitor_alone_never_raises_a_news2_alert_it_asks_for_observations(safety_ward):
+    history = safety_ward.history("unseen-k")
+    assert all(h["news2"]["total"] >= UNCHARTED.min_total for h in history)  # the monitor shows NEWS2 11 throughout
+    assert safety_ward.alerts("unseen-k", "news2") == []
+    (due,) = safety_ward.alerts("unseen-k", "obs_due")
+    # every window of the last hour at the trigger: raised at the twelfth window
+    assert parse(due["window_end"]) == WINDOW_ENDS[0] + OBS_DUE_AFTER - WINDOW and due["state"] in OPEN
+    assert due["reasons"][0].startswith("Observations due now: monitor suggests NEWS2")
+    charted = {a["patient_id"] for a in safety_ward.client.get("/v1/alerts", params={"kind": "obs_due",
+                                                                                      "limit": 1000}).json()}
+    assert charted == {"unseen-k"}  # patients charted at the RCP frequency are never asked for observations
+
+
+def test_a_monitor_score_flickering_across_its_trigger_raises_nothing(safety_ward):
     history = safety_ward.history("flicker")
     flags = [_triggers(h["news2"]) for h in history]
     assert flags[:4] == [True, True, False, False] and sum(flags) == len(flags) // 2  # it does flicker
-    (alert,) = safety_ward.alerts("flicker", "news2")  # one alert, not one per flicker
-    assert alert["window_end"] == history[0]["window_end"] and alert["state"] in OPEN
+    assert safety_ward.alerts("flicker", "news2") == [] and safety_ward.alerts("flicker", "obs_due") == []
 
 
-def test_without_a_clear_time_a_flickering_score_raises_an_alert_per_flicker(tmp_path):
+@pytest.mark.parametrize(("clear_after_min", "expected"), [(0, len(WINDOW_ENDS) // 4), (30, 1)])
+def test_without_a_clear_time_a_flickering_trigger_raises_an_alert_per_flicker(tmp_path, clear_after_min, expected):
+    """Observations due after one window of the trigger (a site's setting): without a clear time it is raised every
+    time the monitor crosses up; the shipped 30 minutes keep one open. The control matters."""
     clock = FixedClock(T0 + timedelta(minutes=1))
-    with serve(tmp_path, clock, alert_clear_after_min=0) as client:
+    with serve(tmp_path, clock, alert_clear_after_min=clear_after_min, obs_due_after_min=5,
+                   obs_due_aggregate=5, obs_due_single_parameter=3) as client:
         post_readings(client, FLICKER.readings())
         for end in WINDOW_ENDS:
             clock.set(end + timedelta(minutes=1))
             run_cycle(client, end)
-        alerts = client.get("/v1/alerts", params={"patient_id": "flicker", "kind": "news2", "limit": 100}).json()
-    assert len(alerts) == len(WINDOW_ENDS) // 4  # raised every time it crosses up: the control above matters
+        alerts = client.get("/v1/alerts", params={"patient_id": "flicker", "kind": "obs_due", "limit": 100}).json()
+    assert len(alerts) == expected
 
 
 def test_each_patient_has_at_most_one_open_alert_per_kind(safety_ward):
     alerts = safety_ward.client.get("/v1/alerts", params={"limit": 1000}).json()
     open_ = [(a["patient_id"], a["kind"]) for a in alerts if a["state"] in OPEN]
     assert len(open_) == len(set(open_))
-    assert sum(safety_ward.raised.values()) == len(alerts)
+    charted_raises = sum(a["alert"] is not None and a["alert"]["event"] == "raised"
+                         for answers in safety_ward.charted.values() for a in answers)
+    assert sum(safety_ward.raised.values()) + charted_raises == len(alerts)
 
 
 @pytest.mark.parametrize(("name", "value"), [
@@ -244,8 +297,7 @@ def test_a_site_may_lower_the_news2_triggers(tmp_path):
     patients = [p for p in PATIENTS if p.id in ("aggregate-4", "normal")]
     with serve(tmp_path, FixedClock(T0 + timedelta(minutes=1)), news2_alert_aggregate=4) as client:
         for patient in patients:
-            post_readings(client, patient.readings())
-        run_cycle(client, WINDOW_ENDS[0])
+            assert client.post("/v1/observations", json=patient.observation(T0)).status_code == 201
         (alert,) = client.get("/v1/alerts").json()
     assert (alert["patient_id"], alert["kind"]) == ("aggregate-4", "news2")
-    assert alert["reasons"][0].startswith("NEWS2 4, low clinical risk: registered nurse assesses")
+    assert alert["reasons"][1].startswith("NEWS2 4, low clinical risk: registered nurse assesses")

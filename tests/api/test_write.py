@@ -73,11 +73,11 @@ def test_bad_lines_are_named_by_line_and_field_and_the_good_ones_stored_once(cli
         assert response.status_code == 422
         body = response.json()
         assert body["accepted"] == 2 and body["rejected"] == 9
-        locs = [e["loc"] for e in body["detail"]]
+        locs = [e["loc"] for e in body["errors"]]
         assert locs == [["body", "lines", 1, "value"], ["body", "lines", 2], ["body", "lines", 3],
                         ["body", "lines", 4], ["body", "lines", 5, "vital"], ["body", "lines", 6, "ts"],
                         ["body", "lines", 7], ["body", "lines", 9, "quality"], ["body", "lines", 10, "ts"]]
-        types = {e["loc"][2]: e["type"] for e in body["detail"]}
+        types = {e["loc"][2]: e["type"] for e in body["errors"]}
         assert (types[1], types[3], types[6], types[7]) == ("implausible", "measurement", "future", "extra_forbidden")
     assert [(r[1], r[3]) for r in stored(client, ["bed-1"])] == [("hr", 80.0), ("spo2", 97.0)]
 

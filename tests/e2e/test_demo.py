@@ -154,3 +154,21 @@ def test_ctrl_c_during_the_history_backfill_stops_cleanly(tmp_path, phase):
     else:  # the history was acknowledged (stored) before its scoring began
         state = json.loads(state_path.read_text())
         assert state["acknowledged_until"] > state["epoch"]
+
+
+@pytest.mark.timeout(2 * HANG_S)
+def test_demo_ward_mix_charts_through_observations(tmp_path):
+    """`--mix ward`: a general ward's mix; the simulated nurse's sets reach the service through POST /v1/observations
+    (the history line counts them), and the board fills as with the default mix."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_demo(tmp_path, port, "--mix", "ward", "--beds", "8", "--history-hours", "2")
+    try:
+        poll_until("full board", full_board(base, 8, proc), proc)
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    sets = re.search(r"\((\d+) nurse's observation sets among them\)", out)
+    assert sets and int(sets.group(1)) >= 8, out  # at least each bed's admission set
+    assert "8 beds (ward mix)" in out, out
+    assert json.loads((tmp_path / "demo.json").read_text())["mix"] == "ward"

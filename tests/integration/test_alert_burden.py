@@ -15,6 +15,7 @@ import lab.alert_burden as alert_burden
 from app.alerts.store import KINDS
 from app.settings import Settings
 from lab.alert_burden import POLICIES, patient_table, run_seed
+from lab.alert_pareto import replay_check
 from models.twin import Twin
 
 #: Half the cohort deteriorating, so the event columns are exercised too.
@@ -71,6 +72,57 @@ def test_alert_burden_report(tmp_path: Path) -> None:
         assert 0 <= pooled["stable_patients_alerted"][policy] <= pooled["stable_patients"]
     assert pooled["first_events"] + pooled["stable_patients"] == pooled["patients"] == 4
     assert "episode" in report["definitions"] and "Episode rule" in (out / "README.md").read_text()
+
+    # the issue's summary: by kind as the service raised them; beyond charted NEWS2 = every kind but news2
+    summary = report["summary"]
+    per100 = summary["alerts_per_100_patient_days"]
+    assert set(per100) == {*KINDS, "combined"}
+    for kind in KINDS:
+        assert per100[kind]["value"] == pytest.approx(100 * pooled["alerts"][kind] / pooled["patient_days"])
+    beyond = sum(pooled["alerts"][k] for k in KINDS if k != "news2")
+    assert summary["beyond_charted_news2"]["value"] == pytest.approx(100 * beyond / pooled["patient_days"])
+    for policy in ("combined", "charted_news2"):
+        warned, chance = summary["first_event_warned"][policy], summary["chance_warned"][policy]
+        assert 0 <= chance["value"] <= 1
+        if warned["value"] is not None:
+            assert summary["warned_minus_chance"][policy]["value"] == pytest.approx(warned["value"] - chance["value"])
+    assert summary["missed_vs_charted_news2"] == len(summary["missed_vs_charted_news2_patients"])
+    assert [t["met"] for t in summary["targets"]] == [
+        summary["beyond_charted_news2"]["value"] <= 10,
+        summary["combined_minus_charted_news2_added_warning"]["value"] >= 0.05
+        if summary["combined_minus_charted_news2_added_warning"]["value"] is not None else False,
+        summary["missed_vs_charted_news2"] == 0]
+    # the Pareto table: charted NEWS2, four persistence rules, the twin at several thresholds, the shipped policy
+    rows = {r["policy"]: r for r in report["pareto"]["rows"]}
+    assert sum(name.startswith("monitor NEWS2") for name in rows) == 4
+    assert sum(name.startswith("twin ≥") for name in rows) >= 5
+    shipped = rows["shipped policy (as the service raised it)"]
+    assert shipped["per100d"] == per100["combined"]
+    assert report["replay_check"]["all_same"]
+    readme = (out / "README.md").read_text()
+    assert "Pareto" in readme and "Targets" in readme and (out / "pareto.png").stat().st_size > 0
+
+
+def test_the_shipped_policy_replayed_over_what_the_service_stored_is_what_it_raised(tmp_path: Path) -> None:
+    """The Pareto rows are the service's rules replayed over its stored scores and the nurse's charted sets; the
+    replay of the shipped policy must give every alert the service raised, open period for open period."""
+    sick = {"sepsis": 0.5, "respiratory_failure": 0.5}  # charted sets at a trigger and sustained monitor NEWS2
+    run = asyncio.run(run_seed(6, 12.0, 2, tmp_path, archetype_mix=sick, progress_every=0))
+    assert run.meta["observations_route"] and run.meta["observation_sets"] > 0
+    assert run.meta["observation_sets_refused"] == 0, run.meta.get("observation_set_refused_example")
+    assert sum(map(len, run.charted.values())) == run.meta["observation_sets"]
+    check = replay_check([run])
+    assert check["all_same"], check
+    assert check["news2"]["service"] > 0 and check["obs_due"]["service"] > 0  # both charted and monitor paths ran
+    assert sum(v["service"] for k, v in check.items() if k != "all_same") == len(run.alerts)
+
+
+def test_seeds_run_in_parallel_give_the_same_report(tmp_path: Path) -> None:
+    one = alert_burden.evaluate(3, 3.0, [1, 2], tmp_path / "one", archetype_mix=MIX, n_boot=30, progress_every=0)
+    two = alert_burden.evaluate(3, 3.0, [1, 2], tmp_path / "two", archetype_mix=MIX, n_boot=30, progress_every=0,
+                                jobs=2)
+    for key in ("summary", "pareto", "pooled", "replay_check"):
+        assert one[key] == two[key]
 
 
 def test_evaluation_applies_no_alert_rule_of_its_own() -> None:

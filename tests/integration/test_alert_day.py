@@ -27,3 +27,4 @@ def test_the_alert_day_measurement_counts_what_the_service_did(tmp_path, monkeyp
         assert result["alerts_per_patient_day"][kind] == alerts[kind] / result["ward"]["patient_days"]
     assert result["escalations"] <= alerts["all"]  # nobody acknowledges: at most one escalation per alert
     assert "suppressed" in render(result)
+    assert result["charted_sets"] > 0  # the ward's nurse charts through POST /v1/observations

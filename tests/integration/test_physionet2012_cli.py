@@ -196,3 +196,40 @@ def test_a_twin_fitted_on_the_records_is_never_judged_in_sample(tmp_path: Path,
     report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     assert report["data"]["risk"].startswith("out of fold")
     assert "out of fold" in report["scope"]
+
+
+def test_limit_does_not_skip_the_in_sample_guard(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 20: ``--limit`` used to skip the guard, judging a twin fitted on these stays in sample."""
+    twin = _twin_fitted_on_the_fixtures(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["evaluate", "physionet2012", "--records", str(RECORDS), "--outcomes", str(OUTCOMES), "--artifact",
+               str(twin), "--bootstrap", "20", "--limit", "2", "--out", str(out), "--out-of-fold",
+               str(tmp_path / "missing.csv.gz")])
+    assert rc == 2
+    assert "was fitted on set-a" in capsys.readouterr().out
+    assert not (out / "scores.csv").exists()
+
+
+def test_a_twin_fitted_on_the_first_stays_of_the_records_is_guarded_too(tmp_path: Path) -> None:
+    from lab.physionet_cmd import _fitted_on_these
+
+    artifact = json.loads(_twin_fitted_on_the_fixtures(tmp_path).read_text(encoding="utf-8"))
+    artifact["cohort"]["real_data"]["limit"] = 3
+    assert "its first 3 stays" in (_fitted_on_these(artifact, RECORDS) or "")
+    artifact["cohort"]["real_data"]["records_sha256"] = "0" * 64  # other records: not in sample
+    assert _fitted_on_these(artifact, RECORDS) is None
+
+
+def test_report_names_the_records_given_and_the_twins_training_data(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["evaluate", "physionet2012", "--records", str(RECORDS), "--outcomes", str(OUTCOMES), "--limit", "3",
+                 "--bootstrap", "20", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    cohort = Twin.load().artifact["cohort"]
+    assert report["scope"].startswith(f"PhysioNet/CinC Challenge 2012 records {RECORDS.name}, the first 3 stays, "
+                                      "3 real ICU stays")
+    assert f"{cohort['n_patients']} simulated patients" in report["scope"]
+    real = cohort.get("real_data")
+    if real:  # the shipped twin's real training records are named, not "the simulator only"
+        assert f"{real['stays']} stays of {real['records']}" in report["scope"]
+        assert "simulator only" not in report["scope"]

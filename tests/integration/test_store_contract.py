@@ -31,6 +31,7 @@ def frame_of(readings: list[Reading]) -> pd.DataFrame:
             "vital": [r.vital for r in readings],
             "value": [r.value for r in readings],
             "quality": [r.quality for r in readings],
+            "source": [r.source for r in readings],
         }
     )
 
@@ -71,12 +72,18 @@ def scenario(prefix: str, seed: int, patients: int = 4, minutes: int = 40) -> li
         out.append(Reading(pid, "hr", T0 + timedelta(minutes=minutes), 77.0))
         out.append(Reading(pid, "sbp", T0 + timedelta(minutes=5), 101.0))
         out.append(Reading(pid, "hr", T0 + timedelta(minutes=minutes + 12, seconds=3), 66.0))
+    # a nurse's charted values: some at the very key of a monitor reading (both kept), some on their own
+    charted = [Reading(r.patient_id, r.vital, r.ts if rng.random() < 0.5 else r.ts + timedelta(seconds=7),
+                       r.value + 2.0, "ok", "charted")
+               for r in rng.sample(out, k=len(out) // 50) if r.vital in ("rr", "sbp", "temp", "acvpu", "o2", "hr")]
+    out.extend(charted)
     # duplicates: re-deliveries of existing keys with a new value, or with the quality flipped either way
     for r in rng.sample(out, k=len(out) // 20):
         if rng.random() < 0.5:
-            out.append(Reading(r.patient_id, r.vital, r.ts, r.value + 1.0, r.quality))
+            out.append(Reading(r.patient_id, r.vital, r.ts, r.value + 1.0, r.quality, r.source))
         else:
-            out.append(Reading(r.patient_id, r.vital, r.ts, r.value, "motion" if r.quality == "ok" else "ok"))
+            out.append(Reading(r.patient_id, r.vital, r.ts, r.value, "motion" if r.quality == "ok" else "ok",
+                               r.source))
     # out of order: shuffle blocks, deliver in batches of random size (order of delivery = what "last" means)
     blocks = [out[i : i + 97] for i in range(0, len(out), 97)]
     rng.shuffle(blocks)
@@ -191,7 +198,8 @@ async def test_readings_roundtrip_last_copy_wins(store: VitalStore, patient_pref
     await store.write_readings([*first, Reading(b, "spo2", T0, 97.0)])
     await store.write_readings([Reading(a, "hr", first[2].ts, 99.5, "motion")])
     got = await store.readings([a], T0, T0 + timedelta(seconds=4, milliseconds=123))  # end is exclusive
-    assert list(got.columns) == ["patient_id", "ts", "vital", "value", "quality"]
+    assert list(got.columns) == ["patient_id", "ts", "vital", "value", "quality", "source"]
+    assert set(got["source"]) == {"monitor"}
     assert str(got["ts"].dtype) == "datetime64[ns, UTC]"
     assert list(got["value"]) == [60.0, 61.0, 99.5, 63.0]
     assert list(got["quality"]) == ["ok", "ok", "motion", "ok"]
@@ -200,6 +208,29 @@ async def test_readings_roundtrip_last_copy_wins(store: VitalStore, patient_pref
     assert (await store.readings([], T0, T0 + timedelta(hours=1))).empty
     ids = await store.patient_ids()
     assert {a, b} <= set(ids) and ids == sorted(ids)
+
+
+async def test_a_charted_and_a_monitor_value_at_one_key_are_both_kept(store: VitalStore, patient_prefix: str) -> None:
+    """The source is part of a reading's identity (issue 20): the nurse's counted RR 18 and the monitor's RR 26 at the
+    same patient, vital and time are two readings; re-delivering either replaces only its own copy. Windows average
+    both; for a last-value vital a charted value in the window wins over the monitor's, whatever their order."""
+    pid = f"{patient_prefix}-both"
+    at = T0 + timedelta(minutes=1)
+    await store.write_readings([Reading(pid, "rr", at, 26.0), Reading(pid, "rr", at, 18.0, "ok", "charted"),
+                                Reading(pid, "sbp", at, 95.0, "ok", "charted"),
+                                Reading(pid, "sbp", at + timedelta(minutes=2), 140.0)])
+    await store.write_readings([Reading(pid, "rr", at, 27.0)])  # a monitor re-delivery: the charted copy stays
+    got = await store.readings([pid], T0, T0 + timedelta(minutes=5))
+    rows = list(got[["vital", "value", "source"]].itertuples(index=False, name=None))
+    assert rows == [("rr", 27.0, "monitor"), ("rr", 18.0, "charted"), ("sbp", 95.0, "charted"),
+                    ("sbp", 140.0, "monitor")]
+    delivered = [Reading(pid, "rr", at, 26.0), Reading(pid, "rr", at, 18.0, "ok", "charted"),
+                 Reading(pid, "sbp", at, 95.0, "ok", "charted"), Reading(pid, "sbp", at + timedelta(minutes=2), 140.0),
+                 Reading(pid, "rr", at, 27.0)]
+    assert await store.materialize_windows(T0, T0 + timedelta(minutes=5)) >= 1
+    windows = await store.windows([pid], T0, T0 + timedelta(minutes=5))
+    assert_windows_equal(windows, aggregate(frame_of(delivered)))
+    assert windows["rr_mean"].iloc[0] == pytest.approx(22.5) and windows["sbp"].iloc[0] == 95.0
 
 
 def make_score(pid: str, end: datetime, risk: float, version: str = "twin-1") -> Score:

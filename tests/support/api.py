@@ -1,5 +1,5 @@
 """Helpers for the in-process route tests (``tests/api``): the fixed times, reading builders, the service under
-TestClient, and assertions on the error shapes. Fixtures live in ``tests/api/conftest.py``."""
+TestClient, and assertions on the error shape (RFC 9457 problem details). Fixtures live in ``tests/api/conftest.py``."""
 
 from __future__ import annotations
 
@@ -85,22 +85,55 @@ def run_cycle(client: TestClient, window_end: datetime) -> dict:
     return response.json()
 
 
+#: A nurse's full set for the sick patient at T0: NEWS2 10 (RR 26: 3, SpO2 92: 2, SBP 95: 2, pulse 125: 2, 38.5 °C: 1),
+#: an emergency response (issue 20: NEWS2 alerts come from charted sets).
+SICK_SET = {"patient_id": SICK, "ts": T0.isoformat(), "rr": 26, "spo2": 92, "o2": False, "sbp": 95, "hr": 125,
+            "acvpu": "A", "temp": 38.5, "by": "Nurse Ada"}
+#: What ``raise_alerts`` raises for the sick patient: the charted set's news2 alert, then the twin's (sustained over
+#: the three windows to T0). No criteria alert: the sick trajectory meets no criterion of the issue-20 label (pulse
+#: reaches 130 only at T0, SBP is below 90 for eleven minutes); no obs_due: a charted news2 alert is open.
+ALERTING_KINDS = ("news2", "twin")
+
+
+def raise_alerts(client: TestClient) -> int:
+    """Chart ``SICK_SET`` and run the cycles of the three windows ending at T0 (the twin's sustained rule): the
+    alerts of ``ALERTING_KINDS``, in that order in the outbox. Returns how many were raised."""
+    response = client.post("/v1/observations", json=SICK_SET)
+    assert response.status_code == 201, response.text
+    raised = int(response.json()["alert"]["event"] == "raised")
+    return raised + sum(run_cycle(client, T0 - WINDOW * k)["alerts_raised"] for k in (2, 1, 0))
+
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
+    """An RFC 9457 problem (``application/problem+json``): ``type`` (a URI), ``title``, ``status``, a human
+    ``detail`` and the domain ``code``. Returns the body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].split(";")[0] == PROBLEM_MEDIA_TYPE, response.headers
+    body = response.json()
+    assert body["status"] == status and body["code"] == code, body
+    assert isinstance(body["title"], str) and body["title"], body
+    assert isinstance(body["detail"], str) and body["detail"], body
+    assert body["type"] == "about:blank" or body["type"].startswith("https://"), body
+    return body
+
+
 def assert_422(response: httpx.Response, loc: list) -> list[dict]:
-    """A 422 in FastAPI's shape (``detail`` = list of ``{loc, msg, type}``) with an item at ``loc``."""
+    """A 422 problem whose ``errors`` (a list of ``{loc, msg, type}``) has an item at ``loc``. Returns the items."""
     assert response.status_code == 422, response.text
-    detail = response.json()["detail"]
-    assert isinstance(detail, list) and detail
-    for item in detail:
+    errors = assert_problem(response, 422, response.json()["code"])["errors"]
+    assert isinstance(errors, list) and errors
+    for item in errors:
         assert {"loc", "msg", "type"} <= set(item) and isinstance(item["msg"], str) and item["msg"]
-    assert loc in [item["loc"] for item in detail], detail
-    return detail
+    assert loc in [item["loc"] for item in errors], errors
+    return errors
 
 
 def assert_domain_error(response: httpx.Response, status: int, code: str) -> None:
-    """A mapped domain error: the status and ``{"detail": message, "code": code}``."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["code"] == code and isinstance(body["detail"], str) and body["detail"]
+    """A mapped domain error: the status, as a problem with the domain ``code``."""
+    assert_problem(response, status, code)
 
 
 @dataclass(frozen=True)

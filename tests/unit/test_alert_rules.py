@@ -1,5 +1,6 @@
-"""app.alerts.rules.decide, pure (no SQLite, no clock): property-tested against the rules' own statement and
-against the scan it replaced (every score against every open alert)."""
+"""app.alerts.rules, pure (no SQLite, no clock): ``decide`` property-tested against the rules' own statement (the
+scan of every score against every open alert, with the sustained rules' runs), ``decide_charted`` against the RCP
+2017 escalation it implements."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.alerts.rules import Policy, Raise, Resolve, by_patient, decide, verdicts
+from app.alerts.rules import (
+    SUSTAINED,
+    ChartedSet,
+    Policy,
+    Raise,
+    Resolve,
+    Streak,
+    by_patient,
+    charted_grade,
+    decide,
+    decide_charted,
+    verdicts,
+)
 from app.alerts.store import KINDS, Alert
 from models.news2 import PARAMETERS, News2Summary
 from models.scoring import CRITERIA_MET, Score
@@ -33,7 +46,7 @@ def a_case(draw):
     window_end = T0 + draw(st.integers(0, 12)) * timedelta(minutes=5)
     scored = draw(st.lists(st.sampled_from(PATIENTS), unique=True))
     scores = [draw(a_score(p, window_end)) for p in scored]
-    open_alerts, last_met = [], {}
+    open_alerts, last_met, streaks = [], {}, {}
     for p in PATIENTS:
         for kind in draw(st.lists(st.sampled_from(KINDS), unique=True)):
             raised_at = T0 - draw(st.integers(0, 12)) * timedelta(minutes=5)
@@ -42,29 +55,53 @@ def a_case(draw):
             open_alerts.append(alert)
             if draw(st.booleans()):
                 last_met[alert.id] = raised_at + draw(st.integers(0, 12)) * timedelta(minutes=5)
+        for kind in draw(st.lists(st.sampled_from(SUSTAINED), unique=True)):
+            last = window_end - draw(st.integers(0, 3)) * timedelta(minutes=5)  # 0: a rerun; 1: the window before
+            streaks[(p, kind)] = Streak(last - draw(st.integers(0, 12)) * timedelta(minutes=5), last)
     threshold = draw(st.floats(0.05, 0.95))
     policy = Policy(threshold=threshold, clear_threshold=threshold * draw(st.floats(0.5, 1.0)),
                     news2_aggregate=draw(st.integers(1, 7)), news2_single_parameter=draw(st.integers(1, 3)),
-                    clear_after=draw(st.integers(0, 6)) * timedelta(minutes=5))
-    return scores, open_alerts, last_met, policy
+                    clear_after=draw(st.integers(0, 6)) * timedelta(minutes=5),
+                    twin_sustain_windows=draw(st.integers(1, 4)),
+                    obs_due_after=draw(st.integers(1, 13)) * timedelta(minutes=5),
+                    obs_due_aggregate=draw(st.integers(1, 7)), obs_due_single_parameter=draw(st.integers(1, 3)))
+    return scores, open_alerts, last_met, policy, streaks
 
 
-def scan(scores, open_alerts, last_met, policy):
-    """The rules as the engine applied them before the index: every score against every open alert."""
-    steps, still_met = [], []
+def scan(scores, open_alerts, last_met, policy, streaks):
+    """The rules as stated, without the index: every score against every open alert; a sustained rule's run extended
+    by a window that follows it (kept by a rerun of its newest window), started afresh otherwise."""
+    steps, still_met, runs = [], [], {}
+    step = timedelta(minutes=5)
     for score in scores:
         active = {a.kind: a for a in open_alerts if a.patient_id == score.patient_id}
         for kind, v in verdicts(score, active, policy).items():
+            long_enough = True
+            if kind in SUSTAINED:
+                prior = streaks.get((score.patient_id, kind))
+                run = None
+                if v.met:
+                    if prior is not None and prior.last == score.window_end:
+                        run = prior
+                    elif prior is not None and score.window_end - prior.last == step:
+                        run = Streak(prior.since, score.window_end)
+                    else:
+                        run = Streak(score.window_end, score.window_end)
+                if run != prior:
+                    runs[(score.patient_id, kind)] = run
+                windows = 0 if run is None else (run.last - run.since) // step + 1
+                long_enough = (windows >= policy.twin_sustain_windows if kind == "twin"
+                               else windows * step >= policy.obs_due_after)
             alert = active.get(kind)
-            if alert is None and v.met:
+            if alert is None and v.met and long_enough and not (kind == "obs_due" and "news2" in active):
                 steps.append(("raise", score.patient_id, kind))
             elif alert is not None and v.met:
                 still_met.append((alert.id, score.window_end))
-            elif alert is not None:
+            elif alert is not None and not v.met:
                 since = last_met.get(alert.id, datetime.fromisoformat(alert.window_end))
                 if score.window_end - since >= policy.clear_after:
                     steps.append(("resolve", alert.id))
-    return steps, still_met
+    return steps, still_met, runs
 
 
 def shape(changes):
@@ -75,17 +112,17 @@ def shape(changes):
 @settings(max_examples=300, deadline=None)
 @given(a_case())
 def test_decide_equals_the_scan_over_every_open_alert(case):
-    scores, open_alerts, last_met, policy = case
-    assert shape(decide(scores, by_patient(open_alerts), last_met, policy)) == scan(scores, open_alerts, last_met,
-                                                                                     policy)
+    scores, open_alerts, last_met, policy, streaks = case
+    changes = decide(scores, by_patient(open_alerts), last_met, policy, streaks)
+    assert (*shape(changes), changes.streaks) == scan(scores, open_alerts, last_met, policy, streaks)
 
 
 @settings(max_examples=300, deadline=None)
 @given(a_case())
-def test_decide_keeps_one_open_alert_per_kind_and_the_news2_floor(case):
-    scores, open_alerts, last_met, policy = case
+def test_decide_keeps_one_open_alert_per_kind_and_leaves_news2_to_charted_sets(case):
+    scores, open_alerts, last_met, policy, streaks = case
     index = by_patient(open_alerts)
-    changes = decide(scores, index, last_met, policy)
+    changes = decide(scores, index, last_met, policy, streaks)
     raised = [(s.patient_id, s.kind) for s in changes.steps if isinstance(s, Raise)]
     resolved = {s.alert_id for s in changes.steps if isinstance(s, Resolve)}
     kept = {alert_id for alert_id, _ in changes.still_met}
@@ -94,13 +131,14 @@ def test_decide_keeps_one_open_alert_per_kind_and_the_news2_floor(case):
     assert not resolved & kept
     scored = {s.patient_id for s in scores}
     assert all(a.patient_id in scored for a in open_alerts if a.id in resolved | kept)  # silent patients: untouched
-    for score in scores:
-        s = score.news2
-        if s is not None and (s.total >= policy.news2_aggregate
-                              or any(p >= policy.news2_single_parameter for p in s.points.values())):
-            open_news2 = index.get(score.patient_id, {}).get("news2")
-            # NEWS2 at a trigger is never suppressed: raised, or its open alert kept
-            assert (score.patient_id, "news2") in raised or (open_news2 is not None and open_news2.id in kept)
+    # a monitor window never raises, keeps or resolves a news2 alert: NEWS2 escalation follows charted sets
+    assert all(kind != "news2" for _, kind in raised)
+    assert not {a.id for a in open_alerts if a.kind == "news2"} & (resolved | kept)
+    for step in changes.steps:  # a sustained raise has held long enough
+        if isinstance(step, Raise) and step.kind in SUSTAINED:
+            run = changes.streaks.get((step.patient_id, step.kind)) or streaks[(step.patient_id, step.kind)]
+            assert (run.windows >= policy.twin_sustain_windows if step.kind == "twin"
+                    else run.span >= policy.obs_due_after)
 
 
 def test_twin_hysteresis_keeps_an_alert_open_between_the_thresholds():
@@ -114,10 +152,83 @@ def test_twin_hysteresis_keeps_an_alert_open_between_the_thresholds():
     assert step == Resolve("a-twin", "risk fell to 0.55")
 
 
-def test_a_raise_carries_the_news2_brief_of_its_score():
+def test_an_obs_due_raise_carries_the_monitor_news2_brief_of_its_score():
     summary = News2Summary.from_stored({"total": 7, "points": {"rr": 3, "hr": 2, "spo2": 2}})
     score = Score("a", T0, 0.01, 0.0, 0.0, (), "test", news2=summary)
-    (step,) = decide([score], {}, {}, Policy(threshold=0.7, clear_threshold=0.6)).steps
-    assert step.kind == "news2" and step.news2 == {"total": 7, "band": "high", "response": summary.response,
-                                                   "monitoring": "continuous monitoring", "partial": False}
-    assert step.reasons[0].startswith("NEWS2 7, high clinical risk: emergency assessment")
+    policy = Policy(threshold=0.7, clear_threshold=0.6, obs_due_after=timedelta(minutes=5), obs_due_aggregate=5,
+                    obs_due_single_parameter=3)
+    (step,) = decide([score], {}, {}, policy).steps
+    shipped = Policy(threshold=0.7, clear_threshold=0.6, obs_due_after=timedelta(minutes=5))
+    (default_step,) = decide([score], {}, {}, shipped).steps  # NEWS2 7 meets the shipped aggregate trigger too
+    assert default_step.reasons[0] == ("Observations due now: monitor suggests NEWS2 \u2265 7 in every window for 5 "
+                                       "minutes \u2014 please chart a full set")
+    assert step.kind == "obs_due" and step.news2 == {"total": 7, "band": "high", "response": summary.response,
+                                                     "monitoring": "continuous monitoring", "partial": False}
+    assert step.reasons[0] == ("Observations due now: monitor suggests NEWS2 \u2265 5 or a single parameter scoring 3 "
+                               "in every window for 5 minutes \u2014 please chart a full set")
+    assert step.reasons[1].startswith("Monitor-window NEWS2 7, high clinical risk: emergency assessment")
+
+
+def test_one_monitor_window_at_news2_7_raises_nothing_under_the_shipped_policy():
+    summary = News2Summary.from_stored({"total": 7, "points": {"rr": 3, "hr": 2, "spo2": 2}})
+    changes = decide([Score("a", T0, 0.01, 0.0, 0.0, (), "test", news2=summary)], {}, {},
+                     Policy(threshold=0.7, clear_threshold=0.6))
+    assert changes.steps == [] and changes.streaks == {("a", "obs_due"): Streak(T0, T0)}
+
+
+# -- charted sets ----------------------------------------------------------------------------------------------------
+@st.composite
+def a_chart(draw):
+    points = {k: draw(st.integers(0, POINTS_MAX[k])) for k in PARAMETERS}
+    summary = News2Summary.from_stored({"total": sum(points.values()), "points": points,
+                                        "partial": draw(st.booleans())})
+    chart = ChartedSet("a", T0, summary, by=draw(st.sampled_from(["Nurse Ada", "e-obs gateway"])))
+    open_kinds = {}
+    for kind in draw(st.lists(st.sampled_from(KINDS), unique=True)):
+        brief = {"grade": draw(st.integers(1, 3))} if kind == "news2" else None
+        open_kinds[kind] = Alert(f"a-{kind}", "a", T0.isoformat(), T0.isoformat(), 0.5, [], "raised",
+                                 T0.isoformat(), kind=kind, news2=brief)
+    policy = Policy(threshold=0.5, clear_threshold=0.4, news2_aggregate=draw(st.integers(1, 7)),
+                    news2_single_parameter=draw(st.integers(1, 3)))
+    return chart, open_kinds, policy
+
+
+@settings(max_examples=500, deadline=None)
+@given(a_chart())
+def test_a_charted_set_at_a_trigger_is_never_suppressed(case):
+    """RCP escalation on a charted set, at once: at a trigger the patient leaves the request with an open news2 alert
+    of at least the set's grade; below every trigger the open one resolves; an open obs_due always resolves."""
+    chart, open_kinds, policy = case
+    s = chart.news2
+    changes = decide_charted(chart, open_kinds, policy)
+    grade = charted_grade(s, policy)
+    at_trigger = (s.total >= policy.news2_aggregate or s.total >= 7
+                  or any(p >= policy.news2_single_parameter for p in s.points.values()))
+    assert (grade > 0) == at_trigger
+    assert grade == (3 if s.total >= 7 else 2 if s.total >= policy.news2_aggregate else 1 if at_trigger else 0)
+    news2_open = open_kinds.get("news2")
+    kinds = [(type(step).__name__, getattr(step, "kind", None) or getattr(step, "alert_id", None))
+             for step in changes.steps]
+    if at_trigger and news2_open is None:
+        assert ("Raise", "news2") in kinds
+    elif at_trigger:
+        regraded = grade > news2_open.news2["grade"]
+        assert (("Regrade", news2_open.id) in kinds) == regraded
+        assert ("Resolve", news2_open.id) not in kinds
+    elif news2_open is not None:
+        assert ("Resolve", news2_open.id) in kinds
+    if "obs_due" in open_kinds:
+        assert ("Resolve", "a-obs_due") in kinds
+    assert all(step.actor == chart.by for step in changes.steps)
+    assert changes.streaks == {("a", "obs_due"): None}  # the count towards observations due starts again
+
+
+def test_a_charted_raise_is_graded_and_carries_the_set():
+    s = News2Summary.from_stored({"total": 7, "points": {"rr": 3, "spo2": 2, "hr": 2}, "partial": True})
+    chart = ChartedSet("a", T0 + timedelta(minutes=2, seconds=7), s, by="Nurse Ada", missing=("temp",), risk=0.2)
+    (step,) = decide_charted(chart, {}, Policy(threshold=0.5, clear_threshold=0.4)).steps
+    assert isinstance(step, Raise) and step.kind == "news2" and step.actor == "Nurse Ada"
+    assert step.alert_id == "a-20260302T120207Z-news2" and step.window_end == T0 + timedelta(minutes=5)
+    assert step.news2["grade"] == 3 and step.news2["escalation"] == "emergency response"
+    assert step.news2["missing"] == ["temp"] and step.news2["partial"] and step.risk == 0.2
+    assert step.reasons[1].startswith("NEWS2 7 (partial set: unobserved parameters score 0), high clinical risk")

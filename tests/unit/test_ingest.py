@@ -134,7 +134,8 @@ _items = st.fixed_dictionaries(
                              "1970-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"]),
         ),
     },
-    optional={"quality": st.sampled_from(["ok", "probe_off", "Bad", ""]), "extra": st.none()},
+    optional={"quality": st.sampled_from(["ok", "probe_off", "Bad", ""]), "extra": st.none(),
+              "source": st.sampled_from(["monitor", "charted", "nurse", "", 1, None])},
 )
 
 
@@ -154,3 +155,13 @@ def test_fast_path_agrees_with_the_full_check(batch):
 
 def test_trailing_newline_in_an_id_is_rejected():
     assert validate_batch([item(patient_id="bed-01\n")], NOW, SKEW).errors
+
+
+def test_the_source_is_kept_and_an_unknown_one_is_named():
+    items = [{"patient_id": "bed-1", "vital": "rr", "value": 18, "ts": "2026-11-24T11:00:00Z", "source": "charted"},
+             {"patient_id": "bed-1", "vital": "rr", "value": 26, "ts": "2026-11-24T11:00:00Z"},
+             {"patient_id": "bed-1", "vital": "rr", "value": 26, "ts": "2026-11-24T11:00:00Z", "source": "Charted"}]
+    result = validate_batch(items, NOW, SKEW)
+    assert [(r.value, r.source) for r in result.readings] == [(18.0, "charted"), (26.0, "monitor")]
+    (error,) = result.errors
+    assert error["loc"] == ["body", "readings", 2, "source"] and "monitor, charted" in error["msg"]

@@ -118,3 +118,17 @@ def test_the_fast_path_declines_what_only_the_full_path_converts_or_names():
                 {**ok, "patient_id": "x y"}, {**ok, "quality": "Bad"}, {**ok, "extra": 1}):
         assert decode_batch(orjson.dumps({"readings": [ok, bad]}), NOW, SKEW, AGE) is None
     assert decode_batch(orjson.dumps({"readings": [ok] * 3}), NOW, SKEW, AGE, max_items=2) is None
+
+
+@given(st.lists(st.fixed_dictionaries(
+    {"patient_id": st.just("bed-01"), "vital": st.sampled_from(["rr", "sbp"]), "value": st.integers(40, 80),
+     "ts": _recent_ts}, optional={"source": st.sampled_from(["monitor", "charted", "nurse", 3])}),
+    min_size=1, max_size=8))
+def test_the_fast_path_reads_the_source_as_the_full_path_does(items):
+    body = orjson.dumps({"readings": items})
+    fast = decode_batch(body, NOW, SKEW, AGE)
+    if all(item.get("source", "monitor") in ("monitor", "charted") for item in items):
+        assert fast == full(body) is not None
+        assert [r.source for r in fast] == [item.get("source", "monitor") for item in items]
+    else:
+        assert fast is None and full(body) is None  # an unknown source: the full path names it

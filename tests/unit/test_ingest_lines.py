@@ -13,12 +13,12 @@ from app.domain import Reading
 from app.ingest import BatchResult
 from app.ingest_lines import PRECISIONS, fast_lines, full_lines, parse_plain, reading_lines, validate_lines
 from models.line_protocol import ReadingEncoder, parse_line
-from models.schema import PLAUSIBLE_RANGES
+from models.schema import PLAUSIBLE_RANGES, SOURCES
 
 _readings = st.builds(
     Reading, st.from_regex(r"[A-Za-z0-9_-]{1,8}", fullmatch=True), st.sampled_from(["hr", "spo2", "acvpu"]),
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
-    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(["ok", "probe_off"]))
+    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(["ok", "probe_off"]), st.sampled_from(SOURCES))
 _encoded = _readings.map(lambda r: ReadingEncoder().encode([r]).decode())
 _alphabet = st.sampled_from(list('vitals,patient_id=bed-1 value=80i"q\\ .e-+0123456789tfTF'))
 _mutated = st.tuples(_encoded, st.integers(0, 80), st.text(_alphabet, max_size=4), st.integers(0, 3)).map(
@@ -57,7 +57,8 @@ _recent = st.builds(
     Reading, st.sampled_from(["bed-01", "bed-02", "w2-bed-9", "x y", "é"]),
     st.sampled_from(["hr", "spo2", "acvpu", "temp", "bp"]),
     st.datetimes(min_value=datetime(2025, 11, 1), max_value=datetime(2026, 11, 24, 12, 6), timezones=st.just(UTC)),
-    st.one_of(st.floats(0, 300), st.sampled_from([0.0, 1.0, 2.5, 97.0])), st.sampled_from(["ok", "probe_off", "Bad"]))
+    st.one_of(st.floats(0, 300), st.sampled_from([0.0, 1.0, 2.5, 97.0])), st.sampled_from(["ok", "probe_off", "Bad"]),
+    st.sampled_from(SOURCES))
 
 
 @st.composite

@@ -66,14 +66,15 @@ def test_a_fresh_file_gets_every_step_once(tmp_path, schema):
 
 @pytest.mark.parametrize("schema", (sqlite.SCHEMA, spool.SCHEMA, webhooks.SCHEMA, keys.SCHEMA), ids=lambda s: s.name)
 def test_a_file_made_by_the_unversioned_script_is_adopted(tmp_path, schema):
-    """Before versioning these files were made by running their one script; its rows survive the adoption."""
-    (script,) = schema.steps
+    """Before versioning these files were made by running their one (first) script; its rows survive the adoption
+    and every later step."""
+    script = schema.steps[0]
     assert isinstance(script, str)
     old = connect(tmp_path / "old.db")
     old.executescript(script)
     old.execute("CREATE TABLE kept (x INTEGER)")
     old.execute("INSERT INTO kept VALUES (1)")
-    assert migrate(old, schema) == 1
+    assert migrate(old, schema) == schema.version
     fresh = connect(tmp_path / "fresh.db")
     migrate(fresh, schema)
     assert {k: v for k, v in layout(old).items() if k != "table:kept"} == layout(fresh)
@@ -155,3 +156,21 @@ def test_statements_keep_a_trigger_whole():
     assert len(triggers) == 5 and all(s.endswith("END;") for s in triggers)
     with pytest.raises(ValueError, match="incomplete"):
         statements("CREATE TABLE a (x INTEGER)")
+
+
+def test_readings_gain_their_source_as_part_of_the_key(tmp_path):
+    """Step 2 of the readings schema: rows stored before sources existed become the monitor's, and a charted value
+    at the same patient, vital and time is then kept beside the monitor's (issue 20)."""
+    old = connect(tmp_path / "wardtwin.db")
+    old.executescript(sqlite.SCHEMA.steps[0])
+    old.execute("INSERT INTO readings VALUES ('a', 'rr', 1000, 26.0, 'ok')")
+    assert migrate(old, sqlite.SCHEMA) == sqlite.SCHEMA.version == 2
+    assert old.execute("SELECT patient_id, vital, ts_ms, value, quality, source FROM readings").fetchall() == [
+        ("a", "rr", 1000, 26.0, "ok", "monitor")]
+    old.execute("INSERT OR REPLACE INTO readings (patient_id, vital, ts_ms, value, quality, source) "
+                "VALUES ('a', 'rr', 1000, 18.0, 'ok', 'charted')")
+    assert sorted(old.execute("SELECT source, value FROM readings").fetchall()) == [("charted", 18.0),
+                                                                                    ("monitor", 26.0)]
+    fresh = connect(tmp_path / "fresh.db")
+    migrate(fresh, sqlite.SCHEMA)
+    assert layout(old) == layout(fresh)

@@ -4,6 +4,7 @@ models.labels; the Markdown renders with and without an evaluation."""
 from __future__ import annotations
 
 import json
+import math
 
 from lab.model_card import model_card, render_model_card
 from models import labels as L
@@ -23,9 +24,26 @@ def test_the_shipped_card_is_what_model_card_builds() -> None:
 
 def test_intended_use_states_the_label_thresholds(monkeypatch) -> None:
     use = model_card(_shipped())["intended_use"]
-    assert "HR > 120 or < 50 bpm, SBP < 90 mmHg, SpO2 < 90 %, temperature > 39 °C" in use
+    c = {kind: f"{op} {threshold:g}" for kind, (_, op, threshold, *_) in L.CRITERIA.items()}
+    assert f"HR {c['hr_high']} or {c['hr_low']} bpm, SBP {c['sbp_low']} mmHg, SpO2 {c['spo2_low']} %" in use
     monkeypatch.setitem(L.CRITERIA, "temp_high", ("temp", ">", 38.5, True))
     assert "temperature > 38.5 °C" in model_card(_shipped())["intended_use"]
+
+
+def test_the_card_reads_the_coefficients_per_sd_and_the_single_abnormalities() -> None:
+    artifact = _shipped()
+    md = render_model_card(artifact)
+    assert "| odds ratio per SD |" in md and "### Constraint set" in md
+    for name, coef in zip(artifact["feature_names"], artifact["coefficients"], strict=True):
+        row = next(line for line in md.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"| {coef:+.3f} | {math.exp(coef):.2f} |" in row, name
+    table = {line.split(" | ")[0].strip("| "): float(line.split(" | ")[2])
+             for line in md.split("### What one abnormality adds")[1].splitlines() if line.startswith("| heart rate")}
+    # Two-sided levels with a floor: 55 bpm adds nothing, 118 bpm adds risk, bradycardia counts on its own NEWS2
+    # scale (38 bpm scores 3 points, 118 bpm 2), and no winsorising flattens them.
+    assert table["heart rate 55 bpm"] == 0.0 < table["heart rate 118 bpm"]
+    assert table["heart rate 38 bpm"] > table["heart rate 45 bpm"] > 0.0
+    assert table["heart rate 38 bpm"] > table["heart rate 118 bpm"]
 
 
 def test_real_patient_results_enter_the_card_only_for_this_twin() -> None:

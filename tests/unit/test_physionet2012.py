@@ -142,9 +142,9 @@ def readings(rows: list[tuple[str, str, float]], pid: str = "pn2012-1") -> pd.Da
 
 
 def test_event_needs_two_consecutive_abnormal_charted_values() -> None:
-    one = readings([("1h", "hr", 130), ("2h", "hr", 100), ("3h", "hr", 131)])
+    one = readings([("1h", "hr", 135), ("2h", "hr", 100), ("3h", "hr", 136)])
     assert E.charted_events(one).empty
-    two = readings([("1h7min", "hr", 130), ("2h7min", "hr", 130), ("3h7min", "hr", 100)])
+    two = readings([("1h7min", "hr", 135), ("2h7min", "hr", 135), ("3h7min", "hr", 100)])
     ev = E.charted_events(two)
     assert len(ev) == 1
     assert ev.loc[0, "kind"] == "hr_high"
@@ -155,12 +155,12 @@ def test_event_needs_two_consecutive_abnormal_charted_values() -> None:
 def test_event_run_breaks_on_a_long_gap_and_equal_values_still_count() -> None:
     gap = readings([("1h", "sbp", 85), ("5h1min", "sbp", 85)])
     assert E.charted_events(gap).empty
-    fever = readings([("1h", "temp", 39.2), ("5h", "temp", 39.2)])
+    fever = readings([("1h", "temp", 40.2), ("5h", "temp", 40.2)])
     assert E.charted_events(fever)["kind"].tolist() == ["temp_high"]
 
 
 def test_events_merge_within_an_hour_and_ignore_artefact_flagged_readings() -> None:
-    rows = readings([("1h", "hr", 125), ("2h", "hr", 126), ("2h30min", "sbp", 80), ("3h", "sbp", 82),
+    rows = readings([("1h", "hr", 135), ("2h", "hr", 136), ("2h30min", "sbp", 80), ("3h", "sbp", 82),
                      ("10h", "spo2", 85), ("11h", "spo2", 86)])
     ev = E.charted_events(rows)
     assert ev["kind"].tolist() == ["hr_high", "spo2_low"]

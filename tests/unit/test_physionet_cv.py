@@ -77,7 +77,7 @@ def test_cv_evaluation_has_both_tasks_and_says_it_is_not_shipped(
                      n_bootstrap=20, seed=1)
     assert set(out["events_6h"]["discrimination"]) == {"twin_cv", "news2", "twin_shipped"}
     assert set(out["death"]["discrimination"]) == set(E.DEATH_PREDICTORS)
-    assert set(out["coefficients"]["level_features"]) >= {"hr_news2_points", "news2_latest", "on_oxygen"}
+    assert set(out["coefficients"]["level_features"]) >= {"hr_outside_normal", "rr_outside_normal", "on_oxygen"}
     assert "Not shipped" in out["not_shipped"]
     assert any("Goal (≥ +0.05)" in line for line in C.summary_lines(out))
     hours = out["events_6h"]["eligible_hours_same"]

@@ -26,6 +26,7 @@ CV = "reports/physionet2012/cv_variant.json"
 SRC = "reports/sources/report.json"
 BURDEN = "reports/alert-burden/report.json"
 BURDEN_PN = "reports/alert-burden-physionet2012/report.json"
+ART = "models/artifacts/twin.json"
 
 _NUMBER = r"([−+-]?\d[\d,]*(?:\.\d+)?)"
 Path_ = str | Callable[[Any], float]
@@ -68,6 +69,12 @@ def est(name: str) -> tuple[str, str, str]:
     return f"{base}/value", f"{base}/ci95/0", f"{base}/ci95/1"
 
 
+def summ(name: str) -> tuple[str, str, str]:
+    """An estimate of the alert-burden report's issue-20 summary with its interval."""
+    base = f"summary/{name}"
+    return f"{base}/value", f"{base}/ci95/0", f"{base}/ci95/1"
+
+
 def op(name: str, lead: bool = True) -> tuple[str, ...]:
     """An operating point: sensitivity (CI), detected/events, PPV (CI), alerts per patient-day (CI), lead (IQR)."""
     p = f"pooled/operating_points/{name}"
@@ -79,6 +86,28 @@ def op(name: str, lead: bool = True) -> tuple[str, ...]:
 def margins(candidate: str, source: str) -> tuple[str, str, str]:
     p = f"candidates/{candidate}/margins/{source}"
     return f"{p}/auroc", f"{p}/news2_auroc", f"{p}/margin"
+
+
+ALERT = "operating_points/alert"
+THRESHOLD_PASSAGE = (
+    "The target, stated in `lab.train.ALERT_TARGET`: at most {} twin alerts per 100 patient-days on the simulated "
+    "general ward, an alert raised only when the risk has held at or above the threshold for {} consecutive 5-minute "
+    "windows and cleared below 0.8 × it, counted on the development patients' cross-fitted risks reweighted by "
+    "archetype to the ward mix (test patients play no part). It came out at **{}** (patient-bootstrap 95 % interval "
+    "{}–{}), {} twin alerts per 100 ward patient-days; at it the twin warns of {} of the development patients' {} "
+    "first events at least 30 min ahead, against {} for NEWS2 ≥ 5 scored on every monitor window.")
+CALIBRATION_PASSAGE = (
+    "Calibration on the training cohort's held-out test patients: slope {} ({}–{}), observed/expected {} ({}–{}). "
+    "On set A: as shipped (ward calibration) slope {} ({}–{}), observed/expected {} ({}–{}); after `wardtwin "
+    "calibrate` fitted out of fold (each fold's slope and intercept refitted on the other folds' stays) slope {} "
+    "({}–{}), observed/expected {} ({}–{}).")
+
+
+def cal(path: str) -> tuple[str, ...]:
+    """Calibration slope and observed/expected, each with its interval, under ``calibration_check/path``."""
+    p = f"calibration_check/{path}"
+    return (f"{p}/calibration_slope", f"{p}/calibration_slope_ci/0", f"{p}/calibration_slope_ci/1",
+            f"{p}/observed_over_expected", f"{p}/observed_over_expected_ci/0", f"{p}/observed_over_expected_ci/1")
 
 
 E6 = "events_6h/discrimination"
@@ -105,17 +134,20 @@ QUOTES = (
     Quote(README, "The twin ranks events {} ({} to {}) AUROC above NEWS2", PN,
           ci(f"{E6}/twin", "auroc_minus_news2")),
     # -- README: which data the twin learns from
-    Quote(README, "| simulator | {} vs {} ({}) | {} vs {} ({}, 95 % CI {} to {}) | {} |", SRC,
-          (*margins("simulator", "simulator"), *margins("simulator", "set-a"),
+    Quote(README, "| **simulator (shipped)** | {} vs {} ({}, 95 % CI {} to {}) | {} vs {} ({}, 95 % CI {} to {}) "
+                  "| **{}** |", SRC,
+          (*margins("simulator", "simulator"), "candidates/simulator/margins/simulator/margin_ci/0",
+           "candidates/simulator/margins/simulator/margin_ci/1", *margins("simulator", "set-a"),
            "candidates/simulator/margins/set-a/margin_ci/0", "candidates/simulator/margins/set-a/margin_ci/1",
            "candidates/simulator/worse_margin")),
     Quote(README, "| set A | {} vs {} ({}) | {} vs {} ({}) | {} |", SRC,
           (*margins("set-a", "simulator"), *margins("set-a", "set-a"), "candidates/set-a/worse_margin")),
-    Quote(README, "| **both (shipped)** | {} vs {} ({}, 95 % CI {} to {}) | {} vs {} ({}, {} to {}) | **{}** |", SRC,
-          (*margins("simulator+set-a", "simulator"), "candidates/simulator+set-a/margins/simulator/margin_ci/0",
-           "candidates/simulator+set-a/margins/simulator/margin_ci/1", *margins("simulator+set-a", "set-a"),
+    Quote(README, "| both | {} vs {} ({}) | {} vs {} ({}, {} to {}) | {} |", SRC,
+          (*margins("simulator+set-a", "simulator"), *margins("simulator+set-a", "set-a"),
            "candidates/simulator+set-a/margins/set-a/margin_ci/0",
            "candidates/simulator+set-a/margins/set-a/margin_ci/1", "candidates/simulator+set-a/worse_margin")),
+    Quote(README, "the pooled fit's worse margin ({}) is within the rule's 0.005 tie of the simulator alone ({})", SRC,
+          ("candidates/simulator+set-a/worse_margin", "candidates/simulator/worse_margin")),
     # -- README: the twin against NEWS2 on the simulator
     Quote(README, "| twin (simulator + set A; calibration slope 1.10, intercept at slope 1 −0.22) | {} ({}–{}) "
                   "| {} ({}–{}) | — |", EVAL, (*ci(f"{POOLED}/twin"), *ci(f"{POOLED}/twin", "auprc"))),
@@ -139,56 +171,42 @@ QUOTES = (
                   "every 5 min {} / {} / {};", EVAL, tuple(f"per_seed/{i}/discrimination/{m}/auroc"
                       for m in ("twin", "news2_charted", "news2") for i in (1, 2, 3))),
     # -- README: alert burden through the service, simulated and on set A
-    Quote(README, "NEWS2 alerts {} ({}–{}) per 100 patient-days, twin {} ({}–{}), criteria {} ({}–{}); "
-                  "NEWS2 + twin together {} ({}–{}) alerts, {} ({}–{}) episodes. Of {} first events, NEWS2 alone",
-          BURDEN,
-          (*est("per100d_news2"), *est("per100d_twin"), *est("per100d_criteria"), *est("per100d_combined"),
-           *est("per100d_episodes"), "pooled/first_events")),
-    Quote(README, "NEWS2 alone warns of {} % ({}–{}) at least 30 minutes ahead and the combined policy of **{} % "
-                  "({}–{})**, {} events more, adding {} h ({}–{}) of lead per event on average.", BURDEN,
-          (*map(pct, est("sens_news2")), *map(pct, est("sens_combined")),
-           "pooled/twin_added_lead_h/events_warned_by_combined_not_news2", *est("lead_gain_mean_h"))),
-    Quote(README, "every one of the {} stable simulated patients gets a NEWS2 alert", BURDEN,
-          ("pooled/stable_patients_alerted/news2",)),
-    Quote(README, "NEWS2 alerts {} ({}–{}) per 100 patient-days, twin {} ({}–{}), criteria {} ({}–{}), combined {} "
-                  "({}–{}); first events warned ≥ 30 min ahead", BURDEN_PN,
-          (*est("per100d_news2"), *est("per100d_twin"), *est("per100d_criteria"), *est("per100d_combined"))),
-    Quote(README, "{} % ({}–{}) by NEWS2 alone and **{} % ({}–{}) combined**", BURDEN_PN,
-          (*map(pct, est("sens_news2")), *map(pct, est("sens_combined")))),
-    Quote(README, "the twin adding {} h ({}–{}) of lead per first event on average", BURDEN_PN,
-          est("lead_gain_mean_h")),
-    Quote(README, "{} of {} stays without an event get a NEWS2 alert", BURDEN_PN,
-          ("pooled/stable_patients_alerted/news2", "pooled/stable_patients")),
-    # -- the model card
-    Quote(CARD, "| twin | {} ({}–{}) | {} ({}–{}) | {} |", EVAL,
-          (*ci(f"{POOLED}/twin"), *ci(f"{POOLED}/twin", "auprc"), "pooled/calibration/twin/brier")),
-    Quote(CARD, "| news2 | {} ({}–{}) | {} ({}–{}) |", EVAL, (*ci(f"{POOLED}/news2"), *ci(f"{POOLED}/news2", "auprc"))),
-    Quote(CARD, "| challenger | {} ({}–{}) | {} ({}–{}) | {} |", EVAL,
-          (*ci(f"{POOLED}/challenger"), *ci(f"{POOLED}/challenger", "auprc"), "pooled/calibration/challenger/brier")),
-    Quote(CARD, "- twin >= 0.1 (service default): first-event sensitivity {} ({}–{}) ({}/{}), PPV {} ({}–{}), "
-                "{} ({}–{}) alerts/patient-day, median lead {} h (IQR {}–{}).", EVAL, op(TWIN_OP)),
-    Quote(CARD, "- NEWS2 >= 5 every 5 min: first-event sensitivity {} ({}–{}) ({}/{}), PPV {} ({}–{}), {} ({}–{}) "
-                "alerts/patient-day, median lead {} h (IQR {}–{}).", EVAL, op("NEWS2 >= 5 every 5 min")),
-    Quote(CARD, "| 6-hour events (AUROC, same hours) | {} ({}–{}) | {} ({}–{}) |", PN,
-          (*ci(f"{E6}/twin"), *ci(f"{E6}/news2"))),
-    Quote(CARD, "| in-hospital death, peak over 48 h | {} ({}–{}) | {} ({}–{}) | {} ({}–{}) | {} ({}–{}) |", PN,
-          (*ci(f"{DEATH}/twin_peak"), *ci(f"{DEATH}/news2_peak"), *ci(f"{DEATH}/saps1"), *ci(f"{DEATH}/sofa"))),
-    Quote(CARD, "| in-hospital death, last at 48 h | {} ({}–{}) | {} ({}–{}) |", PN,
-          (*ci(f"{DEATH}/twin_last"), *ci(f"{DEATH}/news2_last"))),
-    Quote(CARD, "NEWS2 >= 5: {} ({}–{}; {}/{}).", PN,
-          (*ci(f"{SENS}/NEWS2 >= 5", "sensitivity"), f"{SENS}/NEWS2 >= 5/detected", f"{SENS}/NEWS2 >= 5/first_events")),
-    Quote(CARD, "twin >= 0.1: {} ({}–{}; {}/{}).", PN,
-          (*ci(f"{SENS}/twin >= 0.1", "sensitivity"), f"{SENS}/twin >= 0.1/detected",
-           f"{SENS}/twin >= 0.1/first_events")),
-    Quote(CARD, "6-hour events AUROC {} ({} vs NEWS2), in-hospital death {} (last) / {} (peak)", CV,
-          ("events_6h/discrimination/twin_cv/auroc",
-           diff("events_6h/discrimination/twin_cv/auroc", "events_6h/discrimination/news2/auroc"),
-           f"{DEATH}/twin_last/auroc", f"{DEATH}/twin_peak/auroc")),
-    Quote(CARD, "| simulator+set-a (shipped) | {} vs {}, {} ({} to {}) | {} vs {}, {} ({} to {}) | {} |", SRC,
-          (*margins("simulator+set-a", "simulator"), "candidates/simulator+set-a/margins/simulator/margin_ci/0",
-           "candidates/simulator+set-a/margins/simulator/margin_ci/1", *margins("simulator+set-a", "set-a"),
-           "candidates/simulator+set-a/margins/set-a/margin_ci/0",
-           "candidates/simulator+set-a/margins/set-a/margin_ci/1", "candidates/simulator+set-a/worse_margin")),
+    Quote(README, "Alerts per 100 patient-days: NEWS2 on charted sets {} ({}–{}), observations due {} ({}–{}), twin {} "
+                  "({}–{}), criteria {} ({}–{}); all kinds {} ({}–{}), of which **{} ({}–{}) beyond charted NEWS2** "
+                  "(target ≤ 10).", BURDEN,
+          (*summ("alerts_per_100_patient_days/news2"), *summ("alerts_per_100_patient_days/obs_due"),
+           *summ("alerts_per_100_patient_days/twin"), *summ("alerts_per_100_patient_days/criteria"),
+           *summ("alerts_per_100_patient_days/combined"), *summ("beyond_charted_news2"))),
+    Quote(README, "Of {} first events, the shipped policy warned of {} ({}–{}) at least 30 minutes ahead, against {} "
+                  "({}–{}) of random event-free moments; charted NEWS2 alone of {} ({}–{}), against {} ({}–{}).",
+          BURDEN, ("summary/first_events", *summ("first_event_warned/combined"), *summ("chance_warned/combined"),
+                   *summ("first_event_warned/charted_news2"), *summ("chance_warned/charted_news2"))),
+    Quote(README, "The shipped policy's warned − chance exceeds charted NEWS2's by {} ({} to {}) (target ≥ 0.05); it "
+                  "missed {} first events that charted NEWS2 warned of (target 0).", BURDEN,
+          (*summ("combined_minus_charted_news2_added_warning"), "summary/missed_vs_charted_news2")),
+    Quote(README, "alerts per 100 patient-days: observations due {} ({}–{}), twin {} ({}–{}), criteria {} ({}–{}), "
+                  "combined {} ({}–{}); first events warned ≥ 30 min ahead: {} % ({}–{}) combined", BURDEN_PN,
+          (*est("per100d_obs_due"), *est("per100d_twin"), *est("per100d_criteria"), *est("per100d_combined"),
+           *map(pct, est("sens_combined")))),
+    # -- README and the model card: the retrained twin's threshold from its alert budget, and its calibration
+    Quote(README, THRESHOLD_PASSAGE, ART, tuple(f"{ALERT}/{k}" for k in (
+        "budget_alerts_per_100_patient_days", "sustain_windows", "threshold", "threshold_ci/0", "threshold_ci/1",
+        "twin_alerts_per_100_patient_days", "twin_sensitivity", "first_events", "news2_5_sensitivity"))),
+    Quote(README, CALIBRATION_PASSAGE, ART, (*cal("test"), *cal("set_a_out_of_fold/as_shipped"),
+                                             *cal("set_a_out_of_fold/after_site_calibration_out_of_fold"))),
+    Quote(CARD, "| test patients (held-out 20 % of the training cohort) | {} ({}) | {} ({}–{}) | {} ({}–{}) |", ART,
+          ("calibration_check/test/n", "calibration_check/test/events", *cal("test"))),
+    Quote(CARD, "| set A out of fold, after `wardtwin calibrate` fitted out of fold | {} ({}) | {} ({}–{}) | "
+                "{} ({}–{}) |", ART, ("calibration_check/set_a_out_of_fold/after_site_calibration_out_of_fold/n",
+                           "calibration_check/set_a_out_of_fold/after_site_calibration_out_of_fold/events",
+                           *cal("set_a_out_of_fold/after_site_calibration_out_of_fold"))),
+    Quote(CARD, "| simulator (chosen) | {} vs {}, {} ({} to {}) | {} vs {}, {} ({} to {}) | {} |", SRC,
+          (*margins("simulator", "simulator"), "candidates/simulator/margins/simulator/margin_ci/0",
+           "candidates/simulator/margins/simulator/margin_ci/1", *margins("simulator", "set-a"),
+           "candidates/simulator/margins/set-a/margin_ci/0", "candidates/simulator/margins/set-a/margin_ci/1",
+           "candidates/simulator/worse_margin")),
+    Quote(CARD, "Threshold **{}** (patient-bootstrap 95 % interval {}–{},", ART,
+          (f"{ALERT}/threshold", f"{ALERT}/threshold_ci/0", f"{ALERT}/threshold_ci/1")),
 )
 
 

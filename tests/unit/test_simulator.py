@@ -12,7 +12,7 @@ import pytest
 from lab.cli import main
 from models import labels
 from models import windows as W
-from models.schema import PATIENT_ID_PATTERN, PLAUSIBLE_RANGES, QUALITY_PATTERN, READING_COLUMNS, VITALS
+from models.schema import PATIENT_ID_PATTERN, PLAUSIBLE_RANGES, QUALITY_PATTERN, SOURCED_READING_COLUMNS, VITALS
 from simulator.archetypes import (
     ARCHETYPES,
     DEFAULT_MIX,
@@ -42,7 +42,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     a = write_cohort(tmp_path / "a", 6, 3.0, seed=5)
     b = write_cohort(tmp_path / "b", 6, 3.0, seed=5)
     assert a["rows"] == b["rows"] > 0
-    for name in ("readings.parquet", "patients.parquet", "events.parquet", "manifest.json"):
+    for name in ("readings.parquet", "patients.parquet", "events.parquet", "observations.parquet", "manifest.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     write_cohort(tmp_path / "c", 6, 3.0, seed=6)
     assert (tmp_path / "a" / "readings.parquet").read_bytes() != (tmp_path / "c" / "readings.parquet").read_bytes()
@@ -58,7 +58,8 @@ def test_patient_depends_only_on_seed_and_index():
 def test_cohort_files_follow_the_reading_schema(tmp_path):
     summary = write_cohort(tmp_path, 5, 2.0, seed=1)
     readings, patients, events = load_cohort(tmp_path)
-    assert tuple(readings.columns) == READING_COLUMNS
+    assert tuple(readings.columns) == SOURCED_READING_COLUMNS
+    assert set(readings["source"]) == {"monitor", "charted"}
     assert str(readings["ts"].dtype) == "datetime64[ns, UTC]"
     assert readings["value"].dtype == np.float64
     assert len(readings) == summary["rows"]
@@ -142,15 +143,15 @@ def test_prodromes_vary_and_heart_block_is_abrupt():
 
 
 def test_stable_patients_are_not_redrawn_the_label_decides():
-    """Stable and fever patients who cross a threshold for 15 min keep it, as an event the label also finds;
-    most stable patients do not; fever patients can touch 39 °C."""
+    """Stable and fever patients who cross a threshold for half an hour keep it, as an event the label also finds;
+    on the ward mix that is rare (issue 20: at most 0.03 per patient-day; the report measures 1,500 patients)."""
     crossed = total = 0
-    for rec in iter_cohort(30, 24.0, seed=3, archetype_mix={"stable": 0.8, "fever": 0.2}):
+    for rec in iter_cohort(40, 24.0, seed=3, archetype_mix={"stable": 0.8, "fever": 0.2}):
         found = labels.events(W.build(rec.readings))
         assert len(rec.events) == min(len(found), 1)
         crossed += bool(rec.events)
         total += 1
-    assert 0 < crossed <= 0.35 * total
+    assert crossed <= 0.1 * total
 
 
 def test_stable_news2_at_charted_rounds_is_rare_and_rounds_follow_rcp():
@@ -182,9 +183,8 @@ def test_artefacts_gaps_late_and_duplicate_deliveries(by_archetype):
     assert frame.duplicated(["patient_id", "vital", "ts", "value", "quality"]).any()  # retransmissions
     hr = frame[frame["vital"] == "hr"]
     assert (hr.groupby("patient_id", observed=True)["ts"].diff() < pd.Timedelta(0)).any()  # out of order
-    one = by_archetype["stable"][0]
-    assert ((one.deliver_ms - one.ts_ms) > 60_000).any()  # some arrive minutes late
-    assert np.all(np.diff(one.deliver_ms) >= 0)
+    assert any(((s.deliver_ms - s.ts_ms) > 60_000).any() for s in by_archetype["stable"])  # some minutes late
+    assert all(np.all(np.diff(s.deliver_ms) >= 0) for s in by_archetype["stable"])
     longest = [np.diff(np.unique(s.ts_ms[s.vital == VITALS.index("hr")])).max()
                for streams in by_archetype.values() for s in streams]
     assert max(longest) > 20_000  # a gap (leads off, off the ward) in some 1 Hz series
@@ -193,10 +193,34 @@ def test_artefacts_gaps_late_and_duplicate_deliveries(by_archetype):
 def test_charted_observations_and_rates(by_archetype):
     s = by_archetype["stable"][0]
     frame = s.frame()
-    counts = frame.drop_duplicates(["vital", "ts"])["vital"].value_counts()
+    monitor = frame[frame["source"] == "monitor"]
+    counts = monitor.drop_duplicates(["vital", "ts"])["vital"].value_counts()
     assert 0.9 * 12 * 3600 < counts["hr"] <= 12 * 3600
     assert counts["spo2"] <= 12 * 120 and counts["sbp"] <= 12 * 4 and counts["temp"] <= 12 * 12
-    assert counts["acvpu"] >= 1 and counts["o2"] == counts["acvpu"]
+    assert counts["acvpu"] == counts["o2"] == 0  # the monitor charts nothing
+    charted = frame[frame["source"] == "charted"]
+    per_set = charted.groupby("ts")["vital"].agg(lambda v: tuple(sorted(v)))
+    assert len(per_set) >= 1 and set(per_set) == {tuple(sorted(("rr", "spo2", "o2", "sbp", "hr", "acvpu", "temp")))}
+    assert (charted.groupby("ts")["quality"].agg(set) == {"ok"}).all()
+
+
+def test_charted_sets_are_full_observation_sets_apart_from_the_monitor(by_archetype):
+    """Each set is the nurse's own full NEWS2 set (her RR count, not the monitor's), the same values as its charted
+    readings, delivered whole at one time, and shaped as ``POST /v1/observations`` takes it."""
+    for s in (x for streams in by_archetype.values() for x in streams):
+        sets = s.observation_sets()
+        table = s.charted_sets()
+        assert len(sets) == len(table) == len(s.nurse_doc_ms) >= 1
+        charted = s.frame().assign(deliver_ms=s.deliver_ms)
+        charted = charted[charted["source"] == "charted"]
+        assert charted.groupby("ts")["deliver_ms"].nunique().eq(1).all()  # one delivery per set
+        for doc, body in sets:
+            assert set(body) == {"patient_id", "ts", "rr", "spo2", "spo2_scale", "o2", "sbp", "hr", "acvpu", "temp",
+                                 "by"}
+            assert body["acvpu"] in "ACVPU" and body["spo2_scale"] == s.spo2_scale
+            at = charted[charted["ts"] == pd.Timestamp(doc, unit="ms", tz="UTC")].set_index("vital")["value"]
+            assert at["rr"] == body["rr"] and at["sbp"] == body["sbp"] and at["temp"] == body["temp"]
+        np.testing.assert_array_equal(table["rr"].to_numpy(float), s.nurse_rr)
 
 
 def test_mix():
@@ -265,8 +289,8 @@ def test_charted_sets_carry_their_documentation_time():
 @pytest.mark.parametrize("archetype", sorted(EVENT_ARCHETYPES - {"recovery"}))
 def test_deterioration_is_extreme_only_after_onset_and_stays_on_the_ward(archetype):
     """The event phase goes well beyond the threshold, but only after the recorded onset; transfer takes hours."""
-    beyond = {"hr_high": ("hr_mean", lambda x: x > 124), "hr_low": ("hr_mean", lambda x: x < 46),
-              "sbp_low": ("sbp", lambda x: x < 84), "spo2_low": ("spo2_mean", lambda x: x < 87)}
+    beyond = {"hr_high": ("hr_mean", lambda x: x > 134), "hr_low": ("hr_mean", lambda x: x < 36),
+              "sbp_low": ("sbp", lambda x: x < 84), "spo2_low": ("spo2_mean", lambda x: x < 85)}
     worst = []
     for k in range(4):
         s = generate_patient(f"d{k}", (24, k), START_MS, 24.0, archetype=archetype, onset_window_h=(2.0, 8.0))
@@ -278,8 +302,8 @@ def test_deterioration_is_extreme_only_after_onset_and_stays_on_the_ward(archety
         before = win.loc[:onset - pd.Timedelta(minutes=5)]
         for column, test in beyond.values():
             x = before[column].dropna()
-            if column == "sbp":  # a single noisy cuff reading (carried forward) may dip; never two
-                assert test(x.drop_duplicates().to_numpy(float)).sum() <= 1, (archetype, column)
+            if column == "sbp":  # a noisy cuff reading or two (carried forward) may dip; never three (the label's rule)
+                assert test(x.drop_duplicates().to_numpy(float)).sum() <= 2, (archetype, column)
             else:
                 assert not test(x.to_numpy(float)).any(), (archetype, column, x.index[test(x.to_numpy(float))][0])
         column, test = beyond[event["criterion"]]

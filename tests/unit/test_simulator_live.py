@@ -15,7 +15,14 @@ from app.storage.codec import from_ms
 from models.line_protocol import ReadingEncoder, parse_line
 from simulator.archetypes import EVENT_ARCHETYPES
 from simulator.live import run_live
-from simulator.sinks import MAX_BACKOFF_S, HttpSink, InfluxLineSink, SinkError, readings_to_lines
+from simulator.sinks import (
+    MAX_BACKOFF_S,
+    HttpSink,
+    InfluxLineSink,
+    SinkError,
+    readings_to_lines,
+    split_observations,
+)
 from simulator.ward import Ward
 
 START = pd.Timestamp("2026-01-05T00:00Z")
@@ -39,7 +46,7 @@ def test_default_ward_has_a_mix_with_early_deterioration(ward_history):
     planned = [e for e in ward.events if e["kind"] in EVENT_ARCHETYPES]
     assert len(planned) == 3  # the enriched demo mix: three deteriorations, each planned 2–8 h in
     assert all(START + pd.Timedelta(hours=1) <= e["onset"] <= START + pd.Timedelta(hours=9) for e in planned)
-    # stable patients are not redrawn: a few cross a threshold for 15 min, and the label calls it an event
+    # stable patients are not redrawn: a rare one crosses a threshold for half an hour, and the label calls it an event
     assert all(e["kind"] in {"stable", "fever"} for e in ward.events if e not in planned)
 
 
@@ -222,3 +229,80 @@ def test_run_live_accelerates_time_without_sleeping():
     assert ward.until == START + pd.Timedelta(minutes=10)
     assert sent == sum(len(b) for b in sink.batches) > 0
     assert len(sink.batches) == 11
+
+
+def test_split_observations_rebuilds_each_set_and_keeps_monitor_readings_apart():
+    ward = Ward(4, 2, START)
+    readings = ward.advance(START + pd.Timedelta(hours=6))
+    charted = [r for r in readings if r["source"] == "charted"]
+    monitor, sets = split_observations(readings)
+    assert len(monitor) + len(charted) == len(readings) and all(r["source"] == "monitor" for r in monitor)
+    assert len(sets) == len({(r["patient_id"], r["ts"]) for r in charted}) >= 4  # admission sets at least
+    for body in sets:
+        assert set(body) == {"patient_id", "ts", "rr", "spo2", "spo2_scale", "o2", "sbp", "hr", "acvpu", "temp", "by"}
+        assert body["acvpu"] in ("A", "C", "V", "P", "U") and body["by"] == "sim-nurse" and body["spo2_scale"] == 1
+    scaled = split_observations(readings, lambda pid: 2 if pid == "bed-02" else 1)[1]
+    assert {b["patient_id"] for b in scaled if b["spo2_scale"] == 2} == {"bed-02"}
+    lines = readings_to_lines(charted[:7])
+    assert all(",source=charted," in line for line in lines)
+    assert ",source=" not in readings_to_lines(monitor[:1])[0]
+
+
+def test_http_sink_sends_sets_through_observations_and_never_as_readings():
+    seen: dict[str, list] = {"/v1/readings": [], "/v1/observations": []}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen[request.url.path].append(json.loads(request.content))
+        return httpx.Response(201 if request.url.path == "/v1/observations" else 200, json={})
+
+    ward = Ward(3, 5, START)
+    readings = ward.advance(START + pd.Timedelta(hours=3))
+    sink = HttpSink("http://svc", client=httpx.Client(transport=httpx.MockTransport(handler)))
+    assert sink.send(readings) == len(readings)
+    posted = [r for body in seen["/v1/readings"] for r in body["readings"]]
+    assert posted and all(r["source"] == "monitor" for r in posted)
+    assert sink.sets_sent == len(seen["/v1/observations"]) == len(split_observations(readings)[1]) >= 3
+
+
+def test_the_services_observation_route_takes_every_simulated_set(tmp_path):
+    """Through the real route in process: every set a simulated ward charts over six hours is accepted (201)."""
+    from tests.support.api import NOW, client_as, serve
+
+    with serve(tmp_path) as client:
+        start = pd.Timestamp(NOW).floor("5min") - pd.Timedelta(hours=6)
+        ward = Ward(3, 9, start)
+        readings = ward.advance(pd.Timestamp(NOW))
+        device = client_as(client, "device")
+        sink = HttpSink(str(device.base_url), client=device, spo2_scale=ward.spo2_scale)
+        assert sink.send(readings) == len(readings)
+        assert sink.rejected == 0 and sink.sets_rejected == 0 and sink.sets_sent >= 3
+
+
+def test_demo_posts_the_ward_s_sets_through_observations_and_keeps_its_mix(tmp_path):
+    import asyncio
+
+    from lab.demo import DemoOptions, DemoState, _state, post_readings
+
+    seen: dict[str, int] = {"/v1/readings": 0, "/v1/observations": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen[request.url.path] += 1
+        if request.url.path == "/v1/readings":
+            assert all(r["source"] == "monitor" for r in body["readings"])
+        return httpx.Response(201, json={})
+
+    readings = Ward(3, 1, START).advance(START + pd.Timedelta(hours=2))
+
+    async def post() -> None:
+        async with httpx.AsyncClient(base_url="http://svc", transport=httpx.MockTransport(handler)) as client:
+            await post_readings(client, readings)
+
+    asyncio.run(post())
+    assert seen["/v1/readings"] >= 1 and seen["/v1/observations"] == len(split_observations(readings)[1]) >= 3
+    path = tmp_path / "demo.json"
+    state = DemoState(7, 24, START.to_pydatetime(), START.to_pydatetime(), "ward")
+    state.save(path)
+    assert DemoState.load(path) == state
+    assert _state(DemoOptions(mix="ward"), path) == (state, True)  # the same ward resumes
+    assert _state(DemoOptions(mix="enriched"), path)[1] is False  # another mix is another ward

@@ -62,7 +62,7 @@ def _rows(name: str, n_patients: int, signal: int, seed: int) -> S.SourceRows:
 
 def test_each_candidate_is_judged_on_both_sources_out_of_fold() -> None:
     sim = _rows("simulator", 40, signal=F.FEATURE_NAMES.index("hr_rise_1h"), seed=1)
-    real = _rows("set-a", 40, signal=F.FEATURE_NAMES.index("hr_news2_points"), seed=2)
+    real = _rows("set-a", 40, signal=F.FEATURE_NAMES.index("hr_outside_normal"), seed=2)
     report, logits = S.compare({"simulator": sim, "set-a": real}, n_bootstrap=20, seed=0)
     c = report["candidates"]
     # a model learns its own source's signal and not the other's; the pooled one learns both

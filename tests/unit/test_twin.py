@@ -49,8 +49,8 @@ def test_contributions_add_up_to_the_logit_and_are_sorted(twin: Twin, rows) -> N
 
 def test_missing_feature_scores_zero_and_says_not_measured(twin: Twin, rows) -> None:
     one = rows.iloc[[len(rows) - 1]].copy()
-    one["spo2_below_96_1h"] = np.nan
-    c = next(c for c in twin.score(one)[0].contributions if c.feature == "spo2_below_96_1h")
+    one["spo2_below_normal"] = np.nan
+    c = next(c for c in twin.score(one)[0].contributions if c.feature == "spo2_below_normal")
     assert c.value is None and c.points == 0.0 and c.sentence.endswith("not measured")
 
 

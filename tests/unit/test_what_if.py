@@ -68,9 +68,9 @@ def test_what_if_overrides_the_last_hour_and_rescores(twin: Twin) -> None:
     before, after, changed = what_if(twin, w, "p0001", {"spo2": 85.0, "hr": 125})
     assert before.patient_id == after.patient_id == "p0001" and before.window_end == after.window_end
     assert changed["vitals"] == {"spo2": 85.0, "hr": 125.0} and changed["windows"] == 12
-    assert changed["features"]["spo2_below_96_1h"]["after"] == pytest.approx(11.0)
-    assert changed["features"]["hr_above_90_1h"]["after"] == pytest.approx(35.0)
-    assert "sbp_below_110" not in changed["features"]
+    assert changed["features"]["spo2_below_normal"]["after"] == pytest.approx((95.5 - 85) / 2)
+    assert changed["features"]["hr_outside_normal"]["after"] == pytest.approx((125 - 90.5) / 20)
+    assert "sbp_outside_normal" not in changed["features"]
     assert after.risk > before.risk
     for s in (before, after):
         assert abs(s.intercept + sum(c.points for c in s.contributions) - s.logit) < 1e-9
