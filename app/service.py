@@ -31,6 +31,7 @@ from app.storage.base import VitalStore
 from app.write_guard import split_conflicts, split_scope
 from models import features, news2
 from models.challenger import Challenger
+from models.schema import ACVPU_CODES, SOURCE_CHARTED, SOURCE_COLUMN
 from models.scoring import to_score
 from models.twin import Twin
 from models.what_if import what_if
@@ -353,3 +354,28 @@ class Observed:
     chart: ChartedSet
     alert: Alert | None
     changes: Changes
+
+
+@dataclass(frozen=True)
+class ChartedReadings:
+    """One charted observation set as stored: its time and each vital's value (``acvpu`` as its letter).
+
+    Who charted is not stored with the readings (it is the news2 alert's actor), so a set read back has none."""
+
+    ts: datetime
+    values: dict[str, float | str]
+
+
+async def charted_sets(wt: WardTwin, patient_id: str, since: datetime, until: datetime) -> list[ChartedReadings]:
+    """The patient's charted sets of ``[since, until]``, oldest first: the stored readings of source ``charted``,
+    grouped by their time (a set is stored as readings sharing one ``ts``). 404 for an unknown patient."""
+    await wt.require_patient(patient_id)
+    frame = await wt.store.readings([patient_id], since, until + timedelta(milliseconds=1))
+    frame = frame[frame[SOURCE_COLUMN] == SOURCE_CHARTED]
+    sets: list[ChartedReadings] = []
+    for ts, group in frame.groupby("ts", sort=True):
+        values: dict[str, float | str] = {}
+        for vital, value in zip(group["vital"], group["value"], strict=True):
+            values[vital] = ACVPU_CODES[int(value)] if vital == "acvpu" else float(value)
+        sets.append(ChartedReadings(pd.Timestamp(ts).to_pydatetime(), values))
+    return sets

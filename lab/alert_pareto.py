@@ -197,12 +197,18 @@ def pareto(runs: Sequence[Any], patients: Sequence[AP.Patient], pseudo: Mapping[
 
     row(charted_label, "decide_charted on the charted sets alone", cols["charted_news2"], "charted NEWS2")
     shipped = runs[0].policy
-    for m in PERSISTENCE_MIN:
-        change = {"obs_due_after": timedelta(minutes=m)}
-        row(f"monitor NEWS2 ≥ {shipped.obs_due_aggregate} or a single {shipped.obs_due_single_parameter}, every "
-            f"window for {m} min (obs_due)", f"decide over the stored scores and charted sets, obs_due_after {m} min",
-            AP.columns(patients, replayed(runs, lambda r, c=change: R.variant(r.policy, **c), ["obs_due"]), pseudo),
-            f"monitor {m} min")
+    # the monitor-derived trigger at the RCP ward triggers (≥ 5 or a single 3) and at the shipped one
+    triggers = list(dict.fromkeys([(5, 3), (shipped.obs_due_aggregate, shipped.obs_due_single_parameter)]))
+    for aggregate, single in triggers:
+        said = f"≥ {aggregate}" + (f" or a single {single}" if single <= 3 else "")  # 4: the single trigger is off
+        for m in PERSISTENCE_MIN:
+            change = {"obs_due_after": timedelta(minutes=m), "obs_due_aggregate": aggregate,
+                      "obs_due_single_parameter": single}
+            row(f"monitor NEWS2 {said}, every window for {m} min (obs_due)",
+                f"decide over the stored scores and charted sets, obs_due_after {m} min, trigger {said}",
+                AP.columns(patients, replayed(runs, lambda r, c=change: R.variant(r.policy, **c), ["obs_due"]),
+                           pseudo),
+                f"monitor {said} {m} min")
     ratio = shipped.clear_threshold / shipped.threshold if shipped.threshold else 1.0
     for t in sorted({*TWIN_THRESHOLDS, round(float(shipped.threshold), 6)}):
         change = {"threshold": t, "clear_threshold": t * ratio}

@@ -4,6 +4,8 @@ The set is validated whole (``app.ingest_observations``: a set is atomic, any ba
 each), stored as readings with source ``charted``, scored with the one NEWS2 of ``models.news2``, and the RCP 2017
 escalation applied within the request (``WardTwin.observe``): the answer carries the set's NEWS2 and the patient's
 open ``news2`` alert, already in the outbox (so the WebSocket and webhooks deliver it as any alert).
+
+GET /v1/patients/{patient_id}/observations reads the charted sets back (the patient view marks them on its charts).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from app.alerts.rules import GRADES, Raise, Regrade, Resolve
@@ -20,13 +22,17 @@ from app.alerts.store import Alert
 from app.api.auth import Caller, requires
 from app.api.deps import ServiceDep
 from app.api.device_writes import audit_write
-from app.api.schemas import News2Out
+from app.api.patients import READ, PatientId
+from app.api.patients import _range as time_range
+from app.api.schemas import IsoDatetime, News2Out
 from app.errors import InvalidRequestError, ReadingRejectedError, WardTwinError
 from app.ingest_observations import BY_MAX, O2_UNSTATED_L_MIN, parse_observation
-from app.service import Ingested
+from app.service import Ingested, charted_sets
 from models.schema import ACVPU_CODES, PATIENT_ID_PATTERN, PLAUSIBLE_RANGES
 
-router = APIRouter(tags=["observations"], dependencies=[Depends(requires("clinician", "device"))])
+router = APIRouter(tags=["observations"])
+#: Charting a set: a nurse at the board (clinician) or an e-obs gateway (device).
+CHART = [Depends(requires("clinician", "device"))]
 
 
 class ObservationRejectedError(InvalidRequestError):
@@ -104,6 +110,7 @@ def _alert_out(alert: Alert, event: str) -> ObservationAlertOut:
 
 @router.post(
     "/v1/observations",
+    dependencies=CHART,
     status_code=201,
     response_model=ObservationOut,
     summary="Chart a NEWS2 observation set: stored, scored and escalated at once",
@@ -146,3 +153,42 @@ async def post_observation(request: Request, wt: ServiceDep, caller: Caller) -> 
         news2=ObservationNews2Out.model_validate({**summary.to_dict(), "missing": list(parsed.missing)}),
         alert=alert, resolved=[s.alert_id for s in steps if isinstance(s, Resolve)],
     )
+
+
+class ChartedSetOut(BaseModel):
+    """One charted set read back: the readings stored with source ``charted`` at one time."""
+
+    ts: str = Field(description="when it was charted (ISO 8601, UTC)")
+    values: dict[str, float | str] = Field(
+        description="each charted vital's value: `acvpu` as its letter (A, C, V, P, U), `o2` as L/min (0 = air), "
+                    "the others in their units", examples=[{"rr": 25, "spo2": 94, "acvpu": "A"}])
+
+
+class ChartedSetsOut(BaseModel):
+    patient_id: str
+    since: str
+    until: str
+    sets: list[ChartedSetOut] = Field(description="the charted sets of the range, oldest first")
+
+
+@router.get(
+    "/v1/patients/{patient_id}/observations",
+    dependencies=READ,
+    response_model=ChartedSetsOut,
+    summary="A patient's charted observation sets over a time range, oldest first",
+    description=(
+        "The observation sets charted for one patient (`POST /v1/observations`, or readings sent with source "
+        "`charted`) in `[since, until]`, each the values stored at one time. Monitor readings are not included. "
+        "Who charted is not stored with the readings, so it is not answered (see the news2 alert's transitions). "
+        "`since`/`until` as the other patient reads (at most 31 days); 404 for an unknown patient. Role "
+        "clinician or ehr."),
+)
+async def get_observations(
+    wt: ServiceDep, patient_id: PatientId,
+    since: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default until − 24 h")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="ISO 8601 with offset; default now")] = None,
+) -> ChartedSetsOut:
+    since, until = time_range(since, until, timedelta(hours=24), wt.now(), timedelta(days=31))
+    sets = await charted_sets(wt, patient_id, since, until)
+    return ChartedSetsOut(patient_id=patient_id, since=since.isoformat(), until=until.isoformat(),
+                          sets=[ChartedSetOut(ts=s.ts.isoformat(), values=s.values) for s in sets])

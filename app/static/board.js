@@ -365,8 +365,9 @@ function chart({title, unit, t0, t1, series, zones = [], thresholds = [], range,
   }
   const last = ys.length ? ys[ys.length - 1] : null;
   const label = `${title}: ${ys.length} points over the last 24 h${last != null ? `, latest ${+last.toFixed(2)} ${unit}` : ", no data"}`;
-  const marks = dots.map(([t, v]) => `<circle class="charted" cx="${x(t)}" cy="${y(v)}" r="4"><title>charted set: ${v}</title></circle>`).join("");
-  return `<figure class="chart" data-chart="${esc(title)}" data-points="${ys.length}"><figcaption>${esc(title)} <span class="muted">${esc(unit)}</span></figcaption>
+  const marks = dots.map(([t, v]) => `<circle class="charted" data-charted="${esc(v)}" cx="${x(t)}" cy="${y(v)}" r="4"><title>charted set, ${fmtTime(new Date(t).toISOString())}: ${esc(v)} ${esc(unit)}</title></circle>`).join("");
+  const key = dots.length ? ` <span class="chart-key"><span class="key-line">— monitor</span> <span class="key-charted">● charted by a nurse</span></span>` : "";
+  return `<figure class="chart" data-chart="${esc(title)}" data-points="${ys.length}" data-charted-points="${dots.length}"><figcaption>${esc(title)} <span class="muted">${esc(unit)}</span>${key}</figcaption>
     <svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(label)}">${bands}
       <line class="grid" x1="${L}" x2="${W - R}" y1="${y(hi)}" y2="${y(hi)}"/><line class="grid" x1="${L}" x2="${W - R}" y1="${y(lo)}" y2="${y(lo)}"/>
       <text class="axis" x="${L - 4}" y="${y(hi) + 4}" text-anchor="end">${+hi.toFixed(1)}</text>
@@ -378,9 +379,9 @@ async function loadPatient(pid, full = true) {
   const now = serverNow(), since = new Date(now - 24 * 3600e3).toISOString(), until = new Date(now).toISOString();
   const q = `since=${encodeURIComponent(since)}&until=${encodeURIComponent(until)}`;
   const id = encodeURIComponent(pid);
-  const [windows, history, alerts] = await Promise.all([
+  const [windows, history, alerts, observed] = await Promise.all([
     api(`/v1/patients/${id}/windows?${q}`), api(`/v1/patients/${id}/risk/history?${q}`),
-    api(`/v1/alerts?patient_id=${id}&limit=20`)]);
+    api(`/v1/alerts?patient_id=${id}&limit=20`), api(`/v1/patients/${id}/observations?${q}`)]);
   let latest = null;
   try { latest = await api(`/v1/patients/${id}/risk`); } catch (err) { if (err instanceof KeyRefused) throw err; }
   const bed = state.board?.beds.find((b) => b.patient_id === pid);
@@ -400,6 +401,7 @@ async function loadPatient(pid, full = true) {
   $("#patient-charts").innerHTML = VITALS.map(([name, , unit, title, zones]) => chart({
     title, unit, t0, t1, zones, range: RANGE[name], thresholds: thresholds.filter((h) => h.vital === name),
     series: windows.map((w) => [Date.parse(w.start) + 150e3, w[cols[name]]]),
+    dots: observed.sets.filter((o) => typeof o.values[name] === "number").map((o) => [Date.parse(o.ts), o.values[name]]),
   })).join("");
   const threshold = state.board?.twin_alert_threshold;
   $("#patient-scores").innerHTML = chart({

@@ -271,4 +271,6 @@ class SqliteStore:
             await self._read(lambda c: c.execute("SELECT 1").fetchone())
         except StoreUnavailableError as exc:
             return {"store": self.name, "ok": False, "error": str(exc), "backlog": 0}
+        if self._db.write_error is not None:
+            return {"store": self.name, "ok": False, "error": self._db.write_error, "backlog": 0}
         return {"store": self.name, "ok": True, "backlog": 0, "path": str(self.path)}

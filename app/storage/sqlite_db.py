@@ -30,6 +30,9 @@ class SqliteDatabase:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()  # never the write lock: a reader must not wait for a writer
         self._generation = 0  # bumped on close, so a thread never reuses a closed reader
+        #: the last write refused because the disk is full (SQLITE_FULL), cleared by the next write that commits;
+        #: health reports it, so /healthz never says ok while every write is refused
+        self.write_error: str | None = None
         #: reads in flight; close() waits for them, so no connection is closed under a running query (a segfault)
         self._in_flight = 0
         self._idle = threading.Condition(threading.Lock())
@@ -97,9 +100,13 @@ class SqliteDatabase:
             if conn is None:
                 raise StoreUnavailableError(f"{self.path.name} is not open")
             try:
-                return fn(conn)
+                result = fn(conn)
             except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                    self.write_error = f"sqlite {self.path.name}: {exc}"
                 raise StoreUnavailableError(f"sqlite {self.path.name}: {exc}") from exc
+            self.write_error = None
+            return result
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a worker thread so the event loop never waits on fsync."""

@@ -22,6 +22,7 @@ PUBLIC = "public"
 ROUTE_GROUPS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     "readings (write)": (("device",), (("POST", "/v1/readings"), ("POST", "/v1/write"))),
     "observations (charted sets)": (("clinician", "device"), (("POST", "/v1/observations"),)),
+    "observations (read back)": (("clinician", "ehr"), (("GET", "/v1/patients/{patient_id}/observations"),)),
     "patients (read)": (("clinician", "ehr"), (
         ("GET", "/v1/patients"), ("GET", "/v1/patients/{patient_id}/risk"),
         ("GET", "/v1/patients/{patient_id}/risk/history"), ("GET", "/v1/patients/{patient_id}/windows"))),

@@ -103,7 +103,7 @@ def test_an_alert_is_delivered_when_a_client_acknowledges_it_not_when_it_is_sent
         assert parse(event["alert"]["delivered_at"]) == NOW and event["alert"]["delivery_pending"] is False
     assert states(client) == {k: ("delivered", False) for k in ALERTING_KINDS}
     assert client.get("/healthz").json()["alerts_pending_delivery"] == 0
-    assert raised[1]["alert"]["risk"] >= 5 * Twin.load().alert_threshold
+    assert raised[1]["alert"]["risk"] >= 3 * Twin.load().alert_threshold
 
 
 def test_a_never_reading_client_leaves_the_alerts_pending(client, alerting):

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pandas as pd
 
-from tests.support.api import NOW, T0, assert_422, client_as, iso, post_readings, reading, run_cycle, serve
+from tests.support.api import NOW, T0, assert_422, client_as, iso, parse, post_readings, reading, run_cycle, serve
 from tests.support.synthetic_readings import trajectory
 
 #: A full set scoring NEWS2 7: RR 25 (3), SpO2 94 (1), air (0), SBP 105 (1), pulse 115 (2), alert (0), 37.2 °C (0).
@@ -169,3 +169,33 @@ def test_json_and_line_protocol_carry_the_source_and_both_are_kept(client):
     assert_422(bad, ["body", "readings", 1, "source"])
     assert_422(client.post("/v1/write", content="vitals,patient_id=bed-12,source=nurse,vital=hr value=80 "
                                                 "1772452800000000000", headers=TEXT), ["body", "lines", 0, "source"])
+
+
+def test_charted_sets_are_read_back_grouped_by_time_without_the_monitor_readings(client):
+    later = T0 + timedelta(seconds=30)
+    assert chart(client, "bed-13", SEVEN, by="Nurse Ada").status_code == 201
+    second = client.post("/v1/observations", json={"patient_id": "bed-13", "ts": iso(later), "rr": 18, "o2": 2})
+    assert second.status_code == 201, second.text
+    assert post_readings(client, [reading("bed-13", "hr", 140, T0)]) == 1  # a monitor reading, not answered
+    response = client.get("/v1/patients/bed-13/observations",
+                          params={"since": iso(T0 - timedelta(hours=1)), "until": iso(NOW)})
+    assert response.status_code == 200, response.text
+    sets = response.json()["sets"]
+    assert [parse(s["ts"]) for s in sets] == [T0, later]
+    assert sets[0]["values"] == {"rr": 25, "spo2": 94, "o2": 0, "sbp": 105, "hr": 115, "acvpu": "A", "temp": 37.2}
+    assert sets[1]["values"] == {"rr": 18, "o2": 2}
+    # the range bounds what is answered
+    only_later = client.get("/v1/patients/bed-13/observations", params={"since": iso(later), "until": iso(NOW)})
+    assert [parse(s["ts"]) for s in only_later.json()["sets"]] == [later]
+
+
+def test_reading_charted_sets_needs_a_known_patient_a_good_range_and_a_reading_role(client):
+    assert chart(client, "bed-14", NORMAL).status_code == 201
+    assert client.get("/v1/patients/nobody/observations").status_code == 404
+    assert_422(client.get("/v1/patients/bed-14/observations", params={"since": "2026-03-02T12:00:00"}),
+               ["query", "since"])
+    assert_422(client.get("/v1/patients/bed-14/observations",
+                          params={"since": iso(NOW), "until": iso(T0)}), ["query", "since"])
+    assert client_as(client, "ehr").get("/v1/patients/bed-14/observations").json()["sets"][0]["values"]["hr"] == 76
+    assert client_as(client, "device").get("/v1/patients/bed-14/observations").status_code == 403
+    assert client_as(client, None).get("/v1/patients/bed-14/observations").status_code == 401

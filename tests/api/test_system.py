@@ -18,6 +18,7 @@ COVERED = {
     ("POST", "/v1/readings"): "test_readings",
     ("POST", "/v1/write"): "test_write",
     ("POST", "/v1/observations"): "test_observations",
+    ("GET", "/v1/patients/{patient_id}/observations"): "test_observations",
     ("POST", "/v1/cycle"): "test_cycle",
     ("GET", "/v1/patients"): "test_patients",
     ("GET", "/v1/patients/{patient_id}/risk"): "test_patients",

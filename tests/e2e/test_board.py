@@ -175,6 +175,20 @@ def test_the_patient_view_draws_its_charts(demo: Demo, open_page: OpenPage):
     expect(page.locator(".board-view")).to_be_visible()
 
 
+def test_the_patient_view_marks_a_charted_set_apart_from_the_monitor_line(demo: Demo, open_page: OpenPage):
+    now = demo.now()
+    demo.client.post("/v1/readings", json={"readings": readings(
+        "e2e-charted", now - timedelta(minutes=30), now, 60, hr=80, rr=16, spo2=97)}).raise_for_status()
+    demo.client.post("/v1/observations", json={  # a pulse of 104 (1 point): no alert, the ward left as it was
+        "patient_id": "e2e-charted", "ts": (now - timedelta(minutes=10)).isoformat(), "hr": 104}).raise_for_status()
+    page = open_board(open_page, demo, path="/patients/e2e-charted")
+    heart = page.locator('#patient-charts .chart[data-chart="Heart rate"]')
+    expect(heart.locator("circle[data-charted]")).to_have_count(1)
+    assert heart.locator("circle[data-charted]").get_attribute("data-charted") == "104"
+    expect(heart.locator("figcaption")).to_contain_text("● charted by a nurse")
+    expect(page.locator('#patient-charts .chart[data-chart="Systolic BP"] circle[data-charted]')).to_have_count(0)
+
+
 def test_a_wrong_key_says_so_once_and_a_good_one_opens_the_board(demo: Demo, open_page: OpenPage):
     page = open_page(1400)
     requests: list[str] = []

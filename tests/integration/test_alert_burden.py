@@ -92,9 +92,10 @@ def test_alert_burden_report(tmp_path: Path) -> None:
         summary["combined_minus_charted_news2_added_warning"]["value"] >= 0.05
         if summary["combined_minus_charted_news2_added_warning"]["value"] is not None else False,
         summary["missed_vs_charted_news2"] == 0]
-    # the Pareto table: charted NEWS2, four persistence rules, the twin at several thresholds, the shipped policy
+    # the Pareto table: charted NEWS2, four persistence rules at two triggers (the RCP ward one and the shipped
+    # one), the twin at several thresholds, the shipped policy
     rows = {r["policy"]: r for r in report["pareto"]["rows"]}
-    assert sum(name.startswith("monitor NEWS2") for name in rows) == 4
+    assert sum(name.startswith("monitor NEWS2") for name in rows) == 8
     assert sum(name.startswith("twin ≥") for name in rows) >= 5
     shipped = rows["shipped policy (as the service raised it)"]
     assert shipped["per100d"] == per100["combined"]

@@ -318,9 +318,6 @@ def test_a_full_disk_is_refused_with_503_or_507_and_nothing_accepted_is_lost(sma
     assert_nothing_lost(stored(SqliteStore(copy / "wardtwin.db"), ledger), ledger)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 finding 11 (H25, open): with the data disk full and every write "
-                   "refused 503 'sqlite wardtwin.db: database or disk is full', /healthz still answers ok: true, "
-                   "store ok: true (SqliteStore.health does not probe a write or free space)")
 def test_healthz_is_not_ok_while_the_disk_is_full(small_disk: Path) -> None:
     data_dir = small_disk / "data"
     data_dir.mkdir()
