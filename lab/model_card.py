@@ -120,14 +120,7 @@ def _choice_section(artifact: dict[str, Any]) -> list[str]:
         sc = var["source_choice"]
         lines += ["## Choice of the training data", "",
                   f"Rule (`lab.source_choice.SOURCE_RULE`): {sc['rule']}. Chosen: **{sc['chosen']}**.", "",
-                  "| trained on | simulator: AUROC vs NEWS2, margin (95 % CI) "
-                  "| set A: AUROC vs NEWS2, margin (95 % CI) | worse margin |", "|---|---|---|---|"]
-        for name, v in sc["candidates"].items():
-            cells = " | ".join(f"{m['auroc']:.3f} vs {m['news2_auroc']:.3f}, {m['margin']:+.3f} "
-                               f"({m['margin_ci'][0]:+.3f} to {m['margin_ci'][1]:+.3f})"
-                               for m in (v["margins"]["simulator"], v["margins"]["set-a"]))
-            lines.append(f"| {name}{' (chosen)' if name == sc['chosen'] else ''} | {cells} | "
-                         f"{v['worse_margin']:+.3f} |")
+                  *_source_rows(sc["candidates"], sc["chosen"], "chosen")]
         lines += ["", "Out-of-fold on both sources (joint 5-fold patient cross-validation). The simulator alone "
                   "was chosen, so the twin never saw set A and its feature variant follows "
                   "`lab.train.SELECTION_RULE` below. Full comparison: `reports/sources/`.", ""]
@@ -136,14 +129,7 @@ def _choice_section(artifact: dict[str, Any]) -> list[str]:
                   f"Rule (`lab.source_choice.SOURCE_RULE`): {var['rule']}. Shipped: **{var['chosen']}** "
                   f"(per-source intercepts {', '.join(f'{k} {v:+.3f}' for k, v in var['source_offsets'].items())}; "
                   "the shipped intercept is the simulated ward's).", "",
-                  "| trained on | simulator: AUROC vs NEWS2, margin (95 % CI) "
-                  "| set A: AUROC vs NEWS2, margin (95 % CI) | worse margin |", "|---|---|---|---|"]
-        for name, v in var["candidates"].items():
-            cells = " | ".join(f"{m['auroc']:.3f} vs {m['news2_auroc']:.3f}, {m['margin']:+.3f} "
-                               f"({m['margin_ci'][0]:+.3f} to {m['margin_ci'][1]:+.3f})"
-                               for m in (v["margins"]["simulator"], v["margins"]["set-a"]))
-            lines.append(f"| {name}{' (shipped)' if name == var['chosen'] else ''} | {cells} | "
-                         f"{v['worse_margin']:+.3f} |")
+                  *_source_rows(var["candidates"], var["chosen"], "shipped")]
         lines += ["", "Out-of-fold on both sources (joint 5-fold patient cross-validation; simulator development "
                   "patients, NEWS2 every 5 min; set A stay-hours, NEWS2 charted hourly). Full comparison: "
                   "`reports/sources/`.", ""]
@@ -453,6 +439,17 @@ def write_model_card(artifact: dict[str, Any], path: str | Path, report: dict[st
     p = Path(path)
     p.write_text(render_model_card(artifact, report, real), encoding="utf-8")
     return p
+
+def _source_rows(candidates: dict[str, Any], chosen: str, mark: str) -> list[str]:
+    """The training-data comparison table: each candidate's margin over NEWS2 on both sources."""
+    rows = ["| trained on | simulator: AUROC vs NEWS2, margin (95 % CI) "
+            "| set A: AUROC vs NEWS2, margin (95 % CI) | worse margin |", "|---|---|---|---|"]
+    for name, v in candidates.items():
+        cells = " | ".join(f"{m['auroc']:.3f} vs {m['news2_auroc']:.3f}, {m['margin']:+.3f} "
+                           f"({m['margin_ci'][0]:+.3f} to {m['margin_ci'][1]:+.3f})"
+                           for m in (v["margins"]["simulator"], v["margins"]["set-a"]))
+        rows.append(f"| {name}{f' ({mark})' if name == chosen else ''} | {cells} | {v['worse_margin']:+.3f} |")
+    return rows
 
 
 __all__ = ["model_card", "render_model_card", "write_model_card"]
