@@ -23,3 +23,6 @@ settings.register_profile("ci", max_examples=100, derandomize=True, database=Non
 settings.register_profile("dev", max_examples=100, **_no_wall_clock)
 settings.register_profile("deep", max_examples=1000, **_no_wall_clock)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# A real PostgreSQL (session cluster, fresh database per test) for every directory: `postgres_server`, `postgres_dsn`.
+pytest_plugins = ["tests.support.postgres"]
