@@ -86,6 +86,8 @@ def parse_plain(line: str) -> _Parsed | None:
         key, sep, value = pair.partition("=")
         if not sep or "=" in value:
             return None
+        if key in tags:
+            raise ValueError(f"duplicate tag {key[:40]!r}")
         tags[key] = value
     fields: dict[str, FieldValue] = {}
     for pair in parts[1].split(","):
@@ -100,10 +102,13 @@ def _item(line: str, ns_per_unit: int, now: datetime) -> dict[str, Any]:
     """The reading a line stands for, as a JSON item; ``_LineError`` for a line that is not one reading."""
     try:
         measurement, tags, fields, stamp = parse_plain(line) or parse_line(line)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError) as exc:
+        if str(exc).startswith("duplicate tag"):  # InfluxDB refuses the line too
+            raise _LineError(None, f"{exc} in line {line[:60]!r}", "line_protocol") from None
         raise _LineError(None, f"line {line[:60]!r} is not InfluxDB line protocol", "line_protocol") from None
     if measurement != MEASUREMENT:
         raise _LineError(None, f"measurement must be {MEASUREMENT!r}, got {measurement[:40]!r}", "measurement")
+    _check_keys(tags, fields)
     item: dict[str, Any] = {**tags, **fields}
     if stamp is None:
         item["ts"] = now.astimezone(UTC).isoformat()
@@ -115,9 +120,99 @@ def _item(line: str, ns_per_unit: int, now: datetime) -> dict[str, Any]:
     return item
 
 
+TAGS: Final = frozenset({"patient_id", "vital", "source"})
+FIELDS: Final = frozenset({"value", "quality"})
+
+
+def _check_keys(tags: dict[str, str], fields: dict[str, FieldValue]) -> None:
+    """A key given as a tag and as a field, a tag of the format sent as a field or the reverse, is refused: InfluxDB
+    would keep the tag as the series and the field beside it, and merged they let a field override the patient
+    (issue 21, finding 11). Unknown keys are left to ``validate_batch`` (``extra_forbidden``)."""
+    both = sorted(tags.keys() & fields.keys())
+    if both:
+        raise _LineError(None, f"{both[0][:40]!r} is given both as a tag and as a field", "line_protocol")
+    as_field = sorted(fields.keys() & TAGS)
+    if as_field:
+        raise _LineError(None, f"{as_field[0]!r} is a tag, sent as a field", "line_protocol")
+    as_tag = sorted(tags.keys() & (FIELDS | {"ts", "time"}))
+    if as_tag:
+        raise _LineError(None, f"{as_tag[0]!r} is a field, sent as a tag", "line_protocol")
+    if "ts" in fields or "time" in fields:
+        raise _LineError(None, "the time is the line's timestamp, not a field", "line_protocol")
+
+
+def influx_lines(body: str) -> list[str]:
+    """``body`` cut into lines where InfluxDB 1.x cuts it (``scanLine`` in ``models/points.go``): at a newline, but
+    not at one inside a string field value or escaped by a backslash (issue 21: a quoted newline was a line break
+    here, so one InfluxDB point read as two readings). A physical line with no quote and no backslash, or in the
+    encoder's own form, cannot hold such a newline: only the others are scanned character by character."""
+    physical = body.split("\n")
+    if "\\" not in body and _quotes_pair_within_lines(body):
+        return physical
+    lines: list[str] = []
+    k, offset, n = 0, 0, len(body)
+    while k < len(physical):
+        line = physical[k]
+        if ('"' not in line and "\\" not in line) or _ENCODED_LINE.fullmatch(line):
+            lines.append(line)
+            offset += len(line) + 1
+            k += 1
+            continue
+        end = _scan_line(body, offset, n)
+        lines.append(body[offset:end])
+        while k < len(physical) and offset <= end:  # past the physical lines the scan consumed
+            offset += len(physical[k]) + 1
+            k += 1
+    return lines
+
+
+def _quotes_pair_within_lines(body: str) -> bool:
+    """True when, with no backslash in ``body``, no newline can be inside a quoted string: the quotes pair up in
+    order and no pair encloses a newline, a space, ``=`` or ``,``. Then the two quotes of a pair are either both
+    string delimiters to ``scanLine`` or both ordinary characters (nothing between them changes its state), so its
+    quoted regions are among the pairs. Every valid body passes (a quality is ``[a-z_]``), in C-speed string
+    operations; another goes line by line."""
+    if '"' not in body:
+        return True
+    parts = body.split('"')
+    if len(parts) % 2 == 0:  # an odd number of quotes
+        return False
+    inside = "".join(parts[1::2])
+    return not any(c in inside for c in "\n =,")
+
+
+def _scan_line(buf: str, i: int, n: int) -> int:
+    """Where the line starting at ``i`` ends (its newline, or ``n``): InfluxDB's ``scanLine``, statement for
+    statement."""
+    quoted = fields = False
+    equals = commas = 0
+    while i < n:
+        ch = buf[i]
+        if ch == "\\" and i + 2 < n:
+            i += 2
+            continue
+        if ch == " ":
+            fields = True
+        if fields:
+            if not quoted and ch == "=":
+                i, equals = i + 1, equals + 1
+                continue
+            if not quoted and ch == ",":
+                i, commas = i + 1, commas + 1
+                continue
+            if ch == '"' and equals > commas:
+                i, quoted = i + 1, not quoted
+                continue
+        if ch == "\n" and not quoted:
+            break
+        i += 1
+    return i
+
+
 def reading_lines(body: str) -> list[tuple[int, str]]:
-    """(0-based line index, text) of every line that should hold a reading (not blank, not a ``#`` comment)."""
-    return [(i, text) for i, line in enumerate(body.split("\n")) if (text := line.strip()) and text[0] != "#"]
+    """(0-based line index, text) of every line that should hold a reading (not blank, not a ``#`` comment), lines
+    as InfluxDB reads them (``influx_lines``)."""
+    return [(i, text) for i, line in enumerate(influx_lines(body)) if (text := line.strip()) and text[0] != "#"]
 
 
 #: The line the service's encoder writes for a reading, tags and fields in its order, a timestamp; no escapes, no

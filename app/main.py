@@ -17,6 +17,7 @@ from app.api import admin, alerts, board, errors, observations, pages, patients,
 from app.api import cds_hooks as cds_hooks_api
 from app.api import fhir as fhir_api
 from app.api import hl7 as hl7_api
+from app.api import research as research_api
 from app.api.auth import Authenticate
 from app.api.edge import BoardMount, Edge, board_csp, redact_keys_in_access_logs
 from app.api.openapi import document_errors
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
     settings = settings or Settings()
     clock = clock or SystemClock()
     twin = Twin.load(settings.artifact_path)
-    latest = LatestView(patients.encode_risk, patients.encode_board)  # the read model, fed by the store it observes
+    # the read model, fed by the store it observes; no score ahead of the clock is a latest (issue 21, H17)
+    latest = LatestView(patients.encode_risk, patients.encode_board, clock)
     wt = WardTwin.build(settings, clock, ObservedStore(store or make_store(settings), latest), twin, cycle_interval_s)
     wt.read_model = latest
     wt.engine.subscribe(OnCommit(latest.alerts_changed))
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
         summary="Patient-deterioration digital twin: risk within 6 h, explained, with NEWS2 beside it.",
         lifespan=lifespan,
         docs_url=None, redoc_url=None,  # app.api.pages serves both from the package's own assets (no CDN)
+        redirect_slashes=False,  # a trailing-slash redirect reflects the request's Host in Location (issue 21)
     )
     app.state.wardtwin = wt
     app.state.access = access
@@ -93,7 +96,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
     # Every module's routes become routes of the app's one router (not included routers, which FastAPI matches
     # twice per request), ahead of the documentation's; the hot reads first, so they are matched first.
     app.router.routes[:0] = [route for module in (patients, readings, observations, alerts, board, system, webhooks,
-                                                  admin, pages)
+                                                  admin, research_api, pages)
                              for route in module.router.routes]
     app.router.routes.extend(route for module in (hl7_api, fhir_api, cds_hooks_api)
                              for route in module.router.routes)  # interop

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -20,6 +21,7 @@ from app.alerts.webhooks import WebhookStore, WebhookWorker
 from app.clock import Clock
 from app.domain import Reading, Score
 from app.errors import PatientNotFoundError, ReadingRejectedError, StoreUnavailableError
+from app.fleet import fleet_dsn
 from app.ingest_observations import Observation
 from app.pipeline.cycle import Cycle, CycleResult
 from app.pipeline.scheduler import CycleScheduler
@@ -36,6 +38,9 @@ from models.scoring import to_score
 from models.twin import Twin
 from models.what_if import what_if
 from models.windows import WINDOW
+
+if TYPE_CHECKING:
+    from app.fleet.runner import FleetCycle
 
 logger = logging.getLogger(__name__)
 #: How long each part may take to stop (``WardTwin.stop``).
@@ -86,13 +91,15 @@ class WardTwin:
     webhook_worker: WebhookWorker | None = None
     #: The read model the reads answer from (``app.readmodel``), fed by ``store`` (an ``ObservedStore``).
     read_model: LatestView | None = None
+    #: A fleet instance's cycle (``app.fleet``: only its leased patients), when the control store is PostgreSQL.
+    fleet: FleetCycle | None = None
     #: The board's hour-before scores by (patient, latest window end) (``ward_snapshot``).
     _hour_before: dict[tuple[str, datetime], Score | None] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock, store: VitalStore, twin: Twin,
               cycle_interval_s: float | None) -> WardTwin:
-        alert_store = AlertStore(settings.alerts_path)
+        alert_store = AlertStore(settings.control_target)  # alerts.db, or PostgreSQL (WARDTWIN_CONTROL_DB)
 
         async def confirm(seqs: Sequence[int], actor: str) -> None:
             await alert_store.confirm_delivery(seqs, clock.now(), actor)
@@ -108,7 +115,7 @@ class WardTwin:
                         obs_due_statistic=settings.obs_due_statistic,
                         obs_due_after=timedelta(minutes=settings.obs_due_after_min),
                         obs_due_aggregate=settings.obs_due_aggregate,
-                        obs_due_single_parameter=settings.obs_due_single_parameter)
+                        obs_due_single_parameter=settings.obs_due_single_parameter, fold=settings.alert_fold)
         timers = Timers(alert_store, escalate_after=timedelta(minutes=settings.alert_escalate_after_min),
                         renotify_after=timedelta(minutes=settings.alert_renotify_after_min)
                         if settings.alert_renotify_after_min else None)
@@ -123,15 +130,24 @@ class WardTwin:
         engine.subscribe(webhook_worker)
         cycle = Cycle(store, twin, engine.evaluate, stale_after=timedelta(minutes=settings.stale_after_min),
                       challenger=load_challenger(settings), disagreement=settings.challenger_disagreement)
+        dsn = fleet_dsn(settings)
+        if dsn is not None:
+            from app.fleet.runner import build_fleet  # psycopg is imported only for a fleet
+
+            fleet = build_fleet(settings, cycle, dsn)
+        else:
+            fleet = None
         scheduler = (
-            CycleScheduler(cycle, clock, grace_s=settings.cycle_grace_s, interval_s=cycle_interval_s)
+            CycleScheduler(fleet or cycle, clock, grace_s=settings.cycle_grace_s, interval_s=cycle_interval_s)
             if cycle_interval_s else None
         )
         return cls(settings, clock, store, alert_store, hub, engine, twin, cycle, scheduler,
-                   webhooks=webhooks, webhook_worker=webhook_worker)
+                   webhooks=webhooks, webhook_worker=webhook_worker, fleet=fleet)
 
     async def start(self) -> None:
         await self.store.open()
+        if self.fleet is not None:
+            await self.fleet.start()
         await self.alert_store.open()
         if self.webhooks is not None and self.webhook_worker is not None:
             await self.webhooks.open()
@@ -147,6 +163,11 @@ class WardTwin:
         one stuck task can never hold the process (and the stores after it) open."""
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        if self.fleet is not None:  # first: the others take its buckets over at once
+            try:
+                await asyncio.wait_for(self.fleet.stop(), timeout=STOP_TIMEOUT_S)
+            except TimeoutError:
+                logger.error("fleet leases not released within %.0f s; they lapse", STOP_TIMEOUT_S)
         steps = [("alert engine", self.engine.stop)]
         if self.webhook_worker is not None:
             steps.append(("webhook worker", self.webhook_worker.stop))
@@ -181,12 +202,16 @@ class WardTwin:
         return Ingested(kept, refused)
 
     async def run_cycle(self, window_end: datetime) -> CycleResult:
-        return await self.cycle.run(window_end, scored_at=self.clock.now())
+        return await (self.fleet or self.cycle).run(window_end, scored_at=self.clock.now())
 
     async def view(self) -> LatestView:
         """The read model, with the store's state in it: loaded at start-up, or now if the store was unreachable
         then (``StoreUnavailableError``, a 503, while it still is)."""
         assert self.read_model is not None, "create_app wires the read model"
+        self.read_model.drop_ahead()  # scores ahead of a corrected clock: reloaded up to it (issue 21, H17)
+        if self.read_model.loaded and self.read_model.reload_wanted:
+            with contextlib.suppress(StoreUnavailableError):  # the store down: serve what is held, retry next read
+                await self.store.load()  # type: ignore[attr-defined]  # an ObservedStore (app.main)
         if not self.read_model.loaded:
             await self.store.load()  # type: ignore[attr-defined]  # an ObservedStore (app.main)
         return self.read_model
@@ -290,8 +315,19 @@ class WardTwin:
 
     async def ward_snapshot(self, hours: timedelta) -> WardSnapshot:
         """What the ward board shows (``app.api.board``): every known patient's latest score and the one an hour
-        before it, the open alerts, and the stored windows of the last ``hours`` (missing stays missing)."""
+        before it, the open alerts, and the stored windows of the last ``hours`` (missing stays missing). While the
+        vital store cannot be read, what the read model and the alert store hold, with ``store_error`` saying why
+        (no vitals, no hour-before change): the board says the store is down instead of failing (issue 21, H24)."""
         view, now = await self.view(), self.clock.now()
+        try:
+            return await self._ward_snapshot(view, now, hours)
+        except StoreUnavailableError as exc:
+            ids = view.patient_ids()
+            alerts = list((await self.alert_store.open_by_kind()).values())
+            return WardSnapshot(now, {pid: view.latest(pid) for pid in ids}, {}, alerts, pd.DataFrame(), {},
+                                store_error=str(exc)[:300])
+
+    async def _ward_snapshot(self, view: LatestView, now: datetime, hours: timedelta) -> WardSnapshot:
         ids = sorted(await self.store.patient_ids())
         latest = {pid: view.latest(pid) for pid in ids}
 
@@ -329,6 +365,8 @@ class WardSnapshot:
     windows: pd.DataFrame
     #: Each patient's newest reading of the last two windows (absent: none that recent).
     last_reading_at: dict[str, datetime]
+    #: Why the vital store could not be read (None: it was).
+    store_error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     influx_password: SecretStr | None = None
     influx_token: SecretStr | None = None
     influx_batch_size: PositiveInt = 5000
+    #: The control store (alerts, transitions, outbox, streaks, webhook endpoints and deliveries): empty → embedded
+    #: SQLite files in ``data_dir`` (``alerts.db``); ``postgresql://user:password@host:port/database`` → that
+    #: PostgreSQL database, shared by every instance of a fleet (issue 24, ``app.storage.control_db``).
+    control_db: str = Field("", pattern=r"^(|postgres(ql)?://\S+)$", repr=False)
 
     artifact_path: Path | None = None  # None → the shipped models/artifacts/twin.json
     #: The gradient-boosting challenger, scored in shadow beside the twin (never drives alerts).
@@ -56,6 +60,14 @@ class Settings(BaseSettings):
     #: parameter trigger is off (4: no parameter scores 4). Charted sets always escalate at ≥ 5 or a single 3.
     obs_due_aggregate: Annotated[int, Field(ge=1, le=20)] = 7
     obs_due_single_parameter: Annotated[int, Field(ge=1, le=4)] = 4
+    #: One interruption per patient episode (``app.alerts.rules``, ``Policy.fold``): a criteria, obs_due or twin rule
+    #: that holds while the patient has an open, unacknowledged alert of a more urgent kind is recorded on that alert
+    #: (reasons, a ``corroborated`` transition, no notification) instead of raising a second one; ``any``: folded
+    #: into any open unacknowledged alert; ``off``: every kind raises on its own. Charted NEWS2 is never folded.
+    #: Chosen from the fold study of ``wardtwin evaluate alert-burden`` (reports/alert-burden): 36 alerts beyond
+    #: charted NEWS2 with the fold off, 21 with ``less_urgent``, 17 with ``any`` (which hides a rise in urgency), the
+    #: same early warning and no first event missed against charted NEWS2 in all three.
+    alert_fold: Literal["off", "less_urgent", "any"] = "less_urgent"
     #: Unacknowledged alerts escalate after this many (clock) minutes.
     alert_escalate_after_min: PositiveInt = 15
     #: An open alert resolves only after its rule has not held for this many minutes of window time (0: at the
@@ -85,6 +97,12 @@ class Settings(BaseSettings):
 
     #: Run the five-minute cycle on APScheduler (off: something else calls POST /v1/cycle).
     scheduler_enabled: bool = True
+    #: A fleet instance (several ``wardtwin serve`` on one PostgreSQL control store, ``app.fleet``): its name in the
+    #: leases (None: host-pid-random), how long a bucket lease lasts and how often it is renewed (two renewals may
+    #: fail before a lease lapses). An instance that dies is taken over within lease + renew seconds.
+    instance_id: str | None = Field(None, pattern=NAME_PATTERN.pattern)
+    fleet_lease_s: Annotated[float, Field(ge=1, le=600)] = 15.0
+    fleet_renew_s: Annotated[float, Field(gt=0, le=300)] = 5.0
     #: The cycle for a window end runs this many seconds after it, so late readings are in.
     cycle_grace_s: Annotated[float, Field(ge=0, le=240)] = 30.0
     #: Readings stamped further than this in the future (by the service clock) are rejected.
@@ -100,10 +118,15 @@ class Settings(BaseSettings):
 
     #: A key with every role, for scripts and the demo (never stored; unset outside the demo).
     demo_key: SecretStr | None = None
-    #: Browser origins allowed to open the alert WebSocket (besides the service's own origin).
+    #: Browser origins allowed to open the alert WebSocket (``https://wardtwin.example``). The service's own origin
+    #: counts without listing only when reached by IP address, ``localhost`` or a dotless name: list the public
+    #: origin when browsers reach the service by a DNS name (DNS rebinding, issue 21: ``app.api.auth``).
     ws_allowed_origins: list[str] = []
     #: Origins allowed cross-origin requests (CORS); empty: closed.
     cors_origins: list[str] = []
+    #: The service's public base URL (``https://wardtwin.example``): the absolute links of FHIR bundles and CDS Hooks
+    #: cards are built from it, never from the request's ``Host`` (issue 21); unset: from ``Host``.
+    public_base_url: str | None = None
     #: Reverse proxies whose X-Forwarded-For / -Proto are believed (addresses or networks); empty: none, the peer
     #: is the client (app.security.serving).
     trusted_proxies: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
@@ -118,6 +141,11 @@ class Settings(BaseSettings):
     #: port) and the address it binds (MLLP carries no credential: bind it to the gateway network only).
     mllp_port: Annotated[int, Field(ge=0, le=65535)] | None = None
     mllp_host: str = "127.0.0.1"
+    #: Research releases (issue 25, app.research): the key of pseudonyms and date shifts (no default: exports are
+    #: refused without it), and each data set's differential-privacy budget in the ledger (DATA_DIR/privacy.db).
+    research_secret: SecretStr | None = Field(None, min_length=32)
+    research_epsilon_budget: Annotated[float, Field(gt=0, le=100)] = 3.0
+    research_delta_budget: Annotated[float, Field(ge=0, lt=1)] = 1e-6
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -131,6 +159,9 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"ward_time_zone {self.ward_time_zone!r} is not an IANA time zone "
                              "(e.g. Europe/London)") from None
+        if self.fleet_renew_s * 2 > self.fleet_lease_s:
+            raise ValueError("fleet_renew_s must be at most half of fleet_lease_s (a lease must survive a failed "
+                             "renewal)")
         if self.influx_token and (self.influx_username or self.influx_password):
             raise ValueError("give either an InfluxDB token or a username/password, not both")
         return self
@@ -160,8 +191,18 @@ class Settings(BaseSettings):
         return self.data_dir / "alerts.db"
 
     @property
+    def control_target(self) -> Path | str:
+        """Where the alert store lives: ``control_db`` (a PostgreSQL URL) when set, else ``alerts.db``."""
+        return self.control_db or self.alerts_path
+
+    @property
     def access_path(self) -> Path:
         return self.data_dir / "access.db"
+
+    @property
+    def access_target(self) -> Path | str:
+        """Where the keys and the audit trail live: ``control_db`` (a PostgreSQL URL) when set, else ``access.db``."""
+        return self.control_db or self.access_path
 
     @property
     def spool_path(self) -> Path:

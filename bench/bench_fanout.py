@@ -52,7 +52,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -293,7 +293,8 @@ def run_service(n: int, args: argparse.Namespace, profile: Path | None, tree: Pa
     data_dir = Path(tempfile.mkdtemp(prefix="wt-fanout-"))
     port = free_port()
     env = {**os.environ, "WARDTWIN_DATA_DIR": str(data_dir), "WARDTWIN_SCHEDULER_ENABLED": "false",
-           "WARDTWIN_DEMO_KEY": SERVICE_KEY, "WARDTWIN_RATE_LIMIT_BURST": "100000", "PYTHONPATH": str(tree)}
+           "WARDTWIN_DEMO_KEY": SERVICE_KEY, "WARDTWIN_RATE_LIMIT_BURST": "100000", "PYTHONPATH": str(tree),
+           **({"WARDTWIN_CONTROL_DB": args.control_db} if args.control_db else {})}
     proc = subprocess.Popen(uvicorn_cmd("app.main:app_from_env", port, True, args.ws, deflate), cwd=tree, env=env)
     base = f"http://127.0.0.1:{port}"
     clients = None
@@ -306,6 +307,9 @@ def run_service(n: int, args: argparse.Namespace, profile: Path | None, tree: Pa
             end = align(datetime.fromisoformat(http.get("/healthz").json()["now"])).to_pydatetime()
             readings = [r for i in range(args.patients) for r in trajectory(f"sick-{i}", end, True, i + 2)]
             post_all(http, readings)
+            for k in (2, 1):  # the twin raises on risk sustained over three windows (issue 20): the last is timed
+                http.post("/v1/cycle", params={"window_end": (end - k * timedelta(minutes=5)).isoformat()}
+                          ).raise_for_status()
             profiler = Profiler(proc.pid, profile)
             cycle_sent = time.time()
             cycle = http.post("/v1/cycle", params={"window_end": end.isoformat()})
@@ -401,6 +405,8 @@ def main() -> None:
                         help="clients offer permessage-deflate, as browsers do")
     parser.add_argument("--profile", type=Path, default=None, help="directory for py-spy profiles at the most clients")
     parser.add_argument("--skip-bare", action="store_true")
+    parser.add_argument("--control-db", default=None,
+                        help="the service's WARDTWIN_CONTROL_DB (a fresh PostgreSQL database; default: SQLite files)")
     parser.add_argument("--before", type=Path, default=None,
                         help="a source tree to run first as 'before' (e.g. `git archive HEAD | tar -x -C DIR`), with "
                              "permessage-deflate on (uvicorn's default, which `wardtwin serve` used) and plain frames")

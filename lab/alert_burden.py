@@ -55,7 +55,7 @@ from app.clock import FixedClock
 from app.main import create_app
 from app.security.keys import new_token
 from app.settings import Settings
-from lab import alert_pareto, alert_policies
+from lab import alert_fold, alert_pareto, alert_policies
 from models.schema import SOURCES, VITALS
 from models.windows import WINDOW
 from simulator.cohort import DEFAULT_START, iter_streams
@@ -415,7 +415,9 @@ def _summary_sections(report: dict[str, Any]) -> list[str]:
         + f" (same open periods: {'yes' if check['all_same'] else 'NO'}). All seeds pooled; patient-bootstrap "
         "95 % intervals.", "",
         *alert_pareto.table_lines(report["pareto"]), "",
-        "![Pareto](pareto.png)", ""]
+        "![Pareto](pareto.png)", "",
+        *(alert_fold.lines(report["fold_study"], report["summary"].get("folded")) if "fold_study" in report
+          else [])]
 
 
 def plot_lead_time(table: pd.DataFrame, path: Path) -> None:

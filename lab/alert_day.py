@@ -13,6 +13,8 @@ for each window end. Nobody acknowledges an alert (the worst case for escalation
   which the kind's raise rule holds (``app.alerts.rules.verdicts`` with no alert open, so no hysteresis, no clear time,
   no sustain rule and no one-open-alert rule) and, for ``news2``, every charted set at a trigger
   (``app.alerts.rules.charted_grade``); the service raised ``alerts`` of them; the rest were suppressed.
+- **folded into an open alert**: rules recorded on an open, unacknowledged alert of a more urgent kind instead of
+  raised (``Settings.alert_fold``), counted by ``app.alerts.rules.fold_header`` in the reasons of the alerts.
 
 The ward's nurse charts her sets through ``POST /v1/observations`` (``simulator.sinks.split_observations``, as the
 demo's sink does); the monitor's readings go through ``POST /v1/readings``.
@@ -33,7 +35,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from app.alerts.rules import charted_grade, verdicts
+from app.alerts.rules import charted_grade, fold_header, verdicts
 from app.alerts.store import KINDS
 from app.clock import FixedClock
 from app.main import create_app
@@ -91,7 +93,7 @@ async def measure(beds: int, seed: int, hours: float, start: datetime, data_dir:
                      "twin_clear_threshold": wt.engine.policy.clear_threshold,
                      "clear_after_min": settings.alert_clear_after_min,
                      "escalate_after_min": settings.alert_escalate_after_min,
-                     "renotify_after_min": settings.alert_renotify_after_min},
+                     "renotify_after_min": settings.alert_renotify_after_min, "alert_fold": settings.alert_fold},
         "alerts": {k: raised[k] for k in KINDS} | {"all": sum(raised.values())},
         "alerts_per_patient_day": {k: raised[k] / patient_days for k in KINDS} | {
             "all": sum(raised.values()) / patient_days},
@@ -102,6 +104,9 @@ async def measure(beds: int, seed: int, hours: float, start: datetime, data_dir:
         "naive_every_cycle_above_threshold": {k: naive[k] for k in KINDS} | {"all": sum(naive.values())},
         "suppressed_by_lifecycle": {k: naive[k] - raised[k] for k in KINDS} | {
             "all": sum(naive.values()) - sum(raised.values())},
+        # rules recorded on an open alert instead of raised (``Settings.alert_fold``), by the reasons they left
+        "folded_into_an_open_alert": {k: sum(fold_header(k) in a.reasons for a in alerts) for k in KINDS
+                                      if k != "news2"},
     }
 
 
@@ -121,6 +126,10 @@ def render(result: dict[str, Any]) -> str:
     lines += ["", f"charted observation sets {result['charted_sets']}; escalations {result['escalations']} "
                   f"(unacknowledged) + {result['escalations_by_a_charted_set']} (a charted set of a higher grade), "
                   f"re-notifications {result['renotifications']}"]
+    if "folded_into_an_open_alert" in result:
+        lines.append(f"rules recorded on an open alert instead of raised (alert_fold "
+                     f"{s.get('alert_fold', '?')}): " + ", ".join(f"{k} {v}" for k, v in
+                                                               result["folded_into_an_open_alert"].items()))
     return "\n".join(lines)
 
 

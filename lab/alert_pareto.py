@@ -23,9 +23,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from app.alerts.rules import ChartedSet
+from app.alerts.rules import ChartedSet, fold_header
 from app.alerts.store import KINDS
 from app.ingest_observations import parse_observation
+from lab import alert_fold
 from lab import alert_policies as AP
 from lab import alert_replay as R
 from models.news2 import News2Summary
@@ -44,6 +45,13 @@ DEFINITIONS: Final[dict[str, str]] = {
                                "service raised) did not",
     "pareto": "each row but the shipped one: the service's rules (decide / decide_charted) replayed over the scores "
               "and charted sets the service stored, with the policy changed (lab.alert_replay)",
+    "folded": "rules that held long enough to raise while the patient had an open, unacknowledged alert of a more "
+              "urgent kind (KINDS order news2, criteria, obs_due, twin), recorded on that alert instead of raised "
+              "(Policy.fold, shipped 'less_urgent'): counted by the shipped policy replayed over what the service "
+              "stored (which reproduces its alerts: replay_check), and as the header lines found in the reasons of "
+              "the alerts the service raised",
+    "fold_study": "every alert beyond charted NEWS2 that the rules raise with folding off, one by one, and the "
+                  "candidate rules compared (lab.alert_fold)",
 }
 
 TARGETS: Final[dict[str, str]] = {
@@ -165,9 +173,22 @@ def build(runs: Sequence[Any], *, n_boot: int, seed: int = 20260105, shipped: st
         "missed_vs_charted_news2_patients": missed,
         "charted_news2_reference_alerts_per_100_patient_days": est.estimates(cols["charted_news2"])["per100d"],
     }
+    fold = alert_fold.study(runs, patients, pseudo, est, cols["charted_news2"], charted_sets)
+    by_name = {c["policy"]: c for c in fold["candidates"]}
+    shipped_fold = by_name[f"fold {runs[0].policy.fold}"] if runs else None
+    summary["folded"] = {
+        "policy_fold": runs[0].policy.fold if runs else None,
+        "by_kind": shipped_fold["folded"] if shipped_fold else {},
+        "recorded_on_service_alerts": {k: sum(fold_header(k) in a.get("reasons", ()) for r in runs for a in r.alerts)
+                                       for k in alert_fold.BEYOND} if shipped == "service" else None,
+        "beyond_charted_news2_without_fold": by_name["fold off"]["beyond_charted_news2"],
+        "alerts_beyond_without_fold": by_name["fold off"]["alerts_beyond"],
+    }
     summary["targets"] = targets(summary)
     summary["shipped_alerts_from"] = shipped
-    out = {"summary": summary, "pareto": pareto(runs, patients, pseudo, est, cols, shipped, charted_label)}
+    out = {"summary": summary, "pareto": pareto(runs, patients, pseudo, est, cols, shipped, charted_label,
+                                                fold["candidates"]),
+           "fold_study": fold}
     return out | ({"replay_check": replay_check(runs)} if shipped == "service" else {})
 
 
@@ -188,8 +209,11 @@ def targets(s: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def pareto(runs: Sequence[Any], patients: Sequence[AP.Patient], pseudo: Mapping[str, Sequence[datetime]],
            est: AP.Estimator, cols: Mapping[str, AP.PolicyColumns], shipped_from: str = "service",
-           charted_label: str = "charted NEWS2 (RCP frequency)") -> dict[str, Any]:
-    """Rows: charted NEWS2, monitor NEWS2 per persistence, the twin per threshold, the shipped policy."""
+           charted_label: str = "charted NEWS2 (RCP frequency)",
+           folds: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """Rows: charted NEWS2, monitor NEWS2 per persistence and the twin per threshold (each rule on its own: fold off,
+    so an alert is counted whatever else is open), every kind under each fold rule (``folds``:
+    :func:`lab.alert_fold.candidates`), the shipped policy."""
     rows: list[dict[str, Any]] = []
 
     def row(name: str, how: str, c: AP.PolicyColumns, short: str) -> None:
@@ -203,7 +227,7 @@ def pareto(runs: Sequence[Any], patients: Sequence[AP.Patient], pseudo: Mapping[
         said = f"≥ {aggregate}" + (f" or a single {single}" if single <= 3 else "")  # 4: the single trigger is off
         for m in PERSISTENCE_MIN:
             change = {"obs_due_after": timedelta(minutes=m), "obs_due_aggregate": aggregate,
-                      "obs_due_single_parameter": single}
+                      "obs_due_single_parameter": single, "fold": "off"}
             row(f"monitor NEWS2 {said}, every window for {m} min (obs_due)",
                 f"decide over the stored scores and charted sets, obs_due_after {m} min, trigger {said}",
                 AP.columns(patients, replayed(runs, lambda r, c=change: R.variant(r.policy, **c), ["obs_due"]),
@@ -211,11 +235,16 @@ def pareto(runs: Sequence[Any], patients: Sequence[AP.Patient], pseudo: Mapping[
                 f"monitor {said} {m} min")
     ratio = shipped.clear_threshold / shipped.threshold if shipped.threshold else 1.0
     for t in sorted({*TWIN_THRESHOLDS, round(float(shipped.threshold), 6)}):
-        change = {"threshold": t, "clear_threshold": t * ratio}
+        change = {"threshold": t, "clear_threshold": t * ratio, "fold": "off"}
         row(f"twin ≥ {t:g}, {shipped.twin_sustain_windows} windows", f"decide over the stored scores, threshold {t:g}, "
             f"clear below {t * ratio:.3g}", AP.columns(
                 patients, replayed(runs, lambda r, c=change: R.variant(r.policy, **c), ["twin"]), pseudo),
             f"twin {t:g}")
+    for c in folds:
+        rows.append({"policy": f"all kinds, {c['policy']}", "short": c["policy"].split(" while")[0],
+                     "how": "decide / decide_charted over the stored scores and charted sets, any kind"
+                            + ("" if c["policy"].startswith("fold ") else "; then the twin alerts raised while a "
+                               "charted news2 alert of grade ≥ 2 was open dropped"), **c["estimates"]})
     if shipped_from == "service":
         row("shipped policy (as the service raised it)", "every alert the service raised, any kind", cols["combined"],
             "shipped")

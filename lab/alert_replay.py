@@ -19,7 +19,18 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.alerts.rules import Changes, ChartedSet, Policy, Raise, Regrade, Streak, decide, decide_charted
+from app.alerts.rules import (
+    Changes,
+    ChartedSet,
+    Corroborate,
+    Policy,
+    Raise,
+    Regrade,
+    Streak,
+    decide,
+    decide_charted,
+    folded_kinds,
+)
 from app.alerts.store import Alert
 from models.scoring import Score
 
@@ -29,6 +40,8 @@ SpanList = list[tuple[datetime, datetime | None]]
 KindSpans = dict[str, dict[str, SpanList]]
 #: a charted set as the evaluation posted it: (clock time of the post, the set as the rules see it)
 Posted = tuple[datetime, ChartedSet]
+#: kind → the times a rule of that kind was recorded on an open alert instead of raised (``Policy.fold``)
+Folds = dict[str, list[datetime]]
 
 
 class _State:
@@ -39,6 +52,7 @@ class _State:
         self.last_met: dict[str, datetime] = {}
         self.streaks: dict[tuple[str, str], Streak] = {}
         self.spans: dict[str, SpanList] = {}
+        self.folded: Folds = {}
         self._where: dict[str, tuple[str, int]] = {}
         self._n = 0
 
@@ -55,6 +69,14 @@ class _State:
                                              updated_at=now.isoformat(), kind=step.kind, news2=step.news2)
                 self.spans.setdefault(step.kind, []).append((now, None))
                 self._where[alert_id] = (step.kind, len(self.spans[step.kind]) - 1)
+                for kind in folded_kinds(step):  # folded into this raise, in the same cycle
+                    self.folded.setdefault(kind, []).append(now)
+            elif isinstance(step, Corroborate):
+                if step.alert_id in self._where:
+                    kind, _ = self._where[step.alert_id]
+                    self.open[kind] = dataclasses.replace(self.open[kind],
+                                                          reasons=[*self.open[kind].reasons, *step.reasons])
+                    self.folded.setdefault(step.kind, []).append(now)
             elif isinstance(step, Regrade):
                 kind, _ = self._where[step.alert_id]
                 self.open[kind] = dataclasses.replace(self.open[kind], news2=step.news2, reasons=step.reasons)
@@ -73,9 +95,10 @@ class _State:
 
 
 def replay_patient(scores: Sequence[Score], charted: Sequence[Posted], policy: Policy,
-                   grace: timedelta) -> dict[str, SpanList]:
+                   grace: timedelta, folded: Folds | None = None) -> dict[str, SpanList]:
     """One patient's alerts by kind, as the rules raise and resolve them over ``scores`` (oldest first) and the
-    charted sets (in the order posted)."""
+    charted sets (in the order posted); ``folded``, when given, gains the rules recorded on an open alert instead of
+    raised (``Policy.fold``), by kind."""
     state = _State()
     # (time, 0 = a charted set before 1 = the cycle at the same time, order, item)
     timeline: list[tuple[datetime, int, int, Any]] = [(t, 0, i, c) for i, (t, c) in enumerate(charted)]
@@ -87,14 +110,23 @@ def replay_patient(scores: Sequence[Score], charted: Sequence[Posted], policy: P
         else:
             opened = {item.patient_id: state.open} if state.open else {}
             state.apply(decide([item], opened, state.last_met, policy, state.streaks), now)
+    if folded is not None:
+        for kind, times in state.folded.items():
+            folded.setdefault(kind, []).extend(times)
     return state.spans
 
 
 def replay(scores: Mapping[str, Sequence[Score]], charted: Mapping[str, Sequence[Posted]], policy: Policy,
-           grace: timedelta) -> KindSpans:
-    """Every patient's alerts by kind under ``policy``."""
-    return {pid: replay_patient(scores.get(pid, ()), charted.get(pid, ()), policy, grace)
-            for pid in sorted(set(scores) | set(charted))}
+           grace: timedelta, folded: dict[str, Folds] | None = None) -> KindSpans:
+    """Every patient's alerts by kind under ``policy``; ``folded``, when given, gains per patient the rules folded
+    (:func:`replay_patient`)."""
+    out: KindSpans = {}
+    for pid in sorted(set(scores) | set(charted)):
+        mine: Folds = {}
+        out[pid] = replay_patient(scores.get(pid, ()), charted.get(pid, ()), policy, grace, mine)
+        if folded is not None and mine:
+            folded[pid] = mine
+    return out
 
 
 def variant(policy: Policy, **changes: Any) -> Policy:

@@ -147,6 +147,24 @@ def _check_live(o: dict[str, Any]) -> str | None:
     return None
 
 
+def _research_sources() -> tuple[Option, ...]:
+    return (
+        opt("--cohort", type=Path, help="cohort directory written by `wardtwin simulate cohort`"),
+        opt("--store", flag=True, help="the configured store's patients (WARDTWIN_* settings)"),
+        opt("--physionet-records", type=Path, help="PhysioNet 2012 set-A records (.tar.gz or folder)"),
+        opt("--physionet-outcomes", type=Path, help="Outcomes-a.txt (with --physionet-records)"),
+        opt("--limit", type=int, help="at most N set-A stays (default: all)"),
+    )
+
+
+def _check_research_source(o: dict[str, Any]) -> str | None:
+    if sum([o["cohort"] is not None, bool(o["store"]), o["physionet_records"] is not None]) != 1:
+        return "give exactly one of --cohort, --store, --physionet-records"
+    if o["physionet_records"] is not None and o["physionet_outcomes"] is None:
+        return "--physionet-records needs --physionet-outcomes"
+    return None
+
+
 def _tree() -> Command:
     """The whole command line. Built per call: ``simulate live --key`` defaults to ``$WARDTWIN_API_KEY`` now."""
     from app.security.keys import ROLES
@@ -277,6 +295,21 @@ def _tree() -> Command:
                             help="when the twin was fitted on these very records: its out-of-fold logits (written "
                                  "by wardtwin train --physionet-records), judged instead of its in-sample risk"),
                     )),
+            Command("set-a-weights", "which signals the shipped (simulator-trained) twin under-weights on PhysioNet "
+                    "2012 set A: its weights against set A's own fit and what each feature refitted on set A adds, "
+                    "out of fold (analysis; nothing shipped)", "lab.set_a_weights:set_a_weights_command", (
+                        opt("--records", type=Path, required=True, help="set-a.tar.gz or a folder of RECORDID.txt "
+                            "files"),
+                        opt("--limit", type=int, help="at most N stays, in archive order (default: all)"),
+                        opt("--out", type=Path, default=Path("reports/physionet2012/set_a_weights.json"),
+                            help="JSON written (default reports/physionet2012/set_a_weights.json)"),
+                        opt("--artifact", type=Path, help=f"twin artifact (default {shipped_twin})"),
+                        opt("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95 %% intervals "
+                            "of the headline margins (default 200)"),
+                        opt("--simulator-folds", flag=True, help="also regenerate the twin's training cohort (from "
+                            "its artifact) and score set A with each fold model of the source comparison's simulator "
+                            "candidate (several minutes more)"),
+                    )),
             Command("alert-burden", "alerts per 100 patient-days and first-event lead time on simulated cohorts, "
                     "counted by the service's own alert engine", "lab.alert_burden:alert_burden_command", (
                         opt("--patients", type=int, default=100, help="patients per seed (default 100)"),
@@ -317,7 +350,7 @@ def _tree() -> Command:
             Command("physionet2012", "PhysioNet 2012 set A into the configured store (SQLite by default, InfluxDB "
                     "when WARDTWIN_INFLUX_URL is set)", "lab.physionet_cmd:import_stays", _records_options()),
         )),
-        Command("keys", "API keys in DATA_DIR/access.db: create, list, revoke", commands=(
+        Command("keys", "API keys in DATA_DIR/access.db (or WARDTWIN_CONTROL_DB): create, list, revoke", commands=(
             Command("create", "create a key and print its token (once)", "lab.keys_cmd:create", (
                 opt("--role", required=True, choices=tuple(ROLES), help="the key's role"),
                 opt("--name", required=True, help='who holds it, e.g. "ward 7 board" (audit shows it)'),
@@ -335,7 +368,71 @@ def _tree() -> Command:
         Command("audit", "the audit trail in DATA_DIR/access.db", commands=(
             Command("verify", "walk the audit trail's hash chain: exit 0 \"N rows, chain intact\", or 1 naming the "
                     "first broken row (rows older than the chain are reported as unchained)", "lab.audit_cmd:verify",
-                    (_DATA_DIR,)),
+                    (_DATA_DIR,
+                     opt("--anchor", type=Path, help="a file of anchors (wardtwin audit anchor --out): also exit 1 "
+                                                     "when an anchored row is gone (truncation) or rewritten"),
+                     opt("--key-file", type=Path, help="the key the anchors were signed with (with --anchor)"))),
+            Command("anchor", "print a signed anchor of the trail's end (last seq and row_hash) as a JSON line, for "
+                    "verify --anchor to detect rows cut off the end; keep it and the key off the data host",
+                    "lab.audit_cmd:anchor",
+                    (_DATA_DIR,
+                     opt("--key-file", type=Path, required=True, help="file holding the signing key (>= 16 bytes)"),
+                     opt("--out", type=Path, help="also append the anchor to this file (one JSON line each)"))),
+        )),
+        Command("export", "research releases of ward data (issue 25): de-identified, differentially private",
+                commands=(
+            Command("deidentified", "a k-anonymous, l-diverse (t-close) export of 5-minute windows with outcomes: "
+                    "export.csv, report.json (k, l, t, loss, twin AUROC, attack risks), index.html",
+                    "lab.research.export_cmd:deidentified", (
+                        *_research_sources(),
+                        opt("--k", type=int, default=5, help="k-anonymity: patients per quasi-identifier class "
+                            "(default 5)"),
+                        opt("--l", type=int, default=2, dest="l_div", help="distinct l-diversity of the outcome per "
+                            "class (default 2)"),
+                        opt("--t", type=float, help="t-closeness bound on the outcome (EMD); default: reported only"),
+                        opt("--max-suppression", type=float, default=0.05, help="largest share of patients that "
+                            "may be suppressed before generalising further (default 0.05)"),
+                        opt("--attacks", type=int, default=500, help="anonymeter attacks per risk (default 500; "
+                            "0: skip the attack measurement)"),
+                        opt("--out", type=Path, required=True, dest="out_dir", help="output directory"),
+                        opt("--csv", type=Path, help="where export.csv goes (default OUT/export.csv)"),
+                        opt("--demo-secret", flag=True, help="use the published demo secret for pseudonyms and "
+                            "date shifts (tests and demos only; otherwise WARDTWIN_RESEARCH_SECRET is required)"),
+                    ), check=_check_research_source, with_command_line=True),
+            Command("aggregates", "one differentially private ward statistic, spent from the data set's budget in "
+                    "the ledger (DATA_DIR/privacy.db)", "lab.research.dp_cmd:aggregates", (
+                        *_research_sources(),
+                        opt("--statistic", required=True, choices=("admissions", "deterioration_rate",
+                                                                   "vitals_by_hour"), help="what to release"),
+                        opt("--epsilon", type=float, required=True, help="epsilon this query spends"),
+                        opt("--vital", default="hr_mean", help="vitals_by_hour: hr_mean, rr_mean, spo2_mean, sbp or "
+                            "temp (default hr_mean)"),
+                        opt("--max-hours", type=int, default=24, help="vitals_by_hour: hours of day one patient may "
+                            "contribute to (default 24)"),
+                        _DATA_DIR,
+                    ), check=_check_research_source),
+            Command("dp-report", "the DP statistics' error against the true aggregate at several epsilons "
+                    "(report.json, index.html)", "lab.research.dp_cmd:dp_report", (
+                        *_research_sources(),
+                        opt("--epsilons", default="0.1,0.5,1,2", help="comma-separated epsilons (default "
+                            "0.1,0.5,1,2)"),
+                        opt("--draws", type=int, default=200, help="releases drawn per epsilon (default 200)"),
+                        opt("--out", type=Path, default=Path("reports/research/dp"), dest="out_dir",
+                            help="output directory (default reports/research/dp)"),
+                    ), check=_check_research_source, with_command_line=True),
+            Command("synthetic", "a synthetic cohort (pgmpy Bayesian network) and its evaluation: fidelity, "
+                    "classifier two-sample test, TSTR vs TRTR, DCR, membership inference, augmentation, rebalancing",
+                    "lab.research.synthetic_report:synthetic_command", (
+                        *_research_sources(),
+                        opt("--out", type=Path, default=Path("reports/research/synthetic-physionet2012"),
+                            help="output directory (default reports/research/synthetic-physionet2012)"),
+                        opt("--seed", type=int, default=2012, help="split, synthesizer and bootstrap seed "
+                            "(default 2012)"),
+                        opt("--bootstrap", type=int, default=200, help="patient-bootstrap resamples for 95 %% "
+                            "intervals (default 200)"),
+                        opt("--sizes", type=int_list, default="100,400", help="real train patients in the "
+                            "augmentation study, comma-separated (default 100,400)"),
+                    ), check=_check_research_source, with_command_line=True),
         )),
         Command("replay", "score a simulated ward's history offline and print a digest of every score",
                 "lab.replay:replay_command", (

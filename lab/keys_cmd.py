@@ -28,7 +28,7 @@ def _operator() -> Principal:
 @contextmanager
 def _keys(data_dir: Path | None) -> Iterator[KeyStore]:
     settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
-    keys = KeyStore(settings.access_path)
+    keys = KeyStore(settings.access_target)  # access.db, or the PostgreSQL control store
     keys.open()
     try:
         yield keys

@@ -244,7 +244,10 @@ def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, FieldValue], i
     tags: dict[str, str] = {}
     for pair in key_parts[1:]:
         k, v = _split_unescaped(pair, "=", ", =", limit=1)
-        tags[_unescape(k, ", =")] = _unescape(v, ", =")
+        name = _unescape(k, ", =")
+        if name in tags:  # InfluxDB refuses the line ("duplicate tags"); a repeated field's last value wins
+            raise ValueError(f"duplicate tag {name[:40]!r}")
+        tags[name] = _unescape(v, ", =")
     fields: dict[str, FieldValue] = {}
     for pair in _split_unescaped(sections[0], ",", ", =", quotes=True):
         k, v = _split_unescaped(pair, "=", ", =", quotes=True, limit=1)

@@ -26,6 +26,7 @@ from app.alerts.notify import Batch, Notifier
 from app.alerts.rules import (
     Changes,
     ChartedSet,
+    Corroborate,
     Policy,
     Raise,
     Regrade,
@@ -118,6 +119,11 @@ class AlertEngine:
                 if new is not None:
                     touched.append(new)
                     logger.info("alert raised id=%s kind=%s risk=%.3f", new.id, step.kind, step.risk)
+            elif isinstance(step, Corroborate):  # recorded on the open alert, notifies nobody (rules.fold)
+                await self.store.corroborate(step.alert_id, step.reasons, now, step.actor,
+                                             note=f"{step.kind} rule holds at window end "
+                                                  f"{step.window_end.isoformat()}")
+                logger.info("alert corroborated id=%s by the %s rule", step.alert_id, step.kind)
             elif isinstance(step, Regrade):
                 touched.append(await self.store.regrade(step.alert_id, step.reasons, step.news2, now, step.actor))
                 logger.info("alert escalated id=%s by a charted set", step.alert_id)

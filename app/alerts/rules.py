@@ -20,6 +20,19 @@ Four kinds of alert, each with its own rule, at most one open per patient and ki
 - ``twin``: sustained risk: the twin's risk at or above ``threshold`` in ``twin_sustain_windows`` consecutive
   windows (default 3) raises it; it stays open while the risk is at or above ``clear_threshold`` (hysteresis).
 
+One interruption per patient episode (``Policy.fold``, shipped ``"less_urgent"``): when a cycle's rule of kind K
+holds long enough to raise and the patient already has an open, **unacknowledged** alert of a more urgent kind
+(``KINDS`` order: news2, criteria, obs_due, twin), K raises no second alert: its reasons are recorded on that alert
+(:class:`Corroborate`, once per alert and kind; the board shows them, a ``corroborated`` transition row, no
+notification). A rule of a *more* urgent kind than every open alert still raises (it raises the patient's urgency);
+an acknowledged alert takes no new fold (new information after someone responded interrupts again), but keeps the
+rules it already records (they were shown with it). An alert stays open while a rule it records still holds as it
+would keep its own alert open (the episode lasts as long as any of its rules), so folding does not shorten the time
+under alert; the exception: a charted set below every trigger resolves a ``news2`` alert whatever it records, and a
+rule still holding then raises its own alert only by its own raise rule. ``news2`` is never folded: charted
+escalation is raised at once, always. ``"any"`` folds into any open unacknowledged alert; ``"off"``: every kind
+raises on its own.
+
 Sustained rules count consecutive windows with a :class:`Streak` per (patient, kind), kept by the caller (the engine
 stores them with the alerts; ``Changes.streaks`` says what changed). An open alert resolves only once its rule has not
 held for ``clear_after``, measured in window time from the last window end at which it held (``last_met``; absent:
@@ -29,6 +42,7 @@ by patient (:func:`by_patient`): deciding costs one look-up per score, not a sca
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from app.alerts.criteria import criteria_reasons
-from app.alerts.store import Alert
+from app.alerts.store import KINDS, UNACKNOWLEDGED, Alert
 from models.news2 import News2Summary
 from models.schema import WINDOW_MINUTES
 from models.scoring import Score
@@ -56,6 +70,9 @@ GRADES: Final[dict[int, str]] = {
 EMERGENCY_AGGREGATE: Final[int] = 7
 #: Kinds whose raise needs the rule to hold over consecutive windows (a :class:`Streak`).
 SUSTAINED: Final[tuple[str, ...]] = ("obs_due", "twin")
+
+#: ``Policy.fold``: record a newly-holding rule on an open alert instead of raising a second one (module docstring).
+FOLDS: Final[tuple[str, ...]] = ("off", "less_urgent", "any")
 
 #: patient → kind → that patient's open alert of the kind.
 OpenAlerts = Mapping[str, Mapping[str, Alert]]
@@ -80,6 +97,9 @@ class Policy:
     obs_due_aggregate: int = 7
     #: 4 turns the single-parameter trigger off (a NEWS2 parameter scores at most 3).
     obs_due_single_parameter: int = 4
+    #: One interruption per patient episode (:data:`FOLDS`); ``"off"`` here, the service ships ``"less_urgent"``
+    #: (``Settings.alert_fold``).
+    fold: Literal["off", "less_urgent", "any"] = "off"
 
     def __post_init__(self) -> None:
         if self.twin_sustain_windows < 1:
@@ -88,6 +108,8 @@ class Policy:
             raise ValueError(f"obs_due_after must be at least one window ({WINDOW_MINUTES} min)")
         if self.obs_due_statistic != "every_window":
             raise ValueError(f"unknown obs_due_statistic {self.obs_due_statistic!r}")
+        if self.fold not in FOLDS:
+            raise ValueError(f"fold must be one of {', '.join(FOLDS)}, got {self.fold!r}")
 
 
 @dataclass(frozen=True)
@@ -161,12 +183,24 @@ class Regrade:
 
 
 @dataclass(frozen=True)
+class Corroborate:
+    """A rule of ``kind`` holds while the patient has an open, unacknowledged alert of a more urgent kind: its
+    ``reasons`` (headed by :func:`fold_header`) are added to that alert instead of raising a second one."""
+
+    alert_id: str
+    kind: str
+    reasons: list[str]
+    window_end: datetime
+    actor: str = "engine"
+
+
+@dataclass(frozen=True)
 class Changes:
     """What a cycle's scores (or a charted set) do to alert state: raises, escalations and resolutions in the order
     to apply them; per open alert whose rule still holds, the window end at which it held; and the sustained-rule
     runs that changed (None: the run ended)."""
 
-    steps: list[Raise | Resolve | Regrade] = field(default_factory=list)
+    steps: list[Raise | Resolve | Regrade | Corroborate] = field(default_factory=list)
     still_met: list[tuple[str, datetime]] = field(default_factory=list)
     streaks: dict[tuple[str, str], Streak | None] = field(default_factory=dict)
 
@@ -248,6 +282,34 @@ def verdicts(score: Score, open_kinds: Mapping[str, Any], policy: Policy) -> dic
     }
 
 
+def fold_header(kind: str) -> str:
+    """The reason line that heads a folded rule's reasons on the alert it was recorded on (and marks it recorded)."""
+    return f"Also holding, recorded here instead of a second alert: the {kind} rule"
+
+
+def folded_kinds(alert: Alert | Raise) -> list[str]:
+    """The kinds whose rules were recorded on this alert (:class:`Corroborate`), in the order recorded."""
+    return [k for k in KINDS if fold_header(k) in alert.reasons]
+
+
+def _rank(kind: str) -> int:
+    return KINDS.index(kind) if kind in KINDS else len(KINDS)
+
+
+def _fold_host(kind: str, active: Mapping[str, Alert], resolved: set[str], policy: Policy) -> Alert | None:
+    """The open alert a holding rule of ``kind`` is recorded on under ``policy.fold``, or None: raise. An open alert
+    that already records it keeps it (acknowledging that alert does not raise the rule it showed); otherwise the most
+    urgent open, unacknowledged alert (``"less_urgent"``: only of a more urgent kind than ``kind``)."""
+    if policy.fold == "off" or kind == "news2":
+        return None
+    live = [a for k, a in active.items() if k != kind and a.id not in resolved]
+    noted = next((a for a in live if fold_header(kind) in a.reasons), None)
+    if noted is not None:
+        return noted
+    hosts = [a for a in live if a.state in UNACKNOWLEDGED and (policy.fold == "any" or _rank(a.kind) < _rank(kind))]
+    return min(hosts, key=lambda a: (_rank(a.kind), a.raised_at), default=None)
+
+
 def sustained(kind: str, streak: Streak | None, policy: Policy) -> bool:
     """Has the rule of ``kind`` held long enough to raise (kinds outside ``SUSTAINED``: at once)?"""
     if kind not in SUSTAINED:
@@ -262,13 +324,16 @@ def sustained(kind: str, streak: Streak | None, policy: Policy) -> bool:
 def decide(scores: Sequence[Score], open_alerts: OpenAlerts, last_met: Mapping[str, datetime],
            policy: Policy, streaks: Streaks | None = None) -> Changes:
     """The changes one cycle's scores make: raise where a rule holds (sustained rules: long enough, per
-    ``streaks``) and no alert of its kind is open, resolve an open alert whose rule has not held for
-    ``policy.clear_after``, record the rules still holding and the runs that changed. Never touches a ``news2``
-    alert: those follow charted sets (:func:`decide_charted`)."""
+    ``streaks``) and no alert of its kind is open, unless ``policy.fold`` records it on an open alert (or on one
+    raised by this cycle) instead; resolve an open alert whose rule has not held for ``policy.clear_after``; record
+    the rules still holding and the runs that changed. Never raises, resolves or keeps a ``news2`` alert: those
+    follow charted sets (:func:`decide_charted`)."""
     streaks = streaks or {}
     changes = Changes()
     for score in scores:
         active = open_alerts.get(score.patient_id, {})
+        resolved: set[str] = set()
+        raised: list[int] = []  # this patient's raises in this cycle, as indices into changes.steps
         for kind, verdict in verdicts(score, active, policy).items():
             alert = active.get(kind)
             run: Streak | None = None
@@ -282,15 +347,46 @@ def decide(scores: Sequence[Score], open_alerts: OpenAlerts, last_met: Mapping[s
                     changes.streaks[key] = run
             if alert is None:
                 if verdict.met and sustained(kind, run, policy) and not (kind == "obs_due" and "news2" in active):
-                    changes.steps.append(Raise(score.patient_id, score.window_end, score.risk, verdict.reasons,
-                                               kind, news2_brief(score)))
-            elif verdict.met:
+                    _raise_or_fold(changes, raised, score, kind, verdict.reasons, active, resolved, policy)
+            elif verdict.met or _records_holding(alert, score, active, policy):
                 changes.still_met.append((alert.id, score.window_end))
             else:
                 since = last_met.get(alert.id, datetime.fromisoformat(alert.window_end))
                 if score.window_end - since >= policy.clear_after:  # clear for long enough, not a flicker
                     changes.steps.append(Resolve(alert.id, verdict.cleared))
+                    resolved.add(alert.id)
     return changes
+
+
+def _records_holding(alert: Alert, score: Score, active: Mapping[str, Alert], policy: Policy) -> bool:
+    """Does a rule recorded on ``alert`` (folded into it) still hold in this window, as it would keep its own alert
+    open (the twin: at or above ``clear_threshold``)? Then the episode goes on and ``alert`` stays open: a folded rule
+    keeps the coverage its own alert would have had."""
+    kinds = folded_kinds(alert) if policy.fold != "off" else []
+    if not kinds:
+        return False
+    held = verdicts(score, {**active, **dict.fromkeys(kinds, alert)}, policy)
+    return any(held[k].met for k in kinds if k in held)
+
+
+def _raise_or_fold(changes: Changes, raised: list[int], score: Score, kind: str, reasons: list[str],
+                   active: Mapping[str, Alert], resolved: set[str], policy: Policy) -> None:
+    """Raise ``kind`` for ``score``'s patient, or (``policy.fold``) record it on the patient's open alert or on a
+    raise of this cycle (``verdicts`` come most urgent first, so a raise of this cycle is the more urgent)."""
+    host = _fold_host(kind, active, resolved, policy)
+    if host is not None:
+        if fold_header(kind) not in host.reasons:  # once per alert and kind
+            changes.steps.append(Corroborate(host.id, kind, [fold_header(kind), *reasons], score.window_end))
+        return
+    if policy.fold != "off" and raised:
+        i = raised[0]
+        first = changes.steps[i]
+        assert isinstance(first, Raise)
+        if policy.fold == "any" or _rank(first.kind) < _rank(kind):
+            changes.steps[i] = dataclasses.replace(first, reasons=[*first.reasons, fold_header(kind), *reasons])
+            return
+    raised.append(len(changes.steps))
+    changes.steps.append(Raise(score.patient_id, score.window_end, score.risk, reasons, kind, news2_brief(score)))
 
 
 # -- charted observation sets ------------------------------------------------------------------------------------

@@ -30,9 +30,10 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import random
 import secrets
-import sqlite3
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -45,8 +46,8 @@ import httpx
 from app.alerts.notify import Batch
 from app.alerts.store import outbox_after, outbox_head
 from app.errors import DeliveryConflictError, InvalidRequestError, WebhookNotFoundError
-from app.storage.migrations import Schema, migrate
-from app.storage.sqlite_db import SqliteDatabase
+from app.storage.control_db import Connection, ControlDatabase
+from app.storage.migrations import Schema, add_column
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,23 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     next_attempt_at REAL NOT NULL, last_status INTEGER, last_error TEXT, created_at TEXT NOT NULL,
     delivered_at TEXT, dead_at TEXT, UNIQUE (endpoint_id, seq));
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+""",
+    # issue 24: a delivery is claimed by one worker (of any instance) for the length of its attempt
+    add_column("webhook_deliveries", "claimed_by", "TEXT"),
+    add_column("webhook_deliveries", "claimed_until", "REAL"),
+), postgres=("""
+CREATE TABLE webhook_endpoints (
+    id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, events TEXT NOT NULL, created_at TEXT NOT NULL,
+    cursor BIGINT NOT NULL, deleted_at TEXT);
+CREATE TABLE webhook_deliveries (
+    id TEXT PRIMARY KEY, endpoint_id TEXT NOT NULL, seq BIGINT NOT NULL, alert_id TEXT NOT NULL,
+    event_type TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION NOT NULL, last_status INTEGER, last_error TEXT, created_at TEXT NOT NULL,
+    delivered_at TEXT, dead_at TEXT, claimed_by TEXT, claimed_until DOUBLE PRECISION, UNIQUE (endpoint_id, seq));
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
 """,))
+#: The advisory lock (PostgreSQL) of the fan-out: one instance at a time copies the outbox and moves the cursors.
+LOCK = "wardtwin.webhooks"
 STATUSES = ("pending", "delivered", "dead", "cancelled")
 
 
@@ -172,12 +189,12 @@ class WebhookStore:
     """Endpoints and their deliveries, in the alert database (``db``), so fan-out reads the outbox (through the
     alert store's ``outbox_after``) in the same transaction that records the deliveries."""
 
-    def __init__(self, db: SqliteDatabase, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: ControlDatabase, wall: Callable[[], float] = time.time) -> None:
         self._db = db
         self._wall = wall
 
     async def open(self) -> None:
-        await self._db.run(lambda c: migrate(c, SCHEMA))
+        await self._db.migrate(SCHEMA)
 
     # -- endpoints ------------------------------------------------------------------------------------------------
     async def create(self, url: str, secret: str, events: Sequence[str]) -> Endpoint:
@@ -189,14 +206,14 @@ class WebhookStore:
         endpoint_id = "ep_" + secrets.token_hex(8)
         created = _iso(self._wall())
 
-        def insert(conn: sqlite3.Connection) -> int:
+        def insert(conn: Connection) -> int:
             cursor = outbox_head(conn)
             conn.execute("INSERT INTO webhook_endpoints (id, url, secret, events, created_at, cursor) "
                          "VALUES (?, ?, ?, ?, ?, ?)", (endpoint_id, url, secret, json.dumps(list(events)), created,
                                                        cursor))
             return int(cursor)
 
-        cursor = await self._db.run(lambda c: SqliteDatabase.transaction(c, insert))
+        cursor = await self._db.run_tx(insert, LOCK)
         return Endpoint(endpoint_id, url, list(events), created, cursor)
 
     async def endpoints(self) -> list[Endpoint]:
@@ -215,7 +232,7 @@ class WebhookStore:
 
     async def delete(self, endpoint_id: str) -> None:
         """Stop delivering to an endpoint; its pending deliveries are cancelled."""
-        def remove(conn: sqlite3.Connection) -> None:
+        def remove(conn: Connection) -> None:
             cur = conn.execute("UPDATE webhook_endpoints SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
                                (_iso(self._wall()), endpoint_id))
             if not cur.rowcount:
@@ -223,7 +240,7 @@ class WebhookStore:
             conn.execute("UPDATE webhook_deliveries SET status = 'cancelled' WHERE endpoint_id = ? "
                          "AND status = 'pending'", (endpoint_id,))
 
-        await self._db.run(lambda c: SqliteDatabase.transaction(c, remove))
+        await self._db.run_tx(remove, LOCK)
 
     # -- deliveries -----------------------------------------------------------------------------------------------
     async def fan_out(self, batch: int = 500) -> int:
@@ -235,7 +252,7 @@ class WebhookStore:
             return 0
         now = self._wall()
 
-        def copy(conn: sqlite3.Connection) -> int:
+        def copy(conn: Connection) -> int:
             created = 0
             endpoints = conn.execute(
                 "SELECT id, events, cursor FROM webhook_endpoints WHERE deleted_at IS NULL").fetchall()
@@ -248,15 +265,16 @@ class WebhookStore:
                     body = json.dumps(payload(event.event, event.seq, created_at, event.payload),
                                       separators=(",", ":"), sort_keys=True)
                     created += conn.execute(
-                        "INSERT OR IGNORE INTO webhook_deliveries (id, endpoint_id, seq, alert_id, event_type, body, "
-                        "status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                        "INSERT INTO webhook_deliveries (id, endpoint_id, seq, alert_id, event_type, body, status, "
+                        "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
+                        "ON CONFLICT DO NOTHING",
                         (f"msg_{endpoint_id[3:]}_{event.seq}", endpoint_id, event.seq, event.alert_id,
                          EVENT_TYPES[event.event], body, now, _iso(now))).rowcount
                 if rows:
                     conn.execute("UPDATE webhook_endpoints SET cursor = ? WHERE id = ?", (rows[-1][0].seq, endpoint_id))
             return created
 
-        return await self._db.run(lambda c: SqliteDatabase.transaction(c, copy))
+        return await self._db.run_tx(copy, LOCK)
 
     async def due(self, now: float, limit: int = 200) -> list[tuple[Delivery, str, str, str]]:
         """Pending deliveries whose time has come, oldest first, with their endpoint's url and secret and body."""
@@ -267,6 +285,54 @@ class WebhookStore:
         rows = await self._db.run_read(lambda c: c.execute(sql, (now, limit)).fetchall())
         return [(Delivery(*r[:13]), r[13], r[14], r[15]) for r in rows]
 
+    async def claim_pending(self, worker: str, now: float, limit: int = 200, lease_s: float = 120.0,
+                            per_endpoint: int | None = None) -> list[tuple[Delivery, str, str, str]]:
+        """Claim up to ``limit`` due deliveries for ``worker`` until ``now + lease_s``, oldest first, as ``due`` gives
+        them: a claimed delivery is attempted by that worker alone (of every instance on the database) until its
+        outcome is recorded (which clears the claim) or the lease runs out (the worker died: another takes it).
+
+        PostgreSQL picks the rows with ``SELECT … FOR UPDATE SKIP LOCKED``, so workers claiming at once take
+        different rows without waiting; on SQLite the write transaction is alone. Nothing claimable: no write.
+        ``per_endpoint``: at most this many of each endpoint's (the oldest), so a worker claims what it may start."""
+        free = "(d.claimed_until IS NULL OR d.claimed_until <= ?)"
+        where = (f"FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.status = "
+                 f"'pending' AND d.next_attempt_at <= ? AND e.deleted_at IS NULL AND {free}")
+        (any_due,) = await self._db.run_read(lambda c: c.execute(f"SELECT COUNT(*) FROM (SELECT 1 {where} LIMIT 1) x",
+                                                                   (now, now)).fetchone())
+        if not any_due:
+            return []
+        suffix = self._db.dialect.claim_suffix("d")
+        if per_endpoint is None:
+            pick, params = f"SELECT d.id {where} ORDER BY d.next_attempt_at, d.seq LIMIT ?{suffix}", (now, now, limit)
+        else:  # ranked in a subquery: PostgreSQL locks no rows of a query with a window function
+            pick = (f"SELECT d.id FROM webhook_deliveries d WHERE d.id IN (SELECT id FROM (SELECT d.id, ROW_NUMBER() "
+                    f"OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.seq) AS n {where}) ranked "
+                    f"WHERE n <= ?) ORDER BY d.next_attempt_at, d.seq LIMIT ?{suffix}")
+            params = (now, now, per_endpoint, limit)
+        columns = ", ".join("d." + c.strip() for c in _DELIVERY_COLUMNS.split(","))
+
+        def claim(conn: Connection) -> list[tuple]:
+            ids = [r[0] for r in conn.execute(pick, params).fetchall()]
+            if not ids:
+                return []
+            marks = ", ".join("?" * len(ids))
+            conn.execute(f"UPDATE webhook_deliveries SET claimed_by = ?, claimed_until = ? WHERE id IN ({marks})",
+                         (worker, now + lease_s, *ids))
+            return conn.execute(f"SELECT {columns}, e.url, e.secret, d.body FROM webhook_deliveries d JOIN "
+                                f"webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id IN ({marks}) "
+                                "ORDER BY d.next_attempt_at, d.seq", tuple(ids)).fetchall()
+
+        rows = await self._db.run_tx(claim)
+        return [(Delivery(*r[:13]), r[13], r[14], r[15]) for r in rows]
+
+    async def release(self, worker: str, delivery_ids: Sequence[str]) -> None:
+        """Give back claims ``worker`` took but will not attempt now (its endpoint is busy)."""
+        if delivery_ids:
+            marks = ", ".join("?" * len(delivery_ids))
+            await self._db.run(lambda c: c.execute(
+                f"UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ? "
+                f"AND status = 'pending' AND id IN ({marks})", (worker, *delivery_ids)))
+
     async def next_due_at(self) -> float | None:
         sql = "SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'"
         row = await self._db.run_read(lambda c: c.execute(sql).fetchone())
@@ -275,18 +341,20 @@ class WebhookStore:
     async def succeeded(self, delivery_id: str, status: int) -> None:
         await self._db.run(lambda c: c.execute(
             "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_status = ?, "
-            "last_error = NULL, delivered_at = ? WHERE id = ? AND status = 'pending'",
+            "last_error = NULL, delivered_at = ?, claimed_by = NULL, claimed_until = NULL "
+            "WHERE id = ? AND status = 'pending'",
             (status, _iso(self._wall()), delivery_id)))
 
     async def failed(self, delivery_id: str, status: int | None, error: str, next_attempt_at: float | None) -> None:
         """Record a failed attempt: retry at ``next_attempt_at``, or dead-letter when it is None."""
         if next_attempt_at is None:
             sql = ("UPDATE webhook_deliveries SET status = 'dead', attempts = attempts + 1, last_status = ?, "
-                   "last_error = ?, dead_at = ? WHERE id = ? AND status = 'pending'")
+                   "last_error = ?, dead_at = ?, claimed_by = NULL, claimed_until = NULL "
+                   "WHERE id = ? AND status = 'pending'")
             params: tuple = (status, error[:500], _iso(self._wall()), delivery_id)
         else:
             sql = ("UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = ?, last_error = ?, "
-                   "next_attempt_at = ? WHERE id = ? AND status = 'pending'")
+                   "next_attempt_at = ?, claimed_by = NULL, claimed_until = NULL WHERE id = ? AND status = 'pending'")
             params = (status, error[:500], next_attempt_at, delivery_id)
         await self._db.run(lambda c: c.execute(sql, params))
 
@@ -304,7 +372,7 @@ class WebhookStore:
 
     async def redeliver(self, delivery_id: str) -> Delivery:
         """Put a dead letter back in the queue, with a fresh retry budget and the same ``webhook-id``."""
-        def again(conn: sqlite3.Connection) -> None:
+        def again(conn: Connection) -> None:
             row = conn.execute("SELECT d.status, e.deleted_at FROM webhook_deliveries d JOIN webhook_endpoints e "
                                "ON e.id = d.endpoint_id WHERE d.id = ?", (delivery_id,)).fetchone()
             if row is None:
@@ -314,9 +382,10 @@ class WebhookStore:
             if row[1] is not None:
                 raise DeliveryConflictError(f"delivery {delivery_id}'s webhook was deleted")
             conn.execute("UPDATE webhook_deliveries SET status = 'pending', attempts = 0, dead_at = NULL, "
-                         "next_attempt_at = ? WHERE id = ?", (self._wall(), delivery_id))
+                         "next_attempt_at = ?, claimed_by = NULL, claimed_until = NULL WHERE id = ?",
+                         (self._wall(), delivery_id))
 
-        await self._db.run(lambda c: SqliteDatabase.transaction(c, again))
+        await self._db.run_tx(again)
         return await self.get(delivery_id)
 
 
@@ -345,8 +414,10 @@ class WebhookWorker:
                  max_attempts: int, backoff_base_s: float, backoff_max_s: float, timeout_s: float,
                  poll_s: float = 1.0, per_endpoint: int = 4, wall: Callable[[], float] = time.time,
                  jitter: Callable[[], float] = random.random,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, worker_id: str | None = None) -> None:
         self.store = store
+        #: This worker's name on the deliveries it claims (``WebhookStore.claim_pending``): unique per process.
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.confirm = confirm
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
@@ -377,8 +448,14 @@ class WebhookWorker:
     async def deliver(self, batch: Batch) -> None:
         self.wake()
 
+    @property
+    def lease_s(self) -> float:
+        """How long a claim lasts: longer than any attempt (its request times out at ``timeout_s``)."""
+        return 2 * self.timeout_s + 30.0
+
     async def run_once(self) -> int:
-        """Fan out, then start every due delivery not already in flight; returns how many were started."""
+        """Fan out, then claim every due delivery (``WebhookStore.claim_pending``: no other worker, of this instance
+        or another, attempts it meanwhile) and start it; returns how many were started."""
         await self.store.fan_out()
         busy = Counter(self._in_flight.values())
         # A delivery in flight while ``due`` reads may finish during the read: its row as read is then stale (one
@@ -386,9 +463,13 @@ class WebhookWorker:
         # wakes the worker, which reads it afresh.
         in_flight_at_read = set(self._in_flight)
         started = 0
-        for delivery, url, secret, body in await self.store.due(self._wall()):
+        unused: list[str] = []
+        for delivery, url, secret, body in await self.store.claim_pending(
+                self.worker_id, self._wall(), lease_s=self.lease_s, per_endpoint=self.per_endpoint):
             if delivery.id in self._in_flight or delivery.id in in_flight_at_read \
                     or busy[delivery.endpoint_id] >= self.per_endpoint:
+                # claimable again only once its attempt here recorded its outcome: giving the claim back is safe
+                unused.append(delivery.id)
                 continue
             busy[delivery.endpoint_id] += 1
             self._in_flight[delivery.id] = delivery.endpoint_id
@@ -396,6 +477,7 @@ class WebhookWorker:
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
             started += 1
+        await self.store.release(self.worker_id, unused)
         return started
 
     async def _attempt(self, delivery: Delivery, url: str, secret: str, body: str) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -201,10 +202,26 @@ Caller = Annotated[Principal, Depends(principal)]
 
 
 def origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> bool:
-    """The service's own origin (same host and port as the ``Host`` header) or one configured."""
-    if origin.rstrip("/") in {o.rstrip("/") for o in allowed}:
+    """An origin configured (``Settings.ws_allowed_origins``: list the service's public origin there when browsers
+    reach it by a DNS name), or the service's own origin (same host and port as the ``Host`` header) when that host
+    cannot be rebound: an IP literal, ``localhost`` or a dotless intranet name. A dotted name whose origin equals
+    ``Host`` is not enough: under DNS rebinding an attacker's page at ``http://evil.example:8000`` sends exactly
+    that pair (issue 21, finding 11)."""
+    if origin.rstrip("/").lower() in {o.rstrip("/").lower() for o in allowed}:
         return True
-    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+    if host is None or urlsplit(origin).netloc.lower() != host.lower():
+        return False
+    name = (urlsplit(origin).hostname or "").rstrip(".")
+    return _unrebindable(name)
+
+
+def _unrebindable(name: str) -> bool:
+    """An IP literal, ``localhost`` (and its subdomains, which resolve to loopback: RFC 6761) or a dotless name."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name == "localhost" or name.endswith(".localhost") or ("." not in name and name != "")
+    return True
 
 
 async def admit_websocket(websocket: WebSocket, roles: tuple[str, ...] = ("clinician",)) -> Principal | None:

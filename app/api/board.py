@@ -82,6 +82,11 @@ def thresholds() -> list[Threshold]:
             for kind, (column, op, value, _) in labels.CRITERIA.items() if column in SPARK]
 
 
+class StoreState(BaseModel):
+    ok: bool
+    error: str | None = Field(None, description="why the vital store could not be read")
+
+
 class BoardOut(BaseModel):
     now: datetime = Field(description="the service clock")
     clock_speed: float = Field(description="simulated seconds per real second (1: real time)")
@@ -93,6 +98,9 @@ class BoardOut(BaseModel):
     event_thresholds: list[Threshold] = Field(description="the deterioration criteria's thresholds "
                                                           "(models.labels), drawn on the patient view's charts")
     beds: list[Bed]
+    store: StoreState = Field(default_factory=lambda: StoreState(ok=True),
+                              description="whether the vital store could be read for this board; when not, the "
+                                          "beds show the last scores and open alerts, without vitals")
 
 
 def _series(windows: pd.DataFrame) -> tuple[dict[str, Vitals], dict[str, datetime]]:
@@ -168,7 +176,8 @@ def board(snap: WardSnapshot, stale_after: timedelta, hours: float, speed: float
     ranked = [beds[u.patient_id].model_copy(update={"rank": i}) for i, u in enumerate(order(urgencies), 1)]
     return BoardOut(now=snap.now, clock_speed=speed, time_zone=time_zone,
                     stale_after_s=stale_after.total_seconds(), hours=hours, twin_alert_threshold=threshold,
-                    event_thresholds=thresholds(), beds=ranked)
+                    event_thresholds=thresholds(), beds=ranked,
+                    store=StoreState(ok=snap.store_error is None, error=snap.store_error))
 
 
 @router.get("/v1/board", dependencies=[Depends(requires("clinician"))], response_model=BoardOut,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.alerts.store import OPEN_STATES
 from app.api.auth import requires
 from app.api.deps import ServiceDep
+from app.api.fhir import public_base
 from app.domain import Score
 from app.errors import PatientNotFoundError
 from app.interop import cds_hooks, fhir
@@ -92,5 +93,5 @@ async def patient_view(request: Request, wt: ServiceDep, call: Annotated[HookReq
     except PatientNotFoundError:
         return Cards(cards=[])  # not on a monitored ward (or not scored yet): nothing to say
     band, stale, open_alerts = await _band(wt, patient_id, score)
-    board_url = f"{str(request.base_url).rstrip('/')}/patients/{patient_id}"
+    board_url = f"{public_base(request)}/patients/{patient_id}"
     return Cards(cards=[Card(**cds_hooks.card(score, band, stale, open_alerts, board_url))])

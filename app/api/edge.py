@@ -46,23 +46,37 @@ def board_csp(static_dir: Path) -> str:
             "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
-_KEY_IN_QUERY = re.compile(r"([?&]key=)[^&\s\"]*")
+#: Query parameters that carry a credential in some client or other (the board's one-time ``/?key=``, OAuth's
+#: ``access_token``, ``api_key`` conventions), any case: their values never reach a log line (issue 21, finding 11).
+_KEY_IN_QUERY = re.compile(
+    r"([?&;](?:key|api[_-]?key|apikey|access[_-]?token|token|auth|authorization|password|secret)=)[^&;\s\"']*",
+    re.IGNORECASE)
+#: uvicorn's loggers whose lines carry a request's path with its query: the access log (HTTP) and the error log
+#: (``"WebSocket /v1/ws/alerts?token=..." [accepted]``, and its 403s).
+_LOGGERS_WITH_PATHS = ("uvicorn.access", "uvicorn.error")
+
+
+def redact_query_keys(text: str) -> str:
+    return _KEY_IN_QUERY.sub(r"\1[redacted]", text)
 
 
 class RedactKeys(logging.Filter):
-    """Removes the value of a ``key=`` query parameter (the board's one-time ``/?key=``) from access-log lines."""
+    """Removes the value of every credential-like query parameter (``_KEY_IN_QUERY``) from log lines."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_KEY_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                                for a in record.args)
+            record.args = tuple(redact_query_keys(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str) and "=" in record.msg:
+            record.msg = redact_query_keys(record.msg)
         return True
 
 
 def redact_keys_in_access_logs() -> None:
-    access_log = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactKeys) for f in access_log.filters):
-        access_log.addFilter(RedactKeys())
+    """Install ``RedactKeys`` on uvicorn's loggers (once). Filters survive uvicorn's ``dictConfig`` of them."""
+    for name in _LOGGERS_WITH_PATHS:
+        logger_ = logging.getLogger(name)
+        if not any(isinstance(f, RedactKeys) for f in logger_.filters):
+            logger_.addFilter(RedactKeys())
 
 
 def _error(exc: WardTwinError, status: int) -> tuple[int, bytes]:

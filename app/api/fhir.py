@@ -131,8 +131,14 @@ Dates = Annotated[list[DateValue] | None, Query(
                 "now, at most 31 days")]
 
 
+def public_base(request: Request) -> str:
+    """``Settings.public_base_url`` when configured, else the request's own base URL (its ``Host``)."""
+    configured = request.app.state.wardtwin.settings.public_base_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
+    return public_base(request) + "/fhir"
 
 
 def _subject(raw: str) -> str:
@@ -160,14 +166,15 @@ def _range(dates: list[str] | None, now: datetime) -> tuple[datetime, datetime, 
 
 def _links(request: Request, offset: int, count: int, total: int, pinned: tuple[datetime, datetime] | None
            ) -> dict[str, str]:
-    links = {"self": str(request.url)}
+    here = public_base(request) + request.url.path
+    links = {"self": f"{here}?{request.url.query}" if request.url.query else here}
     if count and offset + count < total:
         params = [(k, v) for k, v in request.query_params.multi_items()
                   if k != "_offset" and not (pinned and k == "date")]
         if pinned:
             params += [("date", f"ge{fhir.instant(pinned[0])}"), ("date", f"le{fhir.instant(pinned[1])}")]
         params.append(("_offset", str(offset + count)))
-        links["next"] = str(request.url.replace(query=urlencode(params)))
+        links["next"] = f"{here}?{urlencode(params)}"
     return links
 
 

@@ -40,7 +40,8 @@ def _ack(description: str) -> dict:
         "Body: one ER7 message (segments separated by CR; LF accepted), `Content-Type: application/hl7-v2`, "
         "`x-application/hl7-v2+er7` or `text/plain`. OBX observations with IEEE 11073 MDC or LOINC codes become "
         "readings (time from OBX-14, a parent OBX-14 or OBR-7; unit from OBX-6, converted or refused) checked by "
-        "the rules of `POST /v1/readings`. The answer is the ACK (MSA-1 AA, AE or AR; MSA-2 = MSH-10; one ERR "
+        "the rules of `POST /v1/readings`, as `monitor` readings unless OBX-17 (observation method) is `MMEAS` "
+        "(manual measurement: stored as `charted`). The answer is the ACK (MSA-1 AA, AE or AR; MSA-2 = MSH-10; one ERR "
         "segment per refused or unknown observation)."
     ),
     responses={200: _ack("AA: every observation stored"),

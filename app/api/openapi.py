@@ -159,9 +159,9 @@ DESCRIPTIONS: dict[str, str] = {
         "The ward board in one answer: every bed with its latest risk, NEWS2, open alert and the last `hours` of "
         "vitals, most urgent first, plus the thresholds the board draws. Role clinician."),
     "healthz": (
-        "Liveness and readiness without a key: the store's state, the alert outbox and delivery backlogs, the "
-        "model version and the last window scored. `ok` is false while the store is down or a window end is "
-        "ahead of the clock."),
+        "Liveness and readiness without a key: the store's state, the control store's engine (`sqlite` or "
+        "`postgresql`) and whether it answers, the alert outbox and delivery backlogs, the model version and the "
+        "last window scored. `ok` is false while either store is down or a window end is ahead of the clock."),
     "post_news2": (
         "NEWS2 (Royal College of Physicians, 2017) of one charted observation set: each parameter's points, the "
         "total, the band, the urgency and the clinical response (chart 4). Nothing is stored (chart with "

@@ -33,8 +33,9 @@ NEXT_LINK: Final[dict[int | str, dict[str, Any]]] = {200: {"headers": {"Link": {
 
 def link_next(request: Request, response: Response, *, since: datetime, until: datetime, limit: int,
               after: datetime) -> None:
-    """Set ``Link: <next page>; rel="next"`` on ``response``: this request's URL with the resolved range, the
-    limit and the cursor."""
+    """Set ``Link: <next page>; rel="next"`` on ``response``: this request's path with the resolved range, the
+    limit and the cursor, as a relative reference (RFC 8288 resolves it against the request's URL), so the
+    request's ``Host`` is never reflected (issue 21, finding 11)."""
     url = request.url.include_query_params(since=since.isoformat(), until=until.isoformat(), limit=limit,
                                            after=after.isoformat())
-    response.headers["Link"] = f'<{url}>; rel="next"'
+    response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'

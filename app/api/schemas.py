@@ -146,11 +146,14 @@ class AlertOut(BaseModel):
 class TransitionOut(BaseModel):
     from_state: AlertState | None = Field(description="None for the raise")
     to_state: AlertState
-    event: str = Field(description="raised, delivered, escalated, renotified, acknowledged or resolved")
+    event: str = Field(description="raised, delivered, escalated, renotified, acknowledged, resolved, or "
+                                   "corroborated (another rule held and was recorded on this alert instead of raising "
+                                   "a second one; no notification)")
     at: datetime
     actor: str = Field(description="engine, the key's name (`<nurse> via <key's name>` when the nurse is named), "
                                    "websocket:<client> or webhook:<endpoint>")
-    note: str | None = Field(None, description="the nurse's note on an acknowledgement or resolution")
+    note: str | None = Field(None, description="the nurse's note on an acknowledgement or resolution; for "
+                                               "corroborated, the rule recorded")
 
 
 def ranged(vital: str) -> Any:
@@ -222,6 +225,10 @@ class CycleOut(BaseModel):
     took_ms: float
     alerts_evaluated: bool = Field(True, description="false: a past window end; its scores were written and no "
                                                      "alert changed (only the newest window end drives alerts)")
+    fleet: dict[str, Any] | None = Field(None, description="on a fleet instance (WARDTWIN_CONTROL_DB=postgresql://…): "
+                                         "its id and each window end it scored here, with the buckets it claimed "
+                                         "and the patients scored per bucket (catch-up of a taken-over bucket "
+                                         "first); absent on a single instance")
 
 
 def _iso_only(value: object) -> object:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from app.api.auth import requires
 from app.api.deps import ServiceDep
 from app.api.schemas import CycleOut, IsoDatetime, News2In, News2Out
-from app.errors import InvalidRequestError
+from app.errors import InvalidRequestError, StoreUnavailableError
 from app.service import WardTwin
 from models import news2
 from models.schema import EARLIEST_READING_AT, WINDOW_MINUTES
@@ -23,29 +23,43 @@ _INTERNAL = frozenset({"path", "spool_path"})
 @router.get("/healthz", tags=["system"], summary="Liveness, store state and backlogs")
 async def healthz(wt: ServiceDep) -> dict:
     store = {k: v for k, v in (await wt.store.health()).items() if k not in _INTERNAL}
-    ahead = await _ahead_of_clock(wt)
+    # the control store: its engine and whether it answers (its file or host:port/database is not shown to an
+    # unauthenticated caller, like the vital store's paths); when it does not, the health still answers (not ok)
+    # rather than a 503 (issue 24)
+    control = {k: v for k, v in (await wt.alert_store.db.health()).items() if k != "database"}
+    try:
+        ahead = await _ahead_of_clock(wt)
+        backlog, pending = await wt.alert_store.backlog(), await wt.alert_store.pending_delivery()
+    except StoreUnavailableError as exc:
+        control = {**control, "ok": False, "error": str(exc)}
+        ahead, backlog, pending = {}, None, None
     return {
-        "ok": bool(store.get("ok")) and not ahead,
+        "ok": bool(store.get("ok")) and bool(control.get("ok")) and not ahead,
         "store": store,
+        "control_store": control,
         "window_ends_ahead_of_clock": ahead,
-        "alerts_outbox_backlog": await wt.alert_store.backlog(),
-        "alerts_pending_delivery": await wt.alert_store.pending_delivery(),
+        "alerts_outbox_backlog": backlog,
+        "alerts_pending_delivery": pending,
         "websocket_clients": wt.hub.client_count,
         "model_version": wt.twin.version,
         "twin_alert_threshold": wt.engine.policy.threshold,
         "last_window_end": wt.scheduler.last_window_end if wt.scheduler else None,
+        # a fleet instance (app.fleet): its leases and the fleet's as its last renewal saw them; absent otherwise
+        **({"fleet": wt.fleet.health()} if wt.fleet is not None else {}),
         "now": wt.clock.now(),
     }
 
 
 async def _ahead_of_clock(wt: WardTwin) -> dict[str, datetime]:
     """Window ends more than one window past the clock (written while it ran ahead): the alert rules' newest, the
-    scheduler's resume point, or the one it discarded (scores the store still holds ahead of the clock, shown as the
-    latest until real time passes them) (issue 21, finding 1). Any of them makes ``ok`` false."""
+    scheduler's resume point, or the one it discarded, and the newest score the read model refused as a latest
+    (scores the store still holds ahead of the clock, in the history until real time passes them) (issue 21,
+    finding 1). Any of them makes ``ok`` false."""
     limit = wt.clock.now() + timedelta(minutes=WINDOW_MINUTES)
     found = {"alerts": await wt.alert_store.newest_window_end(),
              "scheduler": wt.scheduler.last_window_end if wt.scheduler else None,
-             "discarded_resume_point": wt.scheduler.ahead_of_clock if wt.scheduler else None}
+             "discarded_resume_point": wt.scheduler.ahead_of_clock if wt.scheduler else None,
+             "latest_scores_dropped": wt.read_model.newest_dropped if wt.read_model else None}
     return {name: at for name, at in found.items() if at is not None and at > limit}
 
 

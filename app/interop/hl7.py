@@ -10,6 +10,9 @@ A message is parsed by python-hl7 (``hl7``). Each OBX that carries a value becom
 - the time from OBX-14, else from the nearest OBX above it in the device hierarchy (OBX-4, ``MDS.VMD.CHAN.METRIC``)
   that has one, else OBR-7; a time without a UTC offset is refused (never guessed);
 - the patient from PID-3 (the first identifier);
+- the source from OBX-17 (observation method, IHE PCD TF-2): ``MMEAS`` (manual measurement: a clinician took it,
+  as a spot-check monitor or an e-obs gateway sends a nurse's observations) stores a ``charted`` reading; ``AMEAS``
+  (auto-measurement), an empty OBX-17 or any other method, the monitor's own stream, a ``monitor`` one;
 
 and then goes through ingest's own rules (``app.ingest.validate_batch``: id pattern, plausible range, time
 horizon), exactly as a JSON reading would. OBX segments without a value (the MDS/VMD/channel containers of the
@@ -43,6 +46,7 @@ import hl7
 from app.domain import Reading
 from app.errors import StoreUnavailableError
 from app.ingest import validate_batch
+from models.schema import SOURCE_CHARTED, SOURCE_MONITOR
 
 if TYPE_CHECKING:
     from app.security.keys import Principal
@@ -106,6 +110,8 @@ CONVERSIONS: Final[dict[tuple[str, str], Callable[[float], float]]] = {
 }
 #: OBX-11 result statuses whose value is a reading (final, preliminary, corrected, unverified); X: none obtained.
 USABLE_STATUSES: Final = frozenset({"", "F", "P", "C", "R", "A", "S"})
+#: OBX-17 observation methods (IHE PCD TF-2 ``CODE^text^MDC``) whose value a clinician measured: stored as charted.
+CHARTED_METHODS: Final = frozenset({"MMEAS"})
 _DTM = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?(?:\.(\d{1,4}))?([+-])(\d{2})(\d{2})$")
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
 
@@ -245,12 +251,12 @@ def read_message(raw: bytes, now: datetime, max_future_skew: timedelta, max_age:
     _report_invalid(items, result.errors, outcome)
     refused = {e["loc"][2] for e in result.errors}
     valid = iter(result.readings)
-    kept: dict[tuple[str, str, datetime], tuple[_Item, Reading]] = {}
+    kept: dict[tuple[str, str, datetime, str], tuple[_Item, Reading]] = {}
     for index, item in enumerate(items):
         if index in refused:
             continue
-        reading = next(valid)._replace(source="monitor")
-        key = (reading.patient_id, reading.vital, reading.ts)
+        reading = next(valid)
+        key = (reading.patient_id, reading.vital, reading.ts, reading.source)
         held = kept.get(key)
         if held is not None:  # one vital twice at one time (ECG rate and oximeter pulse): the preferred code stays
             loser, winner = (item, held[0]) if held[0].priority <= item.priority else (held[0], item)
@@ -356,8 +362,9 @@ def _observation(segment: hl7.Segment, at: str, patient: str, pid_at: str, obr_t
     if not math.isfinite(number):
         problem(5, "102", "type_error", f"{coding}: value {value[:40]!r} is not finite")
         return None
-    return _Item({"patient_id": patient, "vital": code.vital, "value": number, "ts": ts}, at, pid_at, time_from,
-                 code.priority, coding)
+    source = SOURCE_CHARTED if _get(segment, 17) in CHARTED_METHODS else SOURCE_MONITOR
+    return _Item({"patient_id": patient, "vital": code.vital, "value": number, "ts": ts, "source": source}, at,
+                 pid_at, time_from, code.priority, coding)
 
 
 def _report_invalid(items: Sequence[_Item], errors: Sequence[dict], outcome: Outcome) -> None:

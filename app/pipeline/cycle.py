@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,6 +52,20 @@ class CycleResult:
     alerts_evaluated: bool = True
     #: Milliseconds per stage: aggregate (windows re-aggregated in the store), read, score, save, alerts.
     stages: dict[str, float] = field(default_factory=dict)
+    #: The patients scored (a fleet instance counts them per bucket: ``app.fleet.runner``).
+    scored_ids: tuple[str, ...] = field(default=(), repr=False)
+    #: A fleet instance's account of the run (``app.fleet.runner``): None on a single instance.
+    fleet: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The patients one cycle scores, when not all (a fleet instance scores its leased buckets, ``app.fleet``):
+    ``select`` picks them from the store's patient ids; ``key`` names the set, so the kept grid is reused only for
+    the same one."""
+
+    key: Hashable
+    select: Callable[[Sequence[str]], list[str]]
 
 
 #: What the cycle hands its scores to (the alert engine's ``evaluate``): the alerts raised, or None when the
@@ -75,6 +89,10 @@ class Cycle:
         self._lock = asyncio.Lock()
         #: The ward's newest windows, moved on by each cycle for the newest window end (None until the first).
         self._grid: WardGrid | None = None
+        self._grid_key: Hashable = None  # the Scope key of the kept grid (None: every patient)
+        #: Aggregates the marked windows before a window end and returns their starts: the store's own by default;
+        #: a fleet instance's also publishes them to the others and returns theirs (``app.fleet.leases.Claims``).
+        self.aggregate: Callable[[datetime], Awaitable[list[datetime]]] = store.materialize_pending
 
     def grid_bytes(self) -> int:
         """Memory held by the kept ward grid's arrays."""
@@ -115,11 +133,17 @@ class Cycle:
         return score_rows(latest, news2.summaries(last_rows), deteriorating, self.twin, scored_at,
                           challenger=self.challenger, disagreement=self.disagreement)
 
-    async def _grid_for(self, window_end: datetime, pending: list[datetime]) -> tuple[WardGrid, int]:
-        """The ward grid ending at ``window_end`` and how many patients the store knows: the kept grid moved on,
-        reading back only the windows the store (re-)aggregated since, or, for a first or past window end, one
-        read whole from the store."""
-        kept = self._grid
+    async def _grid_for(self, window_end: datetime, pending: list[datetime],
+                        scope: Scope | None = None, now: datetime | None = None) -> tuple[WardGrid, list[str]]:
+        """The ward grid ending at ``window_end`` and the patients it is for (the store's, or those ``scope``
+        selects): the kept grid moved on, reading back only the windows the store (re-)aggregated since, or, for a
+        first or past window end or another scope, one read whole from the store. A kept grid ending more than one
+        window past ``now`` (built while the clock ran ahead) is replaced by this one, so the cycles after the
+        clock's correction move a grid on again instead of each reading its span whole (issue 21, H17)."""
+        key = None if scope is None else scope.key
+        kept = self._grid if key == self._grid_key else None
+        if kept is not None and now is not None and kept.end > pd.Timestamp(now) + WINDOW:
+            kept = self._grid = None
         end = pd.Timestamp(window_end)
         if kept is not None and kept.end <= end < kept.end + SPAN * WINDOW:
             grid = kept
@@ -129,9 +153,13 @@ class Cycle:
             grid = WardGrid(window_end)
             lo = grid.start
             if kept is None or end > kept.end:
-                self._grid = grid  # a past window end is scored from a grid of its own; the kept one stays
+                self._grid, self._grid_key = grid, key
+            elif pending:  # a past window end is scored from a grid of its own; the kept one stays, unless this
+                self._grid = None  # cycle took re-aggregation marks it would have read (H16): then read whole next
         ids = await self.store.patient_ids()
-        changed_windows = await self.store.windows(None, lo.to_pydatetime(), window_end)
+        if scope is not None:
+            ids = scope.select(ids)
+        changed_windows = await self.store.windows(None if scope is None else ids, lo.to_pydatetime(), window_end)
 
         def move() -> None:  # array work (a whole span at a restart): off the event loop
             grid.advance(window_end)
@@ -139,11 +167,13 @@ class Cycle:
             grid.prune()
 
         await asyncio.to_thread(move)
-        return grid, len(ids)
+        return grid, ids
 
-    async def run(self, window_end: datetime, scored_at: datetime | None = None) -> CycleResult:
+    async def run(self, window_end: datetime, scored_at: datetime | None = None,
+                  scope: Scope | None = None) -> CycleResult:
         """Aggregate the windows that received readings (late and backfilled ones included: the store keeps
-        their marks), score every fresh patient at ``window_end``, persist, apply the alert rules."""
+        their marks), score every fresh patient at ``window_end`` (of ``scope``: all by default), persist, apply
+        the alert rules."""
         async with self._lock:
             started = time.perf_counter()
             stages: dict[str, float] = {}
@@ -152,10 +182,10 @@ class Cycle:
                 stages[stage] = round((time.perf_counter() - started) * 1000 - sum(stages.values()), 1)
 
             window_end = align(window_end).to_pydatetime()
-            pending = await self.store.materialize_pending(window_end)
+            pending = await self.aggregate(window_end)
             lap("aggregate")
             try:
-                grid, patients = await self._grid_for(window_end, pending)
+                grid, ids = await self._grid_for(window_end, pending, scope, scored_at)
             except BaseException:
                 self._grid = None  # half-moved: the next cycle reads the span whole
                 raise
@@ -168,5 +198,6 @@ class Cycle:
             lap("alerts")
             took_ms = (time.perf_counter() - started) * 1000
         logger.info("cycle window_end=%s patients=%d scored=%d alerts=%d took_ms=%.0f stages=%s",
-                    window_end.isoformat(), patients, len(scores), len(raised or ()), took_ms, stages)
-        return CycleResult(window_end, patients, len(scores), len(raised or ()), took_ms, raised is not None, stages)
+                    window_end.isoformat(), len(ids), len(scores), len(raised or ()), took_ms, stages)
+        return CycleResult(window_end, len(ids), len(scores), len(raised or ()), took_ms, raised is not None, stages,
+                           tuple(s.patient_id for s in scores))

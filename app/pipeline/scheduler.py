@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from app.clock import Clock
-from app.pipeline.cycle import Cycle
+from app.errors import StoreUnavailableError
+from app.pipeline.cycle import CycleResult
 from models.windows import WINDOW, align
 
 logger = logging.getLogger(__name__)
@@ -24,8 +26,17 @@ logger = logging.getLogger(__name__)
 MAX_CATCH_UP = 12
 
 
+class Runs(Protocol):
+    """What the scheduler drives: ``app.pipeline.cycle.Cycle``, or a fleet instance's ``app.fleet.runner.FleetCycle``
+    (the same two calls, scoring only its leased patients)."""
+
+    async def last_window_end(self) -> datetime | None: ...
+
+    async def run(self, window_end: datetime, scored_at: datetime | None = None) -> CycleResult: ...
+
+
 class CycleScheduler:
-    def __init__(self, cycle: Cycle, clock: Clock, *, grace_s: float, interval_s: float) -> None:
+    def __init__(self, cycle: Runs, clock: Clock, *, grace_s: float, interval_s: float) -> None:
         self.cycle = cycle
         self.clock = clock
         self.grace_s = grace_s
@@ -65,6 +76,9 @@ class CycleScheduler:
     async def _job(self) -> None:
         try:
             await self.tick()
+        except StoreUnavailableError as exc:  # an outage ridden out: one line a tick, not a traceback (H24)
+            logger.warning("cycle not run, the store is unavailable; the next tick retries the same window end: %s",
+                           exc)
         except Exception:
             logger.exception("cycle failed; the next tick retries the same window end")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from app.clock import Clock, SystemClock
@@ -18,7 +19,7 @@ class Access:
     def __init__(self, settings: Settings, wall_clock: Clock | None = None) -> None:
         #: Stamps the audit trail: wall time, not the service clock (which the demo accelerates); injectable for tests.
         self.wall_clock = wall_clock or SystemClock()
-        self.keys = KeyStore(settings.access_path)
+        self.keys = KeyStore(settings.access_target)  # access.db, or the PostgreSQL control store (issue 24)
         self.audit = AuditLog(self.keys)
         self.audit_writer = AuditWriter(self.audit)
         self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
@@ -40,6 +41,8 @@ class Access:
             return None
         if self._demo and hmac.compare_digest(token.encode(), self._demo.encode()):
             return Principal(DEMO_KEY_ID, "demo", frozenset(ROLES))
+        if self.keys.remote:  # PostgreSQL: a round trip to the server, off the event loop
+            return await asyncio.to_thread(self.keys.lookup, token)
         # On the event loop's own reader connection: one indexed read (WAL readers never wait for a writer), which
         # costs less than the hop to a worker thread and back that every request paid before.
         return self.keys.lookup(token)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 from app.security.keys import KeyStore, Principal
-from app.storage.sqlite_db import SqliteDatabase
+from app.storage.control_db import Connection, ControlDatabase
 
 
 @dataclass(frozen=True)
@@ -49,10 +48,10 @@ def audit_row(at: datetime, who: Principal | None, action: str, target: str | No
 
 #: The write-behind writer of each open database (``AuditWriter``): what a read of the trail waits for first.
 #: Weak both ways: the writer lives as long as its ``Access``, the entry as long as the database.
-_WRITERS: weakref.WeakKeyDictionary[SqliteDatabase, weakref.WeakMethod] = weakref.WeakKeyDictionary()
+_WRITERS: weakref.WeakKeyDictionary[ControlDatabase, weakref.WeakMethod] = weakref.WeakKeyDictionary()
 
 
-def register_writer(db: SqliteDatabase, wait_settled: Callable[[], None]) -> None:
+def register_writer(db: ControlDatabase, wait_settled: Callable[[], None]) -> None:
     """``wait_settled`` (a bound method) blocks until every entry handed to the writer of ``db`` so far is
     written."""
     _WRITERS[db] = weakref.WeakMethod(wait_settled)  # type: ignore[arg-type]
@@ -62,6 +61,8 @@ _INSERT = "INSERT INTO audit (seq, at, key_id, key_name, role, action, target, s
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _ROWS_PER_INSERT = 100  # 1,000 parameters, far below SQLite's limit (32,766)
 _COLUMNS = "seq, at, key_id, key_name, role, action, target, status, remote"
+#: The advisory lock (PostgreSQL) of an append: one next row of the chain, whichever instance writes it.
+LOCK = "wardtwin.audit"
 
 #: The ``previous row_hash`` of the first chained row.
 GENESIS = "0" * 64
@@ -88,7 +89,7 @@ class ChainReport:
         return self.broken_seq is None
 
 
-def verify_chain(conn: sqlite3.Connection) -> ChainReport:
+def verify_chain(conn: Connection) -> ChainReport:
     """Walk the trail in ``seq`` order and check every chained row's hash against the row before it."""
     rows = unchained = 0
     prev: str | None = None  # None: the chain has not begun
@@ -118,9 +119,10 @@ class AuditLog:
     def append_rows(self, rows: Sequence[AuditRow]) -> None:
         """Append ``rows`` (``audit_row``) in one transaction, in order: all of them or none."""
 
-        def insert(conn: sqlite3.Connection) -> None:
-            # The last row read inside this BEGIN IMMEDIATE transaction: no other writer (the CLI's process either)
-            # can append between the read and the insert, so the chain has one next row.
+        def insert(conn: Connection) -> None:
+            # The last row read inside this BEGIN IMMEDIATE transaction (on PostgreSQL: under the advisory lock
+            # ``LOCK``, held to commit): no other writer (the CLI's process, another instance) can append between the
+            # read and the insert, so the chain has one next row.
             last = conn.execute("SELECT seq, row_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (last[0], last[1] or GENESIS) if last is not None else (0, GENESIS)
             chained = []
@@ -134,7 +136,7 @@ class AuditLog:
                 chunk = chained[start:start + _ROWS_PER_INSERT]
                 conn.execute(_INSERT + ", ".join([_ROW] * len(chunk)), [value for row in chunk for value in row])
 
-        self.db.call(lambda conn: SqliteDatabase.transaction(conn, insert))
+        self.db.call_tx(insert, LOCK)
 
     def query(self, *, key_name: str | None = None, target: str | None = None, after: int = 0,
               limit: int = 200) -> list[AuditEntry]:

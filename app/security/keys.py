@@ -18,6 +18,10 @@ Verified keys are cached in memory by their hash, and every lookup first asks wh
 
 A revocation, over HTTP, from ``wardtwin keys revoke`` in another process, or by hand in the ``sqlite3`` shell,
 is therefore seen by the very next request. Unknown tokens are not cached (so guessing cannot grow the cache).
+
+On PostgreSQL (``WARDTWIN_CONTROL_DB``, issue 24) the keys and the audit trail are in the shared database, and
+nothing is cached: every lookup reads the key by its hash (one indexed row, on a worker thread: ``Access``), so a
+key revoked through any instance is refused by every instance at its next request, with no notification to miss.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import mmap
 import os
 import re
 import secrets
-import sqlite3
 import threading
 import uuid
 from collections.abc import Sequence
@@ -39,8 +42,9 @@ from pathlib import Path
 from typing import Final, Literal
 
 from app.errors import KeyNotFoundError
+from app.storage.control import open_control_db
+from app.storage.control_db import Connection
 from app.storage.migrations import Schema, add_column
-from app.storage.sqlite_db import SqliteDatabase
 
 #: device: post readings · clinician: read patients, alerts, acknowledge · ehr: read patients and scores ·
 #: admin: keys, webhooks, cycles, model, audit.
@@ -74,7 +78,21 @@ CREATE TRIGGER IF NOT EXISTS api_keys_deleted AFTER DELETE ON api_keys
     add_column("audit", "row_hash", "TEXT"),
     # issue 21, finding 4: a device key's scope, a JSON list of patient-id patterns (NULL: every patient).
     add_column("api_keys", "scope", "TEXT"),
-))
+), postgres=("""
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, token_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL, revoked_at TEXT, scope TEXT);
+CREATE TABLE audit (
+    seq BIGINT PRIMARY KEY, at TEXT NOT NULL, key_id TEXT, key_name TEXT, role TEXT, action TEXT NOT NULL,
+    target TEXT, status INTEGER, remote TEXT, row_hash TEXT);
+CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$;
+CREATE TRIGGER audit_no_update_or_delete BEFORE UPDATE OR DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+""",))
+#: The advisory lock (PostgreSQL) of a revocation's check for the last admin key.
+LOCK = "wardtwin.keys"
 
 #: A scope pattern: a patient-id prefix or glob (``bed-0*``, ``ward7-bed-1?``): patient-id characters, ``*``, ``?``.
 SCOPE_PATTERN: Final = r"^[A-Za-z0-9_*?-]{1,64}$"
@@ -190,8 +208,12 @@ class LastAdminKeyError(ValueError):
 class KeyStore:
     """Keys in ``access.db``; also opened by ``wardtwin keys`` while the service runs (WAL: both see commits)."""
 
-    def __init__(self, path: Path) -> None:
-        self.db = SqliteDatabase(path, SCHEMA)
+    def __init__(self, target: Path | str) -> None:
+        """``target``: ``access.db``, or a ``postgresql://`` URL (the shared control store)."""
+        self.db = open_control_db(target, SCHEMA)
+        #: Keys in a server shared with other instances: every lookup reads the database (no cache), and the caller
+        #: runs it off the event loop (``Access.authenticate``).
+        self.remote = self.db.dialect.name != "sqlite"
         #: per thread (each has its own reader connection, whose ``data_version`` is its own): (connection,
         #: data_version seen, key generation seen, {token hash: principal}, the watch, its header before that check)
         self._local = threading.local()
@@ -201,8 +223,8 @@ class KeyStore:
 
     def open(self) -> None:
         self.db.open()
-        if self._watch is None:
-            self._watch = WalWatch.open(self.db.path)
+        if self._watch is None and not self.remote:
+            self._watch = WalWatch.open(self.db.path)  # type: ignore[attr-defined]  # a SqliteDatabase
 
     def close(self) -> None:
         watch, self._watch = self._watch, None
@@ -220,7 +242,7 @@ class KeyStore:
         key = ApiKey(uuid.uuid4().hex[:12], name, role, at.astimezone(UTC).isoformat(), scope=patterns)
         token = new_token()
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: Connection) -> None:
             conn.execute("INSERT INTO api_keys (id, name, role, token_sha256, created_at, revoked_at, scope) "
                          "VALUES (?, ?, ?, ?, ?, NULL, ?)",
                          (key.id, key.name, key.role, token_hash(token), key.created_at,
@@ -236,7 +258,7 @@ class KeyStore:
     def revoke(self, key_id: str, at: datetime, *, keep_an_admin: bool = False) -> ApiKey:
         """Revoke a key (idempotent). ``keep_an_admin``: refuse (``LastAdminKeyError``) to revoke the last active
         admin key, which would leave nobody able to manage keys through the API (issue 21, finding 11)."""
-        def update(conn: sqlite3.Connection) -> ApiKey:
+        def update(conn: Connection) -> ApiKey:
             if keep_an_admin:
                 admins = [r[0] for r in conn.execute(
                     "SELECT id FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL")]
@@ -250,12 +272,14 @@ class KeyStore:
                 raise KeyNotFoundError(f"no key {key_id!r}")
             return _row(row)
 
-        return self.db.call(update)
+        return self.db.call_tx(update, LOCK)
 
     def lookup(self, token: str) -> Principal | None:
         """The active key with this token, or None (unknown or revoked): from the cache unless a key changed since
         (checked here, against the database, on every call)."""
         digest = token_hash(token)
+        if self.remote:
+            return self.db.call_read(lambda conn: self._read(conn, digest))
         state, watch = getattr(self._local, "state", None), self._watch
         if state is not None and watch is not None and state[4] is watch:
             header = watch.header()
@@ -265,7 +289,7 @@ class KeyStore:
                     return principal
         return self.db.call_read(lambda conn: self._lookup(conn, digest, watch))
 
-    def _lookup(self, conn: sqlite3.Connection, digest: str, watch: WalWatch | None) -> Principal | None:
+    def _lookup(self, conn: Connection, digest: str, watch: WalWatch | None) -> Principal | None:
         self.checks += 1
         header = watch.header() if watch is not None else None  # before the check: a commit after it is seen next
         state = getattr(self._local, "state", None)
@@ -280,10 +304,15 @@ class KeyStore:
         cache = state[3]
         principal = cache.get(digest)
         if principal is None:
-            self.database_reads += 1
-            row = conn.execute("SELECT id, name, role, scope FROM api_keys "
-                               "WHERE token_sha256 = ? AND revoked_at IS NULL", (digest,)).fetchone()
-            if row is None:
+            principal = self._read(conn, digest)
+            if principal is None:
                 return None
-            principal = cache[digest] = Principal(row[0], row[1], frozenset({row[2]}), _scope(row[3]))
+            cache[digest] = principal
         return principal
+
+    def _read(self, conn: Connection, digest: str) -> Principal | None:
+        """The active key with this hash, read from the database."""
+        self.database_reads += 1
+        row = conn.execute("SELECT id, name, role, scope FROM api_keys "
+                           "WHERE token_sha256 = ? AND revoked_at IS NULL", (digest,)).fetchone()
+        return None if row is None else Principal(row[0], row[1], frozenset({row[2]}), _scope(row[3]))

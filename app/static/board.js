@@ -207,6 +207,9 @@ function renderBoard() {
   const urgent = beds.filter((x) => x.level === "high" || x.level === "medium").length;
   $("#bed-summary").textContent = `${beds.length} beds · ${urgent} high or medium · ${stale} stale`;
   $("#beds").innerHTML = beds.map(bedHtml).join("");
+  const down = Boolean(b.store && !b.store.ok);  // the service answers, its vital store does not (issue 21)
+  $("#store-down").hidden = !down;
+  $("#store-down-why").textContent = down ? `(${b.store.error || "no reason given"})` : "";
   showClock();
 }
 
@@ -230,6 +233,23 @@ async function loadAlerts() {
   renderAlerts();
 }
 
+// Rules recorded on this alert instead of raising a second one (app.alerts.rules.fold_header heads their reasons).
+const FOLD_HEADER = "Also holding, recorded here instead of a second alert: the ";
+
+function ownReasons(a) {
+  const folded = a.reasons.findIndex((r) => r.startsWith(FOLD_HEADER));
+  return folded < 0 ? a.reasons : a.reasons.slice(0, folded);
+}
+
+function alsoHtml(a) {
+  const also = a.reasons.flatMap((r, i) => {
+    if (!r.startsWith(FOLD_HEADER)) return [];
+    const kind = r.slice(FOLD_HEADER.length).replace(/ rule$/, "");
+    return [`${KIND[kind] || kind}: ${a.reasons[i + 1] || ""}`];
+  });
+  return also.length ? `<small class="also">also: ${also.map(esc).join("; ")}</small>` : "";
+}
+
 function alertHtml(a) {
   const isNew = a.isNew && Date.now() - a.isNew < 60000;
   const who = a.acknowledged_by ? ` · acknowledged by ${esc(a.acknowledged_by)} at ${fmtTime(a.acknowledged_at)}` : "";
@@ -241,7 +261,7 @@ function alertHtml(a) {
       <a href="#/patients/${encodeURIComponent(a.patient_id)}">${esc(a.patient_id)}</a>
       <span class="state">${esc(a.state)}</span>${isNew ? ' <span class="new">NEW</span>' : ""}</div>
     <small>raised ${fmtTime(a.raised_at)} · <span class="js-age" data-at="${esc(a.raised_at)}">${fmtAge(ageOf(a.raised_at))}</span> ago${esc_}${who}</small>
-    <small>${a.reasons.slice(0, 2).map(esc).join("; ")}</small>
+    <small>${ownReasons(a).slice(0, 2).map(esc).join("; ")}</small>${alsoHtml(a)}
     <div class="buttons">${ack}<button type="button" class="secondary" data-act="resolve" data-id="${esc(a.id)}"${dis}>Resolve</button></div>
   </li>`;
 }

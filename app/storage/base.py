@@ -70,8 +70,9 @@ class VitalStore(Protocol):
     async def last_window_end(self) -> datetime | None:
         """The newest window end with a stored score (where a restarted scheduler resumes), or None."""
 
-    async def latest_scores(self) -> list[Score]:
-        """The most recent score of every scored patient."""
+    async def latest_scores(self, not_after: datetime | None = None) -> list[Score]:
+        """The most recent score of every scored patient; with ``not_after``, the most recent whose window end is at
+        or before it (scores made while the clock ran ahead are not the latest: issue 21, H17)."""
 
     async def score_history(self, patient_id: str, start: datetime, end: datetime) -> list[Score]:
         """Scores of one patient with ``start <= window_end < end``, oldest first."""

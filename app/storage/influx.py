@@ -84,6 +84,8 @@ MISSING_BIT: Final[dict[str, int]] = {c: 1 << i for i, c in enumerate(VALUE_COLU
 ALL_MISSING: Final[int] = (1 << len(VALUE_COLUMNS)) - 1
 #: Readings per query statement when filtering on patient ids (each id is one bound parameter).
 IDS_PER_STATEMENT: Final[int] = 200
+#: Longest ``close`` waits for the spool to drain (InfluxDB reachable): well inside the service's 10 s stop budget.
+CLOSE_DRAIN_S: Final[float] = 5.0
 
 _GROUP = "GROUP BY time(5m), patient_id"
 
@@ -188,6 +190,8 @@ class InfluxStore:
         self.retention_policy = retention_policy
         self.batch_size = batch_size
         self.timeout_s = timeout_s
+        #: The spool's last replay failed (InfluxDB unreachable or refusing): ``close`` does not wait for a drain.
+        self.replay_failing = False
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self._auth = httpx.BasicAuth(username, password or "") if username else None
@@ -226,14 +230,19 @@ class InfluxStore:
             self._wake.set()
 
     async def close(self, drain_timeout_s: float | None = None) -> None:
-        """Stop the drainer after giving it ``drain_timeout_s`` (default ``timeout_s``) to empty the spool;
-        whatever is left stays durable in the spool for the next start."""
+        """Stop the drainer after giving it ``drain_timeout_s`` (default ``CLOSE_DRAIN_S``) to empty the spool, or
+        none while InfluxDB is unreachable (its last replay failed); whatever is left stays durable in the spool for
+        the next start. Bounded below the service's ``STOP_TIMEOUT_S``: a shutdown during an outage used to wait the
+        whole request timeout here and was abandoned ("vital store did not stop within 10 s", issue 21, H24)."""
         if self._client is None:
             return
         if self._drainer is not None:
-            if self._spool.backlog:
+            if self._spool.backlog and not self.replay_failing:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wait_drained(), drain_timeout_s or self.timeout_s)
+                    await asyncio.wait_for(self.wait_drained(), drain_timeout_s or min(self.timeout_s, CLOSE_DRAIN_S))
+            elif self._spool.backlog:
+                logger.warning("influx unreachable at close: %d points stay in the spool for the next start",
+                               self._spool.backlog)
             self._drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drainer
@@ -374,6 +383,7 @@ class InfluxStore:
         def replay_failed(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             self.last_error = str(exc)
+            self.replay_failing = True
             logger.warning("influx spool replay failed (backlog=%d, retry in %.1fs): %s",
                            self._spool.backlog, state.upcoming_sleep, exc)
 
@@ -396,6 +406,7 @@ class InfluxStore:
                     points = sum(n for _, n, _ in batches)
                     await self._post_write(body, points)
                     await self._spool.remove_through(batches[-1][0])
+                    self.replay_failing = False
             if self._spool.backlog == 0:
                 logger.info("influx spool drained")
 
@@ -588,8 +599,12 @@ class InfluxStore:
         times = [t for s in series_list for t, _ in s["values"]]
         return from_ms(max(times)) if times else None
 
-    async def latest_scores(self) -> list[Score]:
-        (series_list,) = await self._query("SELECT last(payload) FROM scores GROUP BY patient_id")
+    async def latest_scores(self, not_after: datetime | None = None) -> list[Score]:
+        if not_after is None:
+            (series_list,) = await self._query("SELECT last(payload) FROM scores GROUP BY patient_id")
+        else:
+            (series_list,) = await self._query("SELECT last(payload) FROM scores WHERE time <= $hi GROUP BY patient_id",
+                                               {"hi": _rfc3339(to_ms(not_after))})
         latest = [score_from_json(s["values"][-1][1]) for s in series_list if s["values"]]
         return sorted(latest, key=lambda s: s.patient_id)
 
@@ -601,6 +616,23 @@ class InfluxStore:
         return [score_from_json(payload) for s in series_list for _, payload in s["values"]]
 
     # -- health -----------------------------------------------------------------------------------
+    async def _check_database(self, out: dict[str, Any]) -> None:
+        """``ok`` false, naming it, when the database is gone (dropped while the service ran: issue 21, finding 11;
+        the next write would recreate it empty). A server that will not list databases (``SHOW DATABASES`` not
+        permitted, or unsupported) is not judged: ``database_check`` says why."""
+        response = await self._http.post("/query", data={"q": "SHOW DATABASES"}, timeout=min(self.timeout_s, 2.0))
+        try:
+            results = response.json().get("results", []) if response.status_code == 200 else None
+        except ValueError:
+            results = None
+        if not results or "error" in results[0]:
+            out["database_check"] = f"SHOW DATABASES answered {response.status_code}: {response.text[:200]}"
+            return
+        names = {row[0] for series in results[0].get("series", []) for row in series.get("values", [])}
+        if self.database not in names:
+            out["ok"] = False
+            out["error"] = f"database {self.database!r} does not exist on {self.url} (dropped?)"
+
     async def health(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "store": self.name, "ok": False, "backlog": self._spool.backlog, "spooled_batches": self._spool.batches,
@@ -612,6 +644,8 @@ class InfluxStore:
             if not out["ok"]:
                 out["error"] = f"/ping answered {response.status_code}"
             out["version"] = response.headers.get("X-Influxdb-Version")
+            if out["ok"]:
+                await self._check_database(out)
         except (httpx.HTTPError, StoreUnavailableError) as exc:
             out["error"] = f"{type(exc).__name__}: {exc}"
         if self.last_rejection:

@@ -15,6 +15,11 @@ Databases made before versioning (no ``schema_versions`` row) start at version 0
 written to be safe over them: ``CREATE … IF NOT EXISTS`` and ``add_column``, which skips a column the table
 already has (SQLite's ``ALTER TABLE … ADD COLUMN`` has no ``IF NOT EXISTS``). A database newer than the code
 (a version past the last step) is refused rather than written with an older idea of its tables.
+
+PostgreSQL (issue 24, the shared control store): a schema also lists its PostgreSQL steps (``Schema.postgres``),
+numbered apart from its SQLite steps (PostgreSQL has no databases from before versioning, so its first step is the
+whole current shape). ``migrate_postgres`` keeps the same ``schema_versions`` table in the database and applies the
+missing steps in one transaction under an advisory lock, so instances starting together apply each step once.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from app.errors import StoreUnavailableError
 
@@ -37,10 +43,16 @@ class Schema:
 
     name: str
     steps: Sequence[Step]
+    #: The PostgreSQL steps (SQL scripts, or functions of a psycopg connection), numbered on their own.
+    postgres: Sequence[str | Callable[[Any], None]] = ()
 
     @property
     def version(self) -> int:
         return len(self.steps)
+
+    @property
+    def postgres_version(self) -> int:
+        return len(self.postgres)
 
 
 def statements(script: str) -> list[str]:
@@ -105,3 +117,30 @@ def migrate(conn: sqlite3.Connection, schema: Schema) -> int:
         raise
     conn.execute("COMMIT")
     return schema.version - current
+
+
+_PG_VERSIONS = "CREATE TABLE IF NOT EXISTS schema_versions (name TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+
+
+def migrate_postgres(conn: Any, schema: Schema) -> int:
+    """Apply the PostgreSQL steps of ``schema`` the database lacks, in one transaction; return the number applied.
+
+    ``conn``: a psycopg connection in autocommit mode. The transaction first takes an advisory lock, so a second
+    instance starting at once waits, then finds the steps done; a version newer than the code is refused."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('wardtwin.schema_versions'))")
+        conn.execute(_PG_VERSIONS)
+        row = conn.execute("SELECT version FROM schema_versions WHERE name = %s", (schema.name,)).fetchone()
+        current = 0 if row is None else int(row[0])
+        if current > schema.postgres_version:
+            raise StoreUnavailableError(f"schema {schema.name!r} is at version {current}, newer than this code knows "
+                                        f"({schema.postgres_version})")
+        for step in schema.postgres[current:]:
+            if callable(step):
+                step(conn)
+            else:
+                conn.execute(step)  # no parameters: PostgreSQL runs every statement of the script
+        if current < schema.postgres_version:
+            conn.execute("INSERT INTO schema_versions (name, version) VALUES (%s, %s) ON CONFLICT (name) "
+                         "DO UPDATE SET version = excluded.version", (schema.name, schema.postgres_version))
+    return schema.postgres_version - current

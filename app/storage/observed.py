@@ -32,6 +32,9 @@ class StoreListener(Protocol):
     def scores_saved(self, scores: Sequence[Score]) -> None:
         """Scores just persisted (any window end: a past one must not replace a newer latest)."""
 
+    def not_after(self) -> datetime | None:
+        """The latest window end a latest score may have now (None: any)."""
+
 
 class ObservedStore:
     """Forwards to ``inner``; reports opens, reading writes and score saves to ``listener``."""
@@ -56,7 +59,7 @@ class ObservedStore:
     async def load(self) -> None:
         """Hand the listener every patient and every latest score the store holds."""
         ids = await self.inner.patient_ids()
-        self.listener.reset(ids, await self.inner.latest_scores())
+        self.listener.reset(ids, await self.inner.latest_scores(self.listener.not_after()))
 
     async def close(self) -> None:
         await self.inner.close()
@@ -89,8 +92,8 @@ class ObservedStore:
     async def last_window_end(self) -> datetime | None:
         return await self.inner.last_window_end()
 
-    async def latest_scores(self) -> list[Score]:
-        return await self.inner.latest_scores()
+    async def latest_scores(self, not_after: datetime | None = None) -> list[Score]:
+        return await self.inner.latest_scores(not_after)
 
     async def score_history(self, patient_id: str, start: datetime, end: datetime) -> list[Score]:
         return await self.inner.score_history(patient_id, start, end)

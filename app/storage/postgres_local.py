@@ -85,14 +85,19 @@ class ManagedPostgres:
                 check=True, capture_output=True,
             )
         log = self.log.open("ab")
+        # Started as the cluster's user by Popen itself (not through ``runuser``, which does not pass signals on): the
+        # process is the postmaster, so ``stop`` (SIGINT) and ``pid`` (a kill -9 in a test) reach it.
+        owner = pwd.getpwnam(self._os_user) if self._os_user else None
         self._proc = subprocess.Popen(
-            self._cmd(
+            [
                 str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port),
                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.sockets}",
                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                 "-c", "max_connections=200",
-            ),
+            ],
             stdout=log, stderr=subprocess.STDOUT,
+            user=owner.pw_uid if owner else None, group=owner.pw_gid if owner else None,
+            extra_groups=[] if owner else None,
         )
         log.close()
         deadline = time.monotonic() + timeout_s

@@ -250,12 +250,14 @@ class SqliteStore:
         row = await self._read(lambda c: c.execute("SELECT MAX(window_end_ms) FROM scores").fetchone())
         return None if row[0] is None else from_ms(row[0])
 
-    async def latest_scores(self) -> list[Score]:
+    async def latest_scores(self, not_after: datetime | None = None) -> list[Score]:
         sql = (
             "SELECT s.payload FROM scores s JOIN (SELECT patient_id, MAX(window_end_ms) AS m FROM scores "
-            "GROUP BY patient_id) x ON s.patient_id = x.patient_id AND s.window_end_ms = x.m ORDER BY s.patient_id"
+            "WHERE window_end_ms <= ? GROUP BY patient_id) x ON s.patient_id = x.patient_id AND s.window_end_ms = x.m "
+            "ORDER BY s.patient_id"
         )
-        rows = await self._read(lambda c: c.execute(sql).fetchall())
+        bound = to_ms(not_after) if not_after is not None else 2**62
+        rows = await self._read(lambda c: c.execute(sql, (bound,)).fetchall())
         return [score_from_json(r[0]) for r in rows]
 
     async def score_history(self, patient_id: str, start: datetime, end: datetime) -> list[Score]:

@@ -8,19 +8,46 @@ worker thread: in WAL mode readers never wait for the writer, so the board, the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from app.errors import StoreUnavailableError
+from app.storage.control_db import SQLITE, Dialect
 from app.storage.migrations import Schema, migrate
 
 T = TypeVar("T")
 
+#: Modes of what the service creates: readings, scores, alerts, keys' hashes and the audit are patient data and
+#: credentials (issue 21, finding 11: they were world-readable). SQLite gives its ``-wal`` and ``-shm`` files the
+#: mode of the database file.
+DIR_MODE, FILE_MODE = 0o700, 0o600
+
+
+def private_file(path: Path) -> None:
+    """Create ``path``'s directory (``DIR_MODE``, if missing) and the file itself (``FILE_MODE``, empty: SQLite takes an
+    empty file as a new database); an existing file and its ``-wal``/``-shm`` lose any group and other permissions."""
+    path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = existing.stat().st_mode
+            if mode & 0o077:
+                os.chmod(existing, mode & 0o700)
+        except (FileNotFoundError, PermissionError):
+            pass
+
 
 class SqliteDatabase:
+    """The embedded engine of the control store (``app.storage.control_db.ControlDatabase``)."""
+
+    dialect: Dialect = SQLITE
+
     def __init__(self, path: Path, schema: Schema) -> None:
         self.path = Path(path)
         self._schema = schema
@@ -40,7 +67,7 @@ class SqliteDatabase:
     def open(self) -> None:
         if self._conn is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -111,6 +138,26 @@ class SqliteDatabase:
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a worker thread so the event loop never waits on fsync."""
         return await asyncio.to_thread(self.call, fn)
+
+    def call_tx(self, fn: Callable[[sqlite3.Connection], T], lock: str | None = None) -> T:
+        """``fn`` in one ``BEGIN IMMEDIATE`` transaction: the file's one writer, so ``lock`` adds nothing here."""
+        return self.call(lambda conn: self.transaction(conn, fn))
+
+    async def run_tx(self, fn: Callable[[sqlite3.Connection], T], lock: str | None = None) -> T:
+        return await asyncio.to_thread(self.call_tx, fn, lock)
+
+    async def migrate(self, schema: Schema) -> int:
+        """Apply another schema's missing steps to this file (``app/storage/migrations.py``)."""
+        return await self.run(lambda conn: migrate(conn, schema))
+
+    async def health(self) -> dict[str, Any]:
+        """The engine, and whether the file answers a read (and its last write did not fail for space)."""
+        try:
+            await self.run_read(lambda conn: conn.execute("SELECT 1").fetchone())
+        except StoreUnavailableError as exc:
+            return {"engine": self.dialect.name, "database": self.path.name, "ok": False, "error": str(exc)}
+        return {"engine": self.dialect.name, "database": self.path.name, "ok": self.write_error is None,
+                **({"error": self.write_error} if self.write_error else {})}
 
     @staticmethod
     def transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

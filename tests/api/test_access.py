@@ -38,6 +38,9 @@ ROUTE_GROUPS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     "webhooks": (("admin",), (
         ("GET", "/v1/webhooks"), ("POST", "/v1/webhooks"), ("GET", "/v1/webhooks/dead-letters"),
         ("POST", "/v1/webhooks/dead-letters/{delivery_id}/redeliver"), ("DELETE", "/v1/webhooks/{endpoint_id}"))),
+    "research": (("admin",), (
+        ("POST", "/v1/research/exports"), ("GET", "/v1/research/exports/{export_id}/export.csv"),
+        ("POST", "/v1/research/aggregates"), ("GET", "/v1/research/budget"))),
     "health": ((PUBLIC,), (("GET", "/healthz"),)),
     "HL7 v2 (write)": (("device",), (("POST", "/v1/hl7"),)),
     "FHIR R4 (read)": (("clinician", "ehr"), (
@@ -49,8 +52,8 @@ ROUTE_GROUPS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
 RULES = {route: roles for roles, routes in ROUTE_GROUPS.values() for route in routes}
 #: A value for each path parameter that passes its pattern (the resource need not exist: 404 is "allowed").
 PATH_VALUES = {"patient_id": "bed-1", "alert_id": "bed-1-20260302T1200Z-twin", "key_id": "0123456789ab",
-               "delivery_id": "1", "endpoint_id": "wh_1", "patient_fhir_id": "bed-1", "observation_id": "hr.1.bed-1",
-               "risk_id": "risk.1.bed-1"}
+               "delivery_id": "1", "endpoint_id": "wh_1", "export_id": "0123456789abcdef", "patient_fhir_id": "bed-1",
+               "observation_id": "hr.1.bed-1", "risk_id": "risk.1.bed-1"}
 
 
 def _openapi_routes(client: TestClient) -> list[tuple[str, str]]:

@@ -91,19 +91,19 @@ def test_an_alert_is_delivered_when_a_client_acknowledges_it_not_when_it_is_sent
         # its acks of the 'delivered' events confirm those too (waited for before the socket closes)
         wait_until(lambda: client.get("/healthz").json()["alerts_outbox_backlog"] == 0, "the backlog to drain")
     assert [e["seq"] for e in raised + delivered] == list(range(1, 2 * N + 1))
-    # the charted set's news2 alert within its request, then the twin's at the cycle of T0
+    # the twin's alert at the cycle of T0, then the charted set's news2 alert within its request
     assert [e["alert"]["kind"] for e in raised] == list(ALERTING_KINDS)
     for event in raised:
         assert event["event"] == "raised" and event["alert"]["patient_id"] == SICK and event["alert"]["reasons"]
         assert event["alert"]["delivery_pending"] is True
-    assert [e["actor"] for e in raised] == ["Nurse Ada", "engine"]  # who charted; the engine's cycle
-    assert raised[0]["alert"]["news2"]["band"] == "high"
+    assert [e["actor"] for e in raised] == ["engine", "Nurse Ada"]  # the engine's cycle; who charted
+    assert raised[1]["alert"]["news2"]["band"] == "high"
     for event in delivered:
         assert event["event"] == "delivered" and event["actor"].startswith("websocket:")
         assert parse(event["alert"]["delivered_at"]) == NOW and event["alert"]["delivery_pending"] is False
     assert states(client) == {k: ("delivered", False) for k in ALERTING_KINDS}
     assert client.get("/healthz").json()["alerts_pending_delivery"] == 0
-    assert raised[1]["alert"]["risk"] >= 3 * Twin.load().alert_threshold
+    assert raised[0]["alert"]["risk"] >= 3 * Twin.load().alert_threshold
 
 
 def test_a_never_reading_client_leaves_the_alerts_pending(client, alerting):
@@ -152,7 +152,7 @@ def test_the_stream_replays_events_after_a_sequence_number(client, alerting):
     with client.websocket_connect("/v1/ws/alerts?since=3") as ws:
         replayed = until_live(ws)
     assert [(e["seq"], e["event"], e["alert"]["kind"]) for e in replayed] == [
-        (4, "delivered", "twin"), (5, "acknowledged", "twin")]
+        (4, "delivered", "news2"), (5, "acknowledged", "twin")]
     assert replayed[1]["alert"]["acknowledged_by"] == "nurse-7" and replayed[1]["actor"] == "nurse-7"
 
 

@@ -44,7 +44,7 @@ def test_raised_alerts_are_listed_with_their_kind_and_reasons(client, alerting):
     assert news2["reasons"][0] == "Charted by Nurse Ada: emergency response"
     assert news2["reasons"][1].startswith("NEWS2 10, high clinical risk: emergency assessment")
     assert news2["news2"]["total"] == 10 and news2["news2"]["monitoring"] == "continuous monitoring"
-    assert news2["risk"] == 0.0  # charted before the patient's first score
+    assert news2["risk"] == risk["risk"]  # charted after the cycle of T0: the patient's latest twin risk
     assert twin["risk"] >= 3 * Twin.load().alert_threshold
 
 

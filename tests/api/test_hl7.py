@@ -241,3 +241,25 @@ def test_two_patients_in_one_message_each_with_its_own_obr() -> None:
         obx(1, HR, "70", BPM).encode()
     rejected = read_message(orphan, NOW, timedelta(minutes=5), None)
     assert rejected.ack_code == "AR" and rejected.readings == []
+
+
+def test_obx17_manual_measurement_is_stored_as_charted(client: TestClient) -> None:
+    """OBX-17 MMEAS (a clinician's measurement, as an e-obs gateway sends it) → charted; AMEAS or none → monitor."""
+    rr = "151562^MDC_RESP_RATE^MDC"
+    per_min = "264928^MDC_DIM_RESP_PER_MIN^MDC"
+    at = "20090813095700+0500"
+    body = message(obx(1, rr, "22", per_min, at) + "|||MMEAS^manual-measurement^MDC",
+                   obx(2, rr, "26", per_min, at) + "|||AMEAS^auto-measurement^MDC",
+                   obx(3, HR, "88", BPM, at))
+    response = client.post("/v1/hl7", content=body, headers=HL7_TYPE)
+    assert response.status_code == 200, response.text
+    assert str(ack_of(response.text).segment("MSA")(1)) == "AA"
+    when = OBSERVED_AT - timedelta(seconds=15)
+    assert readings_of(client, "bed-7") == [("hr", when, 88.0, "monitor"), ("rr", when, 22.0, "charted"),
+                                            ("rr", when, 26.0, "monitor")]
+    charted = client_as(client, "clinician").get("/v1/patients/bed-7/observations",
+                                                 params={"since": (when - timedelta(minutes=1)).isoformat(),
+                                                         "until": (when + timedelta(minutes=1)).isoformat()})
+    assert charted.status_code == 200, charted.text
+    (chart,) = charted.json()["sets"]
+    assert chart["values"] == {"rr": 22.0}

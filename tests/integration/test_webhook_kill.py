@@ -57,13 +57,13 @@ def test_an_alert_raised_before_a_sigkill_is_delivered_once_after_restart(tmp_pa
         end = align(datetime.fromisoformat(client.get("/healthz").json()["now"])).to_pydatetime()
         readings = trajectory("sick-1", end, True, 2)
         assert post_all(client, readings) == len(readings)
-        charted = client.post("/v1/observations", json={  # a nurse charts NEWS2 10: its news2 alert at once
-            "patient_id": "sick-1", "ts": end.isoformat(), "rr": 26, "spo2": 92, "o2": False, "sbp": 95, "hr": 125,
-            "acvpu": "A", "temp": 38.5, "by": "Nurse Ada"})
-        assert charted.status_code == 201 and charted.json()["alert"]["event"] == "raised", charted.text
         raised = sum(client.post("/v1/cycle", params={"window_end": (end - timedelta(minutes=5 * k)).isoformat()})
                      .json()["alerts_raised"] for k in (2, 1, 0))
         assert raised == 1  # the twin's, sustained over three windows
+        charted = client.post("/v1/observations", json={  # then a nurse charts NEWS2 10: its news2 alert at once
+            "patient_id": "sick-1", "ts": end.isoformat(), "rr": 26, "spo2": 92, "o2": False, "sbp": 95, "hr": 125,
+            "acvpu": "A", "temp": 38.5, "by": "Nurse Ada"})
+        assert charted.status_code == 201 and charted.json()["alert"]["event"] == "raised", charted.text
         # the receiver is down: the deliveries fail and stay pending in the outbox
         wait_until(lambda: client.get("/v1/webhooks").json()[0]["pending"] == 2, "two pending deliveries")
         assert client.get("/healthz").json()["alerts_pending_delivery"] == 2

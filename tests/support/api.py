@@ -89,19 +89,21 @@ def run_cycle(client: TestClient, window_end: datetime) -> dict:
 #: an emergency response (issue 20: NEWS2 alerts come from charted sets).
 SICK_SET = {"patient_id": SICK, "ts": T0.isoformat(), "rr": 26, "spo2": 92, "o2": False, "sbp": 95, "hr": 125,
             "acvpu": "A", "temp": 38.5, "by": "Nurse Ada"}
-#: What ``raise_alerts`` raises for the sick patient: the charted set's news2 alert, then the twin's (sustained over
-#: the three windows to T0). No criteria alert: the sick trajectory meets no criterion of the issue-20 label (pulse
-#: reaches 130 only at T0, SBP is below 90 for eleven minutes); no obs_due: a charted news2 alert is open.
-ALERTING_KINDS = ("news2", "twin")
+#: What ``raise_alerts`` raises for the sick patient: the twin's alert (sustained over the three windows to T0), then
+#: the charted set's news2 alert (raised at once, whatever is open). No criteria alert: the sick trajectory meets no
+#: criterion of the issue-20 label (pulse reaches 130 only at T0, SBP is below 90 for eleven minutes); no obs_due:
+#: three windows are shorter than its hour. In this order the shipped fold (``Settings.alert_fold``: a twin rule
+#: holding during an open news2 alert is recorded on it, not raised) leaves two alerts for the lifecycle tests.
+ALERTING_KINDS = ("twin", "news2")
 
 
 def raise_alerts(client: TestClient) -> int:
-    """Chart ``SICK_SET`` and run the cycles of the three windows ending at T0 (the twin's sustained rule): the
+    """Run the cycles of the three windows ending at T0 (the twin's sustained rule), then chart ``SICK_SET``: the
     alerts of ``ALERTING_KINDS``, in that order in the outbox. Returns how many were raised."""
+    raised = sum(run_cycle(client, T0 - WINDOW * k)["alerts_raised"] for k in (2, 1, 0))
     response = client.post("/v1/observations", json=SICK_SET)
     assert response.status_code == 201, response.text
-    raised = int(response.json()["alert"]["event"] == "raised")
-    return raised + sum(run_cycle(client, T0 - WINDOW * k)["alerts_raised"] for k in (2, 1, 0))
+    return raised + int(response.json()["alert"]["event"] == "raised")
 
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"

@@ -4,14 +4,18 @@ scan of every score against every open alert, with the sustained rules' runs), `
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.alerts.rules import (
+    FOLDS,
     SUSTAINED,
     ChartedSet,
+    Corroborate,
     Policy,
     Raise,
     Resolve,
@@ -20,6 +24,8 @@ from app.alerts.rules import (
     charted_grade,
     decide,
     decide_charted,
+    fold_header,
+    folded_kinds,
     verdicts,
 )
 from app.alerts.store import KINDS, Alert
@@ -232,3 +238,115 @@ def test_a_charted_raise_is_graded_and_carries_the_set():
     assert step.news2["grade"] == 3 and step.news2["escalation"] == "emergency response"
     assert step.news2["missing"] == ["temp"] and step.news2["partial"] and step.risk == 0.2
     assert step.reasons[1].startswith("NEWS2 7 (partial set: unobserved parameters score 0), high clinical risk")
+
+
+# -- one interruption per patient episode (Policy.fold) ---------------------------------------------------------------
+def _open(kind: str, state: str = "raised", reasons: list[str] | None = None, patient: str = "a") -> Alert:
+    return Alert(f"{patient}-{kind}", patient, T0.isoformat(), T0.isoformat(), 0.5, reasons or [], state,
+                 T0.isoformat(), kind=kind, news2={"grade": 2} if kind == "news2" else None)
+
+
+def _high(at: datetime = T0, *, risk: float = 0.9, criteria: bool = False) -> Score:
+    flags = (f"{CRITERIA_MET}:hr_high",) if criteria else ()
+    return Score("a", at, risk, 0.0, 0.0, (), "test", flags=flags)
+
+
+FOLDING = Policy(threshold=0.7, clear_threshold=0.6, twin_sustain_windows=1, fold="less_urgent")
+
+
+def test_a_twin_rule_holding_during_an_open_news2_alert_is_recorded_on_it_not_raised():
+    news2 = _open("news2")
+    changes = decide([_high()], by_patient([news2]), {}, FOLDING)
+    (step,) = changes.steps
+    assert isinstance(step, Corroborate) and step.alert_id == "a-news2" and step.kind == "twin"
+    assert step.reasons[0] == fold_header("twin") and step.reasons[1].startswith("Twin risk 90%")
+    # the same cycle with folding off (today's rules): a second alert
+    (raised,) = decide([_high()], by_patient([news2]), {}, Policy(threshold=0.7, clear_threshold=0.6,
+                                                                   twin_sustain_windows=1)).steps
+    assert isinstance(raised, Raise) and raised.kind == "twin"
+
+
+def test_a_fold_is_recorded_once_per_alert_and_kind():
+    noted = _open("news2", reasons=["NEWS2 6", fold_header("twin"), "Twin risk 90%"])
+    assert folded_kinds(noted) == ["twin"]
+    assert decide([_high(T0 + timedelta(minutes=5))], by_patient([noted]), {}, FOLDING).steps == []
+
+
+def test_acknowledging_an_alert_does_not_raise_a_rule_it_already_records():
+    noted = _open("news2", state="acknowledged", reasons=["NEWS2 6", fold_header("twin"), "Twin risk 90%"])
+    assert decide([_high(T0 + timedelta(minutes=5))], by_patient([noted]), {}, FOLDING).steps == []
+
+
+def test_a_more_urgent_rule_still_raises_and_an_acknowledged_alert_takes_no_fold():
+    (criteria,) = decide([_high(criteria=True)], by_patient([_open("twin")]), {}, FOLDING).steps
+    assert isinstance(criteria, Raise) and criteria.kind == "criteria"  # criteria > twin in KINDS: it interrupts
+    (twin,) = decide([_high()], by_patient([_open("news2", state="acknowledged")]), {}, FOLDING).steps
+    assert isinstance(twin, Raise) and twin.kind == "twin"  # someone responded; new information interrupts again
+    (folded,) = decide([_high(criteria=True)], by_patient([_open("twin")]), {},
+                       Policy(threshold=0.7, clear_threshold=0.6, fold="any")).steps
+    assert isinstance(folded, Corroborate) and folded.alert_id == "a-twin"  # "any": whatever the urgency
+
+
+def test_rules_holding_in_one_cycle_raise_one_alert_carrying_the_others():
+    (step,) = decide([_high(criteria=True)], {}, {}, FOLDING).steps
+    assert isinstance(step, Raise) and step.kind == "criteria" and folded_kinds(step) == ["twin"]
+    assert step.reasons[0].startswith("Meets the deterioration criterion now")
+
+
+def test_a_rule_still_holding_when_the_alert_it_was_folded_into_resolves_raises_its_own():
+    criteria = _open("criteria")  # its rule no longer holds this cycle: it resolves, so the twin raises
+    changes = decide([_high()], by_patient([criteria]), {}, FOLDING)
+    assert [(type(s).__name__, getattr(s, "kind", None)) for s in changes.steps] == [("Resolve", None),
+                                                                                     ("Raise", "twin")]
+
+
+def test_an_alert_stays_open_while_a_rule_it_records_still_holds():
+    """The twin recorded on an open criteria alert keeps it open (at the twin's clear threshold, as its own alert
+    would stay open); once neither holds, the alert resolves."""
+    criteria = _open("criteria", reasons=["Meets the deterioration criterion now", fold_header("twin"), "Twin 90%"])
+    later = T0 + timedelta(minutes=5)
+    changes = decide([_high(later, risk=0.65)], by_patient([criteria]), {}, FOLDING)  # 0.6 <= risk < 0.7
+    assert changes.steps == [] and changes.still_met == [("a-criteria", later)]
+    off = decide([_high(later, risk=0.65)], by_patient([criteria]), {}, dataclasses.replace(FOLDING, fold="off"))
+    assert [type(s).__name__ for s in off.steps] == ["Resolve"]  # folding off: the alert follows its own rule only
+    (step,) = decide([_high(later, risk=0.5)], by_patient([criteria]), {}, FOLDING).steps
+    assert step == Resolve("a-criteria", "no deterioration criterion is met")
+
+
+@settings(max_examples=300, deadline=None)
+@given(a_case(), st.sampled_from(FOLDS))
+def test_folding_changes_how_a_rule_is_heard_never_whether_it_holds(case, fold):
+    """Under any fold the rules that fire are those that raise with folding off (each raised, or recorded on an open
+    or newly raised alert); resolutions, rules still held and runs are the same; charted news2 is never raised here;
+    a raise never lands beside an open unacknowledged alert it should have been folded into."""
+    scores, open_alerts, last_met, policy, streaks = case
+    index = by_patient(open_alerts)
+    off = decide(scores, index, last_met, policy, streaks)
+    on = decide(scores, index, last_met, dataclasses.replace(policy, fold=fold), streaks)
+    ids = {a.id: a for a in open_alerts}
+    fired = {(s.patient_id, s.kind) for s in on.steps if isinstance(s, Raise)}
+    fired |= {(s.patient_id, k) for s in on.steps if isinstance(s, Raise) for k in folded_kinds(s)}
+    fired |= {(ids[s.alert_id].patient_id, s.kind) for s in on.steps if isinstance(s, Corroborate)}
+    assert fired == {(s.patient_id, s.kind) for s in off.steps if isinstance(s, Raise)}
+    assert [s for s in on.steps if isinstance(s, Resolve)] == [s for s in off.steps if isinstance(s, Resolve)]
+    assert (on.still_met, on.streaks) == (off.still_met, off.streaks)
+    resolved = {s.alert_id for s in on.steps if isinstance(s, Resolve)}
+    rank = {k: i for i, k in enumerate(KINDS)}
+    for s in on.steps:
+        if isinstance(s, Corroborate):
+            host = ids[s.alert_id]
+            assert host.state == "raised" and host.id not in resolved
+            assert fold == "any" or rank[host.kind] < rank[s.kind]
+        if isinstance(s, Raise) and fold != "off":
+            assert s.kind != "news2"
+            hosts = [a for a in index.get(s.patient_id, {}).values() if a.id not in resolved
+                     and a.kind != s.kind and (fold == "any" or rank[a.kind] < rank[s.kind])]
+            assert not hosts  # every open alert in the study's cases is unacknowledged ("raised")
+    raised = [s.patient_id for s in on.steps if isinstance(s, Raise)]
+    if fold == "any":  # at most one new interruption per patient and cycle
+        assert len(raised) == len(set(raised))
+
+
+def test_the_fold_must_be_a_known_one():
+    with pytest.raises(ValueError, match="fold must be one of"):
+        Policy(threshold=0.7, clear_threshold=0.6, fold="sometimes")  # type: ignore[arg-type]

@@ -1,0 +1,71 @@
+"""One interruption per patient episode through the engine and the store (``Policy.fold``): a folded rule is recorded
+on the open alert (reasons, a ``corroborated`` transition), notifies nobody, and raises its own alert once the alert
+it was folded into resolves."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from app.alerts.engine import AlertEngine
+from app.alerts.rules import ChartedSet, Policy, fold_header
+from app.alerts.store import AlertStore
+from app.alerts.timers import Timers
+from app.clock import FixedClock
+from app.domain import Score
+from models.news2 import News2Summary
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+STEP = timedelta(minutes=5)
+
+
+@pytest.fixture
+async def engine(tmp_path):
+    store = AlertStore(tmp_path / "alerts.db")
+    await store.open()
+    clock = FixedClock(T0)
+    yield AlertEngine(store, clock, Policy(threshold=0.7, clear_threshold=0.6, twin_sustain_windows=1,
+                                           fold="less_urgent"),
+                      Timers(store, escalate_after=timedelta(minutes=15), renotify_after=None))
+    await store.close()
+
+
+def chart(total_points: dict[str, int], at: datetime) -> ChartedSet:
+    summary = News2Summary.from_stored({"total": sum(total_points.values()), "points": total_points})
+    return ChartedSet("a", at, summary, by="Nurse Ada")
+
+
+async def test_a_twin_rule_during_a_charted_news2_alert_is_recorded_on_it_then_raised_once_that_resolves(engine):
+    news2, _ = await engine.raise_charted(chart({"rr": 3, "hr": 2, "spo2": 1}, T0 - timedelta(minutes=2)))
+    assert news2 is not None and news2.kind == "news2"
+    head = await engine.store.last_seq()
+    assert await engine.evaluate([Score("a", T0, 0.9, 0.0, 0.0, (), "test")]) == []  # no second alert
+    noted = await engine.store.get(news2.id)
+    assert noted.state == news2.state and noted.reasons[:len(news2.reasons)] == news2.reasons
+    assert noted.reasons[len(news2.reasons)] == fold_header("twin")
+    assert noted.reasons[len(news2.reasons) + 1].startswith("Twin risk 90%")
+    (corroborated,) = [t for t in await engine.store.transitions(news2.id) if t["event"] == "corroborated"]
+    assert corroborated["actor"] == "engine" and corroborated["from_state"] == corroborated["to_state"]
+    assert corroborated["note"].startswith("twin rule holds")
+    assert await engine.store.last_seq() == head  # nothing went to the outbox: nobody is interrupted
+    assert await engine.evaluate([Score("a", T0 + STEP, 0.9, 0.0, 0.0, (), "test")]) == []
+    assert (await engine.store.get(news2.id)).reasons == noted.reasons  # once per alert and kind
+    assert [a.kind for a in await engine.store.list(patient_id="a")] == ["news2"]
+    # the nurse charts a reassuring set: the news2 alert resolves; the twin, still high, now raises on its own
+    await engine.raise_charted(chart({}, T0 + STEP + timedelta(minutes=2)))
+    assert (await engine.store.get(news2.id)).state == "resolved"
+    (twin,) = await engine.evaluate([Score("a", T0 + 2 * STEP, 0.9, 0.0, 0.0, (), "test")])
+    assert twin.kind == "twin" and twin.state == "raised"
+
+
+async def test_a_fold_into_an_alert_resolved_meanwhile_records_nothing(engine):
+    news2, _ = await engine.raise_charted(chart({"rr": 3, "hr": 2, "spo2": 1}, T0 - timedelta(minutes=2)))
+    await engine.store.resolve(news2.id, T0, "test")
+    assert await engine.store.corroborate(news2.id, ["x"], T0) is None
+    assert (await engine.store.get(news2.id)).reasons == news2.reasons
+
+
+def test_the_board_knows_the_fold_header():
+    """The ward board shows a folded rule under its alert ("also: ..."): it finds it by the header the rules write."""
+    board = (Path(__file__).parents[2] / "app" / "static" / "board.js").read_text()
+    assert f'const FOLD_HEADER = "{fold_header("")[:-len(" rule")]}";' in board
