@@ -35,7 +35,7 @@ from app.alerts.rules import (
     decide,
     decide_charted,
 )
-from app.alerts.store import Alert, AlertStore
+from app.alerts.store import Alert, AlertStore, NewAlert
 from app.alerts.timers import Timers
 from app.clock import Clock
 from models.scoring import Score
@@ -109,17 +109,24 @@ class AlertEngine:
         return raised
 
     async def _steps(self, changes: Changes, now: datetime) -> list[Alert]:
-        """Apply the rules' steps and the runs that changed; the alerts raised or escalated."""
+        """Apply the rules' steps and the runs that changed; the alerts raised or escalated. Consecutive raises
+        (a cycle's burst) go to the store as one transaction; the steps keep their order."""
         touched: list[Alert] = []
+        burst: list[NewAlert] = []
+
+        async def flush() -> None:
+            for new in await self.store.raise_alerts(burst, now):
+                touched.append(new)
+                logger.info("alert raised id=%s kind=%s risk=%.3f", new.id, new.kind, new.risk)
+            burst.clear()
+
         for step in changes.steps:
             if isinstance(step, Raise):
-                new = await self.store.raise_alert(step.patient_id, step.window_end, step.risk, step.reasons, now,
-                                                   kind=step.kind, news2=step.news2, actor=step.actor,
-                                                   alert_id=step.alert_id)
-                if new is not None:
-                    touched.append(new)
-                    logger.info("alert raised id=%s kind=%s risk=%.3f", new.id, step.kind, step.risk)
-            elif isinstance(step, Corroborate):  # recorded on the open alert, notifies nobody (rules.fold)
+                burst.append(NewAlert(step.patient_id, step.window_end, step.risk, step.reasons, step.kind,
+                                      step.news2, step.actor, step.alert_id))
+                continue
+            await flush()
+            if isinstance(step, Corroborate):  # recorded on the open alert, notifies nobody (rules.fold)
                 await self.store.corroborate(step.alert_id, step.reasons, now, step.actor,
                                              note=f"{step.kind} rule holds at window end "
                                                   f"{step.window_end.isoformat()}")
@@ -129,6 +136,7 @@ class AlertEngine:
                 logger.info("alert escalated id=%s by a charted set", step.alert_id)
             else:
                 await self.store.resolve(step.alert_id, now, step.reason, actor=step.actor)
+        await flush()
         await self.store.save_streaks({key: None if run is None else (run.since, run.last)
                                        for key, run in changes.streaks.items()})
         return touched
@@ -168,8 +176,9 @@ class AlertEngine:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can hold a cancellation
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 if not self._evaluating:  # else evaluate wakes this loop again when it ends

@@ -115,6 +115,20 @@ class OutboxEvent:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class NewAlert:
+    """One alert to raise (:meth:`AlertStore.raise_alerts`); ``alert_id`` None: ``<patient>-<window end>-<kind>``."""
+
+    patient_id: str
+    window_end: datetime
+    risk: float
+    reasons: list[str]
+    kind: str = "twin"
+    news2: dict[str, Any] | None = None
+    actor: str = "engine"
+    alert_id: str | None = None
+
+
 def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat()
 
@@ -270,8 +284,9 @@ class AlertStore:
 
     # -- transitions ------------------------------------------------------------------------------
     def _emit(self, conn: Connection, alert_id: str, event: str, at: datetime, actor: str,
-              from_state: str | None, note: str | None = None) -> None:
-        """Append the event to the outbox and the transition log (inside the caller's transaction)."""
+              from_state: str | None, note: str | None = None) -> Alert:
+        """Append the event to the outbox and the transition log (inside the caller's transaction); the alert as
+        the event carries it."""
         alert = _row_to_alert(conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone())
         payload = json.dumps({"event": event, "actor": actor, "alert": alert.to_dict()}, sort_keys=True)
         conn.execute(
@@ -284,6 +299,7 @@ class AlertStore:
         )
         if self._db.dialect.name == "postgresql":  # delivered at commit to every instance's listener
             conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, self._origin))
+        return alert
 
     def _notify(self) -> None:
         if self.on_event is not None:
@@ -294,25 +310,40 @@ class AlertStore:
                           actor: str = "engine", alert_id: str | None = None) -> Alert | None:
         """Raise an alert of ``kind``; ``None`` if this (patient, window end, kind) already raised one (cycle
         rerun) or the patient already has an open alert of this kind. The id is ``<patient>-<window end>-<kind>``."""
-        if kind not in KINDS:
-            raise ValueError(f"alert kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        alert_id = alert_id or f"{patient_id}-{window_end.astimezone(UTC):%Y%m%dT%H%MZ}-{kind}"
+        raised = await self.raise_alerts([NewAlert(patient_id, window_end, risk, reasons, kind, news2, actor,
+                                                   alert_id)], at)
+        return raised[0] if raised else None
 
-        def raise_(conn: Connection) -> bool:
-            cur = conn.execute(
-                "INSERT INTO alerts (id, patient_id, window_end, raised_at, risk, reasons, state, updated_at, kind, "
-                "news2, last_notified_at) VALUES (?, ?, ?, ?, ?, ?, 'raised', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (alert_id, patient_id, _iso(window_end), _iso(at), risk, json.dumps(reasons), _iso(at), kind,
-                 json.dumps(news2) if news2 is not None else None, _iso(at)),
-            )
-            if cur.rowcount:
-                self._emit(conn, alert_id, "raised", at, actor, None)
-            return bool(cur.rowcount)
+    async def raise_alerts(self, batch: Sequence[NewAlert], at: datetime) -> list[Alert]:
+        """Raise every alert of ``batch`` in one transaction (a cycle's burst costs one commit, not one per alert;
+        issue 21, finding 8) and return those created, in ``batch`` order; one that already exists (cycle rerun) or
+        whose patient already has an open alert of its kind is skipped, as :meth:`raise_alert` skips it."""
+        for item in batch:
+            if item.kind not in KINDS:
+                raise ValueError(f"alert kind must be one of {', '.join(KINDS)}, got {item.kind!r}")
+        if not batch:
+            return []
+        ids = [item.alert_id or f"{item.patient_id}-{item.window_end.astimezone(UTC):%Y%m%dT%H%MZ}-{item.kind}"
+               for item in batch]
+
+        def raise_(conn: Connection) -> list[Alert]:
+            created: list[Alert] = []
+            for alert_id, item in zip(ids, batch, strict=True):
+                cur = conn.execute(
+                    "INSERT INTO alerts (id, patient_id, window_end, raised_at, risk, reasons, state, updated_at, "
+                    "kind, news2, last_notified_at) VALUES (?, ?, ?, ?, ?, ?, 'raised', ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (alert_id, item.patient_id, _iso(item.window_end), _iso(at), item.risk, json.dumps(item.reasons),
+                     _iso(at), item.kind, json.dumps(item.news2) if item.news2 is not None else None, _iso(at)),
+                )
+                if cur.rowcount:
+                    created.append(self._emit(conn, alert_id, "raised", at, item.actor, None))
+            return created
 
         created = await self._db.run_tx(raise_, LOCK)
         if created:
             self._notify()
-        return await self.get(alert_id) if created else None
+        return created
 
     async def _transition(self, alert_id: str, allowed_from: tuple[str, ...], to: str, at: datetime,
                           extra: dict[str, Any], actor: str, note: str | None = None) -> Alert:

@@ -316,11 +316,16 @@ class WebhookStore:
             if not ids:
                 return []
             marks = ", ".join("?" * len(ids))
-            conn.execute(f"UPDATE webhook_deliveries SET claimed_by = ?, claimed_until = ? WHERE id IN ({marks})",
-                         (worker, now + lease_s, *ids))
+            # The claim re-checks that each row is still free: on PostgreSQL a row another worker claimed and
+            # committed while this SELECT waited is locked here all the same (a ranked subquery is not re-checked
+            # against the row's new version), and this statement's fresh snapshot sees that claim.
+            conn.execute(f"UPDATE webhook_deliveries SET claimed_by = ?, claimed_until = ? WHERE id IN ({marks}) "
+                         "AND status = 'pending' AND (claimed_until IS NULL OR claimed_until <= ?)",
+                         (worker, now + lease_s, *ids, now))
             return conn.execute(f"SELECT {columns}, e.url, e.secret, d.body FROM webhook_deliveries d JOIN "
                                 f"webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id IN ({marks}) "
-                                "ORDER BY d.next_attempt_at, d.seq", tuple(ids)).fetchall()
+                                "AND d.claimed_by = ? AND d.claimed_until = ? ORDER BY d.next_attempt_at, d.seq",
+                                (*ids, worker, now + lease_s)).fetchall()
 
         rows = await self._db.run_tx(claim)
         return [(Delivery(*r[:13]), r[13], r[14], r[15]) for r in rows]
@@ -533,8 +538,11 @@ class WebhookWorker:
             wait = self.poll_s if next_due is None else max(0.0, min(self.poll_s, next_due - self._wall()))
             if wait == 0 and not started:  # what is due is in flight or its endpoint is busy: a finish wakes us
                 wait = self.poll_s
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can hold a cancellation that arrives as the
+            # event is set, and stop() then waited 10 s for this task (a test teardown's sporadic 10 s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def start(self) -> None:

@@ -52,7 +52,8 @@ class AggregateIn(BaseModel):
     model_config = {"extra": "forbid"}
 
     statistic: Literal["admissions", "deterioration_rate", "vitals_by_hour"]
-    epsilon: float = Field(gt=0, le=10, description="the ε this query spends from the store's budget")
+    epsilon: float = Field(ge=P.MIN_EPSILON, le=10,
+                           description="the ε this query spends from the store's budget (0.001 to 10)")
     vital: Literal["hr_mean", "rr_mean", "spo2_mean", "sbp", "temp"] = "hr_mean"
     max_hours: int = Field(24, ge=1, le=24, description="vitals_by_hour: hours of day one patient contributes to")
 

@@ -61,13 +61,18 @@ class Query:
     def check(self) -> Query:
         if self.statistic not in STATISTICS:
             raise InvalidQueryError("statistic", f"unknown statistic {self.statistic!r}; known: {list(STATISTICS)}")
-        if not (0 < self.epsilon <= 10) or not np.isfinite(self.epsilon):
-            raise InvalidQueryError("epsilon", "epsilon must be greater than 0 and at most 10")
+        if not (MIN_EPSILON <= self.epsilon <= 10) or not np.isfinite(self.epsilon):
+            raise InvalidQueryError("epsilon", f"epsilon must be at least {MIN_EPSILON} and at most 10")
         if self.statistic == "vitals_by_hour" and self.vital not in VITAL_BOUNDS:
             raise InvalidQueryError("vital", f"unknown vital {self.vital!r}; known: {list(VITAL_BOUNDS)}")
         if not 1 <= self.max_hours <= HOURS:
             raise InvalidQueryError("max_hours", "max_hours must be within 1..24")
         return self
+
+
+#: The smallest ε a query may spend: below it the noise (sensitivity / ε) is a thousand times the sensitivity or more,
+#: the answer carries no information, and a vanishing ε (5e-324) would make the scale infinite.
+MIN_EPSILON = 0.001
 
 
 def _opendp() -> Any:

@@ -82,6 +82,9 @@ def test_bad_export_parameters_are_422_naming_the_field(research: TestClient, bo
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"statistic": "everything", "epsilon": 1}, "statistic"), ({"statistic": "admissions", "epsilon": 0}, "epsilon"),
+    # Schemathesis found 5e-324 (a scale of sensitivity / ε overflowing) answered with a 500: refused as too small
+    ({"statistic": "vitals_by_hour", "epsilon": 5e-324}, "epsilon"),
+    ({"statistic": "admissions", "epsilon": 0.0009}, "epsilon"),
     ({"statistic": "admissions"}, "epsilon"), ({"statistic": "vitals_by_hour", "epsilon": 1, "vital": "x"}, "vital"),
     ({"statistic": "vitals_by_hour", "epsilon": 1, "max_hours": 25}, "max_hours"),
 ])

@@ -26,6 +26,7 @@ from app.security.audit import AuditLog, audit_row
 from app.security.keys import KeyStore, LastAdminKeyError, Principal
 from app.storage.control import open_control_db
 from app.storage.migrations import Schema
+from app.storage.postgres_db import PostgresDatabase
 from app.storage.postgres_local import ManagedPostgres
 from tests.support.postgres import find_postgres
 
@@ -516,7 +517,8 @@ async def test_postgres_down_is_unavailable_and_health_says_so_then_it_recovers(
     server = ManagedPostgres(find_postgres())
     server.start()
     try:
-        store = AlertStore(server.create_database("down_and_back"))
+        # a short pool timeout: the refused write below waits it out (the default 10 s is for a real deployment)
+        store = AlertStore(PostgresDatabase(server.create_database("down_and_back"), SCHEMA, timeout_s=2.0))
         await store.open()
         try:
             assert await raise_one(store, "bed-1") is not None

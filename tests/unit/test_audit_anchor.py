@@ -6,27 +6,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from app.security.audit import GENESIS, AuditLog, audit_row, chain_hash
-from app.security.keys import KeyStore, Principal
+from app.security.audit import GENESIS, chain_hash
 from lab.cli import main
-
-AT = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
-WHO = Principal("k1", "board", frozenset({"clinician"}))
-
-
-def append(data_dir: Path, n: int, first: int = 0) -> None:
-    keys = KeyStore(data_dir / "access.db")
-    keys.open()
-    try:
-        AuditLog(keys).append_rows([audit_row(AT, WHO, "GET /v1/patients/{patient_id}/risk", f"patient:p{i}", 200,
-                                              "10.0.0.7") for i in range(first, first + n)])
-    finally:
-        keys.close()
+from tests.support.audit_trail import append_rows
 
 
 def raw(data_dir: Path) -> sqlite3.Connection:
@@ -41,7 +27,7 @@ def raw(data_dir: Path) -> sqlite3.Connection:
 def anchored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path, Path]:
     """A trail of 20 rows with an anchor taken, in ``anchors.jsonl``, signed with ``anchor.key``."""
     data, key, out = tmp_path / "data", tmp_path / "anchor.key", tmp_path / "anchors.jsonl"
-    append(data, 20)
+    append_rows(data, 20)
     key.write_text("a-secret-kept-off-the-data-host\n")
     assert main(["audit", "anchor", "--data-dir", str(data), "--key-file", str(key), "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -58,7 +44,7 @@ def verify(data: Path, key: Path | None = None, anchors: Path | None = None) -> 
 
 def test_a_trail_that_grew_since_holds_its_anchor(anchored, capsys) -> None:
     data, key, out = anchored
-    append(data, 5, first=20)
+    append_rows(data, 5, first=20)
     assert verify(data, key, out) == 0
     assert capsys.readouterr().out.strip() == "25 rows, chain intact, 1 anchors hold"
 

@@ -4,28 +4,15 @@ verify``; an intact trail verifies; rows written before the chain existed are un
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from app.security.audit import AuditLog, audit_row
-from app.security.keys import SCHEMA, KeyStore, Principal
+from app.security.audit import audit_row
+from app.security.keys import SCHEMA
 from app.storage.migrations import Schema, migrate
 from lab.audit_cmd import verify
-
-AT = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
-WHO = Principal("k1", "board", frozenset({"clinician"}))
-
-
-def _append(data_dir: Path, n: int, first: int = 0) -> None:
-    keys = KeyStore(data_dir / "access.db")
-    keys.open()
-    try:
-        AuditLog(keys).append_rows([audit_row(AT, WHO, "GET /v1/patients/{patient_id}/risk", f"patient:p{i}", 200,
-                                              "10.0.0.7") for i in range(first, first + n)])
-    finally:
-        keys.close()
+from tests.support.audit_trail import AT, WHO, append_rows
 
 
 def _raw(data_dir: Path) -> sqlite3.Connection:
@@ -33,8 +20,8 @@ def _raw(data_dir: Path) -> sqlite3.Connection:
 
 
 def test_an_intact_trail_verifies(tmp_path, capsys):
-    _append(tmp_path, 150)  # more than one INSERT statement's worth
-    _append(tmp_path, 3, first=150)  # a second transaction continues the chain
+    append_rows(tmp_path, 150)  # more than one INSERT statement's worth
+    append_rows(tmp_path, 3, first=150)  # a second transaction continues the chain
     assert verify(data_dir=tmp_path) == 0
     assert capsys.readouterr().out.strip() == "153 rows, chain intact"
 
@@ -54,7 +41,7 @@ def test_an_empty_trail_verifies(tmp_path, capsys):
     "SELECT seq, at, key_id, key_name, role, action, target, 403, remote, row_hash FROM audit WHERE seq = 3",
 ])
 def test_a_hand_edited_row_breaks_verify(tmp_path, capsys, edit):
-    _append(tmp_path, 5)
+    append_rows(tmp_path, 5)
     with _raw(tmp_path) as conn:
         conn.execute(edit)
     assert verify(data_dir=tmp_path) == 1
@@ -63,7 +50,7 @@ def test_a_hand_edited_row_breaks_verify(tmp_path, capsys, edit):
 
 
 def test_a_removed_row_breaks_verify(tmp_path, capsys):
-    _append(tmp_path, 5)
+    append_rows(tmp_path, 5)
     with _raw(tmp_path) as conn:
         conn.execute("DROP TRIGGER audit_no_delete")
         conn.execute("DELETE FROM audit WHERE seq = 2")
@@ -73,7 +60,7 @@ def test_a_removed_row_breaks_verify(tmp_path, capsys):
 
 def test_a_hash_blanked_after_the_chain_began_breaks_verify(tmp_path, capsys):
     """Setting ``row_hash`` to NULL must not pass a chained row off as an old, unchained one."""
-    _append(tmp_path, 4)
+    append_rows(tmp_path, 4)
     with _raw(tmp_path) as conn:
         conn.execute("INSERT OR REPLACE INTO audit (seq, at, key_id, key_name, role, action, target, status, remote, "
                      "row_hash) SELECT seq, at, key_id, key_name, role, action, target, status, remote, NULL "
@@ -89,7 +76,7 @@ def test_rows_before_the_migration_are_unchained_not_broken(tmp_path, capsys):
         conn.executemany("INSERT INTO audit (at, key_id, key_name, role, action, target, status, remote) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          [audit_row(AT, WHO, "GET /v1/patients", None, 200, "10.0.0.1")] * 2)
-    _append(tmp_path, 3)  # opening migrates (the row_hash column), then the chain begins at seq 3
+    append_rows(tmp_path, 3)  # opening migrates (the row_hash column), then the chain begins at seq 3
     with _raw(tmp_path) as conn:
         hashes = [r[0] for r in conn.execute("SELECT row_hash FROM audit ORDER BY seq")]
     assert hashes[:2] == [None, None] and all(hashes[2:])
