@@ -59,8 +59,24 @@ class FleetView:
     as_of: datetime | None = None
 
 
+class _OwnConnection:
+    """``close`` and the open connection (``_c``) of a holder of one PostgreSQL connection in ``self.conn``."""
+
+    conn: psycopg.AsyncConnection | None
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+            self.conn = None
+
+    def _c(self) -> psycopg.AsyncConnection:
+        if self.conn is None or self.conn.closed:
+            raise RuntimeError(f"{type(self).__name__}.connect first")
+        return self.conn
+
+
 @dataclass
-class Leases:
+class Leases(_OwnConnection):
     """One instance's leases over one PostgreSQL connection (``connect`` opens it; the caller renews)."""
 
     dsn: str
@@ -90,15 +106,6 @@ class Leases:
             await self.conn.execute("INSERT INTO bucket_leases (bucket) SELECT generate_series(0, %s - 1) "
                                     "ON CONFLICT DO NOTHING", (self.buckets,))
 
-    async def close(self) -> None:
-        if self.conn is not None:
-            await self.conn.close()
-            self.conn = None
-
-    def _c(self) -> psycopg.AsyncConnection:
-        if self.conn is None or self.conn.closed:
-            raise RuntimeError("Leases.connect first")
-        return self.conn
 
     def held(self) -> frozenset[int]:
         """The buckets this instance may score now: those of its last renewal, while it is still valid."""
@@ -161,7 +168,7 @@ class Leases:
                           "unowned_buckets": self.view.unowned_buckets, "as_of": self.view.as_of}}
 
 
-class Claims:
+class Claims(_OwnConnection):
     """Per-window scoring claims and shared aggregation marks, over their own connection (a cycle's aggregation may
     hold it for seconds; the lease renewals must never wait behind it)."""
 
@@ -176,15 +183,6 @@ class Claims:
         self.conn = await connect(self.dsn)
         await schema.migrate(self.dsn)
 
-    async def close(self) -> None:
-        if self.conn is not None:
-            await self.conn.close()
-            self.conn = None
-
-    def _c(self) -> psycopg.AsyncConnection:
-        if self.conn is None or self.conn.closed:
-            raise RuntimeError("Claims.connect first")
-        return self.conn
 
     async def _claim(self, window_end: datetime, buckets: Iterable[int]) -> frozenset[int]:
         rows = await (await self._c().execute(

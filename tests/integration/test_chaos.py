@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -36,7 +35,7 @@ from app.storage.influxd_local import ManagedInfluxd, free_port
 from app.storage.sqlite import SqliteStore
 from tests.support.api import NOW, SICK, SICK_SET, T0, WINDOW_ENDS, run_cycle, serve
 from tests.support.influx import find_influxd
-from tests.support.server import AUTH, ROOT, SERVICE_KEY, terminate, wait_until_ok
+from tests.support.server import AUTH, ROOT, SERVICE_KEY, ServedProcess, wait_until_ok
 from tests.support.wait import wait_until
 
 PATIENTS = [f"chaos-{i:02d}" for i in range(10)]
@@ -44,13 +43,11 @@ Key = tuple[str, str, int]  # patient, vital, ts in ms
 
 
 @dataclass
-class Service:
+class Service(ServedProcess):
     """One real ``uvicorn app.main:app_from_env`` process on ``data_dir`` (started again with ``start``)."""
 
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen | None = None
-    base: str = ""
 
     def start(self) -> Service:
         port = free_port()
@@ -65,20 +62,6 @@ class Service:
         wait_until_ok(f"{self.base}/healthz", proc=self.proc)
         return self
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.alive():
-            terminate(self.proc, timeout=30)  # type: ignore[arg-type]
-
-    def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.base}/healthz", timeout=30).json()
 
 
 @contextmanager

@@ -21,7 +21,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -43,7 +42,7 @@ from app.storage.influx import InfluxStore
 from app.storage.influxd_local import ManagedInfluxd, free_port
 from models.windows import WINDOW
 from tests.support.ids import unique
-from tests.support.server import AUTH, ROOT, SERVICE_KEY, terminate, wait_until_ok
+from tests.support.server import AUTH, ROOT, SERVICE_KEY, ServedProcess, wait_until_ok
 from tests.support.wait import wait_until
 from tests.support.webhooks import new_secret, received, receiver
 
@@ -58,12 +57,10 @@ SICK = set(PATIENTS[::30])  # tachycardic, hypoxic, tachypnoeic throughout: the 
 
 
 @dataclass
-class Instance:
+class Instance(ServedProcess):
     name: str
     data_dir: Path
     env: dict[str, str]
-    proc: subprocess.Popen | None = None
-    base: str = ""
 
     def start(self) -> Instance:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -79,23 +76,9 @@ class Instance:
         wait_until_ok(f"{self.base}/healthz", proc=self.proc)
         return self
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.base}/healthz", timeout=60).json()
-
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.post(f"{self.base}{path}", headers=AUTH, timeout=300, **kwargs)
 
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.alive():
-            terminate(self.proc, timeout=30)  # type: ignore[arg-type]
 
 
 def ward_minutes(start: datetime, end: datetime, rng: np.random.Generator) -> list[dict]:

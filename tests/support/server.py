@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -45,6 +48,29 @@ def terminate(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@dataclass
+class ServedProcess:
+    """A real service process a test starts (each test's ``start`` says how) and then kills, stops or asks."""
+
+    proc: subprocess.Popen | None = field(default=None, kw_only=True)
+    base: str = field(default="", kw_only=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.alive():
+            terminate(self.proc, timeout=30)  # type: ignore[arg-type]
+
+    def health(self) -> dict[str, Any]:
+        return httpx.get(f"{self.base}/healthz", timeout=60).json()
 
 
 @contextmanager
