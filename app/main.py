@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, *,
     wt.read_model = latest
     wt.engine.subscribe(OnCommit(latest.alerts_changed))
     access = Access(settings)
+    if wt.fleet is not None:  # a key's rate is shared by the live instances (app/security/ratelimit.py)
+        access.limiter.instances = lambda: wt.fleet.leases.view.instances_alive
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
