@@ -21,6 +21,7 @@ import copy
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,27 +39,14 @@ class ScoresFileError(ValueError):
     """The scores CSV cannot be used; the message names the column or row."""
 
 
-def weighted_logistic_fit(s: np.ndarray, y: np.ndarray, w: np.ndarray, *, offset: bool = False,
-                          iterations: int = 50) -> tuple[float, float]:
-    """``lab.metrics.logistic_fit`` with row weights (bootstrap counts): ``(a, c)`` of ``P(y) = expit(a·s + c)``,
-    ``a`` fixed at 1 with ``offset``. Newton steps with step-halving; deterministic. Plain element-wise sums, not
-    BLAS dot products, which crawl when their threads compete for busy cores."""
-    theta = np.array([1.0, 0.0])
-
-    def nll(th: np.ndarray) -> float:
-        eta = th[0] * s + th[1]
-        return float(np.sum(w * (np.logaddexp(0.0, eta) - y * eta)))
-
+def damped_newton(theta: np.ndarray, nll: Callable[[np.ndarray], float], step_of: Callable[[np.ndarray], np.ndarray],
+                  iterations: int, *, step_tol: float | None = None) -> np.ndarray:
+    """Minimise ``nll`` from ``theta`` by the Newton steps ``step_of`` gives, each halved until ``nll`` does not rise;
+    stops when no halving helps, when ``nll`` settles (and, with ``step_tol``, the step is that small), or after
+    ``iterations``. Deterministic."""
     current = nll(theta)
     for _ in range(iterations):
-        q = expit(theta[0] * s + theta[1])
-        r, h = w * (y - q), w * q * (1 - q)
-        if offset:
-            step = np.array([0.0, float(r.sum()) / (float(h.sum()) + 1e-12)])
-        else:
-            hs = float(np.sum(h * s))
-            hm = np.array([[float(np.sum(h * s * s)), hs], [hs, float(h.sum())]]) + 1e-12 * np.eye(2)
-            step = np.linalg.solve(hm, np.array([float(np.sum(r * s)), float(r.sum())]))
+        step = step_of(theta)
         t = 1.0
         while t > 1e-8:
             value = nll(theta + t * step)
@@ -68,8 +56,32 @@ def weighted_logistic_fit(s: np.ndarray, y: np.ndarray, w: np.ndarray, *, offset
         else:
             break
         theta, previous, current = theta + t * step, current, value
-        if abs(previous - current) < 1e-12 * max(1.0, abs(current)) and np.max(np.abs(t * step)) < 1e-10:
+        if abs(previous - current) < 1e-12 * max(1.0, abs(current)) and (
+                step_tol is None or np.max(np.abs(t * step)) < step_tol):
             break
+    return theta
+
+
+def weighted_logistic_fit(s: np.ndarray, y: np.ndarray, w: np.ndarray, *, offset: bool = False,
+                          iterations: int = 50) -> tuple[float, float]:
+    """``lab.metrics.logistic_fit`` with row weights (bootstrap counts): ``(a, c)`` of ``P(y) = expit(a·s + c)``,
+    ``a`` fixed at 1 with ``offset``. Newton steps with step-halving; deterministic. Plain element-wise sums, not
+    BLAS dot products, which crawl when their threads compete for busy cores."""
+
+    def nll(th: np.ndarray) -> float:
+        eta = th[0] * s + th[1]
+        return float(np.sum(w * (np.logaddexp(0.0, eta) - y * eta)))
+
+    def step_of(theta: np.ndarray) -> np.ndarray:
+        q = expit(theta[0] * s + theta[1])
+        r, h = w * (y - q), w * q * (1 - q)
+        if offset:
+            return np.array([0.0, float(r.sum()) / (float(h.sum()) + 1e-12)])
+        hs = float(np.sum(h * s))
+        hm = np.array([[float(np.sum(h * s * s)), hs], [hs, float(h.sum())]]) + 1e-12 * np.eye(2)
+        return np.linalg.solve(hm, np.array([float(np.sum(r * s)), float(r.sum())]))
+
+    theta = damped_newton(np.array([1.0, 0.0]), nll, step_of, iterations, step_tol=1e-10)
     return float(theta[0]), float(theta[1])
 
 

@@ -35,6 +35,7 @@ from scipy.special import expit
 from lab import metrics as M
 from lab import source_choice as S
 from lab import train as T
+from lab.calibrate import damped_newton
 from lab.output import Progress
 from lab.output import out as say
 from models import features as F
@@ -56,13 +57,12 @@ def shipped_raw_logit(artifact: dict[str, Any], x: np.ndarray) -> np.ndarray:
 def _added_fit(base: np.ndarray, extra: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[np.ndarray, float]:
     """(weights of [base, extra columns...], intercept): class-balanced logistic regression, every weight free in sign
     and unpenalised (a few columns on ~10^5 rows). Newton steps with step-halving on plain element-wise sums, not
-    BLAS products, which crawl when their threads compete for busy cores (as ``lab.calibrate``)."""
+    BLAS products, which crawl when their threads compete for busy cores (``lab.calibrate.damped_newton``)."""
     cols = [np.asarray(base, dtype=float), *np.asarray(extra, dtype=float).reshape(len(base), -1).T, np.ones(len(y))]
     y = np.asarray(y, dtype=float)
     n_pos = float(y.sum())
     sw = np.where(y == 1, len(y) / (2 * n_pos), len(y) / (2 * (len(y) - n_pos)))
     k = len(cols)
-    theta = np.zeros(k)
 
     def eta_of(th: np.ndarray) -> np.ndarray:
         eta = np.zeros(len(y))
@@ -74,24 +74,14 @@ def _added_fit(base: np.ndarray, extra: np.ndarray, y: np.ndarray, iterations: i
         eta = eta_of(th)
         return float(np.sum(sw * (np.logaddexp(0.0, eta) - y * eta)))
 
-    current = nll(theta)
-    for _ in range(iterations):
-        q = expit(eta_of(theta))
+    def step_of(th: np.ndarray) -> np.ndarray:
+        q = expit(eta_of(th))
         r, h = sw * (y - q), sw * q * (1 - q)
         grad = np.array([float(np.sum(r * c)) for c in cols])
         hess = np.array([[float(np.sum(h * a * b)) for b in cols] for a in cols]) + 1e-9 * np.eye(k)
-        step = np.linalg.solve(hess, grad)
-        t = 1.0
-        while t > 1e-8:
-            value = nll(theta + t * step)
-            if value <= current + 1e-12:
-                break
-            t /= 2
-        else:
-            break
-        theta, previous, current = theta + t * step, current, value
-        if abs(previous - current) < 1e-12 * max(1.0, abs(current)):
-            break
+        return np.linalg.solve(hess, grad)
+
+    theta = damped_newton(np.zeros(k), nll, step_of, iterations)
     return theta[:-1], float(theta[-1])
 
 
