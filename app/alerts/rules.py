@@ -292,6 +292,13 @@ def folded_kinds(alert: Alert | Raise) -> list[str]:
     return [k for k in KINDS if fold_header(k) in alert.reasons]
 
 
+def folded_reasons(alert: Alert) -> list[str]:
+    """The reasons recorded on ``alert`` by :class:`Corroborate` steps: its tail from the first fold header (they are
+    appended after the alert's own reasons), kept when a charted set of a higher grade replaces its own."""
+    starts = [i for i, line in enumerate(alert.reasons) if any(line == fold_header(k) for k in KINDS)]
+    return list(alert.reasons[starts[0]:]) if starts else []
+
+
 def _rank(kind: str) -> int:
     return KINDS.index(kind) if kind in KINDS else len(KINDS)
 
@@ -461,7 +468,7 @@ def decide_charted(chart: ChartedSet, open_kinds: Mapping[str, Alert], policy: P
             changes.steps.append(Raise(chart.patient_id, window_end, chart.risk, reasons, "news2", brief,
                                        actor=chart.by, alert_id=charted_alert_id(chart)))
         elif grade > alert_grade(open_news2):
-            changes.steps.append(Regrade(open_news2.id, reasons, brief, chart.by))
+            changes.steps.append(Regrade(open_news2.id, [*reasons, *folded_reasons(open_news2)], brief, chart.by))
     elif open_news2 is not None:
         changes.steps.append(Resolve(open_news2.id, f"charted NEWS2 {chart.news2.total} by {chart.by}, below every "
                                                     "trigger", actor=chart.by))

@@ -65,6 +65,24 @@ async def test_a_fold_into_an_alert_resolved_meanwhile_records_nothing(engine):
     assert (await engine.store.get(news2.id)).reasons == news2.reasons
 
 
+async def test_a_higher_grade_charted_set_keeps_what_was_recorded_on_the_alert(engine):
+    """Escalating a news2 alert replaces its own reasons with the new set's, never the rules folded into it: the ward
+    still reads them, and the engine does not record the same rule a second time."""
+    news2, _ = await engine.raise_charted(chart({"rr": 3}, T0 - timedelta(minutes=2)))  # a single 3: low-medium
+    assert await engine.evaluate([Score("a", T0, 0.9, 0.0, 0.0, (), "test")]) == []
+    folded = (await engine.store.get(news2.id)).reasons[len(news2.reasons):]
+    assert folded[0] == fold_header("twin")
+    await engine.raise_charted(chart({"rr": 3, "hr": 3, "spo2": 3}, T0 + timedelta(minutes=2)))
+    regraded = await engine.store.get(news2.id)
+    assert regraded.state == "escalated" and regraded.news2["total"] == 9
+    assert regraded.reasons != news2.reasons[:len(regraded.reasons)]  # the new set's own reasons lead
+    assert regraded.reasons[-len(folded):] == folded
+    assert await engine.evaluate([Score("a", T0 + STEP, 0.9, 0.0, 0.0, (), "test")]) == []
+    transitions = await engine.store.transitions(news2.id)
+    assert [t["event"] for t in transitions].count("corroborated") == 1
+    assert (await engine.store.get(news2.id)).reasons == regraded.reasons
+
+
 def test_the_board_knows_the_fold_header():
     """The ward board shows a folded rule under its alert ("also: ..."): it finds it by the header the rules write."""
     board = (Path(__file__).parents[2] / "app" / "static" / "board.js").read_text()
