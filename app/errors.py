@@ -97,3 +97,9 @@ class WebhookNotFoundError(WardTwinError):
 
 class DeliveryConflictError(WardTwinError):
     code = "delivery_conflict"
+
+
+class KeyConflictError(WardTwinError):
+    """The key's state does not allow this (the last active admin key cannot be revoked)."""
+
+    code = "key_conflict"

@@ -28,6 +28,7 @@ from app.pipeline.scheduler import CycleScheduler
 from app.readmodel import LatestView
 from app.security.keys import Principal
 from app.security.outbound import GuardedTransport, OutboundPolicy
+from app.security.secrets_box import SecretBox
 from app.settings import Settings
 from app.storage.base import VitalStore
 from app.write_guard import split_conflicts, split_scope
@@ -120,7 +121,7 @@ class WardTwin:
                         renotify_after=timedelta(minutes=settings.alert_renotify_after_min)
                         if settings.alert_renotify_after_min else None)
         engine = AlertEngine(alert_store, clock, policy, timers)
-        webhooks = WebhookStore(alert_store.db)
+        webhooks = WebhookStore(alert_store.db, box=SecretBox.from_settings(settings))  # secrets sealed (H18)
         webhook_worker = WebhookWorker(
             webhooks, confirm, max_attempts=settings.webhook_max_attempts,
             backoff_base_s=settings.webhook_backoff_base_s, backoff_max_s=settings.webhook_backoff_max_s,

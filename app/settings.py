@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     #: host names or IP literals, and networks. Empty: public addresses only. The InfluxDB URL is never allowed.
     webhook_allow_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
     webhook_allow_cidrs: list[IPvAnyNetwork] = []
+    #: Fernet keys sealing webhook secrets at rest, one a line, newest first (hazard H18, app.security.secrets_box).
+    #: None → ``data_dir/secrets.key``, created 0600 on first use; every instance of a fleet needs the same file.
+    secrets_key_file: Path | None = None
 
     #: Run the five-minute cycle on APScheduler (off: something else calls POST /v1/cycle).
     scheduler_enabled: bool = True
@@ -128,10 +131,21 @@ class Settings(BaseSettings):
     #: cards are built from it, never from the request's ``Host`` (issue 21); unset: from ``Host``.
     public_base_url: str | None = None
     #: Reverse proxies whose X-Forwarded-For / -Proto are believed (addresses or networks); empty: none, the peer
-    #: is the client (app.security.serving).
+    #: is the client (app.api.serving).
     trusted_proxies: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    #: When an audited request's row is committed (issue 21, finding 9; ``app.security.audit_writer``):
+    #: ``after_answer`` once the answer is sent (fastest; a failed commit refuses later requests, but its batch's
+    #: reads were served); ``before_answer`` holds the answer until its row commits, a 503 instead if it fails.
+    audit_commit: Literal["after_answer", "before_answer"] = "after_answer"
     #: Largest request body accepted (413 above it).
     max_body_bytes: PositiveInt = 4 * 1024 * 1024
+    #: Slow clients (issue 21, H22), with no front proxy assumed: a request line and headers not all in within this
+    #: many seconds of the connection opening (or of the next request's first byte) are answered 408 and the
+    #: connection closed (``app.api.http_protocol``, for ``wardtwin serve`` and ``wardtwin demo``) ...
+    http_header_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    #: ... and an admitted request whose body pauses longer than this between two chunks is answered 408 and its
+    #: connection closed (``app.api.edge``).
+    http_body_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     #: Per-key rate limit: average requests per second and burst.
     rate_limit_per_s: Annotated[float, Field(gt=0)] = 50.0
     rate_limit_burst: PositiveInt = 500

@@ -12,6 +12,9 @@ Three uvicorn processes, started alike (``--no-access-log``, uvloop/httptools as
            same bytes pre-encoded (``bare-bytes``); each body is the service's own answer for that route
   before   optional (``--before DIR``): the service from another source tree, e.g. the commit before the view
            (``git archive HEAD | tar -x -C DIR``), on a copy of the same data directory
+  before_answer  optional (``--audit-before-answer``): this tree with ``WARDTWIN_AUDIT_COMMIT=before_answer`` (each
+           audited answer held until its audit row commits), on a copy of the same data directory; ``service``
+           runs ``after_answer``. Printed with its rate and CPU per request over ``service``'s, same round
 
 For each route and server, in turns (``--rounds``): wrk ``-t1 -c{--connections} -d{--seconds}s --latency``
 (saturated), then each again (bare-bytes aside) at half the throughput it just reached (a wrk Lua ``delay``
@@ -24,6 +27,7 @@ the CPU each answer costs much less.
     python bench/bench_reads.py                                   # 24 beds
     python bench/bench_reads.py --patients 500 --seconds 10 --rounds 2
     python bench/bench_reads.py --before /tmp/wardtwin-before
+    python bench/bench_reads.py --audit-before-answer --seconds 5 --rounds 2
 """
 
 from __future__ import annotations
@@ -115,11 +119,11 @@ def uvicorn(target: str, port: int, factory: bool) -> list[str]:
             "--port", str(port), "--log-level", "warning", "--no-access-log"]
 
 
-def service_env(data_dir: Path, source: Path) -> dict[str, str]:
+def service_env(data_dir: Path, source: Path, audit_commit: str = "after_answer") -> dict[str, str]:
     return {**os.environ, "WARDTWIN_DATA_DIR": str(data_dir), "WARDTWIN_SCHEDULER_ENABLED": "false",
             "WARDTWIN_DEMO_KEY": ADMIN_KEY, "WARDTWIN_RATE_LIMIT_PER_S": "1000000000",
             "WARDTWIN_RATE_LIMIT_BURST": "1000000000", "WARDTWIN_MAX_BATCH_READINGS": "10000",
-            "PYTHONPATH": str(source)}
+            "WARDTWIN_AUDIT_COMMIT": audit_commit, "PYTHONPATH": str(source)}
 
 
 def populate(base: str, patients: int, minutes: int) -> datetime:
@@ -190,6 +194,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--before", type=Path, default=None, help="source tree of the service before the change")
+    parser.add_argument("--audit-before-answer", action="store_true",
+                        help="also this tree with WARDTWIN_AUDIT_COMMIT=before_answer, on a copy of the data")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found (apt-get install wrk)")
@@ -213,19 +219,26 @@ def main() -> int:
 
         servers = {"service": base}
         pids = {"service": procs[0].pid}
-        if args.before is not None:  # the old tree on a copy of the same data (same keys, same scores)
+        others = {}  # name: (source tree, WARDTWIN_AUDIT_COMMIT), each on a copy of the same data (keys, scores)
+        if args.before is not None:  # the old tree
+            others["before"] = (args.before.resolve(), "after_answer")
+        if args.audit_before_answer:
+            others["before_answer"] = (ROOT, "before_answer")
+        if others:
             procs[0].terminate()
             procs[0].wait(timeout=30)
-            shutil.copytree(work / "data", work / "data-before")
-            before_port = free_port()
-            procs.append(start(uvicorn("app.main:app_from_env", before_port, True),
-                               service_env(work / "data-before", args.before.resolve()), args.before.resolve(),
-                               work / "before.log", f"http://127.0.0.1:{before_port}/healthz"))
+            for name, (source, audit_commit) in others.items():
+                shutil.copytree(work / "data", work / f"data-{name}")
+                other_port = free_port()
+                procs.append(start(uvicorn("app.main:app_from_env", other_port, True),
+                                   service_env(work / f"data-{name}", source, audit_commit), source,
+                                   work / f"{name}.log", f"http://127.0.0.1:{other_port}/healthz"))
+                servers[name] = f"http://127.0.0.1:{other_port}"
+                pids[name] = procs[-1].pid
             procs.append(start(uvicorn("app.main:app_from_env", port, True), service_env(work / "data", ROOT),
                                ROOT, work / "service2.log", f"{base}/healthz"))
-            servers["before"] = f"http://127.0.0.1:{before_port}"
-            pids.update(service=procs[-1].pid, before=procs[-2].pid)
-            for name in ("service", "before"):
+            pids["service"] = procs[-1].pid
+            for name in servers:
                 got = httpx.get(f"{servers[name]}/v1/patients/bed-0000/risk", headers=auth).content
                 assert got == risk_body, f"{name} answers a different risk body"
 
@@ -259,14 +272,14 @@ def main() -> int:
 
         print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} round(s), median; "
               f"{args.patients} beds; {machine().split(', ', 1)[1]}")
-        print(f"{'route':6} {'server':18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>10}  ratios (same "
+        print(f"{'route':6} {'server':20} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>10}  ratios (same "
               "round; cpu: bare-bytes CPU per request / the server's)")
         for route in routes:
             for name in ["bare-json", "bare-bytes", *servers, *(f"{s} @ half" for s in ["bare-json", *servers])]:
                 runs = results[(route, name)]
                 rps = statistics.median(r["rps"] for r in runs)
                 cpu = statistics.median(r["cpu_us"] for r in runs) if "@" not in name else float("nan")
-                line = (f"{route:6} {name:18} {rps:9,.0f} {statistics.median(r['p50'] for r in runs):8.2f} "
+                line = (f"{route:6} {name:20} {rps:9,.0f} {statistics.median(r['p50'] for r in runs):8.2f} "
                         f"{statistics.median(r['p99'] for r in runs):8.2f} {cpu:10.1f}")
                 if name in servers:
                     for ceiling in ("bare-json", "bare-bytes"):
@@ -276,6 +289,13 @@ def main() -> int:
                                   for s, c in zip(runs, results[(route, "bare-bytes")], strict=True)]
                     line += f"  cpu {statistics.median(cpu_ratios):.2f}"
                 print(line)
+        if "before_answer" in servers:  # the strict audit's cost: same-round ratios, one server against the other
+            print("\nbefore_answer / service (after_answer), same round, median: req/s ratio, CPU µs/req ratio")
+            for route in routes:
+                pairs = list(zip(results[(route, "before_answer")], results[(route, "service")], strict=True))
+                rps = statistics.median(held["rps"] / fast["rps"] for held, fast in pairs)
+                cpu = statistics.median(held["cpu_us"] / fast["cpu_us"] for held, fast in pairs)
+                print(f"{route:6} req/s {rps:.2f}  CPU µs/req {cpu:.2f}")
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -38,7 +38,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,6 +71,24 @@ ALERT_PAGE: Final[int] = 1000  # the route's maximum ``limit``
 N_BOOT: Final[int] = 1000
 #: every alert kind the service raises, then any kind
 POLICIES: Final[tuple[str, ...]] = (*KINDS, "combined")
+#: The settings of the alert policy a study may run the service with instead of the shipped ones
+#: (``--alert-settings``): to measure another policy through the service's own engine, or to retrace a report made
+#: under an earlier one.
+ALERT_POLICY_SETTINGS: Final[tuple[str, ...]] = (
+    "alert_threshold", "alert_clear_threshold", "news2_alert_aggregate", "news2_alert_single_parameter",
+    "twin_sustain_windows", "obs_due_after_min", "obs_due_aggregate", "obs_due_single_parameter", "alert_fold",
+    "alert_clear_after_min")
+
+
+def alert_settings_arg(text: str) -> dict[str, str]:
+    """``NAME=VALUE,NAME=VALUE`` of :data:`ALERT_POLICY_SETTINGS` (values validated by ``Settings``)."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in ALERT_POLICY_SETTINGS:
+            raise ValueError(f"{item!r}: expected NAME=VALUE with NAME one of {', '.join(ALERT_POLICY_SETTINGS)}")
+        pairs[name.strip()] = value.strip()
+    return pairs
 
 
 @dataclass
@@ -110,9 +128,12 @@ async def run_seed(n_patients: int, hours: float, seed: int, data_dir: Path, *, 
 
 async def run_streams(streams: Sequence[PatientStream], hours: float, seed: int, data_dir: Path, *,
                       start: pd.Timestamp, progress_every: int = 48,
-                      say: Callable[[str], None] = lambda _: None) -> SeedRun:
+                      say: Callable[[str], None] = lambda _: None,
+                      alert_settings: Mapping[str, Any] | None = None) -> SeedRun:
     """Deliver ``streams`` (simulated, or real stays in the same shape) to the service in process, a five-minute
-    cycle at a time from ``start`` for ``hours``, and read every alert back. ``seed`` only labels the run."""
+    cycle at a time from ``start`` for ``hours``, and read every alert back. ``seed`` only labels the run.
+    ``alert_settings``: alert-policy settings (:data:`ALERT_POLICY_SETTINGS`) the service runs with instead of the
+    shipped ones."""
     t0 = time.perf_counter()
     ids = [s.patient["patient_id"] for s in streams]
     keep = [_monitor_only(s) for s in streams]  # the nurse's values go as sets, through POST /v1/observations
@@ -129,7 +150,8 @@ async def run_streams(streams: Sequence[PatientStream], hours: float, seed: int,
     end_dt = start_dt + timedelta(hours=hours)
     clock = FixedClock(start_dt)
     key = new_token()  # this in-process session's key with every role; it is the only client, so no rate limit
-    settings = Settings.explicit(data_dir=data_dir, demo_key=key, rate_limit_per_s=1e9, rate_limit_burst=10**9)
+    settings = Settings.explicit(data_dir=data_dir, demo_key=key, rate_limit_per_s=1e9, rate_limit_burst=10**9,
+                                 **dict(alert_settings or {}))
     grace = timedelta(seconds=settings.cycle_grace_s)
     app = create_app(settings, clock, cycle_interval_s=None)
     sent, windows = 0, 0

@@ -34,6 +34,15 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from exc
 
 
+def _alert_settings(text: str) -> dict[str, str]:
+    from lab.alert_burden import alert_settings_arg  # the study's own list of alert-policy settings
+
+    try:
+        return alert_settings_arg(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def distinct_seeds(text: str) -> list[int]:
     """``int_list``, refusing an empty or repeated seed (each seed is one independent cohort)."""
     seeds = int_list(text)
@@ -332,6 +341,9 @@ def _tree() -> Command:
                             "(default 48)"),
                         opt("--out", type=Path, default=Path("reports/alert-burden-physionet2012"),
                             help="output directory (default reports/alert-burden-physionet2012)"),
+                        opt("--alert-settings", type=_alert_settings, help="run the service with these alert-policy "
+                            "settings instead of the shipped ones: NAME=VALUE,... (e.g. obs_due_aggregate=5,"
+                            "obs_due_single_parameter=3); the report records them"),
                         opt("--bootstrap", type=int, default=1000, help="patient-bootstrap replicates (default 1000)"),
                         opt("--progress-every", type=int, default=48, help="print progress every N windows "
                             "(default 48; 0: never)"),
@@ -364,6 +376,11 @@ def _tree() -> Command:
                 opt("key_id", metavar="KEY_ID", help="the key's id (wardtwin keys list)"),
                 _DATA_DIR,
             )),
+        )),
+        Command("webhooks", "webhook endpoints in the control store", commands=(
+            Command("rekey", "re-seal every stored webhook secret with the newest key of WARDTWIN_SECRETS_KEY_FILE "
+                    "(else DATA_DIR/secrets.key): exit 1 naming endpoints no key opens", "lab.webhooks_cmd:rekey",
+                    (_DATA_DIR,)),
         )),
         Command("audit", "the audit trail in DATA_DIR/access.db", commands=(
             Command("verify", "walk the audit trail's hash chain: exit 0 \"N rows, chain intact\", or 1 naming the "
@@ -494,7 +511,7 @@ def serve(*, host: str, port: int) -> int:
 
     # permessage-deflate off: it compresses every frame once per client (the alert fan-out's largest cost at
     # 1,000 clients after the store writes, issue 14); alert frames are ~1 kB of JSON on a hospital LAN.
-    from app.security.serving import uvicorn_options
+    from app.api.serving import uvicorn_options
     from app.settings import Settings
 
     uvicorn.run("app.main:app_from_env", factory=True, host=host, port=port, log_level="info",

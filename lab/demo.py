@@ -37,11 +37,11 @@ from tenacity import (
     wait_exponential,
 )
 
+from app.api.serving import uvicorn_options
 from app.clock import AcceleratedClock
 from app.main import create_app
 from app.security.access import Access
 from app.security.keys import ROLES
-from app.security.serving import uvicorn_options
 from app.service import WardTwin
 from app.settings import Settings
 from models.windows import WINDOW, align

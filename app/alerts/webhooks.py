@@ -17,6 +17,12 @@ jitter, or later if a 429 or 503 answer's ``Retry-After`` asks for more (never p
 A 410 Gone dead-letters at once. Deliveries run in tasks of their own (at most ``per_endpoint`` in flight per
 endpoint): a slow or dead receiver delays neither scoring nor the other endpoints. Retry timing uses the wall
 clock, not the service's (possibly simulated) clock: it is about real receivers.
+
+Secrets at rest (hazard H18): ``webhook_endpoints.secret`` holds ``fernet:v1:<token>``, sealed by the store's
+``SecretBox`` (``app.security.secrets_box``: the key file, rotation, why). The store seals at ``create``, opens only
+for ``claim_pending``/``due`` (the signing path), and at ``open`` seals any row still in plain text (rows written
+before H18, or by an instance not yet upgraded): idempotent, on every start, in one transaction. A secret no key
+opens is handed to the worker as None: that delivery fails (retried, then dead-lettered) naming the key file.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import httpx
@@ -46,6 +53,7 @@ import httpx
 from app.alerts.notify import Batch
 from app.alerts.store import outbox_after, outbox_head
 from app.errors import DeliveryConflictError, InvalidRequestError, WebhookNotFoundError
+from app.security.secrets_box import SecretBox, SecretsKeyError
 from app.storage.control_db import Connection, ControlDatabase
 from app.storage.migrations import Schema, add_column
 
@@ -185,16 +193,89 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
+@cache
+def _process_box() -> SecretBox:
+    return SecretBox.ephemeral()
+
+
 class WebhookStore:
     """Endpoints and their deliveries, in the alert database (``db``), so fan-out reads the outbox (through the
-    alert store's ``outbox_after``) in the same transaction that records the deliveries."""
+    alert store's ``outbox_after``) in the same transaction that records the deliveries.
 
-    def __init__(self, db: ControlDatabase, wall: Callable[[], float] = time.time) -> None:
+    ``box`` seals the secrets (``SecretBox.from_settings``); without one, a key held in memory by this process
+    (tests, benchmarks: what it seals does not survive a restart, and never a plain-text column)."""
+
+    def __init__(self, db: ControlDatabase, wall: Callable[[], float] = time.time,
+                 box: SecretBox | None = None) -> None:
         self._db = db
         self._wall = wall
+        self._box = box or _process_box()
 
     async def open(self) -> None:
+        """Migrate, then seal every secret still in plain text (H18); log the live endpoints whose secret no key of
+        the box opens (their deliveries will fail until the key is restored)."""
         await self._db.migrate(SCHEMA)
+
+        def seal_plain(conn: Connection) -> tuple[int, list[str]]:
+            sealed, unreadable = 0, []
+            for endpoint_id, stored, deleted_at in conn.execute(
+                    "SELECT id, secret, deleted_at FROM webhook_endpoints ORDER BY id").fetchall():
+                if stored.startswith(SECRET_PREFIX):
+                    conn.execute("UPDATE webhook_endpoints SET secret = ? WHERE id = ?",
+                                 (self._box.seal(stored), endpoint_id))
+                    sealed += 1
+                elif deleted_at is None and not self._opens(stored):
+                    unreadable.append(endpoint_id)
+            return sealed, unreadable
+
+        sealed, unreadable = await self._db.run_tx(seal_plain, LOCK)
+        if sealed:
+            logger.info("webhook secrets sealed at rest endpoints=%d", sealed)
+        if unreadable:
+            logger.error("webhook secrets of %s do not open with any key in %s: their deliveries fail until it is "
+                         "restored", ", ".join(unreadable), self._box.source)
+
+    @property
+    def key_source(self) -> str:
+        """Where the box's keys come from (a file's path), for messages."""
+        return self._box.source
+
+    def _opens(self, stored: str) -> bool:
+        try:
+            self._box.unseal(stored)
+        except SecretsKeyError:
+            return False
+        return True
+
+    def _reveal(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Delivery, str, str | None, str]]:
+        """Delivery rows with their endpoint's secret opened: None for one no key opens (logged once per call)."""
+        opened: dict[str, str | None] = {}
+        for row in rows:
+            stored = row[14]
+            if stored not in opened:
+                try:
+                    opened[stored] = self._box.unseal(stored)
+                except SecretsKeyError as exc:
+                    opened[stored] = None
+                    logger.error("webhook secret of %s: %s", row[1], exc)
+        return [(Delivery(*r[:13]), r[13], opened[r[14]], r[15]) for r in rows]
+
+    async def rekey(self) -> tuple[int, list[str]]:
+        """Seal every stored secret (deleted endpoints' too) again under the box's newest key, in one transaction;
+        returns how many were re-sealed and the endpoints whose secret no key opens (left as they are)."""
+        def again(conn: Connection) -> tuple[int, list[str]]:
+            done, unreadable = 0, []
+            for endpoint_id, stored in conn.execute("SELECT id, secret FROM webhook_endpoints ORDER BY id").fetchall():
+                try:
+                    fresh = self._box.seal(stored) if stored.startswith(SECRET_PREFIX) else self._box.reseal(stored)
+                except SecretsKeyError:
+                    unreadable.append(endpoint_id)
+                    continue
+                conn.execute("UPDATE webhook_endpoints SET secret = ? WHERE id = ?", (fresh, endpoint_id))
+                done += 1
+            return done, unreadable
+
+        return await self._db.run_tx(again, LOCK)
 
     # -- endpoints ------------------------------------------------------------------------------------------------
     async def create(self, url: str, secret: str, events: Sequence[str]) -> Endpoint:
@@ -205,11 +286,12 @@ class WebhookStore:
             raise InvalidRequestError(["body", "secret"], str(exc), "webhook_secret") from None
         endpoint_id = "ep_" + secrets.token_hex(8)
         created = _iso(self._wall())
+        sealed = self._box.seal(secret)  # never stored in plain text (H18)
 
         def insert(conn: Connection) -> int:
             cursor = outbox_head(conn)
             conn.execute("INSERT INTO webhook_endpoints (id, url, secret, events, created_at, cursor) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", (endpoint_id, url, secret, json.dumps(list(events)), created,
+                         "VALUES (?, ?, ?, ?, ?, ?)", (endpoint_id, url, sealed, json.dumps(list(events)), created,
                                                        cursor))
             return int(cursor)
 
@@ -276,17 +358,18 @@ class WebhookStore:
 
         return await self._db.run_tx(copy, LOCK)
 
-    async def due(self, now: float, limit: int = 200) -> list[tuple[Delivery, str, str, str]]:
-        """Pending deliveries whose time has come, oldest first, with their endpoint's url and secret and body."""
+    async def due(self, now: float, limit: int = 200) -> list[tuple[Delivery, str, str | None, str]]:
+        """Pending deliveries whose time has come, oldest first, with their endpoint's url and secret (opened; None
+        when no key opens it) and body."""
         sql = (f"SELECT {', '.join('d.' + c.strip() for c in _DELIVERY_COLUMNS.split(','))}, e.url, e.secret, d.body "
                "FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id "
                "WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND e.deleted_at IS NULL "
                "ORDER BY d.next_attempt_at, d.seq LIMIT ?")
         rows = await self._db.run_read(lambda c: c.execute(sql, (now, limit)).fetchall())
-        return [(Delivery(*r[:13]), r[13], r[14], r[15]) for r in rows]
+        return self._reveal(rows)
 
     async def claim_pending(self, worker: str, now: float, limit: int = 200, lease_s: float = 120.0,
-                            per_endpoint: int | None = None) -> list[tuple[Delivery, str, str, str]]:
+                            per_endpoint: int | None = None) -> list[tuple[Delivery, str, str | None, str]]:
         """Claim up to ``limit`` due deliveries for ``worker`` until ``now + lease_s``, oldest first, as ``due`` gives
         them: a claimed delivery is attempted by that worker alone (of every instance on the database) until its
         outcome is recorded (which clears the claim) or the lease runs out (the worker died: another takes it).
@@ -328,7 +411,7 @@ class WebhookStore:
                                 (*ids, worker, now + lease_s)).fetchall()
 
         rows = await self._db.run_tx(claim)
-        return [(Delivery(*r[:13]), r[13], r[14], r[15]) for r in rows]
+        return self._reveal(rows)
 
     async def release(self, worker: str, delivery_ids: Sequence[str]) -> None:
         """Give back claims ``worker`` took but will not attempt now (its endpoint is busy)."""
@@ -485,7 +568,7 @@ class WebhookWorker:
         await self.store.release(self.worker_id, unused)
         return started
 
-    async def _attempt(self, delivery: Delivery, url: str, secret: str, body: str) -> None:
+    async def _attempt(self, delivery: Delivery, url: str, secret: str | None, body: str) -> None:
         try:
             await self._send(delivery, url, secret, body)
         except Exception:  # never let one delivery kill the worker; the row stays pending and is retried
@@ -494,19 +577,22 @@ class WebhookWorker:
             self._in_flight.pop(delivery.id, None)  # only once the outcome is recorded: no double send
             self._wake.set()
 
-    async def _send(self, delivery: Delivery, url: str, secret: str, body: str) -> None:
+    async def _send(self, delivery: Delivery, url: str, secret: str | None, body: str) -> None:
         status: int | None = None
         asked: float | None = None
-        try:
-            assert self._client is not None
-            response = await self._client.post(url, content=body.encode(),
-                                               headers=headers(secret, delivery.id, int(self._wall()), body))
-            status = response.status_code
-            error = f"HTTP {status}"
-            if status in (429, 503):
-                asked = retry_after_s(response.headers.get("retry-after"), self._wall())
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        if secret is None:  # sealed under a key this instance lacks (H18): not sent, fails as a refused connection
+            error = f"secret does not open with the secrets key file ({self.store.key_source})"
+        else:
+            try:
+                assert self._client is not None
+                response = await self._client.post(url, content=body.encode(),
+                                                   headers=headers(secret, delivery.id, int(self._wall()), body))
+                status = response.status_code
+                error = f"HTTP {status}"
+                if status in (429, 503):
+                    asked = retry_after_s(response.headers.get("retry-after"), self._wall())
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
         if status is not None and 200 <= status < 300:
             await self.store.succeeded(delivery.id, status)
             await self.confirm([delivery.seq], f"webhook:{delivery.endpoint_id}")

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from app.api.auth import requires
 from app.api.deps import AccessDep, ServiceDep
-from app.errors import InvalidRequestError
+from app.errors import InvalidRequestError, KeyConflictError
 from app.security.keys import MAX_SCOPE_PATTERNS, SCOPE_PATTERN, LastAdminKeyError, Role
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(requires("admin"))])
@@ -82,7 +82,7 @@ async def revoke_key(access: AccessDep, wt: ServiceDep,
     try:
         key = await asyncio.to_thread(access.keys.revoke, key_id, datetime.now(UTC), keep_an_admin=access.keep_an_admin)
     except LastAdminKeyError as exc:
-        raise InvalidRequestError(["path", "key_id"], str(exc), "last_admin_key") from None
+        raise KeyConflictError(str(exc)) from None
     wt.hub.revoke_key(key.id)
     return KeyOut(**key.__dict__)
 

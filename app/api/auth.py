@@ -14,7 +14,8 @@ A WebSocket that sent no ``Authorization`` header (browsers cannot set one) may 
 Routes only check: ``requires(*roles)`` is a dependency (and the OpenAPI ``api_key`` security scheme) that answers
 401 without a valid key, then spends the key's rate limit once per request (429), then 403 for a role the route
 does not allow. Audited routes set ``scope["state"]["audit"]``; ``app.api.edge`` appends the entry once the status
-is known. Keys are never logged.
+is known (under ``Settings.audit_commit = "before_answer"``, before it sends the answer: ``edge.HELD``). Keys are
+never logged.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.edge import HELD, audit_before_answer
 from app.api.errors import problem_bytes
 from app.errors import (
     AuthenticationError,
@@ -165,7 +167,7 @@ class Requires(SecurityBase):
                 raise AuthenticationError("a valid API key is required: Authorization: Bearer <key>")
             state["admitted"] = True
             if self.audited:
-                state["audit"] = True
+                state["audit"] = state[HELD] = True
             retry_after = scope["app"].state.access.limiter.take(who.key_id)
             if retry_after is not None:
                 raise RateLimitedError(retry_after)
@@ -177,7 +179,9 @@ class Requires(SecurityBase):
             access = scope["app"].state.access
             if access.audit_writer.failing:  # fail closed (issue 21, finding 9): no read that cannot be audited
                 access.audit_writer.probe(access.wall_clock.now())
-                raise StoreUnavailableError("the audit trail cannot be written; audited requests are refused")
+                # before_answer: the edge withholds this answer unless its own row (after the probe) commits
+                if not audit_before_answer(scope):
+                    raise StoreUnavailableError("the audit trail cannot be written; audited requests are refused")
         return who
 
 

@@ -2,25 +2,36 @@
 (415), security headers on every answer, and the audit entry of an audited request once its status is known.
 
 Bodies are buffered up to ``max_body_bytes`` (a declared ``Content-Length`` above it is refused unread), so an
-oversized body is never parsed and never echoed. Authentication runs before the edge (``app.api.auth``): a request
+oversized body is never parsed and never echoed; a body that pauses longer than ``Settings.http_body_timeout_s``
+between chunks is answered 408 (H22). Authentication runs before the edge (``app.api.auth``): a request
 that may carry a body and has no valid key is refused there, its body unread (issue 21).
+
+The audit entry is handed to the group commit once the answer is sent (``Settings.audit_commit`` ``after_answer``,
+the default), or, under ``before_answer``, recorded when the route starts its answer: the answer's start waits for
+the row's commit, and a failed commit sends a 503 instead of the route's answer (its body is dropped). The row
+records the route's status, which is then the status sent; a withheld answer's row is the one that failed, so the
+trail has no row for it: the next ``AUDIT unwritable`` row's ``lost:N`` counts it (``app.security.audit_writer``).
+Only the requests ``requires`` audits are held (``HELD``); a device write's row always follows its answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
 from base64 import b64encode
 from pathlib import Path
 
+import orjson
 from starlette.datastructures import Headers
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import problem_bytes
-from app.errors import PayloadTooLargeError, UnsupportedMediaTypeError, WardTwinError
+from app.api.errors import problem, problem_bytes
+from app.errors import PayloadTooLargeError, StoreUnavailableError, UnsupportedMediaTypeError, WardTwinError
 from app.security.access import Access
+from app.security.keys import Principal
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +95,23 @@ def _error(exc: WardTwinError, status: int) -> tuple[int, bytes]:
     return status, problem_bytes(exc)[1]
 
 
+#: What a withheld answer sends instead (``before_answer``, its audit row not committed): 503 with ``Retry-After``.
+_WITHHELD = problem_bytes(StoreUnavailableError("the audit trail cannot be written; the answer is withheld"))
+_WITHHELD_HEADERS = [*_WITHHELD[2], (b"content-length", str(len(_WITHHELD[1])).encode())]
+
+
+def audit_before_answer(scope: Scope) -> bool:
+    """Whether the app serving ``scope`` holds each audited answer until its audit row commits
+    (``Settings.audit_commit``)."""
+    return scope["app"].state.wardtwin.settings.audit_commit == "before_answer"
+
+
+#: Set in a request's state by ``requires`` (reads, decisions, key changes: the routes the breaker refuses): the
+#: answers ``before_answer`` holds. A device write's row (``app.api.device_writes``) is never held: readings are
+#: not refused for the audit (hazard H27).
+HELD = "audit_held"
+
+
 class BoardMount(Mount):
     """The board's static files at ``/``, except under ``/v1/`` and ``/healthz``: there the API's router answers
     (a wrong method on an API path is a 405 with ``Allow``, an unknown API path a JSON 404)."""
@@ -118,33 +146,53 @@ class Edge:
             return
         extra = self._headers(scope["path"])
         status_seen: list[int] = []
+        held: list[bool] = []  # before_answer: whether the row committed, once the answer started
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_seen.append(message["status"])
+                state = scope.get("state")
+                if state and state.get(HELD) and audit_before_answer(scope):
+                    held.append(await self._committed(scope, message["status"]))
+                    if not held[0]:  # withheld: a 503 now, the route's body dropped below
+                        message = {"type": "http.response.start", "status": _WITHHELD[0],
+                                   "headers": _WITHHELD_HEADERS}
                 headers = message.get("headers", [])
                 names = {k.lower() for k, _ in headers}
                 message["headers"] = [*headers, *extra] if names.isdisjoint(self._extra_names) else \
                     [*headers, *(h for h in extra if h[0] not in names)]
-            await send(message)
+                await send(message)
+                if held and not held[0]:
+                    await send({"type": "http.response.body", "body": _WITHHELD[1]})
+            elif not held or held[0]:
+                await send(message)
 
         refusal = None
         if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
-            refusal, receive = await self._check_body(Headers(scope=scope), receive, scope["path"] in TEXT_PATHS)
+            refusal, receive = await self._check_body(Headers(scope=scope), receive, scope["path"] in TEXT_PATHS,
+                                                      scope["app"].state.wardtwin.settings.http_body_timeout_s)
         if refusal is not None:
             await self._refuse(refusal, send_with_headers)
         else:
             await self.app(scope, receive, send_with_headers)
-        self._audit(scope, status_seen[0] if status_seen else None)
+        if not held:  # recorded before the answer already (before_answer)
+            self._audit(scope, status_seen[0] if status_seen else None)
 
-    async def _check_body(self, headers: Headers, receive: Receive,
-                          text_ok: bool = False) -> tuple[tuple[int, bytes] | None, Receive]:
+    async def _check_body(self, headers: Headers, receive: Receive, text_ok: bool,
+                          timeout_s: float) -> tuple[tuple[int, bytes] | None, Receive]:
+        """Reads the whole body (the one place it is read); ``timeout_s``: the longest pause before each chunk
+        (``Settings.http_body_timeout_s``, H22), else a 408 and the connection closed (the rest is never waited for)."""
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             return _error(PayloadTooLargeError(f"the body is larger than {self.max_body} bytes"), 413), receive
         chunks, size, more = [], 0, True
         while more:
-            message = await receive()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                detail = f"the request body paused for longer than {timeout_s:g} s"
+                return (408, orjson.dumps(problem(408, "request_timeout", detail))), receive
             if message["type"] != "http.request":
                 return None, receive  # the client went away; let the app see the disconnect
             chunk = message.get("body", b"")
@@ -180,12 +228,26 @@ class Edge:
     def _audit(self, scope: Scope, status: int | None) -> None:
         """Hands the entry over without waiting for its commit (``AuditWriter``): the answer is already sent."""
         state = scope.get("state") or {}
-        if not state.get("audit"):
-            return
-        route = scope.get("route")
-        action = f"{scope['method']} {getattr(route, 'path', scope['path'])}"
-        params = scope.get("path_params") or {}
-        target = state.get("audit_target") or next(
-            (f"{name.removesuffix('_id')}:{params[name]}" for name in _TARGETS if name in params), None)
-        client = scope.get("client")
-        self.access.submit(scope.get("user"), action, target, status, client[0] if client else None)
+        if state.get("audit"):
+            self.access.submit(*_entry(scope, status))
+
+    async def _committed(self, scope: Scope, status: int) -> bool:
+        """Records the entry and waits for its batch's commit (``before_answer``): False if the commit failed (the
+        writer logged it and set ``failing``)."""
+        try:
+            await self.access.record(*_entry(scope, status))
+        except Exception:  # any failure of the commit: this answer cannot be audited
+            return False
+        return True
+
+
+def _entry(scope: Scope, status: int | None) -> tuple[Principal | None, str, str | None, int | None, str | None]:
+    """An audited request's entry: who, the route, what it concerns, ``status`` and the client's address."""
+    state = scope.get("state") or {}
+    route = scope.get("route")
+    action = f"{scope['method']} {getattr(route, 'path', scope['path'])}"
+    params = scope.get("path_params") or {}
+    target = state.get("audit_target") or next(
+        (f"{name.removesuffix('_id')}:{params[name]}" for name in _TARGETS if name in params), None)
+    client = scope.get("client")
+    return scope.get("user"), action, target, status, client[0] if client else None

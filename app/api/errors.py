@@ -35,6 +35,7 @@ from app.errors import (
     AuthenticationError,
     DeliveryConflictError,
     InvalidRequestError,
+    KeyConflictError,
     KeyNotFoundError,
     PatientNotFoundError,
     PayloadTooLargeError,
@@ -64,6 +65,7 @@ STATUS: dict[type[WardTwinError], int] = {
     UnsupportedMediaTypeError: 415,
     WebhookNotFoundError: 404,
     DeliveryConflictError: 409,
+    KeyConflictError: 409,
     WardTwinError: 500,
 }
 
@@ -87,6 +89,7 @@ TITLES: Final[dict[str, str]] = {
     UnsupportedMediaTypeError.code: "Unsupported media type",
     WebhookNotFoundError.code: "Webhook not found",
     DeliveryConflictError.code: "Delivery state conflict",
+    KeyConflictError.code: "API key state conflict",
     WardTwinError.code: "Service error",
     INTERNAL_ERROR: "Internal error",
 }

@@ -100,7 +100,7 @@ def _errors_for(method: str, path: str, op: dict[str, Any]) -> dict[str, dict[st
                                   if path == "/v1/write" else "The body is not JSON", PROBLEM)
     if "{" in path:
         errors["404"] = _response("No such resource", PROBLEM)
-    if method != "get" and path.startswith(("/v1/alerts/", "/v1/webhooks/")):
+    if method != "get" and path.startswith(("/v1/alerts/", "/v1/webhooks/", "/v1/keys/")):
         errors["409"] = _response("The resource's state does not allow this", PROBLEM)
     if op.get("parameters") or "requestBody" in op:
         errors["422"] = _response("Invalid request: every bad item in `errors`, with its location", _VALIDATION)

@@ -20,6 +20,10 @@ PostgreSQL (issue 24, the shared control store): a schema also lists its Postgre
 numbered apart from its SQLite steps (PostgreSQL has no databases from before versioning, so its first step is the
 whole current shape). ``migrate_postgres`` keeps the same ``schema_versions`` table in the database and applies the
 missing steps in one transaction under an advisory lock, so instances starting together apply each step once.
+
+Not a step: a rewrite of data that needs a key the schema cannot know. Sealing webhook secrets at rest (hazard H18)
+runs in ``WebhookStore.open`` after ``migrate``, on every start, in one transaction under the webhook lock: it seals
+only rows still in plain text, so it is idempotent and also catches a row an instance not yet upgraded wrote.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Issue 21, finding 9 (in part): ``X-Forwarded-For`` from loopback was trusted (uvicorn's default), so any local
-process could forge the audit's "from". The server options (``app.security.serving``) honour forwarded headers only
+process could forge the audit's "from". The server options (``app.api.serving``) honour forwarded headers only
 from ``Settings.trusted_proxies``, and bound the request head."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import uvicorn
 
-from app.security.serving import MAX_HEAD_BYTES, uvicorn_options
+from app.api.serving import MAX_HEAD_BYTES, uvicorn_options
 from app.settings import Settings
 
 

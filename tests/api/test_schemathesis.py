@@ -95,7 +95,7 @@ def _excluded(case) -> list:
     return [positive_data_acceptance] if (case.operation.method.upper(), case.operation.path) in CLOCK_RELATIVE else []
 
 
-@pytest.mark.parametrize("role", ["admin", "clinician"])
+@pytest.mark.parametrize("role", ROLES)
 def test_stateful_sequences_follow_the_links(schema, role):
     """Schemathesis chains operations by the links it infers (a created key's id → its revoke; a patient's id →
     its reads; an alert's id → acknowledge), with every check on every step."""
@@ -105,6 +105,17 @@ def test_stateful_sequences_follow_the_links(schema, role):
     # POST /v1/write links to nothing (no id in its answer) and takes line protocol, not JSON: left to
     # test_every_operation_as_each_role and tests/api/test_write.py.
     class Workflow(loaded.exclude(path="/v1/write").as_state_machine()):  # type: ignore[misc]
+        def setup(self):
+            """Every scenario starts from the same registered webhooks (none): Hypothesis replays a scenario's
+            choices and needs the links it follows (an endpoint's id from ``GET /v1/webhooks``) to be there again."""
+            admin = bearer(tokens["admin"])
+            listed = loaded["/v1/webhooks"]["GET"].Case(headers=admin).call()  # the run's own transport
+            assert listed.status_code == 200, listed.text
+            for endpoint in listed.json():
+                gone = loaded["/v1/webhooks/{endpoint_id}"]["DELETE"].Case(
+                    path_parameters={"endpoint_id": endpoint["id"]}, headers=admin).call()
+                assert gone.status_code == 204, gone.text
+
         def get_call_kwargs(self, case):
             return {"headers": bearer(tokens[role])}
 

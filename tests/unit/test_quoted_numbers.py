@@ -25,8 +25,10 @@ PN = "reports/physionet2012/report.json"
 CV = "reports/physionet2012/cv_variant.json"
 SRC = "reports/sources/report.json"
 HELDOUT = "reports/alert-burden-heldout/report.json"
+CONFIRM = "reports/alert-burden-confirm/report.json"
 BURDEN = "reports/alert-burden/report.json"
 BURDEN_PN = "reports/alert-burden-physionet2012/report.json"
+BURDEN_PN_RCP = "reports/alert-burden-physionet2012-rcp-trigger/report.json"
 ART = "models/artifacts/twin.json"
 
 _NUMBER = r"([−+-]?\d[\d,]*(?:\.\d+)?)"
@@ -362,6 +364,25 @@ QUOTES = (
                   "patient-days ({} with folding off),\nmissed against charted NEWS2 {}", HELDOUT,
           ("summary/patient_days", "summary/first_events", *summ("beyond_charted_news2"),
            "summary/folded/beyond_charted_news2_without_fold/value", "summary/missed_vs_charted_news2")),
+    Quote(README, "the shipped policy unchanged; {} patients, {} patient-days,\n{} first events): beyond charted NEWS2 "
+                  "**{} ({}–{})** per 100 patient-days ({} with folding off), the whole\ninterval under the target of "
+                  "10; the shipped policy's warned − chance exceeds charted NEWS2's by **{} ({}–{})**", CONFIRM,
+          ("summary/patients", "summary/patient_days", "summary/first_events",
+           *(f"summary/beyond_charted_news2/{k}" for k in ("value", "ci95/0", "ci95/1")),
+           "summary/folded/beyond_charted_news2_without_fold/value",
+           *(f"summary/combined_minus_charted_news2_added_warning/{k}" for k in ("value", "ci95/0", "ci95/1")))),
+    Quote(README, "missed against charted NEWS2 **{}**. All three targets are met. The twin\nwarned of {} ({}–{}) of "
+                  "first events ≥ 30 min ahead against {} ({}–{}) of random event-free moments, {} of\nthem events "
+                  "charted NEWS2 did not warn of", CONFIRM,
+          ("summary/missed_vs_charted_news2",
+           *(f"summary/first_event_warned/twin/{k}" for k in ("value", "ci95/0", "ci95/1")),
+           *(f"summary/chance_warned/twin/{k}" for k in ("value", "ci95/0", "ci95/1")),
+           "pooled/twin_added_lead_h/events_warned_by_combined_not_news2")),
+    Quote(README, "minutes (the shipped policy {}, charted NEWS2 {})", CONFIRM,
+          ("summary/first_event_warned/combined/value", "summary/first_event_warned/charted_news2/value")),
+    Quote(README, "One\nof {} charted sets was refused", CONFIRM,
+          (lambda r: sum(s["charting"]["observation_sets"] + s["charting"]["observation_sets_refused"]
+                         for s in r["per_seed"].values()),)),
     Quote(README, "the twin warned of {} of\nthe {} first events", HELDOUT,
           (lambda r: at(r, "summary/first_event_warned/twin/value") * at(r, "summary/first_events"),
            "summary/first_events")),
@@ -390,6 +411,12 @@ QUOTES = (
                   "combined {} ({}–{}); first events warned ≥ 30 min ahead: {} % ({}–{}) combined", BURDEN_PN,
           (*est("per100d_obs_due"), *est("per100d_twin"), *est("per100d_criteria"), *est("per100d_combined"),
            *map(pct, est("sens_combined")))),
+    Quote(README, "its numbers, observations due warning of {} % of first events and alerting {} of the {} event-free "
+                  "stays", BURDEN_PN_RCP, (pct("pooled/estimates/sens_obs_due/value"),
+                                           "pooled/stable_patients_alerted/obs_due", "pooled/stable_patients")),
+    Quote(README, "against\n{} % and {} of {} with the shipped trigger", BURDEN_PN,
+          (pct("pooled/estimates/sens_obs_due/value"), "pooled/stable_patients_alerted/obs_due",
+           "pooled/stable_patients")),
     # -- README and the model card: the retrained twin's threshold from its alert budget, and its calibration
     Quote(README, THRESHOLD_PASSAGE, ART, tuple(f"{ALERT}/{k}" for k in (
         "budget_alerts_per_100_patient_days", "sustain_windows", "threshold", "threshold_ci/0", "threshold_ci/1",
