@@ -71,6 +71,18 @@ def test_each_instance_is_a_fleet_member_on_the_shared_stores(compose) -> None:
     assert urlsplit(url[url.index("--url") + 1]).hostname in instances(compose)
 
 
+def test_every_instance_seals_webhook_secrets_with_the_one_shared_key_file(compose) -> None:
+    """A secret one instance sealed must open on the other (either signs a delivery): the same key file, given as a
+    compose secret (never baked into the image or a data volume, so it does not travel with backups)."""
+    declared = compose["secrets"]
+    for name, service in instances(compose).items():
+        path = service["environment"]["WARDTWIN_SECRETS_KEY_FILE"]
+        secret = path.removeprefix("/run/secrets/")
+        assert path.startswith("/run/secrets/") and secret in service.get("secrets", []), name
+        assert "file" in declared[secret]
+    assert len({s["environment"]["WARDTWIN_SECRETS_KEY_FILE"] for s in instances(compose).values()}) == 1
+
+
 def test_every_wardtwin_variable_is_a_setting(compose) -> None:
     fields = set(Settings.model_fields)
     for name, service in compose["services"].items():
