@@ -377,6 +377,13 @@ def _tree() -> Command:
                 _DATA_DIR,
             )),
         )),
+        Command("store", "the configured vital store (WARDTWIN_* settings)", commands=(
+            Command("accept-database", "adopt the InfluxDB database as it is now, after /healthz flagged it "
+                    "recreated or replaced: record its marker (a new one if missing), logged",
+                    "lab.store_cmd:accept_database",
+                    (opt("--data-dir", type=Path, help="data directory holding influx-spool.db (default "
+                         "WARDTWIN_DATA_DIR or ./data)"),)),
+        )),
         Command("webhooks", "webhook endpoints in the control store", commands=(
             Command("rekey", "re-seal every stored webhook secret with the newest key of WARDTWIN_SECRETS_KEY_FILE "
                     "(else DATA_DIR/secrets.key): exit 1 naming endpoints no key opens", "lab.webhooks_cmd:rekey",

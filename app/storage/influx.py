@@ -47,6 +47,13 @@ replayed in between, which the stale request would then overwrite. Re-deliveries
 value are rare (a device correcting itself); ``timeout_s`` well above InfluxDB's worst write latency keeps
 that window closed in practice.
 
+Identity
+--------
+``open`` marks a database it finds unmarked (``wardtwin_store``: ``store_id``, ``created_at``) and records the marker
+in the spool's file (``app.storage.identity``); ``health`` compares them on every check. A database dropped and
+recreated by the next write, swapped, or restored from elsewhere has no marker or another one: ``health`` says
+``ok: false`` naming it, also after later writes and restarts, until ``wardtwin store accept-database`` adopts it.
+
 Errors: transport failures on reads and on window writes raise ``StoreUnavailableError`` (503 at the edge).
 """
 
@@ -57,7 +64,9 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -71,6 +80,7 @@ from app.domain import Reading, Score
 from app.errors import StoreUnavailableError
 from app.storage.base import WINDOW_MS, window_runs
 from app.storage.codec import from_ms, score_from_json, score_to_json, to_ms
+from app.storage.identity import MARKER_Q, REFRESH_S, Identity, Verdict, chosen, iso, judge, marker_line, problem
 from app.storage.spool import Spool
 from models.line_protocol import ReadingEncoder, encode_point
 from models.schema import NAME_PATTERN, NAME_RULE, SOURCE_CHARTED, SOURCE_MONITOR, SOURCED_READING_COLUMNS
@@ -206,28 +216,33 @@ class InfluxStore:
         self.rejected = 0
         self.last_rejection: str | None = None
         self.last_error: str | None = None
+        self._marker_refreshed: float | None = None  # monotonic time of the last marker rewrite
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def open(self) -> None:
         if self._client is not None:
             return
-        self._client = httpx.AsyncClient(
+        self._client = self._new_client()
+        await self._spool.open()
+        try:
+            await self._ensure_database()
+            await self._verify_identity()
+        except (_Retryable, StoreUnavailableError) as exc:  # health() checks the database's identity again
+            logger.warning("influx open url=%s not ready, spooling until it answers: %s", self.url, exc)
+        self._wake = asyncio.Event()
+        self._drainer = asyncio.create_task(self._drain_forever(), name="influx-spool-drainer")
+        if self._spool.backlog:
+            logger.info("influx spool backlog=%d points at open", self._spool.backlog)
+            self._wake.set()
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
             base_url=self.url,
             auth=self._auth,
             headers=self._headers,
             timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 3.0)),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
-        await self._spool.open()
-        try:
-            await self._ensure_database()
-        except _Retryable as exc:
-            logger.warning("influx open url=%s unreachable, spooling until it answers: %s", self.url, exc)
-        self._wake = asyncio.Event()
-        self._drainer = asyncio.create_task(self._drain_forever(), name="influx-spool-drainer")
-        if self._spool.backlog:
-            logger.info("influx spool backlog=%d points at open", self._spool.backlog)
-            self._wake.set()
 
     async def close(self, drain_timeout_s: float | None = None) -> None:
         """Stop the drainer after giving it ``drain_timeout_s`` (default ``CLOSE_DRAIN_S``) to empty the spool, or
@@ -633,6 +648,91 @@ class InfluxStore:
             out["ok"] = False
             out["error"] = f"database {self.database!r} does not exist on {self.url} (dropped?)"
 
+    # -- identity (``app.storage.identity``) -----------------------------------------------------------------------
+    async def _read_markers(self) -> list[Identity]:
+        (series_list,) = await self._query(MARKER_Q)  # a fixed string: nothing user-supplied
+        return [Identity(str(row[1]), str(row[2] or "?")) for series in series_list for row in series["values"]
+                if row[1]]
+
+    async def _write_marker(self, identity: Identity) -> None:
+        """Write the marker point now (straight to InfluxDB, never spooled: a marker must not recreate a database)."""
+        try:
+            await self._post_write(marker_line(identity, int(time.time() * 1000)), 1)
+        except _Retryable as exc:
+            raise StoreUnavailableError(f"influx: writing the identity marker failed: {exc}") from exc
+        self._marker_refreshed = time.monotonic()
+
+    async def _verify_identity(self) -> tuple[Verdict, Identity | None, list[Identity]]:
+        """Compare the database's marker with the record; mark and record a new or unrecorded database (trust on
+        first use), and rewrite a verified marker every ``REFRESH_S`` so no retention policy expires it."""
+        markers = await self._read_markers()
+        record = await self._spool.identity(self.database)
+        verdict = judge(record, markers)
+        now = datetime.now(UTC)
+        if verdict is Verdict.NEW:
+            await self._write_marker(Identity.fresh(now))
+            markers = await self._read_markers()  # another instance may have marked it too: adopt the chosen one
+            if not markers:
+                raise StoreUnavailableError("influx: the identity marker written is not readable")
+            verdict = Verdict.ADOPT
+        if verdict is Verdict.ADOPT:
+            record = replace(chosen(markers), seen_at=iso(now))
+            await self._spool.record_identity(self.database, record)
+            logger.info("influx store identity database=%s store_id=%s recorded", self.database, record.store_id)
+            return Verdict.OK, record, markers
+        due = self._marker_refreshed is None or time.monotonic() - self._marker_refreshed >= REFRESH_S
+        if verdict is Verdict.OK and record is not None and due:
+            await self._write_marker(record)
+            record = replace(record, seen_at=iso(now))
+            await self._spool.record_identity(self.database, record)
+        return verdict, record, markers
+
+    async def _check_identity(self, out: dict[str, Any]) -> None:
+        try:
+            verdict, record, markers = await self._verify_identity()
+        except StoreUnavailableError as exc:
+            out["ok"], out["error"] = False, f"identity check failed: {exc}"
+            return
+        out["identity"] = verdict.value
+        if record is not None:
+            out["store_id"] = record.store_id
+        if verdict in (Verdict.MISSING, Verdict.REPLACED) and record is not None:
+            out["ok"], out["error"] = False, problem(verdict, self.database, record, markers)
+
+    async def accept_database(self, operator: str) -> tuple[Identity | None, Identity]:
+        """Adopt the database as it is now (``wardtwin store accept-database``): its marker if it has one (so other
+        instances already on it agree), else a new one; record it and log who did it. Returns (previous record,
+        adopted). Works on a store not opened (no drainer: the running service keeps replaying its spool)."""
+        opened_here = self._client is None
+        if opened_here:
+            self._client = self._new_client()
+            await self._spool.open()
+        try:
+            self._database_ready = False
+            try:
+                await self._ensure_database()
+            except _Retryable as exc:
+                raise StoreUnavailableError(f"influx {self.url}: {exc}") from exc
+            previous, markers = await self._spool.identity(self.database), await self._read_markers()
+            now = datetime.now(UTC)
+            ours = [m for m in markers if previous is not None and m.store_id == previous.store_id]
+            found = (ours or [chosen(markers)])[0] if markers else None
+            adopted = replace(found or Identity.fresh(now), seen_at=iso(now))
+            await self._write_marker(adopted)
+            if all(m.store_id != adopted.store_id for m in await self._read_markers()):
+                raise StoreUnavailableError("influx: the identity marker written is not readable")
+            await self._spool.record_identity(self.database, adopted)
+            logger.warning("influx accept-database database=%s url=%s by=%s previous=%s found=%s adopted=%s",
+                           self.database, self.url, operator, previous.store_id if previous else None,
+                           found.store_id if found else None, adopted.store_id)
+            return previous, adopted
+        finally:
+            if opened_here:
+                client, self._client = self._client, None
+                if client is not None:
+                    await client.aclose()
+                await self._spool.close()
+
     async def health(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "store": self.name, "ok": False, "backlog": self._spool.backlog, "spooled_batches": self._spool.batches,
@@ -646,6 +746,8 @@ class InfluxStore:
             out["version"] = response.headers.get("X-Influxdb-Version")
             if out["ok"]:
                 await self._check_database(out)
+            if out["ok"]:
+                await self._check_identity(out)
         except (httpx.HTTPError, StoreUnavailableError) as exc:
             out["error"] = f"{type(exc).__name__}: {exc}"
         if self.last_rejection:

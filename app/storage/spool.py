@@ -5,6 +5,11 @@ is committed and fsync'd, so a batch the service has acknowledged survives a cra
 keep their arrival order (``seq``); the InfluxDB store's drainer replays them oldest first and removes a
 batch only after InfluxDB has acknowledged it. A batch replayed twice (acknowledged, then the service died
 before the removal) is harmless: a point with the same series and timestamp overwrites itself.
+
+The file also keeps the service's record of the database's identity marker (``store_identity``, one row per database
+name; ``app.storage.identity``). Here because it must outlive a restart and belong to this InfluxDB store alone: the
+spool is the one durable file the store already owns (under the data directory, fsync'd, 0600), so no other store
+(the control store) learns about InfluxDB, and deleting the data directory forgets both together.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from app.storage.identity import Identity
 from app.storage.migrations import Schema
 from app.storage.sqlite_db import SqliteDatabase
 
@@ -24,7 +30,14 @@ CREATE TABLE IF NOT EXISTS spool (
     body BLOB NOT NULL,
     spooled_at_ms INTEGER NOT NULL
 );
-""",))
+""", """
+CREATE TABLE IF NOT EXISTS store_identity (
+    database TEXT PRIMARY KEY,
+    store_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    seen_at TEXT
+);
+"""))
 
 
 class Spool:
@@ -94,3 +107,22 @@ class Spool:
         points, batches = await self._db.run(lambda c: SqliteDatabase.transaction(c, delete))
         self._backlog -= points
         self._batches -= batches
+
+    # -- the database's identity record (``app.storage.identity``) --------------------------------------------------
+    async def identity(self, database: str) -> Identity | None:
+        """The recorded marker of ``database``; read each time, so ``wardtwin store accept-database`` run in another
+        process is seen by the running service at its next health check."""
+        row = await self._db.run_read(lambda c: c.execute(
+            "SELECT store_id, created_at, seen_at FROM store_identity WHERE database = ?", (database,)).fetchone())
+        return Identity(*row) if row else None
+
+    async def record_identity(self, database: str, identity: Identity) -> None:
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO store_identity (database, store_id, created_at, seen_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (database) DO UPDATE SET store_id = excluded.store_id, "
+                "created_at = excluded.created_at, seen_at = excluded.seen_at",
+                (database, identity.store_id, identity.created_at, identity.seen_at),
+            )
+
+        await self._db.run(lambda c: SqliteDatabase.transaction(c, upsert))
