@@ -134,9 +134,10 @@ class Settings(BaseSettings):
     #: is the client (app.api.serving).
     trusted_proxies: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
     #: When an audited request's row is committed (issue 21, finding 9; ``app.security.audit_writer``):
-    #: ``after_answer`` once the answer is sent (fastest; a failed commit refuses later requests, but its batch's
-    #: reads were served); ``before_answer`` holds the answer until its row commits, a 503 instead if it fails.
-    audit_commit: Literal["after_answer", "before_answer"] = "after_answer"
+    #: ``before_answer`` (default) holds the answer until its row commits, a 503 instead if it fails (no read served
+    #: unaudited); ``after_answer`` once the answer is sent (a failed commit refuses later requests, but its batch's
+    #: reads were served; lower latency at low load).
+    audit_commit: Literal["after_answer", "before_answer"] = "before_answer"
     #: Largest request body accepted (413 above it).
     max_body_bytes: PositiveInt = 4 * 1024 * 1024
     #: Slow clients (issue 21, H22), with no front proxy assumed: a request line and headers not all in within this

@@ -33,6 +33,7 @@ the CPU each answer costs much less.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -196,6 +197,7 @@ def main() -> int:
     parser.add_argument("--before", type=Path, default=None, help="source tree of the service before the change")
     parser.add_argument("--audit-before-answer", action="store_true",
                         help="also this tree with WARDTWIN_AUDIT_COMMIT=before_answer, on a copy of the data")
+    parser.add_argument("--json", type=Path, default=None, help="also write the medians and ratios here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found (apt-get install wrk)")
@@ -270,6 +272,11 @@ def main() -> int:
                     results.setdefault((route, f"{name} @ half"), []).append(
                         wrk(url, run_key, args.connections, args.seconds, delay_ms, lua))
 
+        summary: dict[str, dict] = {"command": "PYTHONPATH=. python bench/bench_reads.py " + " ".join(sys.argv[1:]),
+                                    "machine": machine(), "medians": {}, "before_answer_over_after_answer": {}}
+        for (route, name), runs in results.items():
+            summary["medians"].setdefault(route, {})[name] = {
+                k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "cpu_us")}
         print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} round(s), median; "
               f"{args.patients} beds; {machine().split(', ', 1)[1]}")
         print(f"{'route':6} {'server':20} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>10}  ratios (same "
@@ -296,6 +303,10 @@ def main() -> int:
                 rps = statistics.median(held["rps"] / fast["rps"] for held, fast in pairs)
                 cpu = statistics.median(held["cpu_us"] / fast["cpu_us"] for held, fast in pairs)
                 print(f"{route:6} req/s {rps:.2f}  CPU µs/req {cpu:.2f}")
+                summary["before_answer_over_after_answer"][route] = {"rps": rps, "cpu_us": cpu}
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(summary, indent=2, default=float) + "\n")
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -6,8 +6,8 @@ oversized body is never parsed and never echoed; a body that pauses longer than 
 between chunks is answered 408 (H22). Authentication runs before the edge (``app.api.auth``): a request
 that may carry a body and has no valid key is refused there, its body unread (issue 21).
 
-The audit entry is handed to the group commit once the answer is sent (``Settings.audit_commit`` ``after_answer``,
-the default), or, under ``before_answer``, recorded when the route starts its answer: the answer's start waits for
+The audit entry is handed to the group commit once the answer is sent (``Settings.audit_commit`` ``after_answer``),
+or, under ``before_answer`` (the default), recorded when the route starts its answer: the answer's start waits for
 the row's commit, and a failed commit sends a 503 instead of the route's answer (its body is dropped). The row
 records the route's status, which is then the status sent; a withheld answer's row is the one that failed, so the
 trail has no row for it: the next ``AUDIT unwritable`` row's ``lost:N`` counts it (``app.security.audit_writer``).

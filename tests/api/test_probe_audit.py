@@ -94,9 +94,15 @@ def test_a_valid_key_is_not_recorded_as_a_refusal(service):
     assert _refusals(service) == []
 
 
-def test_reads_are_refused_while_the_audit_cannot_be_written_and_resume_after(service, tmp_path):
-    """Fail closed: the audit store refusing writes (here a trigger, as a full disk would) turns audited reads
-    into 503s until a probe row commits; the trail then says how many entries were lost."""
+def test_reads_are_refused_while_the_audit_cannot_be_written_and_resume_after(tmp_path):
+    """Fail closed, ``after_answer`` (rows written behind the answer): the audit store refusing writes (here a
+    trigger, as a full disk would) turns audited reads into 503s until a probe row commits; the trail then says how
+    many entries were lost. The default, ``before_answer``: tests/api/test_audit_before_answer.py."""
+    with serve(tmp_path, audit_commit="after_answer") as service:
+        _reads_refused_then_resumed(service, tmp_path)
+
+
+def _reads_refused_then_resumed(service, tmp_path):
     writer = service.app.state.access.audit_writer
     with sqlite3.connect(tmp_path / "access.db", isolation_level=None) as conn:
         conn.execute("CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END")

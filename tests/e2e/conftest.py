@@ -79,8 +79,8 @@ class Demo:
     again on the same ward, as a charge nurse's server would be. Requests use ``SERVICE_KEY`` (the process's
     ``WARDTWIN_DEMO_KEY``, every role), which survives restarts while the demo's session keys do not."""
 
-    def __init__(self, data_dir: Path, beds: int) -> None:
-        self.data_dir, self.beds, self.port = data_dir, beds, free_port()
+    def __init__(self, data_dir: Path, beds: int, env: dict[str, str] | None = None) -> None:
+        self.data_dir, self.beds, self.port, self.env = data_dir, beds, free_port(), env or {}
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.client = httpx.Client(base_url=self.base, timeout=60, headers=AUTH)
@@ -93,7 +93,8 @@ class Demo:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lab.cli", "demo", "--port", str(self.port), "--data-dir", str(self.data_dir),
                  "--beds", str(self.beds), "--history-hours", "1"],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "WARDTWIN_DEMO_KEY": SERVICE_KEY})
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env, "WARDTWIN_DEMO_KEY": SERVICE_KEY})
         self.wait_until("a scored ward", self._scored)
 
     def _scored(self) -> bool:
@@ -127,8 +128,11 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """The demo with a six-bed ward and one hour of history, shared by a module's tests (one may restart it)."""
-    running = Demo(tmp_path_factory.mktemp("board-demo"), beds=6)
+    """The demo with a six-bed ward and one hour of history, shared by a module's tests (one may restart it). A bed
+    turns stale after 10 min without data (the default 15): at 60× the stale test waits 10 s for it, not 15, while
+    the sick bed another test posts stays current for its screenshot (taken 3-4 simulated minutes later; at 5 min
+    it could show as stale)."""
+    running = Demo(tmp_path_factory.mktemp("board-demo"), beds=6, env={"WARDTWIN_BOARD_STALE_AFTER_MIN": "10"})
     running.start()
     try:
         yield running

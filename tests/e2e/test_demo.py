@@ -132,7 +132,9 @@ def test_ctrl_c_during_the_history_backfill_stops_cleanly(tmp_path, phase):
     and the saved ward time never claims more than the service stored."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_demo(tmp_path, port, "--history-hours", "12")  # a long backfill, so Ctrl-C lands inside it
+    # a long backfill, so Ctrl-C lands inside it: twelve hours, of eight beds (the default 24 took three times as
+    # long to post, and the scoring phase lasts seconds whatever the beds: one cycle per window)
+    proc = start_demo(tmp_path, port, "--history-hours", "12", "--beds", "8")
 
     def in_phase() -> bool | None:
         if phase == "posting":

@@ -595,6 +595,26 @@ FLEET_QUOTES = (*FLEET_QUOTES,
                 Quote(BENCH, "the slowest instance's score stage falls from {} s (all patients) to {} s (half) "
                              "and {} s (a third)", FLEET_BENCH,
                       tuple(scaled(f"results/{i}/stages_max/score", 1000) for i in (0, 2, 3))))
+READS_AUDIT = "reports/reads-audit/report.json"
+
+
+def reads(route: str, server: str, key: str) -> str:
+    return f"medians/{route}/{server}/{key}"
+
+
+READS_AUDIT_QUOTES = [
+    # Issue 21: the audit committed before the answer (the default) against after it, bench/bench_reads.py
+    *(Quote(BENCH, f"| {label} | {{}} | {{}} | **{{}}** | {{}}, {{}} | {{}} → {{}} | {{}} → {{}} |", READS_AUDIT,
+            (reads(route, "service", "rps"), reads(route, "before_answer", "rps"),
+             f"before_answer_over_after_answer/{route}/rps", reads(route, "service", "cpu_us"),
+             reads(route, "before_answer", "cpu_us"), reads(route, "service @ half", "p50"),
+             reads(route, "before_answer @ half", "p50"), reads(route, "service @ half", "p99"),
+             reads(route, "before_answer @ half", "p99")))
+      for label, route in (("`/risk`", "risk"), ("board", "board"))),
+    Quote(README, "the median `/risk` read at half load {} → {} ms", READS_AUDIT,
+          (reads("risk", "service @ half", "p50"), reads("risk", "before_answer @ half", "p50"))),
+]
+
 FANOUT_BENCH = "reports/fleet-fanout/report.json"
 
 
@@ -607,7 +627,7 @@ def fanout_row(engine: str) -> tuple[Path_, ...]:
 FLEET_QUOTES = (*FLEET_QUOTES, *(Quote(BENCH, f"| {label} | {{}} / {{}} / {{}} ms | {{}} / {{}} / {{}} ms |",
                                        FANOUT_BENCH, fanout_row(engine))
                                  for label, engine in (("SQLite", "sqlite"), ("PostgreSQL", "postgresql"))))
-QUOTES = (*QUOTES, *CAPACITY_QUOTES, *FLEET_QUOTES)
+QUOTES = (*QUOTES, *CAPACITY_QUOTES, *FLEET_QUOTES, *READS_AUDIT_QUOTES)
 
 
 @cache
