@@ -12,12 +12,12 @@ before it is committed (``AuditLog`` asks the writer registered for its database
 failed commit fails every entry of its batch, logged here once and raised to each ``record`` caller. ``close``
 writes what is pending and stops the thread.
 
-Failing closed, ``after_answer`` (issue 21, finding 9: a failed write was only logged, and reads went on unaudited): a failed commit
-sets ``failing``, and from then on every audited route is refused with 503 (``app.api.auth``) until the trail can
-be written again. Each refused request asks for a ``probe``: one ``AUDIT unwritable`` row (``lost:N``, the entries
-lost so far), at most one pending at a time; once it commits, ``failing`` clears and the trail itself says how
-many entries were lost. The reads of the batch that failed were already answered (the rows are written after the
-answer): at most one group commit's worth of reads is served unaudited, the rest are refused.
+Failing closed, ``after_answer`` (issue 21, finding 9: a failed write was only logged, and reads went on unaudited):
+a failed commit sets ``failing``, and from then on every audited route is refused with 503 (``app.api.auth``) until
+the trail can be written again. Each refused request asks for a ``probe``: one ``AUDIT unwritable`` row (``lost:N``,
+the entries lost so far), at most one pending at a time; once it commits, ``failing`` clears and the trail itself
+says how many entries were lost. The reads of the batch that failed were already answered (the rows are written
+after the answer): at most one group commit's worth of reads is served unaudited, the rest are refused.
 
 Per read (``Settings.audit_commit = "before_answer"``, the default): the edge ``record``s the entry when the route
 starts its answer and sends that answer only once the batch has committed; if the commit fails the client gets a
