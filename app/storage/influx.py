@@ -96,6 +96,12 @@ ALL_MISSING: Final[int] = (1 << len(VALUE_COLUMNS)) - 1
 IDS_PER_STATEMENT: Final[int] = 200
 #: Longest ``close`` waits for the spool to drain (InfluxDB reachable): well inside the service's 10 s stop budget.
 CLOSE_DRAIN_S: Final[float] = 5.0
+#: Once a request found InfluxDB unreachable or hung (a transport error: refused, reset, timed out), reads fail at
+#: once instead of each waiting out ``timeout_s`` again, until InfluxDB answers anything (a write or replay, a read,
+#: the health check's ``/ping``); one read every this many seconds is let through to probe it. So while InfluxDB
+#: hangs the ingest's conflict check (which then lets the write spool unchecked) and the board's and the API's reads
+#: answer 503 in milliseconds. Writes are not affected (they spool).
+READ_BACKOFF_S: Final[float] = 5.0
 
 _GROUP = "GROUP BY time(5m), patient_id"
 
@@ -216,6 +222,9 @@ class InfluxStore:
         self.rejected = 0
         self.last_rejection: str | None = None
         self.last_error: str | None = None
+        self._reads_down_until = 0.0  # 0: InfluxDB answered last; else (monotonic) reads fail at once until then
+        self._reads_down_reason = ""
+        self.reads_short_circuited = 0  # reads refused without asking InfluxDB, since open
         self._marker_refreshed: float | None = None  # monotonic time of the last marker rewrite
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -309,8 +318,10 @@ class InfluxStore:
         try:
             response = await self._http.post("/write", params=params, content=body)
         except httpx.TransportError as exc:
+            self._unreachable(exc)
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         status = response.status_code
+        self._reads_down_until = 0.0  # InfluxDB answers: reads may ask it again
         if status == 204:
             return
         if status in (400, 413, 422):
@@ -324,6 +335,11 @@ class InfluxStore:
             self._database_ready = False
         raise _Retryable(f"/write answered {status}: {response.text[:300]}")
 
+    def _unreachable(self, exc: Exception) -> None:
+        """A request found InfluxDB unreachable or hung: reads fail at once for ``READ_BACKOFF_S``."""
+        self._reads_down_reason = f"{type(exc).__name__}: {exc}"
+        self._reads_down_until = time.monotonic() + READ_BACKOFF_S
+
     async def _query(
         self, q: str, params: dict[str, Any] | None = None, statements: int = 1
     ) -> list[list[dict[str, Any]]]:
@@ -333,10 +349,19 @@ class InfluxStore:
             data["rp"] = self.retention_policy
         if params:
             data["params"] = json.dumps(params)
+        if self._reads_down_until:  # InfluxDB failed since it last answered
+            if time.monotonic() < self._reads_down_until:
+                self.reads_short_circuited += 1
+                raise StoreUnavailableError(f"influx {self.url}: unreachable at the last request "
+                                            f"({self._reads_down_reason}); reads are refused without waiting, "
+                                            f"one every {READ_BACKOFF_S:g} s tries it again")
+            self._reads_down_until = time.monotonic() + READ_BACKOFF_S  # this read probes; the others still fail
         try:
             response = await self._http.post("/query", data=data)
         except httpx.TransportError as exc:
-            raise StoreUnavailableError(f"influx {self.url}: {type(exc).__name__}: {exc}") from exc
+            self._unreachable(exc)
+            raise StoreUnavailableError(f"influx {self.url}: {self._reads_down_reason}") from exc
+        self._reads_down_until = 0.0  # InfluxDB answers: reads may ask it again
         if response.status_code != 200:
             raise StoreUnavailableError(f"influx /query answered {response.status_code}: {response.text[:300]}")
         by_statement: dict[int, dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]]] = {}
@@ -741,6 +766,8 @@ class InfluxStore:
         try:
             response = await self._http.get("/ping", timeout=min(self.timeout_s, 2.0))
             out["ok"] = response.status_code == 204
+            if out["ok"]:
+                self._reads_down_until = 0.0  # InfluxDB answers: reads may ask it again
             if not out["ok"]:
                 out["error"] = f"/ping answered {response.status_code}"
             out["version"] = response.headers.get("X-Influxdb-Version")

@@ -214,8 +214,9 @@ def test_influxd_killed_and_paused_the_service_rides_it_out_and_the_spool_drains
 
             server.pause()  # SIGSTOP: connections hang until the store's write timeout
             try:
-                # each post waits out the store's 10 s timeouts (its conflict read, then the write when nothing is
-                # spooled yet): two cover both paths, the write timed out into the spool and the one queued behind it
+                # the first post waits out the store's 10 s timeouts (its conflict read, then its write, into the
+                # spool); the second's conflict read then fails at once (InfluxDB hangs: READ_BACKOFF_S) and its write
+                # queues behind the spool: two posts cover both paths
                 for _ in range(2):
                     ledger.post(client, ledger.next_batch())
                 assert service.alive()

@@ -182,3 +182,37 @@ async def test_rejected_points_are_reported_not_retried(
         assert (await store.health())["rejected"] == 3
     finally:
         await store.close()
+
+
+async def test_reads_fail_at_once_while_influxd_hangs_then_probe_it_again(server: ManagedInfluxd,
+                                                                          tmp_path: Path) -> None:
+    """SIGSTOP: the first read waits out ``timeout_s`` and fails; the next reads fail at once (they do not ask the
+    hung server again: every ingest's conflict check and every board read would wait ``timeout_s`` each), and once
+    the server answers again a read after the back-off succeeds."""
+    from app.errors import StoreUnavailableError
+
+    store = make_store(server, tmp_path, timeout_s=0.5)
+    await store.open()
+    try:
+        await store.write_readings([Reading(PATIENTS[0], "hr", T0, 80.0)])
+        window = (T0, T0 + timedelta(minutes=1))
+        assert len(await store.readings([PATIENTS[0]], *window)) == 1
+        server.pause()
+        try:
+            with pytest.raises(StoreUnavailableError, match="ReadTimeout"):
+                await store.readings([PATIENTS[0]], *window)
+            for _ in range(3):
+                with pytest.raises(StoreUnavailableError, match="refused without waiting"):
+                    await store.readings([PATIENTS[0]], *window)
+            assert store.reads_short_circuited == 3
+        finally:
+            server.resume()
+        back = None
+        for _ in range(2400):  # a condition, polled: the back-off passes, then a read probes the server again
+            with contextlib.suppress(StoreUnavailableError):
+                back = await store.readings([PATIENTS[0]], *window)
+                break
+            await asyncio.sleep(0.05)
+        assert back is not None and len(back) == 1, "reads did not come back after influxd resumed"
+    finally:
+        await store.close()
