@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from cryptography.fernet import Fernet
 from websockets.sync.client import connect
 
 from app.fleet.partition import BUCKETS, bucket_of
@@ -188,6 +189,13 @@ def test_three_instances_kill_one_every_window_scored_once(tmp_path: Path, postg
            "WARDTWIN_DEMO_KEY": SERVICE_KEY, "WARDTWIN_CHALLENGER_ENABLED": "false",
            "WARDTWIN_WEBHOOK_ALLOW_HOSTS": '["127.0.0.1"]', "WARDTWIN_WEBHOOK_POLL_S": "0.2",
            "WARDTWIN_WEBHOOK_BACKOFF_BASE_S": "0.05", "WARDTWIN_WEBHOOK_BACKOFF_MAX_S": "0.5"}
+    # one webhook-secrets key file for the fleet, as README "Running several instances" says (a secret sealed by i1
+    # must open on whichever instance claims its delivery; with a key each, a delivery claimed elsewhere failed and
+    # waited for i1 to claim it again)
+    keys = tmp_path / "secrets.key"
+    keys.write_text(Fernet.generate_key().decode() + "\n")
+    keys.chmod(0o600)
+    env["WARDTWIN_SECRETS_KEY_FILE"] = str(keys)
     instances = [Instance(f"i{k}", tmp_path / f"i{k}", env) for k in range(3)]
     rng = np.random.default_rng(2024)
     # window ends in the past of the real clock the processes run on (the newest at most a few minutes old)
