@@ -81,6 +81,8 @@ class CycleScheduler:
                            exc)
         except Exception:
             logger.exception("cycle failed; the next tick retries the same window end")
+        except asyncio.CancelledError:  # the service stopping mid-cycle (Ctrl-C): APScheduler would log a traceback
+            logger.info("cycle interrupted by the shutdown; the next start runs the same window end again")
 
     def start(self) -> None:
         self._scheduler.add_job(self._job, "interval", seconds=self.interval_s, max_instances=1, coalesce=True,
