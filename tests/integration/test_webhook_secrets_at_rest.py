@@ -6,6 +6,8 @@ secret no key opens fails its deliveries naming the key file instead of sending 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from cryptography.fernet import Fernet
 from standardwebhooks import Webhook
 
 from app.alerts.store import AlertStore
-from app.alerts.webhooks import WebhookStore, WebhookWorker
+from app.alerts.webhooks import Endpoint, WebhookStore, WebhookWorker
 from app.security.secrets_box import PREFIX, SecretBox
 from lab.cli import main
 from tests.support.api import serve
@@ -37,6 +39,21 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
 def key_file(path: Path, *keys: bytes) -> Path:
     path.write_text("".join(k.decode() + "\n" for k in keys))
     return path
+
+
+@contextlib.asynccontextmanager
+async def one_endpoint(target: Path | str, tmp_path: Path, secret: str
+                       ) -> AsyncIterator[tuple[AlertStore, WebhookStore, SecretBox, Endpoint]]:
+    """An alert store on ``target``, its webhook store sealing with a fresh key, and one endpoint holding ``secret``."""
+    box = SecretBox.from_file(key_file(tmp_path / "secrets.key", Fernet.generate_key()))
+    alerts = AlertStore(target)
+    await alerts.open()
+    try:
+        hooks = WebhookStore(alerts.db, box=box)
+        await hooks.open()
+        yield alerts, hooks, box, await hooks.create("http://receiver/hook", secret, EVENTS)
+    finally:
+        await alerts.close()
 
 
 def stored_secrets(alerts: AlertStore) -> dict[str, str]:
@@ -76,13 +93,7 @@ async def deliver_once(hooks: WebhookStore, alerts: AlertStore) -> list[httpx.Re
 
 async def test_the_column_holds_no_secret_and_the_delivery_verifies(target: Path | str, tmp_path: Path) -> None:
     secret = new_secret()
-    box = SecretBox.from_file(key_file(tmp_path / "secrets.key", Fernet.generate_key()))
-    alerts = AlertStore(target)
-    await alerts.open()
-    try:
-        hooks = WebhookStore(alerts.db, box=box)
-        await hooks.open()
-        endpoint = await hooks.create("http://receiver/hook", secret, EVENTS)
+    async with one_endpoint(target, tmp_path, secret) as (alerts, hooks, _, endpoint):
         (stored,) = stored_secrets(alerts).values()
         assert stored.startswith(PREFIX) and "whsec_" not in stored and secret[6:] not in stored  # main: the secret
         assert secret not in repr(await hooks.endpoints())
@@ -92,21 +103,13 @@ async def test_the_column_holds_no_secret_and_the_delivery_verifies(target: Path
         body = Webhook(secret).verify(request.content, dict(request.headers))  # raises when forged
         assert body["type"] == "alert.raised" and body["data"]["patient_id"] == "bed-01"
         assert "whsec_" not in "".join(stored_secrets(alerts).values())  # delivering did not unseal the column
-    finally:
-        await alerts.close()
 
 
 async def test_a_plaintext_row_is_sealed_on_open_once(target: Path | str, tmp_path: Path) -> None:
     """A row stored before H18 (plain ``whsec_``) is sealed when a store opens; a second open changes nothing; the
     delivery is signed with the original secret."""
     secret = new_secret()
-    box = SecretBox.from_file(key_file(tmp_path / "secrets.key", Fernet.generate_key()))
-    alerts = AlertStore(target)
-    await alerts.open()
-    try:
-        hooks = WebhookStore(alerts.db, box=box)
-        await hooks.open()
-        endpoint = await hooks.create("http://receiver/hook", secret, EVENTS)
+    async with one_endpoint(target, tmp_path, secret) as (alerts, _, box, endpoint):
         alerts.db.call(lambda c: c.execute("UPDATE webhook_endpoints SET secret = ?", (secret,)))  # as before H18
         assert stored_secrets(alerts) == {endpoint.id: secret}
         reopened = WebhookStore(alerts.db, box=box)
@@ -118,8 +121,6 @@ async def test_a_plaintext_row_is_sealed_on_open_once(target: Path | str, tmp_pa
         await raise_one(alerts, "bed-02")
         (request,) = await deliver_once(reopened, alerts)
         Webhook(secret).verify(request.content, dict(request.headers))
-    finally:
-        await alerts.close()
 
 
 async def test_a_secret_no_key_opens_fails_its_delivery_naming_the_key_file(target: Path | str,
