@@ -22,7 +22,7 @@ import sys
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -169,9 +169,17 @@ def evaluate(records: Path, limit: int | None, out: Path, *, hours: float = HOUR
     return report
 
 
+#: The set-A fold study's alerts, one a row (written by ``write``; regenerated, not committed).
+FOLD_ALERTS_CSV: Final[str] = "fold_study_alerts.csv"
+
+
 def write(report: dict[str, Any], table: pd.DataFrame, alerts: list[dict[str, Any]], out: Path) -> None:
     """``report.json``, ``README.md``, ``lead_time.png``, ``patients.csv`` and ``alerts.csv`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    study = (report.get("pareto_set_a") or {}).get("fold_study") or {}
+    if "alerts" in study:  # the fold study's alert-by-alert list (~900 rows on 250 stays): a CSV beside, not the JSON
+        pd.DataFrame(study.pop("alerts")).to_csv(out / FOLD_ALERTS_CSV, index=False)
+        study["alerts_in"] = FOLD_ALERTS_CSV
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     (out / "README.md").write_text("\n".join([
         "# Alert burden and lead time on real ICU stays: the service's own alert engine", "",
