@@ -12,6 +12,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +44,23 @@ def private_file(path: Path) -> None:
             pass
 
 
+def enable_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
+    """Put the file in WAL mode, retrying while another connection opens it at the same moment.
+
+    Switching a new file to WAL needs its exclusive lock, and SQLite answers ``database is locked`` at once, without
+    the busy handler, when two connections holding shared locks both want it (to avoid a deadlock): two instances
+    starting together hit it now and then (CI saw it).
+    """
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (1 + attempt % 10))
+
+
 class SqliteDatabase:
     """The embedded engine of the control store (``app.storage.control_db.ControlDatabase``)."""
 
@@ -69,10 +87,10 @@ class SqliteDatabase:
             return
         private_file(self.path)
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
         try:
+            enable_wal(conn)
+            conn.execute("PRAGMA synchronous=FULL")
             migrate(conn, self._schema)
         except BaseException:
             conn.close()
