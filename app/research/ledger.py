@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from app.storage.sqlite_db import enable_wal
+
 _TOLERANCE: Final[float] = 1e-12
 
 SCHEMA: Final[str] = """
@@ -75,7 +77,7 @@ class PrivacyLedger:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
+        enable_wal(db)
         return db
 
     @contextmanager
