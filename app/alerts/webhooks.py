@@ -303,6 +303,13 @@ class WebhookStore:
         rows = await self._db.run_read(lambda c: c.execute(sql).fetchall())
         return [Endpoint(i, u, json.loads(e), c, k) for i, u, e, c, k in rows]
 
+    async def unopened(self) -> list[str]:
+        """Live endpoints whose secret no key of this instance's box opens: their deliveries fail here until the key
+        is restored (a fleet instance given another key file, or a lost key): ``/healthz`` is not ok while any."""
+        sql = "SELECT id, secret FROM webhook_endpoints WHERE deleted_at IS NULL ORDER BY id"
+        rows = await self._db.run_read(lambda c: c.execute(sql).fetchall())
+        return [endpoint_id for endpoint_id, stored in rows if not self._opens(stored)]
+
     async def counts(self) -> dict[str, Counter[str]]:
         """Per endpoint, deliveries by status."""
         sql = "SELECT endpoint_id, status, COUNT(*) FROM webhook_deliveries GROUP BY endpoint_id, status"

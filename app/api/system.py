@@ -30,16 +30,20 @@ async def healthz(wt: ServiceDep) -> dict:
     try:
         ahead = await _ahead_of_clock(wt)
         backlog, pending = await wt.alert_store.backlog(), await wt.alert_store.pending_delivery()
+        unopened = len(await wt.webhooks.unopened()) if wt.webhooks is not None else 0
     except StoreUnavailableError as exc:
         control = {**control, "ok": False, "error": str(exc)}
-        ahead, backlog, pending = {}, None, None
+        ahead, backlog, pending, unopened = {}, None, None, 0
     return {
-        "ok": bool(store.get("ok")) and bool(control.get("ok")) and not ahead,
+        "ok": bool(store.get("ok")) and bool(control.get("ok")) and not ahead and not unopened,
         "store": store,
         "control_store": control,
         "window_ends_ahead_of_clock": ahead,
         "alerts_outbox_backlog": backlog,
         "alerts_pending_delivery": pending,
+        # webhook endpoints whose signing secret this instance cannot open (sealed under a key its key file lacks:
+        # a fleet instance given another file, or a lost key): their deliveries fail here (H18); a count, never ids
+        "webhook_secrets_unopened": unopened,
         "websocket_clients": wt.hub.client_count,
         "model_version": wt.twin.version,
         "twin_alert_threshold": wt.engine.policy.threshold,

@@ -215,3 +215,26 @@ def test_the_service_seals_with_its_key_file_and_no_route_echoes_the_secret(tmp_
     raw = b"".join(p.read_bytes() for p in data.glob("alerts.db*"))
     assert b"whsec_" not in raw and secret[6:].encode() not in raw  # main: the secret in the file
     assert SecretBox.from_file(data / "secrets.key").unseal(sealed) == secret
+
+
+def test_healthz_is_not_ok_while_an_endpoint_secret_does_not_open_with_this_instance_keys(tmp_path: Path) -> None:
+    """A fleet instance given another key file (or a lost key): the endpoints another instance sealed cannot be signed
+    here. ``/healthz`` counts them and is not ok (it said ok while their deliveries failed), with no endpoint id."""
+    data = tmp_path / "svc"
+    with serve(data) as client:
+        created = client.post("/v1/webhooks", json={"url": "https://nursecall.example/hook", "secret": new_secret(),
+                                                    "events": EVENTS})
+        assert created.status_code == 201, created.text
+        health = client.get("/healthz").json()
+        assert health["ok"] is True and health["webhook_secrets_unopened"] == 0
+
+        wt = client.app.state.wardtwin
+        elsewhere = SecretBox.from_file(key_file(tmp_path / "other-instance.key", Fernet.generate_key()))
+        other = client.portal.call(lambda: WebhookStore(wt.alert_store.db, box=elsewhere).create(
+            "https://nursecall.example/other", new_secret(), EVENTS))
+        health = client.get("/healthz").json()
+        assert health["ok"] is False and health["webhook_secrets_unopened"] == 1
+        assert other.id not in client.get("/healthz").text
+
+        assert client.delete(f"/v1/webhooks/{other.id}").status_code == 204  # removed: nothing left to sign
+        assert client.get("/healthz").json()["ok"] is True
