@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     #: ... and an admitted request whose body pauses longer than this between two chunks is answered 408 and its
     #: connection closed (``app.api.edge``).
     http_body_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    #: ... and a client leaving its response unread (the server's write buffer above its high-water mark this long
+    #: without draining) has its connection reset (``app.api.http_protocol``).
+    http_write_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     #: Per-key rate limit: average requests per second and burst.
     rate_limit_per_s: Annotated[float, Field(gt=0)] = 50.0
     rate_limit_burst: PositiveInt = 500

@@ -8,8 +8,9 @@ and 9), read from ``Settings`` in one place for ``wardtwin serve`` and ``wardtwi
   ``HeadGuard`` (uvicorn's httptools protocol, which ignores ``h11_max_incomplete_event_size``): a request head must
   be complete within ``Settings.http_header_timeout_s`` (408 and closed) and at most 16 KiB (431 and closed), so an
   unauthenticated connection holds no more than that, for no longer, before its 401; idle keep-alive connections
-  close after ``timeout_keep_alive``. An admitted request's slow body is timed out where it is read
-  (``Settings.http_body_timeout_s``, ``app.api.edge``).
+  close after ``timeout_keep_alive``; a response left unread past ``Settings.http_write_timeout_s`` resets the
+  connection. An admitted request's slow body is timed out where it is read (``Settings.http_body_timeout_s``,
+  ``app.api.edge``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ KEEP_ALIVE_S = 5
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config``."""
     options: dict[str, Any] = {"proxy_headers": bool(settings.trusted_proxies),
-                               "http": head_guard(settings.http_header_timeout_s, MAX_HEAD_BYTES),
+                               "http": head_guard(settings.http_header_timeout_s, MAX_HEAD_BYTES,
+                                                         settings.http_write_timeout_s),
                                "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
                                "timeout_keep_alive": KEEP_ALIVE_S, "server_header": False}
     if settings.trusted_proxies:

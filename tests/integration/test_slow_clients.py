@@ -1,7 +1,8 @@
 """Issue 21, H22 (slowloris): uvicorn had no timeout for a request head that trickles in, none for a connection that
 never sends one, none for an admitted client's slow body, and under httptools no bound on the head's size (a 20 KiB
-head was answered 200). Raw sockets against a real ``wardtwin serve`` process whose header and body timeouts are
-shortened to ``TIMEOUT_S``; every wait is on a condition (the server's EOF), capped by ``CAP_S`` only against a hang.
+head was answered 200), and none for a client that leaves its responses unread (the process and the kernel held them
+for ever). Raw sockets against a real ``wardtwin serve`` process whose header, body and write timeouts are shortened
+to ``TIMEOUT_S``; every wait is on a condition (the server's EOF or reset), capped by ``CAP_S`` only against a hang.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Serve(ServedProcess):
         self.port = free_port()
         env = {**os.environ, "WARDTWIN_DATA_DIR": str(self.data_dir), "WARDTWIN_SCHEDULER_ENABLED": "false",
                "WARDTWIN_DEMO_KEY": SERVICE_KEY, "WARDTWIN_HTTP_HEADER_TIMEOUT_S": str(TIMEOUT_S),
-               "WARDTWIN_HTTP_BODY_TIMEOUT_S": str(TIMEOUT_S)}
+               "WARDTWIN_HTTP_BODY_TIMEOUT_S": str(TIMEOUT_S), "WARDTWIN_HTTP_WRITE_TIMEOUT_S": str(TIMEOUT_S)}
         log = open(self.data_dir / "serve.log", "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "serve", "--host", "127.0.0.1", "--port",
                                       str(self.port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -208,3 +209,31 @@ def test_fifty_trickling_connections_do_not_stop_a_normal_request(service, peers
     wait_until(lambda: all([peer.drip() for peer in trickling]), "the server to close all 50", timeout=CAP_S,
                every=0.1)  # main: all 50 held
     assert served(service)
+
+
+TCP_CLOSE = 7  # tcpi_state in TCP_INFO (linux/tcp_states.h): the peer reset the connection
+
+
+def reset_by_server(sock: socket.socket) -> bool:
+    """True once the server has reset the connection (its TCP state, read without taking any received byte: Linux
+    still hands queued data to a reader after a reset)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_CLOSE
+
+
+def test_a_client_that_leaves_its_responses_unread_is_reset_and_the_next_client_is_served(service, peers):
+    """200 pipelined requests for the OpenAPI document (about 120 KiB each), never read, through a 4 KiB receive
+    buffer: far more than the kernel's buffers hold, so the server's write buffer stays above its high-water mark.
+    The connection is reset after the write timeout (main: held for ever, the unsent responses in memory)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: no window autotuning
+    sock.settimeout(CAP_S)
+    sock.connect(("127.0.0.1", service.port))
+    try:
+        sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: wardtwin\r\n\r\n" * 200)
+        wait_until(lambda: reset_by_server(sock), "the server to reset a client that reads nothing", timeout=CAP_S)
+    finally:
+        sock.close()
+    assert served(service)
+    log = (service.data_dir / "serve.log").read_text(errors="replace")
+    assert "http reset: response unread" in log
+    assert "Traceback" not in log  # a response still being sent is told its client is gone, not written to

@@ -1,5 +1,6 @@
-"""H22's two settings (``WARDTWIN_HTTP_HEADER_TIMEOUT_S``, ``WARDTWIN_HTTP_BODY_TIMEOUT_S``): bounded, and the header
-timeout reaches the protocol ``wardtwin serve`` runs (``tests/integration/test_slow_clients.py`` runs it)."""
+"""H22's three settings (``WARDTWIN_HTTP_HEADER_TIMEOUT_S``, ``_BODY_TIMEOUT_S``, ``_WRITE_TIMEOUT_S``): bounded, and
+the header and write timeouts reach the protocol ``wardtwin serve`` runs (``tests/integration/test_slow_clients.py``
+runs it)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ from app.settings import Settings
 
 def test_defaults_and_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     defaults = Settings.explicit(data_dir=tmp_path)
-    assert (defaults.http_header_timeout_s, defaults.http_body_timeout_s) == (10.0, 30.0)
+    assert (defaults.http_header_timeout_s, defaults.http_body_timeout_s, defaults.http_write_timeout_s) == (10, 30, 30)
     monkeypatch.setenv("WARDTWIN_HTTP_HEADER_TIMEOUT_S", "2.5")
     monkeypatch.setenv("WARDTWIN_HTTP_BODY_TIMEOUT_S", "7")
+    monkeypatch.setenv("WARDTWIN_HTTP_WRITE_TIMEOUT_S", "9")
     from_env = Settings(data_dir=tmp_path, _env_file=None)
-    assert (from_env.http_header_timeout_s, from_env.http_body_timeout_s) == (2.5, 7.0)
+    assert (from_env.http_header_timeout_s, from_env.http_body_timeout_s, from_env.http_write_timeout_s) == (2.5, 7, 9)
 
 
 @pytest.mark.parametrize("field, value", [
     ("http_header_timeout_s", 0), ("http_header_timeout_s", -1), ("http_header_timeout_s", 301),
     ("http_body_timeout_s", 0), ("http_body_timeout_s", -1), ("http_body_timeout_s", 601),
+    ("http_write_timeout_s", 0), ("http_write_timeout_s", -1), ("http_write_timeout_s", 601),
 ])
 def test_out_of_range_timeouts_are_refused(tmp_path, field: str, value: float) -> None:
     with pytest.raises(ValidationError, match=field):
@@ -31,6 +34,7 @@ def test_out_of_range_timeouts_are_refused(tmp_path, field: str, value: float) -
 
 
 def test_the_served_protocol_carries_the_header_timeout_and_the_head_bound(tmp_path) -> None:
-    protocol = uvicorn_options(Settings.explicit(data_dir=tmp_path, http_header_timeout_s=3))["http"]
+    settings = Settings.explicit(data_dir=tmp_path, http_header_timeout_s=3, http_write_timeout_s=4)
+    protocol = uvicorn_options(settings)["http"]
     assert issubclass(protocol, HeadGuard) and issubclass(protocol, HttpToolsProtocol)
-    assert (protocol.header_timeout_s, protocol.max_head_bytes) == (3.0, MAX_HEAD_BYTES)
+    assert (protocol.header_timeout_s, protocol.max_head_bytes, protocol.write_timeout_s) == (3.0, MAX_HEAD_BYTES, 4.0)
