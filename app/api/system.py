@@ -34,11 +34,13 @@ async def healthz(wt: ServiceDep) -> dict:
     except StoreUnavailableError as exc:
         control = {**control, "ok": False, "error": str(exc)}
         ahead, backlog, pending, unopened = {}, None, None, 0
+    readings_ahead = await _readings_ahead_of_clock(wt) if store.get("ok") else None
     return {
-        "ok": bool(store.get("ok")) and bool(control.get("ok")) and not ahead and not unopened,
+        "ok": bool(store.get("ok")) and bool(control.get("ok")) and not ahead and not unopened and not readings_ahead,
         "store": store,
         "control_store": control,
         "window_ends_ahead_of_clock": ahead,
+        "readings_ahead_of_clock": readings_ahead,
         "alerts_outbox_backlog": backlog,
         "alerts_pending_delivery": pending,
         # webhook endpoints whose signing secret this instance cannot open (sealed under a key its key file lacks:
@@ -65,6 +67,16 @@ async def _ahead_of_clock(wt: WardTwin) -> dict[str, datetime]:
              "discarded_resume_point": wt.scheduler.ahead_of_clock if wt.scheduler else None,
              "latest_scores_dropped": wt.read_model.newest_dropped if wt.read_model else None}
     return {name: at for name, at in found.items() if at is not None and at > limit}
+
+
+async def _readings_ahead_of_clock(wt: WardTwin) -> datetime | None:
+    """The newest stored reading stamped later than ingestion accepts now (the clock plus ``max_future_skew_s``):
+    accepted while the clock ran ahead (a reading sent without a timestamp is stamped by it), it would be windowed as
+    that later moment's vitals when real time reaches it. Makes ``ok`` false until then (H17)."""
+    try:
+        return await wt.store.newest_reading_after(wt.clock.now() + timedelta(seconds=wt.settings.max_future_skew_s))
+    except StoreUnavailableError:
+        return None  # the store's own health already says it is down
 
 
 @router.post("/v1/news2", dependencies=[Depends(requires("clinician", "ehr"))], response_model=News2Out,

@@ -77,6 +77,10 @@ class VitalStore(Protocol):
     async def score_history(self, patient_id: str, start: datetime, end: datetime) -> list[Score]:
         """Scores of one patient with ``start <= window_end < end``, oldest first."""
 
+    async def newest_reading_after(self, limit: datetime) -> datetime | None:
+        """The newest stored reading's timestamp when it is later than ``limit``, else None: readings accepted while the
+        service's clock ran ahead (issue 21, H17), which windows would otherwise take for the future's vitals."""
+
     async def health(self) -> dict[str, Any]:
         """``{"store": name, "ok": bool, ...}``; adapters with a spool add ``"backlog"`` (readings pending)."""
 

@@ -634,6 +634,13 @@ class InfluxStore:
                     await writing
             raise
 
+    async def newest_reading_after(self, limit: datetime) -> datetime | None:
+        # readings still in the spool are not seen until they are written
+        (series_list,) = await self._query("SELECT last(value) FROM vitals WHERE time > $lo",
+                                           {"lo": _rfc3339(to_ms(limit))})
+        times = [t for s in series_list for t, _ in s["values"]]
+        return from_ms(max(times)) if times else None
+
     async def last_window_end(self) -> datetime | None:
         (series_list,) = await self._query("SELECT last(model_version) FROM scores")
         times = [t for s in series_list for t, _ in s["values"]]

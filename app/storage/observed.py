@@ -98,5 +98,8 @@ class ObservedStore:
     async def score_history(self, patient_id: str, start: datetime, end: datetime) -> list[Score]:
         return await self.inner.score_history(patient_id, start, end)
 
+    async def newest_reading_after(self, limit: datetime) -> datetime | None:
+        return await self.inner.newest_reading_after(limit)
+
     async def health(self) -> dict[str, Any]:
         return await self.inner.health()

@@ -268,6 +268,12 @@ class SqliteStore:
         rows = await self._read(lambda c: c.execute(sql, (patient_id, to_ms(start), to_ms(end))).fetchall())
         return [score_from_json(r[0]) for r in rows]
 
+    async def newest_reading_after(self, limit: datetime) -> datetime | None:
+        # the readings' primary key starts with ts_ms: one index seek, however many readings
+        row = await self._read(lambda c: c.execute("SELECT MAX(ts_ms) FROM readings WHERE ts_ms > ?",
+                                                   (to_ms(limit),)).fetchone())
+        return from_ms(row[0]) if row and row[0] is not None else None
+
     async def health(self) -> dict[str, Any]:
         try:
             await self._read(lambda c: c.execute("SELECT 1").fetchone())

@@ -114,3 +114,28 @@ async def test_a_resume_point_within_one_window_of_the_clock_is_kept() -> None:
                                grace_s=GRACE_S, interval_s=300)
     assert await scheduler.tick() == 0
     assert cycle.ran == [] and scheduler.ahead_of_clock is None
+
+
+def test_readings_accepted_while_the_clock_ran_ahead_keep_healthz_not_ok_until_real_time_passes_them(
+        tmp_path: Path) -> None:
+    """A reading stamped a day ahead (accepted while the clock ran ahead: ingestion takes what is at most
+    ``max_future_skew_s`` past the clock) would be windowed tomorrow as tomorrow's vitals. ``/healthz`` names the
+    newest such reading and is not ok until the clock passes it; readings within the skew are not flagged."""
+    clock = FixedClock(NOW)
+    with serve(tmp_path, clock) as client:
+        within_skew = NOW + timedelta(minutes=4)
+        post_readings(client, [{"patient_id": "clock-1", "vital": "hr", "ts": within_skew.isoformat(), "value": 80}])
+        health = client.get("/healthz").json()
+        assert health["ok"] is True and health["readings_ahead_of_clock"] is None
+
+        clock.advance(DAY)
+        stamped = NOW + DAY + timedelta(minutes=1)
+        post_readings(client, [{"patient_id": "clock-1", "vital": "hr", "ts": stamped.isoformat(), "value": 81}])
+        clock.set(NOW)
+        health = client.get("/healthz").json()
+        assert health["ok"] is False  # main: ok, with tomorrow's reading stored
+        assert datetime.fromisoformat(health["readings_ahead_of_clock"]) == stamped
+        assert health["window_ends_ahead_of_clock"] == {}  # no cycle ran ahead: only the reading is flagged
+
+        clock.set(stamped - timedelta(minutes=5))  # within the skew of the clock: as ingestion would accept now
+        assert client.get("/healthz").json()["ok"] is True

@@ -104,6 +104,17 @@ async def test_is_a_vital_store(store: VitalStore) -> None:
     assert health["backlog"] == 0
 
 
+async def test_newest_reading_after_a_limit(store: VitalStore) -> None:
+    """What ``/healthz`` asks to find readings stamped while the clock ran ahead (H17): strictly after the limit."""
+    assert await store.newest_reading_after(T0) is None  # nothing stored
+    ahead = T0 + timedelta(days=1, milliseconds=250)
+    await store.write_readings([Reading("ahead-1", "hr", T0, 80.0), Reading("ahead-2", "spo2", ahead, 97.0),
+                                Reading("ahead-1", "rr", T0 + timedelta(hours=1), 18.0, source="charted")])
+    assert await store.newest_reading_after(T0) == ahead
+    assert await store.newest_reading_after(T0 + timedelta(hours=2)) == ahead
+    assert await store.newest_reading_after(ahead) is None
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_pushed_down_windows_equal_reference(store: VitalStore, patient_prefix: str, seed: int) -> None:
     batches = scenario(patient_prefix, seed)
