@@ -33,7 +33,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config``."""
     options: dict[str, Any] = {"proxy_headers": bool(settings.trusted_proxies),
                                "http": head_guard(settings.http_header_timeout_s, MAX_HEAD_BYTES,
-                                                         settings.http_write_timeout_s),
+                                                  settings.http_write_timeout_s),
                                "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
                                "timeout_keep_alive": KEEP_ALIVE_S, "server_header": False}
     if settings.trusted_proxies:
