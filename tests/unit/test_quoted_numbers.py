@@ -30,6 +30,7 @@ BURDEN = "reports/alert-burden/report.json"
 BURDEN_PN = "reports/alert-burden-physionet2012/report.json"
 BURDEN_PN_RCP = "reports/alert-burden-physionet2012-rcp-trigger/report.json"
 ART = "models/artifacts/twin.json"
+LOOP = "reports/loop-latency/report.json"
 
 _NUMBER = r"([−+-]?\d[\d,]*(?:\.\d+)?)"
 Path_ = str | Callable[[Any], float]
@@ -436,6 +437,10 @@ QUOTES = (
            "candidates/simulator/worse_margin")),
     Quote(CARD, "Threshold **{}** (patient-bootstrap 95 % interval {}–{},", ART,
           (f"{ALERT}/threshold", f"{ALERT}/threshold_ci/0", f"{ALERT}/threshold_ci/1")),
+    # -- README: /healthz while a cycle runs (bench/bench_loop_latency.py)
+    Quote(README, "`/healthz` answers in {} ms at the median while a {}-patient cycle runs, as with no cycle running "
+          "({} ms), and in {} ms at worst of {} requests", LOOP,
+          ("steady/p50_ms", "args/patients", "baseline_pooled/p50_ms", "steady/max_ms", "steady/requests")),
 )
 
 
