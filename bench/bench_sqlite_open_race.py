@@ -6,21 +6,24 @@ Each round: a fresh directory, ``--instances`` threads released by one barrier, 
 (``SqliteDatabase`` for "now"; the same steps in the old order for "before"). A round fails when any thread raised.
 A count of refusals, not a timing: the race needs no particular speed, only threads starting together.
 
-    PYTHONPATH=. python bench/bench_sqlite_open_race.py [--instances 8 --rounds 150]
+    PYTHONPATH=. python bench/bench_sqlite_open_race.py [--instances 8 --rounds 150] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.alerts.store import SCHEMA
 from app.storage.migrations import migrate
 from app.storage.sqlite_db import SqliteDatabase, private_file
+from bench.bench_loop_latency import git_commit
 
 
 def open_before(path: Path) -> Callable[[], None]:
@@ -80,11 +83,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=150)
+    parser.add_argument("--json", type=Path, help="also write the counts here")
     args = parser.parse_args()
+    failed = {}
     for name, opener in (("before", open_before), ("now", open_now)):
-        failed = failed_rounds(opener, args.instances, args.rounds)
-        print(f"{name:>6}: {failed} of {args.rounds} rounds failed ({args.instances} instances opening one new file)",
-              flush=True)
+        failed[name] = failed_rounds(opener, args.instances, args.rounds)
+        print(f"{name:>6}: {failed[name]} of {args.rounds} rounds failed ({args.instances} instances opening one new "
+              "file)", flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"instances": args.instances, "rounds": args.rounds, "failed_rounds": failed,
+                                         "commit": git_commit(), "measured_at": datetime.now(UTC).isoformat(
+                                             timespec="seconds")}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
