@@ -632,7 +632,12 @@ def fanout_row(engine: str) -> tuple[Path_, ...]:
 FLEET_QUOTES = (*FLEET_QUOTES, *(Quote(BENCH, f"| {label} | {{}} / {{}} / {{}} ms | {{}} / {{}} / {{}} ms |",
                                        FANOUT_BENCH, fanout_row(engine))
                                  for label, engine in (("SQLite", "sqlite"), ("PostgreSQL", "postgresql"))))
-QUOTES = (*QUOTES, *CAPACITY_QUOTES, *FLEET_QUOTES, *READS_AUDIT_QUOTES)
+OPEN_RACE_QUOTES = (
+    # Issue 21 follow-up: instances opening one new SQLite file at once, bench/bench_sqlite_open_race.py
+    Quote(BENCH, "**before {} of {} rounds failed, now {} of {}**", "reports/sqlite-open-race/report.json",
+          ("failed_rounds/before", "rounds", "failed_rounds/now", "rounds")),
+)
+QUOTES = (*QUOTES, *CAPACITY_QUOTES, *FLEET_QUOTES, *READS_AUDIT_QUOTES, *OPEN_RACE_QUOTES)
 
 
 @cache
