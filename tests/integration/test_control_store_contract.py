@@ -280,7 +280,7 @@ def test_two_instances_starting_at_once_migrate_once(target: Path | str) -> None
     """Several open (and migrate) at the same moment: no error, one schema.
 
     Six, not two: SQLite's switch of a new file to WAL refused one of three now and then (``database is locked``, no
-    busy wait); with eight, 4 runs in 150 failed before ``enable_wal`` retried.
+    busy wait); ``bench/bench_sqlite_open_race.py`` counts it with eight (reports/sqlite-open-race).
     """
     dbs = [open_control_db(target, SCHEMA) for _ in range(6)]
     errors: list[BaseException] = []

@@ -220,7 +220,7 @@ def reset_by_server(sock: socket.socket) -> bool:
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_CLOSE
 
 
-def test_a_client_that_leaves_its_responses_unread_is_reset_and_the_next_client_is_served(service, peers):
+def test_a_client_that_leaves_its_responses_unread_is_reset_and_the_next_client_is_served(service):
     """200 pipelined requests for the OpenAPI document (about 120 KiB each), never read, through a 4 KiB receive
     buffer: far more than the kernel's buffers hold, so the server's write buffer stays above its high-water mark.
     The connection is reset after the write timeout (main: held for ever, the unsent responses in memory)."""
